@@ -1,0 +1,80 @@
+-- Shared helpers, prepended to every script by sessionstore/scripts.py (static text, no interpolation).
+-- Session HASH fields: c created µs, s last seen µs (µs keep same-ms events in order), i idle ttl ms, a absolute deadline ms,
+-- e idle deadline ms (never past a), v device id, g refresh generation, k its key id,
+-- t last rotation ms, m0.. meta blob chunks, d0.. data blob chunks, dn data chunk count.
+-- Index ZSET: session id -> idle deadline ms. Every key expires with its last deadline.
+
+-- The server's clock in ms, and in µs.
+local function clock()
+  local t = redis.call('TIME')
+  local s, us = tonumber(t[1]), tonumber(t[2])
+  return s * 1000 + math.floor(us / 1000), s * 1000000 + us
+end
+
+local function now_ms()
+  return (clock())
+end
+
+-- The session prefix is built from the declared index key, so discovered keys share its slot.
+local function session_prefix(index)
+  return string.sub(index, 1, #index - 3) .. 's:'
+end
+
+-- The index lives exactly as long as its longest-lived session.
+local function bump_index_ttl(index)
+  local last = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
+  if last[2] then
+    redis.call('PEXPIREAT', index, last[2])
+  end
+end
+
+local function forget(index, key, sid)
+  redis.call('DEL', key)
+  redis.call('ZREM', index, sid)
+end
+
+-- Drop index entries past their deadline (their hashes expire with them).
+local function prune_expired(index, prefix, now)
+  for _, sid in ipairs(redis.call('ZRANGE', index, '-inf', now, 'BYSCORE')) do
+    forget(index, prefix .. sid, sid)
+  end
+end
+
+-- Drop expired entries and entries whose hash is gone (evicted or lost); return the live ids.
+local function prune(index, prefix, now)
+  prune_expired(index, prefix, now)
+  local kept = {}
+  for _, sid in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+    if redis.call('EXISTS', prefix .. sid) == 1 then
+      kept[#kept + 1] = sid
+    else
+      redis.call('ZREM', index, sid)
+    end
+  end
+  return kept
+end
+
+-- Load a live session's clock fields; a session past a deadline is deleted and reads as gone.
+local function load_live(index, key, sid, now)
+  local f = redis.call('HMGET', key, 'e', 'a', 'i', 's')
+  if not f[1] then
+    redis.call('ZREM', index, sid)
+    return nil
+  end
+  local e, a = tonumber(f[1]), tonumber(f[2])
+  if now >= e or now >= a then
+    forget(index, key, sid)
+    return nil
+  end
+  return {e = e, a = a, i = tonumber(f[3]), s = tonumber(f[4])}
+end
+
+-- Slide the idle deadline (never past the absolute one) and keep index and TTLs in step.
+local function slide(index, key, sid, live, now, now_us)
+  local e = math.min(now + live.i, live.a)
+  redis.call('HSET', key, 's', now_us, 'e', e)
+  redis.call('PEXPIREAT', key, e)
+  redis.call('ZADD', index, e, sid)
+  bump_index_ttl(index)
+  live.e, live.s = e, now_us
+end

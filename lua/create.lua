@@ -1,0 +1,49 @@
+-- create: add one session for a user, evicting the least recently active ones past the cap.
+-- KEYS[1] index ZSET, KEYS[2] the new session HASH (same hash tag)
+-- ARGV[1] session id, ARGV[2] idle ttl ms, ARGV[3] absolute ttl ms, ARGV[4] cap,
+-- ARGV[5] device id, ARGV[6..] field/value pairs stored as given (g, k, m*, d*, dn)
+-- Reply: {created µs, idle deadline ms, absolute deadline ms, evicted session ids...}
+local index, key = KEYS[1], KEYS[2]
+local sid, device = ARGV[1], ARGV[5]
+local idle, absolute, cap = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+if not idle or not absolute or not cap or idle < 1 or absolute < idle or cap < 1
+    or (#ARGV - 5) % 2 ~= 0 then
+  return redis.error_reply('ERR sessionstore: bad create arguments')
+end
+if redis.call('EXISTS', key) == 1 then
+  return redis.error_reply('ERR sessionstore: session id collision')
+end
+local now, created = clock()
+local prefix = session_prefix(index)
+prune_expired(index, prefix, now)
+local evicted = {}
+-- The full scan (EXISTS per entry) runs only when the cap is reached.
+local live = {}
+if redis.call('ZCARD', index) >= cap then
+  live = prune(index, prefix, now)
+end
+if #live >= cap then
+  -- Least recently active first: order by last-seen, then by id for a stable choice.
+  local seen = {}
+  for _, other in ipairs(live) do
+    seen[#seen + 1] = {tonumber(redis.call('HGET', prefix .. other, 's')), other}
+  end
+  table.sort(seen, function(x, y)
+    if x[1] == y[1] then return x[2] < y[2] end
+    return x[1] < y[1]
+  end)
+  for n = 1, #live - cap + 1 do
+    forget(index, prefix .. seen[n][2], seen[n][2])
+    evicted[#evicted + 1] = seen[n][2]
+  end
+end
+local a = now + absolute
+local e = math.min(now + idle, a)
+redis.call('HSET', key, 'c', created, 's', created, 'i', idle, 'a', a, 'e', e, 'v', device,
+  unpack(ARGV, 6))
+redis.call('PEXPIREAT', key, e)
+redis.call('ZADD', index, e, sid)
+bump_index_ttl(index)
+local reply = {created, e, a}
+for _, other in ipairs(evicted) do reply[#reply + 1] = other end
+return reply

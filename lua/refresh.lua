@@ -1,0 +1,36 @@
+-- refresh: rotate a session's refresh generation, or detect reuse of an older one.
+-- KEYS[1] index ZSET, KEYS[2] session HASH
+-- ARGV[1] session id, ARGV[2] presented generation, ARGV[3] grace ms, ARGV[4] key id to sign with
+-- Reply: {0} gone; {3} reuse detected (session deleted); {4} session has no refresh token;
+--        {1, generation, key id, fields...} rotated; {2, generation, key id, fields...} grace retry
+--        (the current generation, so a retrying client and the racer that rotated first agree).
+local index, key, sid = KEYS[1], KEYS[2], ARGV[1]
+local presented, grace, kid = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+if not presented or not grace or grace < 0 or kid == '' then
+  return redis.error_reply('ERR sessionstore: bad refresh arguments')
+end
+local now, now_us = clock()
+local live = load_live(index, key, sid, now)
+if not live then
+  return {0}
+end
+local r = redis.call('HMGET', key, 'g', 'k', 't')
+local current = tonumber(r[1])
+if not current then
+  return {4}
+end
+if presented == current then
+  slide(index, key, sid, live, now, now_us)
+  redis.call('HSET', key, 'g', current + 1, 'k', kid, 't', now)
+  local reply = {1, current + 1, kid}
+  for _, v in ipairs(redis.call('HGETALL', key)) do reply[#reply + 1] = v end
+  return reply
+end
+if presented == current - 1 and now - tonumber(r[3] or '0') <= grace then
+  local reply = {2, current, r[2]}
+  for _, v in ipairs(redis.call('HGETALL', key)) do reply[#reply + 1] = v end
+  return reply
+end
+forget(index, key, sid)
+bump_index_ttl(index)
+return {3}

@@ -1,0 +1,59 @@
+"""sessionstore: Redis-native sessions and stateful JWTs with instant revocation.
+
+Sessions live in Redis hashes changed only by atomic Lua scripts; access tokens are
+minimal JWTs naming a session; validation degrades to the token's own claims, under
+a bounded policy, while Redis is unreachable.
+"""
+
+from sessionstore.aio import AsyncSessionStore
+from sessionstore.errors import (
+    DisallowedAlgorithm,
+    InvalidClaim,
+    InvalidHeader,
+    InvalidInput,
+    InvalidSignature,
+    InvalidToken,
+    MalformedToken,
+    RefreshReuseDetected,
+    ScriptError,
+    SessionRevoked,
+    SessionStoreError,
+    StoreUnavailable,
+    TokenExpired,
+    TokenTooLarge,
+    UnknownKey,
+    WrongTokenType,
+)
+from sessionstore.models import Config, Device, DeviceSessions, Principal, Session, TokenPair
+from sessionstore.store import SessionStore
+from sessionstore.tokens import Keyring
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncSessionStore",
+    "Config",
+    "Device",
+    "DeviceSessions",
+    "DisallowedAlgorithm",
+    "InvalidClaim",
+    "InvalidHeader",
+    "InvalidInput",
+    "InvalidSignature",
+    "InvalidToken",
+    "Keyring",
+    "MalformedToken",
+    "Principal",
+    "RefreshReuseDetected",
+    "ScriptError",
+    "Session",
+    "SessionRevoked",
+    "SessionStore",
+    "SessionStoreError",
+    "StoreUnavailable",
+    "TokenExpired",
+    "TokenPair",
+    "TokenTooLarge",
+    "UnknownKey",
+    "WrongTokenType",
+]

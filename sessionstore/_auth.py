@@ -1,0 +1,201 @@
+"""Pure token logic on top of the store core: login, validate, refresh, logout.
+
+Token checks run here before any I/O; the Redis side is one ``Call`` each, and the
+fallback policy decides what an unreachable Redis means for validation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from sessionstore import _codec
+from sessionstore._core import Call, Core, fail_closed
+from sessionstore._policy import Breaker
+from sessionstore.errors import (
+    InvalidInput,
+    InvalidToken,
+    RefreshReuseDetected,
+    SessionRevoked,
+    StoreUnavailable,
+)
+from sessionstore.keys import user_keys
+from sessionstore.models import Config, Device, Principal, TokenPair
+from sessionstore.scripts import SCRIPTS
+from sessionstore.tokens import (
+    RESERVED_CLAIMS,
+    AccessClaims,
+    Keyring,
+    issue_access_token,
+    issue_refresh_token,
+    parse_refresh_token,
+    verify_access_token,
+)
+
+__all__ = ["Auth"]
+
+
+class Auth(Core):
+    """The ``Call`` builders of the token operations, plus the fallback state."""
+
+    def __init__(self, config: Config, keyring: Keyring | None) -> None:
+        super().__init__(config)
+        if keyring is not None and not isinstance(keyring, Keyring):
+            raise InvalidInput(f"keyring must be a Keyring, got {type(keyring).__name__}")
+        self._keyring = keyring
+        self.breaker = Breaker(config.breaker_failures, config.breaker_reset)
+
+    @property
+    def keyring(self) -> Keyring:
+        """The keyring; token operations need one."""
+        if self._keyring is None:
+            raise InvalidInput("this store has no keyring: pass keyring=Keyring.generate(...)")
+        return self._keyring
+
+    def _signing_kid(self) -> str:
+        kid = self.keyring.current_kid
+        if kid is None:
+            raise InvalidInput("the keyring holds public keys only: it cannot sign")
+        return kid
+
+    def _pair(
+        self,
+        user_id: str,
+        session_id: str,
+        claims: Mapping[str, Any],
+        generation: int,
+        kid: str,
+        absolute_deadline: float,
+    ) -> TokenPair:
+        now = int(time.time())
+        access, issued = issue_access_token(
+            self.keyring,
+            user_id=user_id,
+            session_id=session_id,
+            claims=claims,
+            config=self.config,
+            now=now,
+            expires_at=int(absolute_deadline),
+        )
+        refresh = issue_refresh_token(
+            self.keyring, user_id=user_id, session_id=session_id, generation=generation, kid=kid
+        )
+        return TokenPair(
+            access_token=access,
+            refresh_token=refresh,
+            session_id=session_id,
+            expires_in=issued.expires_at - now,
+        )
+
+    def login(
+        self,
+        user_id: str,
+        *,
+        device: Device,
+        claims: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None,
+        idle_ttl: int | None = None,
+        absolute_ttl: int | None = None,
+    ) -> Call[TokenPair]:
+        """Create a session and hand out its first token pair."""
+        kid = self._signing_kid()
+        checked = _codec.check_claims(claims, RESERVED_CLAIMS, self.config.max_claims_bytes)
+        inner = self.create(
+            user_id,
+            device=device,
+            data=data,
+            idle_ttl=idle_ttl,
+            absolute_ttl=absolute_ttl,
+            claims=checked,
+            extra=("g", 1, "k", kid),
+        )
+
+        def parse(reply: Any) -> TokenPair:
+            session = inner.parse(reply)
+            return self._pair(
+                user_id, session.session_id, checked, 1, kid, session.absolute_expires_at
+            )
+
+        return Call(inner.script, inner.keys, inner.args, parse)
+
+    def refresh(self, refresh_token: object) -> Call[TokenPair]:
+        """Rotate a refresh token: one script, reuse of an old one revokes the session."""
+        found = parse_refresh_token(
+            self.keyring, refresh_token, max_bytes=self.config.max_token_bytes
+        )
+        user_id, session_id = found.user_id, found.session_id
+        keys = user_keys(self.config.namespace, user_id)
+        grace_ms = self.config.refresh_grace * 1000
+        args = (session_id, found.generation, grace_ms, self._signing_kid())
+
+        def parse(reply: list[Any]) -> TokenPair:
+            status = int(reply[0])
+            if status == 4:
+                raise InvalidToken("session has no refresh token")
+            if status in (0, 3):
+                self.revoked.add(user_id, session_id, time.time())
+                if status == 3:
+                    raise RefreshReuseDetected("refresh token reused: session revoked")
+                raise SessionRevoked("session is revoked or expired")
+            session = _codec.parse_session(user_id, session_id, _codec.parse_fields(reply[3:]))
+            generation, kid = int(reply[1]), reply[2].decode()
+            return self._pair(
+                user_id, session_id, session.claims, generation, kid, session.absolute_expires_at
+            )
+
+        return Call(SCRIPTS["refresh"], (keys.index, keys.session(session_id)), args, parse)
+
+    def verify(self, access_token: object) -> AccessClaims:
+        """Check an access token locally (no I/O): gate, signature, claims."""
+        return verify_access_token(self.keyring, access_token, config=self.config, now=time.time())
+
+    def logout(self, access_token: object) -> Call[bool]:
+        """Revoke the session an access token names."""
+        claims = self.verify(access_token)
+        return self.revoke(claims.user_id, claims.session_id)
+
+    def validate(self, access_token: object) -> Principal | Call[Principal]:
+        """A ``Principal`` decided without Redis (breaker open), or the one-trip check."""
+        claims = self.verify(access_token)
+        if not self.breaker.allow(time.monotonic()):
+            return self._degraded(claims, None)
+        inner = self.check(claims.user_id, claims.session_id, self.config.touch_interval * 1000)
+
+        def parse(reply: Any) -> Principal:
+            self.breaker.success()
+            session = inner.parse(reply)
+            if session is None:
+                self.revoked.add(claims.user_id, claims.session_id, time.time())
+                raise SessionRevoked("session is revoked or expired")
+            return _principal(claims, session=session)
+
+        def fail(err: Exception, unreachable: bool) -> Principal:
+            if not unreachable:
+                self.breaker.success()
+                return fail_closed(err, unreachable)  # type: ignore[no-any-return]
+            self.breaker.failure(time.monotonic())
+            return self._degraded(claims, err)
+
+        return Call(inner.script, inner.keys, inner.args, parse, fail)
+
+    def _degraded(self, claims: AccessClaims, err: Exception | None) -> Principal:
+        if self.config.fallback == "deny":
+            raise StoreUnavailable("Redis is unreachable and fallback is 'deny'") from err
+        if self.breaker.outage_seconds(time.monotonic()) > self.config.max_degraded_seconds:
+            raise StoreUnavailable("Redis has been unreachable past max_degraded_seconds") from err
+        if self.revoked.is_revoked(claims.user_id, claims.session_id, time.time()):
+            raise SessionRevoked("session was revoked (known to this process)")
+        return _principal(claims, session=None)
+
+
+def _principal(claims: AccessClaims, *, session: Any) -> Principal:
+    return Principal(
+        user_id=claims.user_id,
+        session_id=claims.session_id,
+        claims=claims.claims,
+        session=session,
+        degraded=session is None,
+        issued_at=claims.issued_at,
+        expires_at=claims.expires_at,
+    )

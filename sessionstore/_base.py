@@ -1,0 +1,53 @@
+"""Construction shared by ``SessionStore`` and ``AsyncSessionStore`` (no I/O here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sessionstore._auth import Auth
+from sessionstore._io import check_client, client_options
+from sessionstore.errors import InvalidInput
+from sessionstore.models import Config
+from sessionstore.tokens import Keyring
+
+__all__ = ["StoreBase", "url_options"]
+
+
+class StoreBase:
+    """Holds the client, the pure core and the ownership flag of both shells."""
+
+    def __init__(
+        self, client: Any, *, keyring: Keyring | None = None, config: Config | None = None
+    ) -> None:
+        if client is None:
+            raise InvalidInput("client must be a Redis client; use from_url() to make one")
+        check_client(client)
+        self._client = client
+        self._core = Auth(Config() if config is None else config, keyring)
+        # Clients the store creates are closed by close(); a user-owned one is left open.
+        self._owns_client = False
+
+    @property
+    def config(self) -> Config:
+        """The store's configuration."""
+        return self._core.config
+
+    @property
+    def keyring(self) -> Keyring:
+        """The store's keyring (raises ``InvalidInput`` when it has none)."""
+        return self._core.keyring
+
+    @property
+    def client(self) -> Any:
+        """The underlying redis-py client."""
+        return self._client
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(namespace={self.config.namespace!r})"
+
+
+def url_options(url: object, config: Config, options: dict[str, Any]) -> dict[str, Any]:
+    """Validate a ``from_url`` URL and merge the store's client options under the caller's."""
+    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+        raise InvalidInput("url must start with redis://, rediss:// or unix://")
+    return {**client_options(config), **options}

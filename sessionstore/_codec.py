@@ -1,0 +1,140 @@
+"""Encoding of session fields: input checks, chunked blobs, and parsing of script replies.
+
+Blobs (device meta + claims, and ``data``) are msgpack, stored as 64-byte chunks so that
+a session hash stays listpack-encoded under Redis' default ``hash-max-listpack-value``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgspec
+
+from sessionstore.errors import InvalidInput
+from sessionstore.keys import check_device_id
+from sessionstore.models import Device, Session
+
+__all__ = [
+    "CHUNK",
+    "check_claims",
+    "check_device",
+    "chunk_fields",
+    "encode_data",
+    "encode_meta",
+    "parse_fields",
+    "parse_session",
+]
+
+CHUNK = 64
+_MAX_DEVICE_TEXT = {"name": 256, "user_agent": 1024, "ip": 64}
+_encoder = msgspec.msgpack.Encoder()
+_json_encoder = msgspec.json.Encoder()
+_meta_decoder = msgspec.msgpack.Decoder(tuple[str, str, str, dict[str, Any]])
+_data_decoder = msgspec.msgpack.Decoder(dict[str, Any])
+
+
+def check_device(device: object) -> Device:
+    """Return ``device`` if it is a ``Device`` with sane field sizes, else raise."""
+    if not isinstance(device, Device):
+        raise InvalidInput(f"device must be a Device, got {type(device).__name__}")
+    check_device_id(device.id)
+    for name, limit in _MAX_DEVICE_TEXT.items():
+        value = getattr(device, name)
+        if not isinstance(value, str) or len(value) > limit or "\x00" in value:
+            raise InvalidInput(f"device.{name} must be a str of at most {limit} chars")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise InvalidInput(f"device.{name} must be valid Unicode") from err
+    return device
+
+
+def _encode(value: object, what: str, limit: int) -> bytes:
+    try:
+        raw = _encoder.encode(value)
+        # msgpack accepts lone surrogates' UTF-8 errors late; JSON-round-trippable is our rule.
+        _json_encoder.encode(value)
+    except (TypeError, ValueError, UnicodeEncodeError, OverflowError) as err:
+        raise InvalidInput(f"{what} must be JSON-like data (str keys): {err}") from err
+    if len(raw) > limit:
+        raise InvalidInput(f"{what} is {len(raw)} bytes encoded, over the {limit} byte limit")
+    return raw
+
+
+def _check_mapping(value: object, what: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise InvalidInput(f"{what} must be a dict with str keys")
+    return value
+
+
+def encode_data(data: object, limit: int) -> tuple[dict[str, Any], bytes]:
+    """Check and encode a session's ``data`` (None: empty), refusing it over ``limit`` bytes."""
+    mapping = dict(_check_mapping(data, "data"))
+    return mapping, _encode(mapping, "data", limit)
+
+
+def check_claims(claims: object, reserved: frozenset[str], limit: int) -> dict[str, Any]:
+    """Return the caller's claims as a dict, refusing registered names and oversize."""
+    mapping = dict(_check_mapping(claims, "claims"))
+    clash = sorted(reserved.intersection(mapping))
+    if clash:
+        raise InvalidInput(f"claims must not set registered claims: {', '.join(clash)}")
+    _encode(mapping, "claims", limit)
+    return mapping
+
+
+def encode_meta(device: Device, claims: Mapping[str, Any]) -> bytes:
+    """Encode the immutable part of a session: device texts and the caller's claims."""
+    return _encoder.encode((device.name, device.user_agent, device.ip, dict(claims)))
+
+
+def chunk_fields(prefix: str, blob: bytes) -> list[bytes | str]:
+    """Field/value pairs ``prefix0, chunk0, prefix1, chunk1, ...`` for one blob."""
+    pairs: list[bytes | str] = []
+    for n, start in enumerate(range(0, len(blob), CHUNK)):
+        pairs += [f"{prefix}{n}", blob[start : start + CHUNK]]
+    return pairs
+
+
+def data_chunks(blob: bytes) -> list[bytes]:
+    """The chunks of a data blob, in order (``update`` stores them as d0, d1, ...)."""
+    return [blob[start : start + CHUNK] for start in range(0, len(blob), CHUNK)]
+
+
+def parse_fields(flat: Sequence[bytes]) -> dict[bytes, bytes]:
+    """Turn an HGETALL reply (field, value, ...) into a dict."""
+    it = iter(flat)
+    return dict(zip(it, it, strict=True))
+
+
+def _join(fields: Mapping[bytes, bytes], prefix: bytes, count: int | None = None) -> bytes:
+    parts = []
+    n = 0
+    while count is None or n < count:
+        part = fields.get(prefix + str(n).encode())
+        if part is None:
+            break
+        parts.append(part)
+        n += 1
+    return b"".join(parts)
+
+
+def parse_session(user_id: str, session_id: str, fields: Mapping[bytes, bytes]) -> Session:
+    """Build a ``Session`` from its hash fields (times from ms to seconds)."""
+    name, user_agent, ip, claims = _meta_decoder.decode(_join(fields, b"m"))
+    data_count = int(fields.get(b"dn", b"0"))
+    data = _data_decoder.decode(_join(fields, b"d", data_count)) if data_count else {}
+    return Session(
+        user_id=user_id,
+        session_id=session_id,
+        device=Device(id=fields[b"v"].decode(), name=name, user_agent=user_agent, ip=ip),
+        created_at=int(fields[b"c"]) / 1e6,
+        last_seen_at=int(fields[b"s"]) / 1e6,
+        idle_expires_at=int(fields[b"e"]) / 1000,
+        absolute_expires_at=int(fields[b"a"]) / 1000,
+        data=data,
+        claims=claims,
+    )

@@ -1,0 +1,225 @@
+"""Pure store logic shared by the sync and async shells: argument packing, reply parsing.
+
+Each operation returns a ``Call``: the script, its KEYS and ARGV, and how to turn the
+reply (or an unreachable Redis) into the result. The shells only execute calls.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from sessionstore import _codec
+from sessionstore._policy import RevocationMemory
+from sessionstore.errors import (
+    InvalidInput,
+    ScriptError,
+    SessionRevoked,
+    StoreUnavailable,
+)
+from sessionstore.keys import check_device_id, check_session_id, new_session_id, user_keys
+from sessionstore.models import Config, Device, DeviceSessions, Session
+from sessionstore.scripts import SCRIPTS, Script
+
+__all__ = ["Call", "Core", "fail_closed", "group"]
+
+T = TypeVar("T")
+Arg = bytes | str | int
+
+
+def fail_closed(err: Exception, unreachable: bool) -> Any:
+    """Default outcome of a failed call: never a fallback, always a typed error."""
+    if unreachable:
+        raise StoreUnavailable(f"Redis is unreachable: {type(err).__name__}") from err
+    raise ScriptError(f"Redis answered with an error: {err}") from err
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One script invocation and what to make of its outcome."""
+
+    script: Script
+    keys: tuple[str, ...]
+    args: tuple[Arg, ...]
+    parse: Callable[[Any], T]
+    fail: Callable[[Exception, bool], T] = field(default=fail_closed)
+
+
+def _ttl(value: int | None, default: int, name: str) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= default:
+        raise InvalidInput(f"{name} must be an integer in 1..{default}, got {value!r}")
+    return value
+
+
+class Core:
+    """Builds the ``Call`` of every store operation for one ``Config``."""
+
+    def __init__(self, config: Config) -> None:
+        if not isinstance(config, Config):
+            raise InvalidInput(f"config must be a Config, got {type(config).__name__}")
+        self.config = config
+        # A revoked session matters to degraded mode for as long as its tokens can live.
+        self.revoked = RevocationMemory(config.revoked_memory, config.access_ttl + config.leeway)
+
+    def _forget(self, user_id: str, session_ids: Sequence[str]) -> None:
+        now = time.time()
+        for session_id in session_ids:
+            self.revoked.add(user_id, session_id, now)
+
+    def create(
+        self,
+        user_id: str,
+        *,
+        device: Device,
+        data: Mapping[str, Any] | None = None,
+        idle_ttl: int | None = None,
+        absolute_ttl: int | None = None,
+        claims: Mapping[str, Any] | None = None,
+        extra: Sequence[Arg] = (),
+    ) -> Call[Session]:
+        """Create a session (``extra``: more field/value pairs, e.g. refresh state)."""
+        cfg = self.config
+        keys = user_keys(cfg.namespace, user_id)
+        _codec.check_device(device)
+        idle = _ttl(idle_ttl, cfg.idle_ttl, "idle_ttl")
+        absolute = _ttl(absolute_ttl, cfg.absolute_ttl, "absolute_ttl")
+        if idle > absolute:
+            raise InvalidInput("idle_ttl must not exceed absolute_ttl")
+        data, blob = _codec.encode_data(data, cfg.max_data_bytes)
+        fields: list[Arg] = [*extra]
+        fields += _codec.chunk_fields("m", _codec.encode_meta(device, claims or {}))
+        if data:
+            chunks = _codec.data_chunks(blob)
+            fields += [*_codec.chunk_fields("d", blob), "dn", len(chunks)]
+        session_id = new_session_id()
+        args: tuple[Arg, ...] = (
+            session_id,
+            idle * 1000,
+            absolute * 1000,
+            cfg.max_sessions_per_user,
+            device.id,
+            *fields,
+        )
+
+        def parse(reply: list[Any]) -> Session:
+            created, idle_deadline, absolute_deadline = (int(x) for x in reply[:3])
+            self._forget(user_id, [x.decode() for x in reply[3:]])
+            return Session(
+                user_id=user_id,
+                session_id=session_id,
+                device=device,
+                created_at=created / 1e6,
+                last_seen_at=created / 1e6,
+                idle_expires_at=idle_deadline / 1000,
+                absolute_expires_at=absolute_deadline / 1000,
+                data=data,
+                claims=dict(claims or {}),
+            )
+
+        return Call(SCRIPTS["create"], (keys.index, keys.session(session_id)), args, parse)
+
+    def check(self, user_id: str, session_id: str, interval_ms: int) -> Call[Session | None]:
+        """Read a live session, touching it when ``interval_ms`` has elapsed (-1: never)."""
+        keys = user_keys(self.config.namespace, user_id)
+        check_session_id(session_id)
+
+        def parse(reply: Any) -> Session | None:
+            if not isinstance(reply, list):
+                return None
+            return _codec.parse_session(user_id, session_id, _codec.parse_fields(reply))
+
+        args = (session_id, interval_ms)
+        return Call(SCRIPTS["check"], (keys.index, keys.session(session_id)), args, parse)
+
+    def get(self, user_id: str, session_id: str) -> Call[Session | None]:
+        """Read one live session (None when gone); never extends it."""
+        return self.check(user_id, session_id, -1)
+
+    def touch(self, user_id: str, session_id: str) -> Call[bool]:
+        """Slide the idle deadline now; False (and nothing written) when gone."""
+        inner = self.check(user_id, session_id, 0)
+        return Call(inner.script, inner.keys, inner.args, lambda r: inner.parse(r) is not None)
+
+    def update(self, user_id: str, session_id: str, data: Mapping[str, Any]) -> Call[Session]:
+        """Replace a live session's data; ``SessionRevoked`` when gone (never recreated)."""
+        keys = user_keys(self.config.namespace, user_id)
+        check_session_id(session_id)
+        checked, blob = _codec.encode_data(data, self.config.max_data_bytes)
+        chunks = _codec.data_chunks(blob) if checked else []
+
+        def parse(reply: Any) -> Session:
+            if not isinstance(reply, list):
+                self._forget(user_id, [session_id])
+                raise SessionRevoked("session is revoked or expired")
+            return _codec.parse_session(user_id, session_id, _codec.parse_fields(reply))
+
+        args: tuple[Arg, ...] = (session_id, *chunks)
+        return Call(SCRIPTS["update"], (keys.index, keys.session(session_id)), args, parse)
+
+    def revoke(self, user_id: str, session_id: str) -> Call[bool]:
+        """Delete one session; True when it was live."""
+        keys = user_keys(self.config.namespace, user_id)
+        check_session_id(session_id)
+
+        def parse(reply: int) -> bool:
+            self._forget(user_id, [session_id])
+            return bool(reply)
+
+        return Call(SCRIPTS["revoke"], (keys.index, keys.session(session_id)), (session_id,), parse)
+
+    def _revoke_many(self, user_id: str, mode: str, arg: str) -> Call[int]:
+        keys = user_keys(self.config.namespace, user_id)
+
+        def parse(reply: list[bytes]) -> int:
+            self._forget(user_id, [x.decode() for x in reply])
+            return len(reply)
+
+        return Call(SCRIPTS["revoke_many"], (keys.index,), (mode, arg), parse)
+
+    def revoke_device(self, user_id: str, device_id: str) -> Call[int]:
+        """Delete every session of one device; the number deleted."""
+        return self._revoke_many(user_id, "device", check_device_id(device_id))
+
+    def revoke_user(self, user_id: str, keep: str | None = None) -> Call[int]:
+        """Delete every session of a user but ``keep``; the number deleted."""
+        return self._revoke_many(user_id, "user", "" if keep is None else check_session_id(keep))
+
+    def sessions(self, user_id: str) -> Call[list[Session]]:
+        """A user's live sessions, newest first."""
+        keys = user_keys(self.config.namespace, user_id)
+
+        def parse(reply: list[list[bytes]]) -> list[Session]:
+            found = [
+                _codec.parse_session(user_id, row[0].decode(), _codec.parse_fields(row[1:]))
+                for row in reply
+            ]
+            found.sort(key=lambda s: (s.created_at, s.session_id), reverse=True)
+            return found
+
+        return Call(SCRIPTS["list"], (keys.index,), (), parse)
+
+    def devices(self, user_id: str) -> Call[list[DeviceSessions]]:
+        """A user's live sessions grouped per device, most recently seen device first."""
+        inner = self.sessions(user_id)
+        return Call(inner.script, inner.keys, inner.args, lambda r: group(inner.parse(r)))
+
+
+def group(sessions: list[Session]) -> list[DeviceSessions]:
+    """Group sessions (newest first) per device id; the device shown is the newest one's."""
+    by_device: dict[str, list[Session]] = {}
+    for session in sessions:
+        by_device.setdefault(session.device.id, []).append(session)
+    groups = [
+        DeviceSessions(
+            device=members[0].device,
+            sessions=members,
+            last_seen_at=max(s.last_seen_at for s in members),
+        )
+        for members in by_device.values()
+    ]
+    groups.sort(key=lambda g: g.last_seen_at, reverse=True)
+    return groups

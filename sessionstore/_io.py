@@ -1,0 +1,58 @@
+"""What the sync and async shells share about the driver: error classes and client options."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from redis import exceptions as rx
+
+from sessionstore._core import Call
+from sessionstore.errors import InvalidInput
+from sessionstore.models import Config
+
+__all__ = [
+    "DRIVER_ERRORS",
+    "check_client",
+    "client_options",
+    "eval_args",
+    "failed",
+    "is_unreachable",
+]
+
+T = TypeVar("T")
+
+DRIVER_ERRORS = (rx.RedisError, OSError)
+_UNREACHABLE = (rx.ConnectionError, rx.TimeoutError, ConnectionError, TimeoutError)
+# A refused login is a misconfiguration, not an outage: it must not open the fallback.
+_MISCONFIGURED = (rx.AuthenticationError, rx.AuthorizationError)
+
+
+def is_unreachable(err: BaseException) -> bool:
+    """Only connection errors and timeouts mean "Redis is unreachable"."""
+    return isinstance(err, _UNREACHABLE) and not isinstance(err, _MISCONFIGURED)
+
+
+def failed(call: Call[T], err: Exception) -> T:
+    """The outcome of ``call`` when the driver raised ``err``."""
+    return call.fail(err, is_unreachable(err))
+
+
+def eval_args(call: Call[Any]) -> tuple[Any, ...]:
+    """Positional arguments of EVALSHA/EVAL after the script: numkeys, KEYS, ARGV."""
+    return (len(call.keys), *call.keys, *call.args)
+
+
+def client_options(config: Config) -> dict[str, Any]:
+    """Options for clients the store creates: bounded timeouts, binary replies."""
+    return {
+        "socket_timeout": config.socket_timeout,
+        "socket_connect_timeout": config.socket_timeout,
+        "decode_responses": False,
+    }
+
+
+def check_client(client: Any) -> None:
+    """Refuse a user-owned client that decodes replies (session blobs are binary)."""
+    options: dict[str, Any] = getattr(client, "get_connection_kwargs", dict)()
+    if options.get("decode_responses"):
+        raise InvalidInput("the Redis client must use decode_responses=False")

@@ -1,0 +1,433 @@
+"""JOSE layer under ``tokens``: strict base64url and JSON, the JWS header gate, keys and JWKs.
+
+Private module, no I/O. Key material never reaches a repr, a log line or an exception
+message: errors name the ``kid`` and ``alg``, never the key.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hmac
+import json
+import math
+import re
+import secrets
+from collections.abc import Mapping
+from typing import Any, Final, TypeAlias
+
+import jwt
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from jwt.algorithms import Algorithm
+
+from sessionstore.errors import (
+    DisallowedAlgorithm,
+    InvalidHeader,
+    InvalidInput,
+    MalformedToken,
+    UnknownKey,
+)
+
+PrivateKey: TypeAlias = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
+PublicKey: TypeAlias = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
+
+HMAC_SIZES: Final[Mapping[str, int]] = {"HS256": 32, "HS384": 48, "HS512": 64}
+_HMAC_DIGESTS: Final[Mapping[str, str]] = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}
+_KTY: Final[Mapping[str, str]] = {
+    **dict.fromkeys(HMAC_SIZES, "oct"),
+    **{"ES256": "EC", "EdDSA": "OKP", "RS256": "RSA", "PS256": "RSA"},
+}
+SUPPORTED_ALGS: Final = frozenset(_KTY)
+MIN_RSA_BITS: Final = 2048
+MAX_KID_CHARS: Final = 256
+_REFRESH_LABEL: Final = b"sessionstore/refresh/v1"
+# What PyJWT and cryptography raise on a malformed JWK (binascii.Error is a ValueError).
+_JWK_ERRORS: Final = (jwt.PyJWTError, ValueError, TypeError, KeyError, UnsupportedAlgorithm)
+ACCESS_TYPES: Final = frozenset({"at+jwt", "application/at+jwt"})
+_HEADER_MEMBERS: Final = frozenset({"alg", "kid", "typ"})
+_HEADER_CACHE_SIZE: Final = 64
+
+# --- strict base64url -----------------------------------------------------------------------
+
+_ALPHABET: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_VALUE: Final = bytes(_ALPHABET.find(byte) & 0x3F for byte in range(256))  # byte -> 6 bits
+_B64U: Final = re.compile(r"[A-Za-z0-9_-]*")
+_TO_URL: Final = bytes.maketrans(b"+/", b"-_")
+_FROM_URL: Final = bytes.maketrans(b"-_", b"+/")
+_PAD: Final = (b"", b"", b"==", b"=")
+# Bits of the last character that fall outside the data when len % 4 is 2 or 3: they must be
+# zero, otherwise several strings decode to the same bytes (a malleable encoding).
+_TAIL_MASK: Final = (0, 0, 0x0F, 0x03)
+
+
+def b64u_bytes(data: bytes) -> bytes:
+    """Unpadded base64url of ``data``, as ASCII bytes."""
+    return binascii.b2a_base64(data, newline=False).rstrip(b"=").translate(_TO_URL)
+
+
+def b64u_encode(data: bytes) -> str:
+    """Unpadded base64url of ``data``."""
+    return b64u_bytes(data).decode("ascii")
+
+
+def b64u_decode_checked(segment: bytes) -> bytes:
+    """Decode unpadded base64url whose charset the caller has already checked.
+
+    Raise ``ValueError`` unless ``segment`` is the canonical encoding of its bytes.
+    """
+    rem = len(segment) % 4
+    if rem == 1:
+        raise ValueError("base64url length is 1 more than a multiple of 4")
+    if rem and _VALUE[segment[-1]] & _TAIL_MASK[rem]:
+        raise ValueError("base64url has non-zero padding bits")
+    return binascii.a2b_base64(segment.translate(_FROM_URL) + _PAD[rem])
+
+
+def b64u_decode(value: object) -> bytes:
+    """Decode canonical unpadded base64url text; raise ``ValueError`` on anything else."""
+    if not isinstance(value, str) or not _B64U.fullmatch(value):
+        raise ValueError("not an unpadded base64url string")
+    return b64u_decode_checked(value.encode("ascii"))
+
+
+# --- strict JSON ------------------------------------------------------------------------------
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json keeps the last of duplicate names silently; two parsers that disagree on which
+    # duplicate wins is how claims get smuggled past a check, so refuse them outright.
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        raise ValueError("duplicate member name")
+    return members
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("number out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_JSON_SPACE: Final = " \t\n\r"
+_DECODER: Final = json.JSONDecoder(
+    object_pairs_hook=_unique_members, parse_float=_finite_float, parse_constant=_no_constant
+)
+
+
+def strict_loads(text: str) -> Any:
+    """Parse RFC 8259 JSON: no duplicate names, NaN, Infinity or overflowing numbers.
+
+    Raise ``ValueError`` (or ``RecursionError`` for absurd nesting) on refusal.
+    """
+    # raw_decode skips JSONDecoder.decode's two whitespace regex scans (this runs per request).
+    start = len(text) - len(text.lstrip(_JSON_SPACE))
+    value, end = _DECODER.raw_decode(text, start)
+    if end != len(text) and text[end:].strip(_JSON_SPACE):
+        raise ValueError("extra data after the JSON value")
+    return value
+
+
+def json_claims(claims: object, reserved: frozenset[str]) -> dict[str, Any]:
+    """Check caller claims for signing; return them as the verifier will parse them."""
+    if not isinstance(claims, Mapping):
+        raise InvalidInput("claims must be a mapping")
+    if not all(isinstance(name, str) for name in claims):
+        raise InvalidInput("claim names must be strings")
+    clash = sorted(name for name in claims if name in reserved)
+    if clash:
+        raise InvalidInput(f"claims may not use registered names: {', '.join(clash)}")
+    try:
+        # Round-trip through the verifier's parser: what we sign is exactly what verifies.
+        decoded: dict[str, Any] = strict_loads(json.dumps(dict(claims), allow_nan=False))
+    except (TypeError, ValueError, RecursionError) as err:
+        raise InvalidInput("claims must be JSON (no NaN, no duplicate names)") from err
+    return decoded
+
+
+def json_object(segment: bytes, what: str) -> dict[str, Any]:
+    """Decode one JWS segment (charset already matched) as a strict JSON object."""
+    try:
+        value = strict_loads(b64u_decode_checked(segment).decode("utf-8"))
+    except (ValueError, RecursionError) as err:
+        raise MalformedToken(f"{what} is not valid base64url JSON") from err
+    if type(value) is not dict:
+        raise MalformedToken(f"{what} is not a JSON object")
+    return value
+
+
+# --- key set snapshot and JWS header gate -----------------------------------------------------
+
+
+class KeySet:
+    """One immutable view of a keyring: writers build a new one and swap the reference."""
+
+    __slots__ = ("current", "headers", "keys", "retire")
+
+    def __init__(
+        self, keys: dict[str, KeyEntry], retire: dict[str, float], current: str | None
+    ) -> None:
+        self.keys = keys
+        self.retire = retire  # kid -> time.time() at which the key is dropped
+        self.current = current
+        # Header segment -> key: every token one key signs carries the same header text, so
+        # the strict header parse runs once per key and snapshot, not once per request.
+        self.headers: dict[bytes, KeyEntry] = {}
+
+    def without_expired(self, now: float) -> KeySet:
+        """This set, or a new one without the keys whose retirement time has passed."""
+        gone = {kid for kid, at in self.retire.items() if at <= now}
+        if not gone:
+            return self
+        keys = {kid: key for kid, key in self.keys.items() if kid not in gone}
+        retire = {kid: at for kid, at in self.retire.items() if kid not in gone}
+        return KeySet(keys, retire, None if self.current in gone else self.current)
+
+    def header_key(self, segment: bytes) -> KeyEntry:
+        """The key a JWS header segment names, once the header passes the allowlist."""
+        header = json_object(segment, "header")
+        if not header.keys() <= _HEADER_MEMBERS:
+            raise InvalidHeader("header has a member other than alg, kid and typ")
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg.lower() == "none":
+            raise DisallowedAlgorithm("alg is missing or not allowed")
+        typ = header.get("typ")
+        if not isinstance(typ, str) or typ not in ACCESS_TYPES:
+            raise InvalidHeader("typ must be at+jwt")
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise InvalidHeader("kid must be a string")
+        key = self.keys.get(kid)
+        if key is None:
+            raise UnknownKey("unknown kid")
+        if alg != key.alg:
+            raise DisallowedAlgorithm("alg is not the one pinned for this kid")
+        return key
+
+    def remember(self, segment: bytes, key: KeyEntry) -> None:
+        """Cache a header segment whose token's signature verified (so never a forger's)."""
+        if len(self.headers) < _HEADER_CACHE_SIZE:
+            self.headers[segment] = key
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+
+class KeyEntry:
+    """One key of a keyring: its kid, pinned alg and material prepared once for every use."""
+
+    __slots__ = (
+        "_algorithm",
+        "_mac",
+        "alg",
+        "kid",
+        "private",
+        "public",
+        "refresh_key",
+        "secret",
+        "sig_len",
+    )
+
+    def __init__(
+        self,
+        kid: str,
+        alg: str,
+        *,
+        secret: bytes | None = None,
+        private: PrivateKey | None = None,
+        public: PublicKey | None = None,
+    ) -> None:
+        self.kid = kid
+        self.alg = alg
+        self.secret = secret
+        self.private = private
+        self.public = public if private is None else private.public_key()
+        # Keyed once: copying a keyed HMAC skips re-deriving the pads on every verify.
+        self._mac = None if secret is None else hmac.new(secret, digestmod=_HMAC_DIGESTS[alg])
+        self._algorithm: Algorithm = jwt.get_algorithm_by_name(alg)
+        if secret is not None:
+            self.sig_len = HMAC_SIZES[alg]
+        elif isinstance(self.public, rsa.RSAPublicKey):
+            self.sig_len = (self.public.key_size + 7) // 8
+        else:
+            self.sig_len = 64  # ES256 raw r||s and Ed25519 are both 64 bytes
+        material = _refresh_material(secret, private)
+        # The refresh secret is derived, never stored: tokens of every generation are MACs
+        # under a key that exists only as long as the signing key does.
+        self.refresh_key = (
+            None if material is None else hmac.digest(material, _REFRESH_LABEL, "sha256")
+        )
+
+    @property
+    def can_sign(self) -> bool:
+        """Whether this entry holds private material (HMAC secret or private key)."""
+        return self.secret is not None or self.private is not None
+
+    @property
+    def signing_key(self) -> bytes | PrivateKey:
+        """The key PyJWT signs with; ``ValueError`` for a verify-only entry."""
+        key = self.secret if self.secret is not None else self.private
+        if key is None:
+            raise ValueError("verify-only key")
+        return key
+
+    def verify(self, signing_input: bytes, signature: bytes) -> bool:
+        """Check ``signature`` (base64url, charset already checked) over ``signing_input``."""
+        if self._mac is not None:
+            mac = self._mac.copy()
+            mac.update(signing_input)
+            # Comparing the canonical encoding refuses a non-canonical or wrong-length
+            # signature in the same constant-time comparison.
+            return hmac.compare_digest(b64u_bytes(mac.digest()), signature)
+        try:
+            raw = b64u_decode_checked(signature)
+        except ValueError:
+            return False
+        if len(raw) != self.sig_len:
+            return False
+        return bool(self._algorithm.verify(signing_input, self.public, raw))
+
+    def to_jwk(self, *, private: bool) -> dict[str, Any]:
+        """This key as a JWK; private material only when ``private`` is true."""
+        body: dict[str, Any]
+        if self.secret is not None:
+            if not private:
+                raise ValueError("an HMAC key has no public form")
+            body = {"kty": "oct", "k": b64u_encode(self.secret)}
+        else:
+            key = self.private if private and self.private is not None else self.public
+            body = dict(self._algorithm.to_jwk(key, as_dict=True))
+        return {"kid": self.kid, "alg": self.alg, "use": "sig", **body}
+
+    def __repr__(self) -> str:
+        return f"KeyEntry(kid={self.kid!r}, alg={self.alg!r}, private={self.can_sign})"
+
+
+def _refresh_material(secret: bytes | None, private: PrivateKey | None) -> bytes | None:
+    if secret is not None:
+        return secret
+    if isinstance(private, ec.EllipticCurvePrivateKey):
+        size = (private.curve.key_size + 7) // 8
+        return private.private_numbers().private_value.to_bytes(size, "big")
+    if isinstance(private, ed25519.Ed25519PrivateKey):
+        return private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    if isinstance(private, rsa.RSAPrivateKey):
+        d = private.private_numbers().d
+        return d.to_bytes((d.bit_length() + 7) // 8, "big")
+    return None
+
+
+def check_alg(alg: object) -> str:
+    """Return ``alg`` if it is a supported algorithm name, else raise ``InvalidInput``."""
+    if isinstance(alg, str) and alg.lower() == "none":
+        raise InvalidInput("alg 'none' can never be configured")
+    if not isinstance(alg, str) or alg not in SUPPORTED_ALGS:
+        raise InvalidInput(f"alg must be one of {', '.join(sorted(SUPPORTED_ALGS))}")
+    return alg
+
+
+def check_kid(kid: object) -> str:
+    """Return ``kid`` if it is a usable key id (1..256 chars, valid Unicode), else raise."""
+    if not isinstance(kid, str) or not 1 <= len(kid) <= MAX_KID_CHARS:
+        raise InvalidInput(f"kid must be a string of 1..{MAX_KID_CHARS} chars")
+    try:
+        kid.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InvalidInput("kid must be valid Unicode (no lone surrogates)") from err
+    return kid
+
+
+def check_hmac_secret(secret: bytes, alg: str) -> bytes:
+    """Return ``secret`` if it is long and varied enough for ``alg``, else ``InvalidInput``."""
+    size = HMAC_SIZES[alg]
+    if len(secret) < size:
+        raise InvalidInput(f"{alg} secret must be at least {size} bytes, got {len(secret)}")
+    if len(set(secret)) < 8:
+        raise InvalidInput(f"{alg} secret is weak: fewer than 8 distinct byte values")
+    for period in range(1, len(secret) // 2 + 1):
+        if secret[period:] == secret[:-period]:
+            raise InvalidInput(f"{alg} secret is weak: a {period}-byte pattern repeated")
+    try:
+        # PyJWT refuses secrets that look like PEM/DER/JWK keys (algorithm confusion); it
+        # would do so at every encode, so find out now.
+        jwt.get_algorithm_by_name(alg).prepare_key(secret)
+    except jwt.InvalidKeyError as err:
+        raise InvalidInput(f"{alg} secret looks like an asymmetric key or a JWK") from err
+    return secret
+
+
+def _check_public(alg: str, public: PublicKey, where: str) -> None:
+    if alg == "ES256":
+        if not isinstance(public, ec.EllipticCurvePublicKey) or not isinstance(
+            public.curve, ec.SECP256R1
+        ):
+            raise InvalidInput(f"{where}: ES256 needs a P-256 key")
+    elif alg == "EdDSA":
+        if not isinstance(public, ed25519.Ed25519PublicKey):
+            raise InvalidInput(f"{where}: EdDSA needs an Ed25519 key")
+    elif not isinstance(public, rsa.RSAPublicKey):
+        raise InvalidInput(f"{where}: {alg} needs an RSA key")
+    elif public.key_size < MIN_RSA_BITS:
+        raise InvalidInput(f"{where}: RSA keys must be >= {MIN_RSA_BITS} bits")
+
+
+def generate_entry(alg: object, kid: object = None) -> KeyEntry:
+    """A fresh random key for ``alg`` (HMAC secret of the hash size, P-256, Ed25519, RSA 2048)."""
+    alg = check_alg(alg)
+    kid = secrets.token_urlsafe(12) if kid is None else check_kid(kid)
+    if alg in HMAC_SIZES:
+        while True:  # a random secret fails the weakness test with negligible probability
+            secret = secrets.token_bytes(HMAC_SIZES[alg])
+            try:
+                return KeyEntry(kid, alg, secret=check_hmac_secret(secret, alg))
+            except InvalidInput:
+                continue
+    private: PrivateKey
+    if alg == "ES256":
+        private = ec.generate_private_key(ec.SECP256R1())
+    elif alg == "EdDSA":
+        private = ed25519.Ed25519PrivateKey.generate()
+    else:
+        private = rsa.generate_private_key(public_exponent=65537, key_size=MIN_RSA_BITS)
+    return KeyEntry(kid, alg, private=private)
+
+
+def entry_from_jwk(jwk: object) -> KeyEntry:
+    """Import one JWK (RFC 7517) that names its ``kid`` and ``alg``; refuse weak keys."""
+    if not isinstance(jwk, Mapping):
+        raise InvalidInput("each JWK must be a JSON object")
+    kid = check_kid(jwk.get("kid"))
+    where = f"JWK {kid!r}"
+    try:
+        alg = check_alg(jwk.get("alg"))
+    except InvalidInput as err:
+        raise InvalidInput(f"{where}: {err}") from err
+    if jwk.get("kty") != _KTY[alg]:
+        raise InvalidInput(f"{where}: kty must be {_KTY[alg]!r} for {alg}")
+    if jwk.get("use", "sig") != "sig":
+        raise InvalidInput(f"{where}: use must be 'sig'")
+    if alg in HMAC_SIZES:
+        try:
+            secret = b64u_decode(jwk.get("k"))
+        except ValueError as err:
+            raise InvalidInput(f"{where}: k must be unpadded base64url") from err
+        try:
+            return KeyEntry(kid, alg, secret=check_hmac_secret(secret, alg))
+        except InvalidInput as err:
+            raise InvalidInput(f"{where}: {err}") from err
+    try:
+        key = jwt.get_algorithm_by_name(alg).from_jwk(dict(jwk))
+    except _JWK_ERRORS as err:
+        raise InvalidInput(f"{where}: not a valid {alg} key ({type(err).__name__})") from err
+    if isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey):
+        _check_public(alg, key.public_key(), where)
+        return KeyEntry(kid, alg, private=key)
+    if isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey):
+        _check_public(alg, key, where)
+        return KeyEntry(kid, alg, public=key)
+    raise InvalidInput(f"{where}: not a valid {alg} key")

@@ -1,0 +1,101 @@
+"""Fallback policy for an unreachable Redis: circuit breaker and revocation memory.
+
+Pure and clock-injected (``now`` is ``time.monotonic()`` seconds for the breaker and
+Unix seconds for revocations); thread-safe, so the sync store can share it across threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+__all__ = ["Breaker", "RevocationMemory"]
+
+
+class Breaker:
+    """A circuit breaker that stops paying a socket timeout per request while Redis is down.
+
+    After ``failures`` consecutive unreachable errors it opens; while open, one probe
+    is let through every ``reset`` seconds. ``outage_started`` is the time of the
+    first failure of the current streak, used to bound degraded mode.
+    """
+
+    def __init__(self, failures: int, reset: float) -> None:
+        self._threshold = failures
+        self._reset = reset
+        self._lock = threading.Lock()
+        self._streak = 0
+        self._outage_started: float | None = None
+        self._next_probe = 0.0
+        self._probing = False
+
+    @property
+    def outage_started(self) -> float | None:
+        """When the current run of failures began (monotonic seconds), or None."""
+        return self._outage_started
+
+    @property
+    def is_open(self) -> bool:
+        """True while calls are being short-circuited."""
+        return self._streak >= self._threshold
+
+    def allow(self, now: float) -> bool:
+        """Whether a call may go to Redis now (closed, or this caller is the probe)."""
+        if self._streak < self._threshold:
+            return True
+        with self._lock:
+            if self._probing or now < self._next_probe:
+                return False
+            self._probing = True
+            return True
+
+    def success(self) -> None:
+        """Redis answered: close the breaker and end the outage."""
+        if self._streak or self._probing:
+            with self._lock:
+                self._streak = 0
+                self._outage_started = None
+                self._probing = False
+
+    def failure(self, now: float) -> None:
+        """Redis was unreachable for one call."""
+        with self._lock:
+            self._streak += 1
+            self._probing = False
+            if self._outage_started is None:
+                self._outage_started = now
+            if self._streak >= self._threshold:
+                self._next_probe = now + self._reset
+
+    def outage_seconds(self, now: float) -> float:
+        """How long the current outage has lasted (0 when there is none)."""
+        started = self._outage_started
+        return 0.0 if started is None else now - started
+
+
+class RevocationMemory:
+    """Sessions this process knows are revoked, consulted only in degraded mode.
+
+    Bounded by ``capacity`` (oldest forgotten first); an entry is kept for ``horizon``
+    seconds, as long as an access token naming that session can still be valid.
+    Revoking many sessions records each one: the scripts report exactly which died.
+    """
+
+    def __init__(self, capacity: int, horizon: float) -> None:
+        self._capacity = capacity
+        self._horizon = horizon
+        self._lock = threading.Lock()
+        self._until: OrderedDict[tuple[str, str], float] = OrderedDict()
+
+    def add(self, user_id: str, session_id: str, now: float) -> None:
+        """Remember that one session was revoked (or found gone)."""
+        with self._lock:
+            self._until[(user_id, session_id)] = now + self._horizon
+            self._until.move_to_end((user_id, session_id))
+            while len(self._until) > self._capacity:
+                self._until.popitem(last=False)
+
+    def is_revoked(self, user_id: str, session_id: str, now: float) -> bool:
+        """Whether this session is known dead."""
+        until = self._until.get((user_id, session_id))
+        return until is not None and until >= now

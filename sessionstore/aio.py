@@ -1,0 +1,145 @@
+"""``AsyncSessionStore``: the asyncio shell. Every decision lives in the pure core."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError
+
+from sessionstore._base import StoreBase, url_options
+from sessionstore._core import Call
+from sessionstore._io import DRIVER_ERRORS, eval_args, failed
+from sessionstore.models import Config, Device, DeviceSessions, Principal, Session, TokenPair
+from sessionstore.tokens import Keyring
+
+__all__ = ["AsyncSessionStore"]
+
+T = TypeVar("T")
+
+
+class AsyncSessionStore(StoreBase):
+    """Sessions and stateful JWTs on Redis, for asyncio code; ``async with`` closes it."""
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        keyring: Keyring | None = None,
+        config: Config | None = None,
+        **options: Any,
+    ) -> AsyncSessionStore:
+        """A store on a client it creates (and closes): no driver retries, bounded timeouts."""
+        config = Config() if config is None else config
+        kwargs = url_options(url, config, {"retry": Retry(NoBackoff(), 0), **options})
+        store = cls(redis.asyncio.Redis.from_url(url, **kwargs), keyring=keyring, config=config)
+        store._owns_client = True
+        return store
+
+    async def _run(self, call: Call[T]) -> T:
+        try:
+            try:
+                reply = await self._client.evalsha(call.script.sha, *eval_args(call))
+            except NoScriptError:
+                reply = await self._client.eval(call.script.source, *eval_args(call))
+        except DRIVER_ERRORS as err:
+            return failed(call, err)
+        return call.parse(reply)
+
+    async def create(
+        self,
+        user_id: str,
+        *,
+        device: Device,
+        data: Mapping[str, Any] | None = None,
+        idle_ttl: int | None = None,
+        absolute_ttl: int | None = None,
+    ) -> Session:
+        """Create a session without tokens (``login`` also issues a token pair)."""
+        return await self._run(
+            self._core.create(
+                user_id, device=device, data=data, idle_ttl=idle_ttl, absolute_ttl=absolute_ttl
+            )
+        )
+
+    async def login(
+        self,
+        user_id: str,
+        *,
+        device: Device,
+        claims: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None,
+        idle_ttl: int | None = None,
+        absolute_ttl: int | None = None,
+    ) -> TokenPair:
+        """Create a session and return its access and refresh tokens."""
+        return await self._run(
+            self._core.login(
+                user_id,
+                device=device,
+                claims=claims,
+                data=data,
+                idle_ttl=idle_ttl,
+                absolute_ttl=absolute_ttl,
+            )
+        )
+
+    async def validate(self, access_token: str) -> Principal:
+        """Check an access token and its session (one round trip, or degraded)."""
+        step = self._core.validate(access_token)
+        return step if isinstance(step, Principal) else await self._run(step)
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        """Rotate a refresh token into a new pair."""
+        return await self._run(self._core.refresh(refresh_token))
+
+    async def logout(self, access_token: str) -> bool:
+        """Revoke the session of an access token."""
+        return await self._run(self._core.logout(access_token))
+
+    async def get(self, user_id: str, session_id: str) -> Session | None:
+        """One live session, or None."""
+        return await self._run(self._core.get(user_id, session_id))
+
+    async def touch(self, user_id: str, session_id: str) -> bool:
+        """Slide a session's idle deadline; False when it is gone."""
+        return await self._run(self._core.touch(user_id, session_id))
+
+    async def update(self, user_id: str, session_id: str, *, data: Mapping[str, Any]) -> Session:
+        """Replace a session's data; raises ``SessionRevoked`` when it is gone."""
+        return await self._run(self._core.update(user_id, session_id, data))
+
+    async def revoke(self, user_id: str, session_id: str) -> bool:
+        """Revoke one session; True when it was live."""
+        return await self._run(self._core.revoke(user_id, session_id))
+
+    async def revoke_device(self, user_id: str, device_id: str) -> int:
+        """Revoke every session of one device; how many."""
+        return await self._run(self._core.revoke_device(user_id, device_id))
+
+    async def revoke_user(self, user_id: str, *, keep: str | None = None) -> int:
+        """Revoke every session of a user except ``keep``; how many."""
+        return await self._run(self._core.revoke_user(user_id, keep))
+
+    async def sessions(self, user_id: str) -> list[Session]:
+        """A user's active sessions, newest first."""
+        return await self._run(self._core.sessions(user_id))
+
+    async def devices(self, user_id: str) -> list[DeviceSessions]:
+        """A user's active sessions grouped per device."""
+        return await self._run(self._core.devices(user_id))
+
+    async def close(self) -> None:
+        """Close the client if this store created it."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def __aenter__(self) -> AsyncSessionStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

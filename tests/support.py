@@ -1,0 +1,93 @@
+"""Store fixtures shared by the integration suites: one test body serves sync and async.
+
+The ``store`` fixture is parametrized over ``sync`` and ``async``. Tests are written once,
+as coroutines that await the store's methods; for the sync store an adapter runs the
+real synchronous method and hands back an awaitable of its result.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from sessionstore import AsyncSessionStore, Config, Keyring, SessionStore
+
+__all__ = ["StoreFactory", "SyncAdapter", "make_store", "script_calls", "store"]
+
+
+class SyncAdapter:
+    """Wraps a ``SessionStore`` so its methods can be awaited like the async store's."""
+
+    mode = "sync"
+
+    def __init__(self, inner: SessionStore) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return attr(*args, **kwargs)
+
+        return call
+
+
+StoreFactory = Callable[..., Awaitable[Any]]
+
+
+def script_calls(client: redis.Redis) -> int:
+    """How many commands the server has run so far, not counting INFO itself."""
+    stats = client.info("commandstats")
+    return sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
+
+
+@pytest.fixture(params=["sync", "async"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """Which API the test drives."""
+    return str(request.param)
+
+
+@pytest.fixture
+def keyring() -> Keyring:
+    """A fresh HS256 keyring."""
+    return Keyring.generate("HS256")
+
+
+@pytest.fixture
+async def make_store(
+    mode: str, redis_url: str, keyring: Keyring
+) -> AsyncIterator[Callable[..., Any]]:
+    """Build stores of the test's mode on the engine's server: ``make_store(config=...)``."""
+    made: list[Any] = []
+
+    def factory(*, config: Config | None = None, url: str | None = None, **kw: Any) -> Any:
+        kw.setdefault("keyring", keyring)
+        if mode == "sync":
+            made.append(SessionStore.from_url(url or redis_url, config=config, **kw))
+            return SyncAdapter(made[-1])
+        made.append(AsyncSessionStore.from_url(url or redis_url, config=config, **kw))
+        made[-1].mode = "async"
+        return made[-1]
+
+    yield factory
+    for item in made:
+        if isinstance(item, AsyncSessionStore):
+            await item.close()
+        else:
+            item.close()
+
+
+@pytest.fixture
+def store(
+    make_store: Callable[..., Any], keyspace_audit: Callable[..., None], redis_client: redis.Redis
+) -> Iterator[Any]:
+    """A store with the default Config; the keyspace is audited after the test."""
+    yield make_store()
+    keyspace_audit(redis_client, "ss")

@@ -1,0 +1,131 @@
+"""Validation while Redis is stalled (SIGSTOP) or crashed (SIGKILL), on a private server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from sessionstore import Config, Device, SessionRevoked, StoreUnavailable
+from sessionstore.testing import LocalServer
+
+PHONE = Device(id="phone-1", name="Pixel")
+FAST = Config(socket_timeout=0.25, breaker_failures=2, breaker_reset=0.3)
+
+
+def outage(server: LocalServer, kind: str) -> None:
+    """Make the server unreachable: a stall (SIGSTOP) or a crash (SIGKILL)."""
+    if kind == "stall":
+        server.pause()
+    else:
+        server.kill()
+
+
+def recover(server: LocalServer, kind: str) -> None:
+    """End the outage: resume the stalled server, or restart the crashed one empty."""
+    if kind == "stall":
+        server.resume()
+    else:
+        server.restart()
+
+
+async def timed(coro: Any) -> tuple[Any, float]:
+    """Await ``coro`` and return its result with the seconds it took."""
+    start = time.perf_counter()
+    result = await coro
+    return result, time.perf_counter() - start
+
+
+@pytest.mark.parametrize("kind", ["stall", "crash"])
+async def test_degraded_validation_and_recovery(
+    make_store: Callable[..., Any], fault_server: LocalServer, kind: str
+) -> None:
+    store = make_store(url=fault_server.url, config=FAST)
+    alive = await store.login("user-1", device=PHONE, claims={"role": "admin"})
+    revoked = await store.login("user-1", device=PHONE)
+    assert await store.revoke("user-1", revoked.session_id)
+    outage(fault_server, kind)
+
+    first, first_seconds = await timed(store.validate(alive.access_token))
+    assert first.degraded and first.session is None and first.claims == {"role": "admin"}
+    # One socket timeout at most (generous bound: a retrying driver would take several).
+    assert first_seconds < 4 * FAST.socket_timeout
+    with pytest.raises(SessionRevoked):
+        await store.validate(revoked.access_token)
+    # The breaker is open now: answers no longer wait on the network at all.
+    start = time.perf_counter()
+    for _ in range(40):
+        assert (await store.validate(alive.access_token)).degraded
+    assert time.perf_counter() - start < FAST.socket_timeout  # 40 timeouts would take 10 s
+    with pytest.raises(SessionRevoked):
+        await store.validate(revoked.access_token)
+    ops: list[Callable[[], Awaitable[Any]]] = [
+        lambda: store.login("user-1", device=PHONE),
+        lambda: store.refresh(alive.refresh_token),
+        lambda: store.logout(alive.access_token),
+        lambda: store.revoke("user-1", alive.session_id),
+        lambda: store.update("user-1", alive.session_id, data={}),
+    ]
+    for op in ops:
+        with pytest.raises(StoreUnavailable):
+            await op()
+
+    recover(fault_server, kind)
+    time.sleep(FAST.breaker_reset + 0.1)
+    if kind == "stall":
+        back = await store.validate(alive.access_token)
+        assert not back.degraded and back.session is not None
+    else:
+        # The server came back empty: its lost sessions are revoked, new logins work.
+        with pytest.raises(SessionRevoked):
+            await store.validate(alive.access_token)
+        fresh = await store.login("user-1", device=PHONE)
+        assert not (await store.validate(fresh.access_token)).degraded
+
+
+async def test_fallback_deny(make_store: Callable[..., Any], fault_server: LocalServer) -> None:
+    config = Config(socket_timeout=0.25, fallback="deny", breaker_failures=1, breaker_reset=0.3)
+    store = make_store(url=fault_server.url, config=config)
+    pair = await store.login("user-1", device=PHONE)
+    fault_server.kill()
+    for _ in range(3):
+        with pytest.raises(StoreUnavailable):
+            await store.validate(pair.access_token)
+
+
+async def test_degraded_mode_is_bounded(
+    make_store: Callable[..., Any], fault_server: LocalServer
+) -> None:
+    config = Config(socket_timeout=0.25, max_degraded_seconds=1, breaker_reset=0.2)
+    store = make_store(url=fault_server.url, config=config)
+    pair = await store.login("user-1", device=PHONE)
+    fault_server.kill()
+    assert (await store.validate(pair.access_token)).degraded
+    time.sleep(1.2)
+    with pytest.raises(StoreUnavailable):
+        await store.validate(pair.access_token)
+    fault_server.restart()
+    time.sleep(0.3)
+    with pytest.raises(SessionRevoked):  # back, but empty
+        await store.validate(pair.access_token)
+
+
+async def test_server_errors_never_open_the_fallback(
+    make_store: Callable[..., Any], fault_server: LocalServer
+) -> None:
+    import redis
+
+    from sessionstore import ScriptError
+
+    store = make_store(url=fault_server.url, config=FAST)
+    pair = await store.login("user-1", device=PHONE)
+    admin = redis.Redis.from_url(fault_server.url)
+    # A wrong-type key where the session hash should be: Redis answers WRONGTYPE.
+    key = next(k for k in admin.scan_iter(match="ss:*:s:*"))
+    admin.delete(key)
+    admin.set(key, "not a hash", px=60_000)
+    with pytest.raises(ScriptError):
+        await store.validate(pair.access_token)
+    admin.close()
