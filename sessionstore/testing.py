@@ -39,7 +39,6 @@ import socket
 import subprocess
 import tempfile
 import time
-import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -71,6 +70,7 @@ URL_ENV = "SESSIONSTORE_TEST_REDIS_URL"
 _HOST = "127.0.0.1"
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 5.0
+_BUSY_PORT_WAIT = 2.0
 _LOG_TAIL_LINES = 20
 # redis-py retries with backoff by default (seconds against a refused port): probes don't.
 _NO_RETRY = Retry(NoBackoff(), 0)
@@ -138,7 +138,7 @@ def server_version(client: redis.Redis) -> tuple[str, str]:
 
 # Servers this process started and has not stopped yet: stopped (by pid) at interpreter exit,
 # so a test run that dies in the middle leaves no server behind.
-_LIVE: weakref.WeakSet[LocalServer] = weakref.WeakSet()
+_LIVE: set[LocalServer] = set()
 
 
 @atexit.register
@@ -203,7 +203,8 @@ class LocalServer:
         """Spawn the server and wait until it answers PING; a no-op if it runs already."""
         if self.pid is not None:
             return self
-        deadline = time.monotonic() + _START_TIMEOUT
+        started = time.monotonic()
+        deadline = started + _START_TIMEOUT
         while True:
             if self._port is None:
                 self._port = free_port()
@@ -216,15 +217,20 @@ class LocalServer:
             tail = self._log_tail()
             self._discard_failed_start()
             port_taken = "already in use" in tail or "Address in use" in tail
-            if not port_taken or time.monotonic() >= deadline:
-                raise LocalServerError(
-                    f"{self.name} did not start on port {self._port}: {failure}\n{tail}"
-                )
-            # Someone took the port between free_port() and bind: pick another one, unless
-            # the port is fixed (asked for, or a restart), then wait for it to come free.
-            if not self._port_fixed:
+            now = time.monotonic()
+            if port_taken and not self._port_fixed and now < deadline:
+                # Another process took the port between free_port() and bind: pick another.
                 self._port = None
-            time.sleep(0.05)
+                continue
+            if port_taken and now < started + _BUSY_PORT_WAIT:
+                # A fixed port (asked for, or a restart) may take a moment to come free.
+                time.sleep(0.05)
+                continue
+            if port_taken:
+                failure = f"port {self._port} is in use"
+            raise LocalServerError(
+                f"{self.name} did not start on port {self._port}: {failure}\n{tail}"
+            )
 
     def _spawn_and_wait(self, deadline: float) -> str | None:
         self._dir = tempfile.mkdtemp(prefix=f"sessionstore-{self.name}-")
@@ -249,13 +255,14 @@ class LocalServer:
                 stderr=subprocess.STDOUT,
                 cwd=self._dir,
             )
-        while time.monotonic() < deadline:
+        while True:
             if self._proc.poll() is not None:
                 return f"the process exited with status {self._proc.returncode}"
             if self._answers_ping():
                 return None
+            if time.monotonic() >= deadline:
+                return f"no PING answer within {_START_TIMEOUT:g} s"
             time.sleep(0.02)
-        return f"no PING answer within {_START_TIMEOUT:g} s"
 
     def _discard_failed_start(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
@@ -264,6 +271,7 @@ class LocalServer:
         self._remove_dir()
 
     def _answers_ping(self) -> bool:
+        """True once the server on our port answers PING and is the process we spawned."""
         client = redis.Redis(
             host=self.host,
             port=self.port,
@@ -272,11 +280,18 @@ class LocalServer:
             retry=_NO_RETRY,
         )
         try:
-            return bool(client.ping())
+            if not client.ping():
+                return False
+            # Whoever grabbed the port first would answer too, while our process is
+            # failing to bind: only our own pid counts.
+            return bool(client.info("server").get("process_id") == self._proc_pid())
         except (redis.ConnectionError, redis.TimeoutError):
             return False
         finally:
             client.close()
+
+    def _proc_pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     def _log_tail(self) -> str:
         log = self.log_path

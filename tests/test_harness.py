@@ -143,6 +143,15 @@ def test_start_failure_raises_with_the_log_tail() -> None:
     assert server.pid is None
 
 
+def test_a_taken_port_is_refused_not_adopted(fault_server: LocalServer) -> None:
+    # fault_server answers PING on that port; the new server must not mistake it for itself.
+    squatter = LocalServer(_binary(), port=fault_server.port, name="squatter")
+    with pytest.raises(LocalServerError, match="is in use"):
+        squatter.start()
+    assert squatter.pid is None
+    assert fault_server.pid is not None
+
+
 def test_keyspace_audit_catches_a_key_without_ttl(
     redis_client: redis.Redis, keyspace_audit: Callable[[redis.Redis, str], None]
 ) -> None:
@@ -169,6 +178,19 @@ def test_docker_probe_answers_quickly() -> None:
     reason = docker_unavailable_reason(timeout=0.5)
     assert time.monotonic() - started < 3.0
     assert reason is None or "Docker" in reason or "testcontainers" in reason
+
+
+def test_testing_module_imports_without_pytest(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['pytest'] = None; "
+        "import sessionstore.testing as t; "
+        "assert not hasattr(t, 'sessionstore_redis_url'); print(t.free_port())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) > 0
 
 
 def _run_pytest(

