@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # Re-installs only when pyproject.toml is newer than this stamp.
 STAMP := $(VENV)/.sessionstore-dev-installed
 PYTEST_ARGS ?=
-LINT_PATHS := sessionstore tests
+LINT_PATHS := sessionstore tests benchmarks
 
 .PHONY: install test lint fmt bench demo clean distclean
 

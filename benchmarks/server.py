@@ -152,6 +152,7 @@ def machine_info(server: BenchServer, client: redis.Redis) -> dict[str, object]:
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "cpu_affinity": affinity,
+        "loadavg_at_start": list(os.getloadavg()),
         "server": {
             "name": server.name,
             "version": server.version,

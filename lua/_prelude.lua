@@ -20,11 +20,12 @@ local function session_prefix(index)
   return string.sub(index, 1, #index - 3) .. 's:'
 end
 
--- The index lives exactly as long as its longest-lived session.
+-- The index outlives its longest-lived session by a minute, so that a late request can
+-- still tell an expired session (deadline passed) from a revoked one (entry gone).
 local function bump_index_ttl(index)
   local last = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
   if last[2] then
-    redis.call('PEXPIREAT', index, last[2])
+    redis.call('PEXPIREAT', index, tonumber(last[2]) + 60000)
   end
 end
 
@@ -54,17 +55,22 @@ local function prune(index, prefix, now)
   return kept
 end
 
--- Load a live session's clock fields; a session past a deadline is deleted and reads as gone.
+-- Load a live session's clock fields, or nil and why not: 0 revoked (or never existed),
+-- -1 expired. A session past a deadline is deleted on the way.
 local function load_live(index, key, sid, now)
   local f = redis.call('HMGET', key, 'e', 'a', 'i', 's')
   if not f[1] then
+    local deadline = redis.call('ZSCORE', index, sid)
     redis.call('ZREM', index, sid)
-    return nil
+    if deadline and tonumber(deadline) <= now then
+      return nil, -1
+    end
+    return nil, 0
   end
   local e, a = tonumber(f[1]), tonumber(f[2])
   if now >= e or now >= a then
     forget(index, key, sid)
-    return nil
+    return nil, -1
   end
   return {e = e, a = a, i = tonumber(f[3]), s = tonumber(f[4])}
 end

@@ -2,7 +2,7 @@
 -- Serves get (interval -1: never touch), touch (interval 0) and validate.
 -- KEYS[1] index ZSET, KEYS[2] session HASH
 -- ARGV[1] session id, ARGV[2] touch interval ms (-1 never)
--- Reply: 0 when gone (missing, revoked or past a deadline: nothing written but cleanup),
+-- Reply: 0 when revoked or missing, -1 when expired (nothing written but cleanup),
 --        else the session's fields as HGETALL gives them.
 local index, key, sid = KEYS[1], KEYS[2], ARGV[1]
 local interval = tonumber(ARGV[2])
@@ -10,9 +10,9 @@ if not interval then
   return redis.error_reply('ERR sessionstore: bad touch interval')
 end
 local now, now_us = clock()
-local live = load_live(index, key, sid, now)
+local live, why = load_live(index, key, sid, now)
 if not live then
-  return 0
+  return why
 end
 if interval >= 0 and now_us - live.s >= interval * 1000 then
   slide(index, key, sid, live, now, now_us)

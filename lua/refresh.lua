@@ -1,7 +1,7 @@
 -- refresh: rotate a session's refresh generation, or detect reuse of an older one.
 -- KEYS[1] index ZSET, KEYS[2] session HASH
 -- ARGV[1] session id, ARGV[2] presented generation, ARGV[3] grace ms, ARGV[4] key id to sign with
--- Reply: {0} gone; {3} reuse detected (session deleted); {4} session has no refresh token;
+-- Reply: {0} revoked or missing; {-1} expired; {3} reuse detected (session deleted); {4} session has no refresh token;
 --        {1, generation, key id, fields...} rotated; {2, generation, key id, fields...} grace retry
 --        (the current generation, so a retrying client and the racer that rotated first agree).
 local index, key, sid = KEYS[1], KEYS[2], ARGV[1]
@@ -10,9 +10,9 @@ if not presented or not grace or grace < 0 or kid == '' then
   return redis.error_reply('ERR sessionstore: bad refresh arguments')
 end
 local now, now_us = clock()
-local live = load_live(index, key, sid, now)
+local live, why = load_live(index, key, sid, now)
 if not live then
-  return {0}
+  return {why}
 end
 local r = redis.call('HMGET', key, 'g', 'k', 't')
 local current = tonumber(r[1])

@@ -1,11 +1,12 @@
 -- update: replace a live session's data blob in place; never recreates a gone session.
 -- KEYS[1] index ZSET, KEYS[2] session HASH
 -- ARGV[1] session id, ARGV[2..] data chunks in order (d0, d1, ...)
--- Reply: 0 when gone, else the session's fields after the update (HGETALL).
+-- Reply: 0 when revoked or missing, -1 when expired, else the fields after the update (HGETALL).
 local index, key, sid = KEYS[1], KEYS[2], ARGV[1]
 local now = now_ms()
-if not load_live(index, key, sid, now) then
-  return 0
+local live, why = load_live(index, key, sid, now)
+if not live then
+  return why
 end
 local old = tonumber(redis.call('HGET', key, 'dn') or '0')
 for n = #ARGV - 1, old - 1 do

@@ -7,6 +7,7 @@ a bounded policy, while Redis is unreachable.
 
 from sessionstore.aio import AsyncSessionStore
 from sessionstore.errors import (
+    DeviceBindingError,
     DisallowedAlgorithm,
     InvalidClaim,
     InvalidHeader,
@@ -16,6 +17,7 @@ from sessionstore.errors import (
     MalformedToken,
     RefreshReuseDetected,
     ScriptError,
+    SessionExpired,
     SessionRevoked,
     SessionStoreError,
     StoreUnavailable,
@@ -34,6 +36,7 @@ __all__ = [
     "AsyncSessionStore",
     "Config",
     "Device",
+    "DeviceBindingError",
     "DeviceSessions",
     "DisallowedAlgorithm",
     "InvalidClaim",
@@ -47,6 +50,7 @@ __all__ = [
     "RefreshReuseDetected",
     "ScriptError",
     "Session",
+    "SessionExpired",
     "SessionRevoked",
     "SessionStore",
     "SessionStoreError",

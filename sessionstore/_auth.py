@@ -10,10 +10,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sessionstore import _codec
+from sessionstore import _binding, _codec, events
 from sessionstore._core import Call, Core, fail_closed
 from sessionstore._policy import Breaker
 from sessionstore.errors import (
+    DeviceBindingError,
     InvalidInput,
     InvalidToken,
     RefreshReuseDetected,
@@ -21,7 +22,7 @@ from sessionstore.errors import (
     StoreUnavailable,
 )
 from sessionstore.keys import user_keys
-from sessionstore.models import Config, Device, Principal, TokenPair
+from sessionstore.models import Config, Device, Principal, Session, TokenPair
 from sessionstore.scripts import SCRIPTS
 from sessionstore.tokens import (
     RESERVED_CLAIMS,
@@ -39,8 +40,10 @@ __all__ = ["Auth"]
 class Auth(Core):
     """The ``Call`` builders of the token operations, plus the fallback state."""
 
-    def __init__(self, config: Config, keyring: Keyring | None) -> None:
-        super().__init__(config)
+    def __init__(
+        self, config: Config, keyring: Keyring | None, on_event: events.EventHook | None = None
+    ) -> None:
+        super().__init__(config, on_event)
         if keyring is not None and not isinstance(keyring, Keyring):
             raise InvalidInput(f"keyring must be a Keyring, got {type(keyring).__name__}")
         self._keyring = keyring
@@ -133,18 +136,28 @@ class Auth(Core):
             status = int(reply[0])
             if status == 4:
                 raise InvalidToken("session has no refresh token")
-            if status in (0, 3):
-                self.revoked.add(user_id, session_id, time.time())
-                if status == 3:
-                    raise RefreshReuseDetected("refresh token reused: session revoked")
-                raise SessionRevoked("session is revoked or expired")
+            if status == 3:
+                self._forget(user_id, [session_id], "reuse")
+                self.emit(events.ReuseDetected(user_id=user_id, session_id=session_id))
+                raise RefreshReuseDetected("refresh token reused: session revoked")
+            if status <= 0:
+                raise self.gone(user_id, session_id, status)
             session = _codec.parse_session(user_id, session_id, _codec.parse_fields(reply[3:]))
             generation, kid = int(reply[1]), reply[2].decode()
+            self.emit(
+                events.Refreshed(
+                    user_id=user_id,
+                    session_id=session_id,
+                    generation=generation,
+                    grace=status == 2,
+                )
+            )
             return self._pair(
                 user_id, session_id, session.claims, generation, kid, session.absolute_expires_at
             )
 
-        return Call(SCRIPTS["refresh"], (keys.index, keys.session(session_id)), args, parse)
+        key_pair = (keys.index, keys.session(session_id))
+        return Call(SCRIPTS["refresh"], key_pair, args, parse, durable=True)
 
     def verify(self, access_token: object) -> AccessClaims:
         """Check an access token locally (no I/O): gate, signature, claims."""
@@ -153,31 +166,80 @@ class Auth(Core):
     def logout(self, access_token: object) -> Call[bool]:
         """Revoke the session an access token names."""
         claims = self.verify(access_token)
-        return self.revoke(claims.user_id, claims.session_id)
+        return self.revoke(claims.user_id, claims.session_id, "logout")
 
-    def validate(self, access_token: object) -> Principal | Call[Principal]:
-        """A ``Principal`` decided without Redis (breaker open), or the one-trip check."""
-        claims = self.verify(access_token)
+    def validate(
+        self, access_token: object, *, ip: str | None = None, user_agent: str | None = None
+    ) -> Principal | Call[Principal]:
+        """A ``Principal`` decided without Redis (breaker open), or the one-trip check.
+
+        ``ip`` and ``user_agent`` describe the request, for ``Config.device_binding``.
+        """
+        try:
+            claims = self.verify(access_token)
+        except InvalidToken as err:
+            self.emit(events.ValidationFailed(reason=type(err).__name__))
+            raise
         if not self.breaker.allow(time.monotonic()):
             return self._degraded(claims, None)
         inner = self.check(claims.user_id, claims.session_id, self.config.touch_interval * 1000)
 
         def parse(reply: Any) -> Principal:
-            self.breaker.success()
-            session = inner.parse(reply)
-            if session is None:
-                self.revoked.add(claims.user_id, claims.session_id, time.time())
-                raise SessionRevoked("session is revoked or expired")
+            self._reachable()
+            if not isinstance(reply, list):
+                err = self.gone(claims.user_id, claims.session_id, reply)
+                self._failed(claims, err)
+                raise err
+            fields = _codec.parse_fields(reply)
+            session = _codec.parse_session(claims.user_id, claims.session_id, fields)
+            self._bind(claims, session, ip, user_agent)
             return _principal(claims, session=session)
 
         def fail(err: Exception, unreachable: bool) -> Principal:
             if not unreachable:
-                self.breaker.success()
+                self._reachable()
                 return fail_closed(err, unreachable)  # type: ignore[no-any-return]
-            self.breaker.failure(time.monotonic())
+            if self.breaker.failure(time.monotonic()):
+                self.emit(events.DegradedEntered())
             return self._degraded(claims, err)
 
         return Call(inner.script, inner.keys, inner.args, parse, fail)
+
+    def _reachable(self) -> None:
+        ended = self.breaker.success(time.monotonic())
+        if ended is not None:
+            self.emit(events.DegradedLeft(seconds=ended))
+
+    def _failed(self, claims: AccessClaims, err: Exception) -> None:
+        self.emit(
+            events.ValidationFailed(
+                reason=type(err).__name__, user_id=claims.user_id, session_id=claims.session_id
+            )
+        )
+
+    def _bind(
+        self, claims: AccessClaims, session: Session, ip: str | None, user_agent: str | None
+    ) -> None:
+        policy = self.config.device_binding
+        if policy == "off":
+            return
+        device = session.device
+        field = _binding.mismatch(device.ip, device.user_agent, ip, user_agent)
+        if field is None:
+            return
+        enforced = policy == "enforce"
+        self.emit(
+            events.DeviceMismatch(
+                user_id=claims.user_id,
+                session_id=claims.session_id,
+                field=field,
+                enforced=enforced,
+            )
+        )
+        if enforced:
+            err = DeviceBindingError(f"request {field} does not match the session's device")
+            self._failed(claims, err)
+            raise err
 
     def _degraded(self, claims: AccessClaims, err: Exception | None) -> Principal:
         if self.config.fallback == "deny":
@@ -185,7 +247,9 @@ class Auth(Core):
         if self.breaker.outage_seconds(time.monotonic()) > self.config.max_degraded_seconds:
             raise StoreUnavailable("Redis has been unreachable past max_degraded_seconds") from err
         if self.revoked.is_revoked(claims.user_id, claims.session_id, time.time()):
-            raise SessionRevoked("session was revoked (known to this process)")
+            error = SessionRevoked("session was revoked (known to this process)")
+            self._failed(claims, error)
+            raise error
         return _principal(claims, session=None)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from sessionstore._auth import Auth
 from sessionstore._io import check_client, client_options
 from sessionstore.errors import InvalidInput
+from sessionstore.events import EventHook
 from sessionstore.models import Config
 from sessionstore.tokens import Keyring
 
@@ -17,13 +18,18 @@ class StoreBase:
     """Holds the client, the pure core and the ownership flag of both shells."""
 
     def __init__(
-        self, client: Any, *, keyring: Keyring | None = None, config: Config | None = None
+        self,
+        client: Any,
+        *,
+        keyring: Keyring | None = None,
+        config: Config | None = None,
+        on_event: EventHook | None = None,
     ) -> None:
         if client is None:
             raise InvalidInput("client must be a Redis client; use from_url() to make one")
         check_client(client)
         self._client = client
-        self._core = Auth(Config() if config is None else config, keyring)
+        self._core = Auth(Config() if config is None else config, keyring, on_event)
         # Clients the store creates are closed by close(); a user-owned one is left open.
         self._owns_client = False
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
-from sessionstore import _codec
+from sessionstore import _codec, events
 from sessionstore._policy import RevocationMemory
 from sessionstore.errors import (
     InvalidInput,
     ScriptError,
+    SessionExpired,
     SessionRevoked,
     StoreUnavailable,
 )
@@ -45,6 +46,8 @@ class Call(Generic[T]):
     args: tuple[Arg, ...]
     parse: Callable[[Any], T]
     fail: Callable[[Exception, bool], T] = field(default=fail_closed)
+    # A revocation: with Config.revoke_wait_replicas the shells WAIT for replicas after it.
+    durable: bool = False
 
 
 def _ttl(value: int | None, default: int, name: str) -> int:
@@ -58,17 +61,51 @@ def _ttl(value: int | None, default: int, name: str) -> int:
 class Core:
     """Builds the ``Call`` of every store operation for one ``Config``."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, on_event: events.EventHook | None = None) -> None:
         if not isinstance(config, Config):
             raise InvalidInput(f"config must be a Config, got {type(config).__name__}")
+        if on_event is not None and not callable(on_event):
+            raise InvalidInput("on_event must be callable")
         self.config = config
+        self.on_event = on_event
         # A revoked session matters to degraded mode for as long as its tokens can live.
         self.revoked = RevocationMemory(config.revoked_memory, config.access_ttl + config.leeway)
 
-    def _forget(self, user_id: str, session_ids: Sequence[str]) -> None:
+    def emit(self, event: events.Event) -> None:
+        """Report ``event`` to the hook, if any."""
+        events.emit(self.on_event, event)
+
+    def _forget(
+        self, user_id: str, session_ids: Sequence[str], reason: events.RevokeReason | None = None
+    ) -> None:
         now = time.time()
         for session_id in session_ids:
             self.revoked.add(user_id, session_id, now)
+        if reason is not None and session_ids:
+            self.emit(
+                events.Revoked(user_id=user_id, session_ids=tuple(session_ids), reason=reason)
+            )
+
+    def wait_for(self, call: Call[Any]) -> tuple[int, int] | None:
+        """(replicas, timeout ms) to WAIT for after ``call``, or None."""
+        wanted = self.config.revoke_wait_replicas
+        if not (call.durable and wanted):
+            return None
+        return wanted, max(1, int(self.config.revoke_wait_timeout * 1000))
+
+    def replicated(self, acked: int) -> None:
+        """Report a revocation that fewer replicas than asked acknowledged."""
+        wanted = self.config.revoke_wait_replicas
+        if int(acked) < wanted:
+            self.emit(events.ReplicationLag(wanted=wanted, acked=int(acked)))
+
+    def gone(self, user_id: str, session_id: str, code: int) -> SessionRevoked:
+        """The error for a session a script found gone (code -1: expired, else revoked)."""
+        self._forget(user_id, [session_id])
+        if int(code) == -1:
+            self.emit(events.Expired(user_id=user_id, session_id=session_id))
+            return SessionExpired("session expired")
+        return SessionRevoked("session is revoked")
 
     def create(
         self,
@@ -107,7 +144,8 @@ class Core:
 
         def parse(reply: list[Any]) -> Session:
             created, idle_deadline, absolute_deadline = (int(x) for x in reply[:3])
-            self._forget(user_id, [x.decode() for x in reply[3:]])
+            self._forget(user_id, [x.decode() for x in reply[3:]], "evicted")
+            self.emit(events.Created(user_id=user_id, session_id=session_id, device_id=device.id))
             return Session(
                 user_id=user_id,
                 session_id=session_id,
@@ -129,6 +167,7 @@ class Core:
 
         def parse(reply: Any) -> Session | None:
             if not isinstance(reply, list):
+                self.gone(user_id, session_id, reply)
                 return None
             return _codec.parse_session(user_id, session_id, _codec.parse_fields(reply))
 
@@ -153,32 +192,34 @@ class Core:
 
         def parse(reply: Any) -> Session:
             if not isinstance(reply, list):
-                self._forget(user_id, [session_id])
-                raise SessionRevoked("session is revoked or expired")
+                raise self.gone(user_id, session_id, reply)
             return _codec.parse_session(user_id, session_id, _codec.parse_fields(reply))
 
         args: tuple[Arg, ...] = (session_id, *chunks)
         return Call(SCRIPTS["update"], (keys.index, keys.session(session_id)), args, parse)
 
-    def revoke(self, user_id: str, session_id: str) -> Call[bool]:
+    def revoke(
+        self, user_id: str, session_id: str, reason: events.RevokeReason = "revoke"
+    ) -> Call[bool]:
         """Delete one session; True when it was live."""
         keys = user_keys(self.config.namespace, user_id)
         check_session_id(session_id)
 
         def parse(reply: int) -> bool:
-            self._forget(user_id, [session_id])
+            self._forget(user_id, [session_id], reason if reply else None)
             return bool(reply)
 
-        return Call(SCRIPTS["revoke"], (keys.index, keys.session(session_id)), (session_id,), parse)
+        key_pair = (keys.index, keys.session(session_id))
+        return Call(SCRIPTS["revoke"], key_pair, (session_id,), parse, durable=True)
 
-    def _revoke_many(self, user_id: str, mode: str, arg: str) -> Call[int]:
+    def _revoke_many(self, user_id: str, mode: Literal["device", "user"], arg: str) -> Call[int]:
         keys = user_keys(self.config.namespace, user_id)
 
         def parse(reply: list[bytes]) -> int:
-            self._forget(user_id, [x.decode() for x in reply])
+            self._forget(user_id, [x.decode() for x in reply], mode)
             return len(reply)
 
-        return Call(SCRIPTS["revoke_many"], (keys.index,), (mode, arg), parse)
+        return Call(SCRIPTS["revoke_many"], (keys.index,), (mode, arg), parse, durable=True)
 
     def revoke_device(self, user_id: str, device_id: str) -> Call[int]:
         """Delete every session of one device; the number deleted."""

@@ -49,23 +49,27 @@ class Breaker:
             self._probing = True
             return True
 
-    def success(self) -> None:
-        """Redis answered: close the breaker and end the outage."""
-        if self._streak or self._probing:
-            with self._lock:
-                self._streak = 0
-                self._outage_started = None
-                self._probing = False
+    def success(self, now: float) -> float | None:
+        """Redis answered: close the breaker; the outage's length if this ended one."""
+        if not (self._streak or self._probing):
+            return None
+        with self._lock:
+            started, self._outage_started = self._outage_started, None
+            self._streak = 0
+            self._probing = False
+        return None if started is None else now - started
 
-    def failure(self, now: float) -> None:
-        """Redis was unreachable for one call."""
+    def failure(self, now: float) -> bool:
+        """Redis was unreachable for one call; True when this began an outage."""
         with self._lock:
             self._streak += 1
             self._probing = False
-            if self._outage_started is None:
+            began = self._outage_started is None
+            if began:
                 self._outage_started = now
             if self._streak >= self._threshold:
                 self._next_probe = now + self._reset
+            return began
 
     def outage_seconds(self, now: float) -> float:
         """How long the current outage has lasted (0 when there is none)."""

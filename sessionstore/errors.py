@@ -7,6 +7,7 @@ messages say what failed without echoing secrets (never a token or a key).
 from __future__ import annotations
 
 __all__ = [
+    "DeviceBindingError",
     "DisallowedAlgorithm",
     "InvalidClaim",
     "InvalidHeader",
@@ -16,6 +17,7 @@ __all__ = [
     "MalformedToken",
     "RefreshReuseDetected",
     "ScriptError",
+    "SessionExpired",
     "SessionRevoked",
     "SessionStoreError",
     "StoreUnavailable",
@@ -80,6 +82,14 @@ class TokenExpired(InvalidToken):
 
 class SessionRevoked(InvalidToken):
     """The session the token names was revoked, evicted or lost."""
+
+
+class SessionExpired(SessionRevoked, TokenExpired):
+    """The session passed its idle or absolute deadline (both a revoked and an expired case)."""
+
+
+class DeviceBindingError(InvalidToken):
+    """The request's device does not match the session's (``device_binding="enforce"``)."""
 
 
 class RefreshReuseDetected(InvalidToken):

@@ -20,7 +20,11 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     ``socket_timeout`` applies to clients the store creates with ``from_url``;
     a client you pass in keeps its own settings. The circuit breaker opens after
     ``breaker_failures`` consecutive unreachable errors and lets one probe through
-    every ``breaker_reset`` seconds until Redis answers again.
+    every ``breaker_reset`` seconds until Redis answers again. ``device_binding``
+    compares a request's IP and user agent with the session's device ("report" emits
+    an event, "enforce" also refuses). ``revoke_wait_replicas`` > 0 makes every
+    revocation wait (``WAIT``, up to ``revoke_wait_timeout`` seconds) until that many
+    replicas acknowledged it, narrowing what a failover can lose.
     """
 
     access_ttl: int = 900
@@ -42,6 +46,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     breaker_failures: int = 3
     breaker_reset: float = 1.0
     revoked_memory: int = 100_000
+    device_binding: Literal["off", "report", "enforce"] = "off"
+    revoke_wait_replicas: int = 0
+    revoke_wait_timeout: float = 0.1
 
     def __post_init__(self) -> None:
         for name in (
@@ -56,9 +63,15 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             "revoked_memory",
         ):
             _require_int(name, getattr(self, name), minimum=1)
-        for name in ("refresh_grace", "touch_interval", "leeway", "max_degraded_seconds"):
+        for name in (
+            "refresh_grace",
+            "touch_interval",
+            "leeway",
+            "max_degraded_seconds",
+            "revoke_wait_replicas",
+        ):
             _require_int(name, getattr(self, name), minimum=0)
-        for name in ("socket_timeout", "breaker_reset"):
+        for name in ("socket_timeout", "breaker_reset", "revoke_wait_timeout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise InvalidInput(f"{name} must be a positive number, got {value!r}")
@@ -66,6 +79,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             raise InvalidInput("idle_ttl must not exceed absolute_ttl")
         if self.fallback not in ("stateless", "deny"):
             raise InvalidInput(f"fallback must be 'stateless' or 'deny', got {self.fallback!r}")
+        if self.device_binding not in ("off", "report", "enforce"):
+            raise InvalidInput("device_binding must be 'off', 'report' or 'enforce'")
         if not isinstance(self.namespace, str) or not _NAMESPACE.fullmatch(self.namespace):
             raise InvalidInput("namespace must be 1..32 chars of [A-Za-z0-9_.-]")
         for name in ("issuer", "audience"):

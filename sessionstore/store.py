@@ -13,6 +13,7 @@ from redis.retry import Retry
 from sessionstore._base import StoreBase, url_options
 from sessionstore._core import Call
 from sessionstore._io import DRIVER_ERRORS, eval_args, failed
+from sessionstore.events import EventHook
 from sessionstore.models import Config, Device, DeviceSessions, Principal, Session, TokenPair
 from sessionstore.tokens import Keyring
 
@@ -31,21 +32,33 @@ class SessionStore(StoreBase):
         *,
         keyring: Keyring | None = None,
         config: Config | None = None,
+        on_event: EventHook | None = None,
         **options: Any,
     ) -> SessionStore:
         """A store on a client it creates (and closes): no driver retries, bounded timeouts."""
         config = Config() if config is None else config
         kwargs = url_options(url, config, {"retry": Retry(NoBackoff(), 0), **options})
-        store = cls(redis.Redis.from_url(url, **kwargs), keyring=keyring, config=config)
+        store = cls(
+            redis.Redis.from_url(url, **kwargs), keyring=keyring, config=config, on_event=on_event
+        )
         store._owns_client = True
         return store
 
     def _run(self, call: Call[T]) -> T:
+        wait = self._core.wait_for(call)
         try:
-            try:
-                reply = self._client.evalsha(call.script.sha, *eval_args(call))
-            except NoScriptError:
-                reply = self._client.eval(call.script.source, *eval_args(call))
+            if wait is None:
+                try:
+                    reply = self._client.evalsha(call.script.sha, *eval_args(call))
+                except NoScriptError:
+                    reply = self._client.eval(call.script.source, *eval_args(call))
+            else:
+                # WAIT counts the writes of its own connection: send both on one pipeline.
+                pipe = self._client.pipeline(transaction=False)
+                pipe.eval(call.script.source, *eval_args(call))
+                pipe.wait(*wait)
+                reply, acked = pipe.execute()
+                self._core.replicated(acked)
         except DRIVER_ERRORS as err:
             return failed(call, err)
         return call.parse(reply)
@@ -88,9 +101,14 @@ class SessionStore(StoreBase):
             )
         )
 
-    def validate(self, access_token: str) -> Principal:
-        """Check an access token and its session (one round trip, or degraded)."""
-        step = self._core.validate(access_token)
+    def validate(
+        self, access_token: str, *, ip: str | None = None, user_agent: str | None = None
+    ) -> Principal:
+        """Check an access token and its session (one round trip, or degraded).
+
+        ``ip`` and ``user_agent`` describe the request, for ``Config.device_binding``.
+        """
+        step = self._core.validate(access_token, ip=ip, user_agent=user_agent)
         return step if isinstance(step, Principal) else self._run(step)
 
     def refresh(self, refresh_token: str) -> TokenPair:

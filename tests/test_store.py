@@ -282,5 +282,5 @@ def test_public_names() -> None:
 
     assert sessionstore.__all__ == sorted(sessionstore.__all__)
     public = {n for n in dir(sessionstore) if not n.startswith("_")}
-    modules = {"aio", "errors", "keys", "models", "scripts", "store", "tokens", "testing"}
+    modules = {"aio", "errors", "events", "keys", "models", "scripts", "store", "tokens", "testing"}
     assert set(sessionstore.__all__) == public - modules

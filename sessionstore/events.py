@@ -1,0 +1,145 @@
+"""Typed events a store reports to its ``on_event`` hook (metrics, audit logs, alerts).
+
+A hook is any ``Callable[[Event], None]``; it runs inline, so keep it quick. An exception
+raised by a hook is logged on the ``sessionstore`` logger and never breaks the operation.
+Events carry ids and reasons, never tokens or keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Literal
+
+import msgspec
+
+__all__ = [
+    "Created",
+    "DataLost",
+    "DegradedEntered",
+    "DegradedLeft",
+    "DeviceMismatch",
+    "Event",
+    "EventHook",
+    "Expired",
+    "Refreshed",
+    "ReplicationLag",
+    "ReuseDetected",
+    "Revoked",
+    "ValidationFailed",
+    "emit",
+    "fanout",
+]
+
+logger = logging.getLogger("sessionstore")
+
+RevokeReason = Literal["revoke", "device", "user", "logout", "evicted", "reuse"]
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Base of every event: ``at`` is the Unix time it happened."""
+
+    at: float = msgspec.field(default_factory=time.time)
+
+
+class Created(Event, frozen=True, kw_only=True):
+    """A session was created (login or create)."""
+
+    user_id: str
+    session_id: str
+    device_id: str
+
+
+class Revoked(Event, frozen=True, kw_only=True):
+    """Sessions were revoked; ``reason`` says by what."""
+
+    user_id: str
+    session_ids: tuple[str, ...]
+    reason: RevokeReason
+
+
+class Expired(Event, frozen=True, kw_only=True):
+    """A session was found past its idle or absolute deadline."""
+
+    user_id: str
+    session_id: str
+
+
+class Refreshed(Event, frozen=True, kw_only=True):
+    """A refresh token was rotated (``grace``: a retry answered with the current one)."""
+
+    user_id: str
+    session_id: str
+    generation: int
+    grace: bool
+
+
+class ReuseDetected(Event, frozen=True, kw_only=True):
+    """A spent refresh token came back: the session was revoked."""
+
+    user_id: str
+    session_id: str
+
+
+class ValidationFailed(Event, frozen=True, kw_only=True):
+    """``validate`` refused a token; ``reason`` is the error class name."""
+
+    reason: str
+    user_id: str | None = None
+    session_id: str | None = None
+
+
+class DegradedEntered(Event, frozen=True, kw_only=True):
+    """Redis became unreachable: validation answers from tokens alone."""
+
+
+class DegradedLeft(Event, frozen=True, kw_only=True):
+    """Redis answers again after ``seconds`` of outage."""
+
+    seconds: float
+
+
+class DeviceMismatch(Event, frozen=True, kw_only=True):
+    """A request's IP or user agent differs from its session's device."""
+
+    user_id: str
+    session_id: str
+    field: Literal["ip", "user_agent"]
+    enforced: bool
+
+
+class ReplicationLag(Event, frozen=True, kw_only=True):
+    """A revocation was acknowledged by fewer replicas than ``revoke_wait_replicas`` asks."""
+
+    wanted: int
+    acked: int
+
+
+class DataLost(Event, frozen=True, kw_only=True):
+    """The store's data set vanished (e.g. a restart without persistence)."""
+
+    detail: str
+
+
+EventHook = Callable[[Event], None]
+
+
+def emit(hook: EventHook | None, event: Event) -> None:
+    """Deliver ``event`` to ``hook``; a failing hook is logged, never raised."""
+    if hook is None:
+        return
+    try:
+        hook(event)
+    except Exception:
+        logger.exception("sessionstore event hook failed on %s", type(event).__name__)
+
+
+def fanout(*hooks: EventHook) -> EventHook:
+    """One hook that delivers every event to each of ``hooks`` in turn."""
+
+    def deliver(event: Event) -> None:
+        for hook in hooks:
+            emit(hook, event)
+
+    return deliver
