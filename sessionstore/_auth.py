@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sessionstore import _binding, _codec, events
+from sessionstore import _binding, _codec, _marker, events
 from sessionstore._core import Call, Core, fail_closed
 from sessionstore._policy import Breaker
 from sessionstore.errors import (
@@ -48,6 +48,25 @@ class Auth(Core):
             raise InvalidInput(f"keyring must be a Keyring, got {type(keyring).__name__}")
         self._keyring = keyring
         self.breaker = Breaker(config.breaker_failures, config.breaker_reset)
+        self.marker = _marker.Marker(config.namespace, config.marker_interval)
+
+    def housekeeping(self) -> Call[None] | None:
+        """The marker check when it is due (never while the breaker is open), else None."""
+        if self.breaker.is_open or not self.marker.due(time.monotonic()):
+            return None
+
+        def parse(reply: list[Any]) -> None:
+            event = self.marker.parse(reply)
+            if event is not None:
+                self.emit(event)
+
+        def fail(err: Exception, unreachable: bool) -> None:
+            # The operation that follows meets the same outage and reports it properly.
+            if not unreachable:
+                _marker.logger.warning("sessionstore marker check failed: %s", err)
+
+        key, *args = self.marker.args()
+        return Call(_marker.SCRIPT, (key,), tuple(args), parse, fail)
 
     @property
     def keyring(self) -> Keyring:
@@ -208,6 +227,7 @@ class Auth(Core):
     def _reachable(self) -> None:
         ended = self.breaker.success(time.monotonic())
         if ended is not None:
+            self.marker.expedite()  # a server that came back may have come back empty
             self.emit(events.DegradedLeft(seconds=ended))
 
     def _failed(self, claims: AccessClaims, err: Exception) -> None:

@@ -48,6 +48,9 @@ class AsyncSessionStore(StoreBase):
         return store
 
     async def _run(self, call: Call[T]) -> T:
+        chore = self._core.housekeeping()
+        if chore is not None:
+            await self._run(chore)
         wait = self._core.wait_for(call)
         try:
             if wait is None:

@@ -24,7 +24,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     compares a request's IP and user agent with the session's device ("report" emits
     an event, "enforce" also refuses). ``revoke_wait_replicas`` > 0 makes every
     revocation wait (``WAIT``, up to ``revoke_wait_timeout`` seconds) until that many
-    replicas acknowledged it, narrowing what a failover can lose.
+    replicas acknowledged it, narrowing what a failover can lose. Every
+    ``marker_interval`` seconds a store checks a marker key that reveals data loss.
     """
 
     access_ttl: int = 900
@@ -49,6 +50,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     device_binding: Literal["off", "report", "enforce"] = "off"
     revoke_wait_replicas: int = 0
     revoke_wait_timeout: float = 0.1
+    marker_interval: float = 5.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -71,7 +73,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             "revoke_wait_replicas",
         ):
             _require_int(name, getattr(self, name), minimum=0)
-        for name in ("socket_timeout", "breaker_reset", "revoke_wait_timeout"):
+        for name in ("socket_timeout", "breaker_reset", "revoke_wait_timeout", "marker_interval"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise InvalidInput(f"{name} must be a positive number, got {value!r}")

@@ -45,6 +45,9 @@ class SessionStore(StoreBase):
         return store
 
     def _run(self, call: Call[T]) -> T:
+        chore = self._core.housekeeping()
+        if chore is not None:
+            self._run(chore)
         wait = self._core.wait_for(call)
         try:
             if wait is None:

@@ -16,7 +16,14 @@ import redis
 
 from sessionstore import AsyncSessionStore, Config, Keyring, SessionStore
 
-__all__ = ["StoreFactory", "SyncAdapter", "make_store", "script_calls", "store"]
+__all__ = [
+    "StoreFactory",
+    "SyncAdapter",
+    "make_store",
+    "script_calls",
+    "session_keys",
+    "store",
+]
 
 
 class SyncAdapter:
@@ -40,6 +47,11 @@ class SyncAdapter:
 
 
 StoreFactory = Callable[..., Awaitable[Any]]
+
+
+def session_keys(client: redis.Redis) -> list[bytes]:
+    """Every key of the default namespace that belongs to a user (the marker excluded)."""
+    return sorted(k for k in client.scan_iter(match="ss:*") if not k.endswith(b"{!marker}"))
 
 
 def script_calls(client: redis.Redis) -> int:

@@ -7,8 +7,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+import redis
 
-from sessionstore import Config, Device, SessionRevoked, StoreUnavailable
+from sessionstore import Config, Device, SessionRevoked, StoreUnavailable, events
 from sessionstore.testing import LocalServer
 
 PHONE = Device(id="phone-1", name="Pixel")
@@ -42,7 +43,8 @@ async def timed(coro: Any) -> tuple[Any, float]:
 async def test_degraded_validation_and_recovery(
     make_store: Callable[..., Any], fault_server: LocalServer, kind: str
 ) -> None:
-    store = make_store(url=fault_server.url, config=FAST)
+    seen: list[events.Event] = []
+    store = make_store(url=fault_server.url, config=FAST, on_event=seen.append)
     alive = await store.login("user-1", device=PHONE, claims={"role": "admin"})
     revoked = await store.login("user-1", device=PHONE)
     assert await store.revoke("user-1", revoked.session_id)
@@ -78,11 +80,15 @@ async def test_degraded_validation_and_recovery(
         back = await store.validate(alive.access_token)
         assert not back.degraded and back.session is not None
     else:
-        # The server came back empty: its lost sessions are revoked, new logins work.
+        # The server came back empty: its lost sessions are revoked, new logins work,
+        # and the loss itself is reported, never silently treated as healthy.
         with pytest.raises(SessionRevoked):
             await store.validate(alive.access_token)
         fresh = await store.login("user-1", device=PHONE)
         assert not (await store.validate(fresh.access_token)).degraded
+        assert [e for e in seen if isinstance(e, events.DataLost)]
+    kinds = [type(e) for e in seen]
+    assert events.DegradedEntered in kinds and events.DegradedLeft in kinds
 
 
 async def test_fallback_deny(make_store: Callable[..., Any], fault_server: LocalServer) -> None:
@@ -129,3 +135,22 @@ async def test_server_errors_never_open_the_fallback(
     with pytest.raises(ScriptError):
         await store.validate(pair.access_token)
     admin.close()
+
+
+async def test_data_loss_is_reported(
+    make_store: Callable[..., Any], fault_server: LocalServer
+) -> None:
+    seen: list[events.Event] = []
+    store = make_store(
+        url=fault_server.url, config=Config(marker_interval=0.1), on_event=seen.append
+    )
+    await store.login("user-1", device=PHONE)
+    await store.sessions("user-1")
+    assert not [e for e in seen if isinstance(e, events.DataLost)]
+    admin = redis.Redis.from_url(fault_server.url)
+    admin.flushall()  # as a restart without persistence would
+    admin.close()
+    time.sleep(0.15)
+    assert await store.sessions("user-1") == []
+    lost = [e for e in seen if isinstance(e, events.DataLost)]
+    assert len(lost) == 1 and "vanished" in lost[0].detail

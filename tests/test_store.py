@@ -20,7 +20,7 @@ from sessionstore import (
     SessionStore,
     StoreUnavailable,
 )
-from support import script_calls
+from support import script_calls, session_keys
 
 PHONE = Device(
     id="phone-1", name="Pixel 8", user_agent="Mozilla/5.0 (Linux; Android 14)", ip="10.0.0.7"
@@ -78,7 +78,7 @@ async def test_idle_deadline_expires_session(store: Any, redis_client: redis.Red
     assert await store.touch("user-1", s.session_id) is False
     with pytest.raises(SessionRevoked):
         await store.update("user-1", s.session_id, data={"x": 1})
-    assert redis_client.keys("ss:*") == []
+    assert session_keys(redis_client) == []
 
 
 async def test_update_replaces_data_in_place(store: Any) -> None:
@@ -99,7 +99,7 @@ async def test_gone_sessions_are_never_recreated(store: Any, redis_client: redis
     assert await store.touch("user-1", s.session_id) is False
     with pytest.raises(SessionRevoked):
         await store.update("user-1", s.session_id, data={"mfa": True})
-    assert redis_client.keys("ss:*") == []
+    assert session_keys(redis_client) == []
 
 
 async def test_revoke_device_and_user(store: Any) -> None:
@@ -271,7 +271,7 @@ async def test_no_resurrection_under_revoke_touch_race(
                 store.update(s.user_id, s.session_id, data={"x": 1}),
                 return_exceptions=True,
             )
-    assert redis_client.keys("ss:*") == []
+    assert session_keys(redis_client) == []
     for s in made[:10]:
         assert await store.get(s.user_id, s.session_id) is None
     keyspace_audit(redis_client, "ss")
