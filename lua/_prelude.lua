@@ -29,6 +29,14 @@ local function bump_index_ttl(index)
   end
 end
 
+-- Tell listening stores which sessions died (their degraded-mode revocation memory).
+local function announce(index, sids)
+  if #sids > 0 then
+    local ns, tag = string.match(index, '^(.*):{(.-)}:idx$')
+    redis.call('PUBLISH', ns .. ':{!revoked}', tag .. ' ' .. table.concat(sids, ' '))
+  end
+end
+
 local function forget(index, key, sid)
   redis.call('DEL', key)
   redis.call('ZREM', index, sid)

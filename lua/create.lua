@@ -44,6 +44,7 @@ redis.call('HSET', key, 'c', created, 's', created, 'i', idle, 'a', a, 'e', e, '
 redis.call('PEXPIREAT', key, e)
 redis.call('ZADD', index, e, sid)
 bump_index_ttl(index)
+announce(index, evicted)
 local reply = {created, e, a}
 for _, other in ipairs(evicted) do reply[#reply + 1] = other end
 return reply

@@ -33,4 +33,5 @@ if presented == current - 1 and now - tonumber(r[3] or '0') <= grace then
 end
 forget(index, key, sid)
 bump_index_ttl(index)
+announce(index, {sid})
 return {3}

@@ -6,4 +6,7 @@ local index, key, sid = KEYS[1], KEYS[2], ARGV[1]
 local existed = redis.call('DEL', key)
 redis.call('ZREM', index, sid)
 bump_index_ttl(index)
+if existed == 1 then
+  announce(index, {sid})
+end
 return existed

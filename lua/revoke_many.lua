@@ -22,4 +22,5 @@ for _, sid in ipairs(live) do
   end
 end
 bump_index_ttl(index)
+announce(index, gone)
 return gone

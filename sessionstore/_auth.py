@@ -7,10 +7,11 @@ fallback policy decides what an unreachable Redis means for validation.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sessionstore import _binding, _codec, _marker, events
+from sessionstore._cache import NearCache, TokenCache
 from sessionstore._core import Call, Core, fail_closed
 from sessionstore._policy import Breaker
 from sessionstore.errors import (
@@ -21,7 +22,7 @@ from sessionstore.errors import (
     SessionRevoked,
     StoreUnavailable,
 )
-from sessionstore.keys import user_keys
+from sessionstore.keys import decode_user_id, user_keys
 from sessionstore.models import Config, Device, Principal, Session, TokenPair
 from sessionstore.scripts import SCRIPTS
 from sessionstore.tokens import (
@@ -49,6 +50,24 @@ class Auth(Core):
         self._keyring = keyring
         self.breaker = Breaker(config.breaker_failures, config.breaker_reset)
         self.marker = _marker.Marker(config.namespace, config.marker_interval)
+        size = config.token_cache_size
+        self.tokens: TokenCache[_Verified] | None = (
+            TokenCache(size, config.leeway) if size else None
+        )
+
+    def attach(self, near: NearCache, pump: Callable[[], None]) -> None:
+        """Serve hot validations from ``near``, kept current by Redis' pushes via ``pump``."""
+        self.near, self.pump = near, pump
+
+    def published(self, encoded_user_id: str, session_ids: list[str]) -> None:
+        """A revocation announced by a script (any process): remember it for degraded mode."""
+        try:
+            user_id = decode_user_id(encoded_user_id)
+        except InvalidInput:
+            return
+        now = time.time()
+        for session_id in session_ids:
+            self.revoked.add(user_id, session_id, now)
 
     def housekeeping(self) -> Call[None] | None:
         """The marker check when it is due (never while the breaker is open), else None."""
@@ -187,21 +206,48 @@ class Auth(Core):
         claims = self.verify(access_token)
         return self.revoke(claims.user_id, claims.session_id, "logout")
 
-    def validate(
-        self, access_token: object, *, ip: str | None = None, user_agent: str | None = None
-    ) -> Principal | Call[Principal]:
-        """A ``Principal`` decided without Redis (breaker open), or the one-trip check.
-
-        ``ip`` and ``user_agent`` describe the request, for ``Config.device_binding``.
-        """
+    def _verified(self, access_token: object, now: float) -> _Verified:
+        cache = self.tokens
+        snapshot: object = None
+        if cache is not None and type(access_token) is str:
+            snapshot = self.keyring._live()
+            hit = cache.get(access_token, now, snapshot)
+            if hit is not None:
+                return hit
         try:
-            claims = self.verify(access_token)
+            claims = verify_access_token(self.keyring, access_token, config=self.config, now=now)
         except InvalidToken as err:
             self.emit(events.ValidationFailed(reason=type(err).__name__))
             raise
+        keys = user_keys(self.config.namespace, claims.user_id)
+        verified = _Verified(claims, keys.index, keys.session(claims.session_id))
+        if cache is not None and isinstance(access_token, str):
+            cache.put(access_token, verified, claims.expires_at, snapshot)
+        return verified
+
+    def validate(
+        self, access_token: object, *, ip: str | None = None, user_agent: str | None = None
+    ) -> Principal | Call[Principal]:
+        """A ``Principal`` decided without Redis (cached or degraded), or the one-trip check.
+
+        ``ip`` and ``user_agent`` describe the request, for ``Config.device_binding``.
+        """
+        verified = self._verified(access_token, time.time())
+        claims = verified.claims
+        near = self.near
+        if near is not None:
+            self.pump()
+            session = near.get(verified.key, time.monotonic())
+            if session is not None:
+                self._bind(claims, session, ip, user_agent)
+                memo = verified.memo
+                if memo is None or memo[0] is not session:
+                    verified.memo = memo = (session, _principal(claims, session=session))
+                return memo[1]
         if not self.breaker.allow(time.monotonic()):
             return self._degraded(claims, None)
-        inner = self.check(claims.user_id, claims.session_id, self.config.touch_interval * 1000)
+        ticket = near.begin() if near is not None else 0
+        interval_ms = self.config.touch_interval * 1000
 
         def parse(reply: Any) -> Principal:
             self._reachable()
@@ -212,6 +258,10 @@ class Auth(Core):
             fields = _codec.parse_fields(reply)
             session = _codec.parse_session(claims.user_id, claims.session_id, fields)
             self._bind(claims, session, ip, user_agent)
+            if near is not None:
+                now, mono = time.time(), time.monotonic()
+                deadline = min(session.idle_expires_at, session.absolute_expires_at)
+                near.put(verified.key, session, ticket, mono, mono + deadline - now)
             return _principal(claims, session=session)
 
         def fail(err: Exception, unreachable: bool) -> Principal:
@@ -222,7 +272,9 @@ class Auth(Core):
                 self.emit(events.DegradedEntered())
             return self._degraded(claims, err)
 
-        return Call(inner.script, inner.keys, inner.args, parse, fail)
+        keys = (verified.index, verified.key)
+        args = (claims.session_id, interval_ms)
+        return Call(SCRIPTS["check"], keys, args, parse, fail)
 
     def _reachable(self) -> None:
         ended = self.breaker.success(time.monotonic())
@@ -271,6 +323,18 @@ class Auth(Core):
             self._failed(claims, error)
             raise error
         return _principal(claims, session=None)
+
+
+class _Verified:
+    """A verified token, its keys, and the last Principal built from a cached session."""
+
+    __slots__ = ("claims", "index", "key", "memo")
+
+    def __init__(self, claims: AccessClaims, index: str, key: str) -> None:
+        self.claims = claims
+        self.index = index
+        self.key = key
+        self.memo: tuple[Session, Principal] | None = None
 
 
 def _principal(claims: AccessClaims, *, session: Any) -> Principal:

@@ -1,9 +1,14 @@
-"""Construction shared by ``SessionStore`` and ``AsyncSessionStore`` (no I/O here)."""
+"""Construction shared by ``SessionStore`` and ``AsyncSessionStore``.
+
+The only I/O started here is the shared invalidation listener of the near cache
+(a background thread, one per server and namespace in a process).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from sessionstore import _listener
 from sessionstore._auth import Auth
 from sessionstore._io import check_client, client_options
 from sessionstore.errors import InvalidInput
@@ -32,6 +37,24 @@ class StoreBase:
         self._core = Auth(Config() if config is None else config, keyring, on_event)
         # Clients the store creates are closed by close(); a user-owned one is left open.
         self._owns_client = False
+        self._listener: _listener.Listener | None = None
+        cfg = self._core.config
+        spec = _listener.spec_from_client(client)
+        if cfg.near_cache_size and cfg.touch_interval and spec is not None:
+            listener = _listener.acquire(
+                spec, cfg.namespace, cfg.near_cache_size, cfg.touch_interval
+            )
+            listener.subscribe(self._core.published)
+            self._core.attach(listener.cache, listener.pump)
+            self._listener = listener
+
+    def _detach(self) -> None:
+        """Give back the shared invalidation listener (the last store stops it)."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.unsubscribe(self._core.published)
+            self._core.near = None
+            _listener.release(listener)
 
     @property
     def config(self) -> Config:

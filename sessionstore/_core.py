@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
 from sessionstore import _codec, events
+from sessionstore._cache import NearCache
 from sessionstore._policy import RevocationMemory
 from sessionstore.errors import (
     InvalidInput,
@@ -50,6 +51,10 @@ class Call(Generic[T]):
     durable: bool = False
 
 
+def _nothing() -> None:
+    return None
+
+
 def _ttl(value: int | None, default: int, name: str) -> int:
     if value is None:
         return default
@@ -70,6 +75,9 @@ class Core:
         self.on_event = on_event
         # A revoked session matters to degraded mode for as long as its tokens can live.
         self.revoked = RevocationMemory(config.revoked_memory, config.access_ttl + config.leeway)
+        # Set by the shells when Redis' invalidation pushes feed a near cache.
+        self.near: NearCache | None = None
+        self.pump: Callable[[], None] = _nothing
 
     def emit(self, event: events.Event) -> None:
         """Report ``event`` to the hook, if any."""
@@ -79,8 +87,12 @@ class Core:
         self, user_id: str, session_ids: Sequence[str], reason: events.RevokeReason | None = None
     ) -> None:
         now = time.time()
+        near = self.near
+        prefix = user_keys(self.config.namespace, user_id).prefix if near is not None else ""
         for session_id in session_ids:
             self.revoked.add(user_id, session_id, now)
+            if near is not None:
+                near.drop(prefix + session_id)
         if reason is not None and session_ids:
             self.emit(
                 events.Revoked(user_id=user_id, session_ids=tuple(session_ids), reason=reason)

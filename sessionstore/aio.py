@@ -11,6 +11,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
 from sessionstore._base import StoreBase, url_options
+from sessionstore._batch import Batcher
 from sessionstore._core import Call
 from sessionstore._io import DRIVER_ERRORS, eval_args, failed
 from sessionstore.events import EventHook
@@ -23,7 +24,21 @@ T = TypeVar("T")
 
 
 class AsyncSessionStore(StoreBase):
-    """Sessions and stateful JWTs on Redis, for asyncio code; ``async with`` closes it."""
+    """Sessions and stateful JWTs on Redis, for asyncio code; ``async with`` closes it.
+
+    Concurrent ``validate`` calls of one event loop are sent as one pipeline per loop turn.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        keyring: Keyring | None = None,
+        config: Config | None = None,
+        on_event: EventHook | None = None,
+    ) -> None:
+        super().__init__(client, keyring=keyring, config=config, on_event=on_event)
+        self._batcher = Batcher(client)
 
     @classmethod
     def from_url(
@@ -115,7 +130,12 @@ class AsyncSessionStore(StoreBase):
         ``ip`` and ``user_agent`` describe the request, for ``Config.device_binding``.
         """
         step = self._core.validate(access_token, ip=ip, user_agent=user_agent)
-        return step if isinstance(step, Principal) else await self._run(step)
+        if isinstance(step, Principal):
+            return step
+        chore = self._core.housekeeping()
+        if chore is not None:
+            await self._run(chore)
+        return await self._batcher.run(step)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         """Rotate a refresh token into a new pair."""
@@ -159,6 +179,8 @@ class AsyncSessionStore(StoreBase):
 
     async def close(self) -> None:
         """Close the client if this store created it."""
+        await self._batcher.close()
+        self._detach()
         if self._owns_client:
             await self._client.aclose()
 

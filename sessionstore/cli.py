@@ -1,26 +1,246 @@
-"""The ``sessionstore`` command."""
+"""The ``sessionstore`` command: keys, server checks, sessions, and the demo.
+
+Exit codes:
+    0  done
+    1  done, but: ``doctor`` found a problem, or ``sessions revoke`` found nothing to revoke
+    2  bad usage or bad input (an invalid user id, session id, URL, ...)
+    3  the server is unreachable
+    4  the server answered with an error
+"""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import json
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["main"]
+import msgspec
+import redis
+
+from sessionstore.errors import InvalidInput, ScriptError, SessionStoreError, StoreUnavailable
+
+if TYPE_CHECKING:
+    from sessionstore.models import Session
+    from sessionstore.store import SessionStore
+
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_OK",
+    "EXIT_PROBLEM",
+    "EXIT_SERVER_ERROR",
+    "EXIT_UNREACHABLE",
+    "main",
+]
+
+EXIT_OK = 0
+EXIT_PROBLEM = 1
+EXIT_BAD_INPUT = 2
+EXIT_UNREACHABLE = 3
+EXIT_SERVER_ERROR = 4
+URL_ENVS = ("SESSIONSTORE_REDIS_URL", "REDIS_URL")
+_DEFAULT_URL = "redis://localhost:6379/0"
+_ALGORITHMS = ("HS256", "HS384", "HS512", "ES256", "EdDSA", "RS256", "PS256")
+
+
+def _default_url() -> str:
+    return next((os.environ[e] for e in URL_ENVS if os.environ.get(e)), _DEFAULT_URL)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sessionstore", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="walk through logins, refresh and revocation")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    parser = argparse.ArgumentParser(
+        prog="sessionstore",
+        description="Redis-native sessions and stateful JWTs.",
+        epilog="exit codes: 0 done, 1 problem found or nothing revoked, 2 bad input, "
+        "3 server unreachable, 4 server error",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    keygen = commands.add_parser("keygen", parents=[common], help="print a new signing key")
+    keygen.add_argument("--alg", default="HS256", choices=_ALGORITHMS)
+    keygen.add_argument("--kid", help="key id (default: random)")
+
+    doctor = commands.add_parser("doctor", parents=[common], help="check a server for sessions")
+    doctor.add_argument("url", metavar="URL", help="redis://, rediss:// or unix:// URL")
+
+    sessions = commands.add_parser("sessions", help="list or revoke a user's sessions")
+    actions = sessions.add_subparsers(dest="action", required=True, metavar="ACTION")
+    server = argparse.ArgumentParser(add_help=False)
+    server.add_argument(
+        "--redis-url",
+        default=None,
+        help=f"server URL (default: ${URL_ENVS[0]}, ${URL_ENVS[1]}, or {_DEFAULT_URL})",
+    )
+    server.add_argument("--namespace", default="ss", help="key namespace (default: ss)")
+    listing = actions.add_parser("list", parents=[common, server], help="a user's sessions")
+    listing.add_argument("user", metavar="USER")
+    revoke = actions.add_parser("revoke", parents=[common, server], help="sign sessions out")
+    revoke.add_argument("user", metavar="USER")
+    which = revoke.add_mutually_exclusive_group(required=True)
+    which.add_argument("sid", metavar="SID", nargs="?", help="one session id")
+    which.add_argument("--device", metavar="ID", help="every session of one device")
+    which.add_argument("--all", action="store_true", help="every session of the user")
+
+    demo = commands.add_parser("demo", help="run the web demo (embedded Valkey by default)")
     demo.add_argument("--redis-url", help="use this server instead of an embedded Valkey")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--walkthrough", action="store_true", help="print a tour and exit")
+    demo.add_argument(
+        "--insecure-cookies", action="store_true", help="drop the Secure flag (plain HTTP hosts)"
+    )
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and run the command; the exit code."""
-    args = _parser().parse_args(argv)
-    if args.command == "demo":
-        from sessionstore.demo import main as demo
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
 
-        return demo(args.redis_url)
-    return 2  # pragma: no cover - argparse refuses unknown commands first
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _emit(args: argparse.Namespace, data: Any, human: Callable[[], str]) -> None:
+    if args.json:
+        print(json.dumps(msgspec.to_builtins(data), indent=2, sort_keys=True))
+    else:
+        print(human())
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from sessionstore.tokens import Keyring
+
+    ring = Keyring.generate(args.alg, kid=args.kid)
+    jwks = json.dumps(ring.to_private_jwks(), separators=(",", ":"))
+    export = f"export SESSIONSTORE_JWKS={shlex.quote(jwks)}"
+    data = {
+        "kid": ring.current_kid,
+        "alg": args.alg,
+        "jwks": ring.to_private_jwks(),
+        "public_jwks": ring.to_jwks(),
+        "env": export,
+    }
+    _emit(args, data, lambda: f"kid: {ring.current_kid}\nalg: {args.alg}\n{export}")
+    return EXIT_OK
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from sessionstore._doctor import diagnose, redact
+
+    if not args.url.startswith(("redis://", "rediss://", "unix://")):
+        raise InvalidInput("URL must start with redis://, rediss:// or unix://")
+    try:
+        checks = diagnose(args.url)
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as err:
+        raise StoreUnavailable(f"cannot reach {redact(args.url)}: {err}") from err
+    except redis.ResponseError as err:
+        raise ScriptError(f"{redact(args.url)} answered with an error: {err}") from err
+    ok = all(c.status in ("ok", "note") for c in checks)
+    data = {"url": redact(args.url), "ok": ok, "checks": [c.to_dict() for c in checks]}
+
+    def human() -> str:
+        rows = [(c.name, c.status.upper(), c.detail) for c in checks]
+        verdict = "fit for sessions" if ok else "PROBLEMS FOUND"
+        return f"{_table(('check', 'status', 'detail'), rows)}\n\n{redact(args.url)}: {verdict}"
+
+    _emit(args, data, human)
+    return EXIT_OK if ok else EXIT_PROBLEM
+
+
+def _sessions(args: argparse.Namespace) -> int:
+    from sessionstore.models import Config
+    from sessionstore.store import SessionStore
+
+    url = args.redis_url or _default_url()
+    store = SessionStore.from_url(url, config=Config(namespace=args.namespace, socket_timeout=2.0))
+    try:
+        with store:
+            return _session_action(args, store)
+    except StoreUnavailable as err:
+        from sessionstore._doctor import redact
+
+        raise StoreUnavailable(f"cannot reach {redact(url)}") from err
+
+
+def _session_rows(found: Sequence[Session]) -> list[tuple[str, ...]]:
+    return [
+        (
+            s.session_id,
+            s.device.id,
+            s.device.name,
+            s.device.ip,
+            _when(s.created_at),
+            _when(s.last_seen_at),
+            _when(min(s.idle_expires_at, s.absolute_expires_at)),
+        )
+        for s in found
+    ]
+
+
+def _session_action(args: argparse.Namespace, store: SessionStore) -> int:
+    if args.action == "list":
+        found = store.sessions(args.user)
+        headers = ("session", "device", "name", "ip", "created", "last seen", "expires")
+        empty = f"no active sessions for {args.user!r}"
+        _emit(args, found, lambda: _table(headers, _session_rows(found)) if found else empty)
+        return EXIT_OK
+    if args.all:
+        count = store.revoke_user(args.user)
+    elif args.device is not None:
+        count = store.revoke_device(args.user, args.device)
+    else:
+        count = int(store.revoke(args.user, args.sid))
+    _emit(args, {"revoked": count}, lambda: f"revoked {count} session(s) of {args.user!r}")
+    return EXIT_OK if count else EXIT_PROBLEM
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from sessionstore.demo import main as demo
+
+    if not 0 <= args.port <= 65535:
+        raise InvalidInput("--port must be 0..65535")
+    return demo(
+        args.redis_url,
+        host=args.host,
+        port=args.port,
+        walkthrough=args.walkthrough,
+        secure_cookies=not args.insecure_cookies,
+    )
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "keygen": _keygen,
+    "doctor": _doctor,
+    "sessions": _sessions,
+    "demo": _demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the command; the exit code (see the module docstring)."""
+    from sessionstore.testing import NoServerAvailable
+
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except InvalidInput as err:
+        print(f"sessionstore: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except StoreUnavailable as err:
+        print(f"sessionstore: error: the server is unreachable: {err}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except NoServerAvailable as err:
+        print(f"sessionstore: error: {err}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except (ScriptError, SessionStoreError) as err:
+        print(f"sessionstore: error: the server answered with an error: {err}", file=sys.stderr)
+        return EXIT_SERVER_ERROR

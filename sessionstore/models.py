@@ -26,6 +26,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     revocation wait (``WAIT``, up to ``revoke_wait_timeout`` seconds) until that many
     replicas acknowledged it, narrowing what a failover can lose. Every
     ``marker_interval`` seconds a store checks a marker key that reveals data loss.
+    ``token_cache_size`` verified tokens are remembered (0: off); ``near_cache_size``
+    sessions are cached between Redis' invalidation pushes (0: off; never on a cluster
+    client; no entry outlives ``touch_interval``).
     """
 
     access_ttl: int = 900
@@ -51,6 +54,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     revoke_wait_replicas: int = 0
     revoke_wait_timeout: float = 0.1
     marker_interval: float = 5.0
+    token_cache_size: int = 10_000
+    near_cache_size: int = 10_000
 
     def __post_init__(self) -> None:
         for name in (
@@ -66,6 +71,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
         ):
             _require_int(name, getattr(self, name), minimum=1)
         for name in (
+            "token_cache_size",
+            "near_cache_size",
             "refresh_grace",
             "touch_interval",
             "leeway",

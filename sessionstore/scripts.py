@@ -14,7 +14,17 @@ from typing import NamedTuple
 
 __all__ = ["SCRIPTS", "SCRIPT_SOURCE_DIR", "Script"]
 
-_NAMES = ("check", "create", "list", "marker", "refresh", "revoke", "revoke_many", "update")
+_NAMES = (
+    "check",
+    "create",
+    "list",
+    "marker",
+    "ratelimit",
+    "refresh",
+    "revoke",
+    "revoke_many",
+    "update",
+)
 
 
 class Script(NamedTuple):

@@ -156,6 +156,7 @@ class SessionStore(StoreBase):
 
     def close(self) -> None:
         """Close the client if this store created it."""
+        self._detach()
         if self._owns_client:
             self._client.close()
 

@@ -22,6 +22,10 @@ Pytest fixtures: enable them in a ``conftest.py`` with ::
     ``PATH``, a ``testcontainers`` Redis container when a Docker engine answers. When none
     is, the tests that use it are skipped with the reason.
 
+``sessionstore_store`` (function scope)
+    A ready ``SessionStore`` (a fresh HS256 keyring, default ``Config``) on that server; the
+    database is flushed before each test and the store closed after it.
+
 This module imports pytest only to define the fixtures, and only if pytest is installed:
 ``import sessionstore.testing`` works in a program without it.
 """
@@ -42,11 +46,15 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+if TYPE_CHECKING:
+    from sessionstore.store import SessionStore
 
 __all__ = [
     "URL_ENV",
@@ -472,5 +480,19 @@ else:
                 pytest.skip(str(err))
             yield url
 
-    # A ready-made `store` fixture (a SessionStore on sessionstore_redis_url, flushed per
-    # test) belongs here, next to the URL fixture it builds on.
+    @pytest.fixture
+    def sessionstore_store(sessionstore_redis_url: str) -> Iterator[SessionStore]:
+        """A ``SessionStore`` with a fresh HS256 keyring on an empty database (FLUSHDB first)."""
+        from sessionstore.store import SessionStore
+        from sessionstore.tokens import Keyring
+
+        client = redis.Redis.from_url(sessionstore_redis_url, socket_timeout=5, retry=_NO_RETRY)
+        try:
+            client.flushdb()
+        finally:
+            client.close()
+        store = SessionStore.from_url(sessionstore_redis_url, keyring=Keyring.generate("HS256"))
+        try:
+            yield store
+        finally:
+            store.close()

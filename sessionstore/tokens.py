@@ -287,6 +287,14 @@ def _claim_error(name: str, payload: dict[str, Any], expected: str) -> InvalidCl
     return InvalidClaim(f"{name} claim must be {expected}", claim=name)
 
 
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _numeric(payload: dict[str, Any], name: str) -> int:
     value = payload.get(name)
     if type(value) is not int or not 0 <= value <= _MAX:
@@ -329,8 +337,15 @@ def verify_access_token(
     payload = _jose.json_object(body, "payload")
 
     sub = payload.get("sub")
-    if type(sub) is not str or not 1 <= len(sub) <= 256:
-        raise _claim_error("sub", payload, "a string of 1..256 chars")
+    # The user id builds Redis keys next: refuse here what check_user_id would refuse there
+    # (NUL, lone surrogates), so a signed oddity is an InvalidClaim, never an InvalidInput.
+    if (
+        type(sub) is not str
+        or not 1 <= len(sub) <= 256
+        or "\x00" in sub
+        or not (sub.isascii() or _encodes(sub))
+    ):
+        raise _claim_error("sub", payload, "a user id of 1..256 chars")
     sid = payload.get("sid")
     if type(sid) is not str or _SID.fullmatch(sid) is None:
         raise _claim_error("sid", payload, "a session id")

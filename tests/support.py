@@ -103,3 +103,34 @@ def store(
     """A store with the default Config; the keyspace is audited after the test."""
     yield make_store()
     keyspace_audit(redis_client, "ss")
+
+
+def validate_until_rejected(url: str, jwks: dict[str, Any], token: str, conn: Any) -> None:
+    """Child process: validate ``token`` hot until it is refused, then report when.
+
+    Sends ("warm", hot_calls_made) once the near cache serves it, then, after the parent
+    says "go" and revokes, ("rejected", monotonic_ns) at the first refusal.
+    """
+    import time
+
+    from sessionstore import InvalidToken, Keyring
+
+    with SessionStore.from_url(url, keyring=Keyring.from_jwks(jwks)) as store:
+        store.validate(token)
+        deadline = time.monotonic() + 10
+        while store._core.near is None or len(store._core.near) == 0:
+            if time.monotonic() > deadline:
+                conn.send(("cold", 0))
+                return
+            time.sleep(0.01)
+            store.validate(token)
+        conn.send(("warm", 0))
+        conn.recv()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                store.validate(token)
+            except InvalidToken:
+                conn.send(("rejected", time.monotonic_ns()))
+                return
+        conn.send(("timeout", 0))

@@ -1,0 +1,278 @@
+"""The demo web app: sign in, see your sessions per device, sign devices out.
+
+A small server-rendered Starlette app on an ``AsyncSessionStore``: a login page with
+seeded demo users behind the login rate limiter, a dashboard of the user's sessions grouped
+by device ("this device" marked) with "sign out this device" and "sign out all other
+devices", and a protected JSON API at ``/api/me``. Sessions ride in the integration's
+cookies (HttpOnly access and refresh cookies, CSRF token on every form).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from sessionstore import events
+from sessionstore._binding import ua_family
+from sessionstore.aio import AsyncSessionStore
+from sessionstore.demo_app import pages
+from sessionstore.errors import InvalidInput, StoreUnavailable
+from sessionstore.integrations._http import AuthState, CookieSettings
+from sessionstore.integrations.starlette import AuthRefused, SessionAuth, SessionAuthMiddleware
+from sessionstore.metrics import event_labels
+from sessionstore.models import Config, Device, Principal
+from sessionstore.ratelimit import AsyncLoginRateLimiter
+from sessionstore.tokens import Keyring
+
+__all__ = ["DEMO_USERS", "DEVICE_COOKIE", "create_app"]
+
+DEMO_USERS: Mapping[str, str] = {"alice": "wonderland", "bob": "builder"}
+"""The seeded demo accounts: user name -> password."""
+DEVICE_COOKIE = "ss_device"
+"""A long-lived random id naming this browser (not a secret): sessions group by it."""
+_DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{16}")
+_DEVICE_COOKIE_AGE = 400 * 86400
+
+
+class _Passwords:
+    """Salted PBKDF2 hashes of the demo passwords, checked in constant time."""
+
+    def __init__(self, users: Mapping[str, str]) -> None:
+        self._salt = secrets.token_bytes(16)
+        self._hashes = {name: self._hash(password) for name, password in users.items()}
+        self._decoy = self._hash(secrets.token_urlsafe(16))
+        self.users = dict(users)
+
+    def _hash(self, password: str) -> bytes:
+        return hashlib.pbkdf2_hmac("sha256", password.encode(), self._salt, 20_000)
+
+    def check(self, name: str, password: str) -> bool:
+        # Unknown users cost the same hash as known ones: no user enumeration by timing.
+        expected = self._hashes.get(name, self._decoy)
+        return hmac.compare_digest(self._hash(password), expected) and name in self._hashes
+
+
+def _describe(event: events.Event) -> str:
+    kind, reason = event_labels(event)
+    who = getattr(event, "user_id", None)
+    what = {"created": "session created", "revoked": "sessions revoked"}.get(kind, kind)
+    parts = [time.strftime("%H:%M:%S", time.localtime(event.at)), what.replace("_", " ")]
+    if reason:
+        parts.append(f"({reason})")
+    if who:
+        parts.append(f"for {who}")
+    return " ".join(parts)
+
+
+def _client_ip(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def create_app(
+    redis_url: str,
+    *,
+    keyring: Keyring | None = None,
+    config: Config | None = None,
+    users: Mapping[str, str] = DEMO_USERS,
+    secure_cookies: bool = True,
+) -> Starlette:
+    """The demo app on the server at ``redis_url`` (its store is closed on shutdown)."""
+    recent: deque[str] = deque(maxlen=8)
+    hooks: list[Any] = [lambda event: recent.appendleft(_describe(event))]
+    metrics = None
+    with contextlib.suppress(ImportError):
+        from prometheus_client import CollectorRegistry
+
+        from sessionstore.metrics.prometheus import PrometheusMetrics
+
+        registry = CollectorRegistry()
+        metrics = PrometheusMetrics(registry)
+        hooks.append(metrics)
+    store = AsyncSessionStore.from_url(
+        redis_url,
+        keyring=keyring or Keyring.generate("HS256"),
+        config=config or Config(device_binding="report"),
+        on_event=events.fanout(*hooks),
+    )
+    if metrics is not None:
+        metrics.instrument(store)
+    auth = SessionAuth(store, cookies=CookieSettings(secure=secure_cookies))
+    limiter = AsyncLoginRateLimiter.for_store(store)
+    passwords = _Passwords(users)
+
+    def login_page(error: str = "", username: str = "", status: int = 200) -> HTMLResponse:
+        return HTMLResponse(pages.login(passwords.users.items(), error, username), status)
+
+    def to_login(state: AuthState | None) -> Response:
+        if state is not None and state.refusal is not None and state.refusal.reason == "expired":
+            return RedirectResponse("/auth/refresh?next=/dashboard", 303)
+        response = RedirectResponse("/login", 303)
+        if state is not None and state.refusal is not None:
+            auth.clear_cookies(response)  # a dead session's cookies are of no more use
+        return response
+
+    def signed_in(request: Request) -> Principal | None:
+        state = auth.state(request)
+        return state.principal if state is not None else None
+
+    async def home(request: Request) -> Response:
+        return RedirectResponse("/dashboard" if signed_in(request) else "/login", 303)
+
+    async def login_form(request: Request) -> Response:
+        if signed_in(request):
+            return RedirectResponse("/dashboard", 303)
+        return login_page()
+
+    async def login_submit(request: Request) -> Response:
+        form = await request.form()
+        username = str(form.get("username") or "").strip()
+        password = str(form.get("password") or "")
+        try:
+            decision = await limiter.hit(username, _client_ip(request) or None)
+        except InvalidInput:
+            return login_page("Enter a user name (1 to 256 characters).", status=400)
+        if not decision.allowed:
+            body = pages.too_many(decision.retry_after_header, decision.limited_by or "account")
+            headers = {"Retry-After": decision.retry_after_header}
+            return HTMLResponse(body, 429, headers=headers)
+        if not passwords.check(username, password):
+            return login_page("Wrong user name or password.", username, status=400)
+        device_id = request.cookies.get(DEVICE_COOKIE, "")
+        if not _DEVICE_ID.fullmatch(device_id):
+            device_id = secrets.token_urlsafe(12)
+        user_agent = request.headers.get("user-agent", "")[:1024]
+        browser, system = ua_family(user_agent)
+        device = Device(
+            id=device_id,
+            name=f"{browser} on {system}",
+            user_agent=user_agent,
+            ip=_client_ip(request)[:64],
+        )
+        pair = await store.login(username, device=device, claims={"name": username})
+        response = RedirectResponse("/dashboard", 303)
+        auth.set_login_cookies(response, pair)
+        response.set_cookie(
+            DEVICE_COOKIE,
+            device_id,
+            max_age=_DEVICE_COOKIE_AGE,
+            httponly=True,
+            secure=secure_cookies,
+            samesite="strict",
+        )
+        return response
+
+    async def dashboard(request: Request) -> Response:
+        principal = signed_in(request)
+        if principal is None:
+            return to_login(auth.state(request))
+        try:
+            groups = await store.devices(principal.user_id)
+        except StoreUnavailable:
+            groups = []
+        mine = principal.session.device.id if principal.session else None
+        mine = mine or request.cookies.get(DEVICE_COOKIE)
+        html = pages.dashboard(principal, groups, mine, auth.csrf_token(principal), list(recent))
+        return HTMLResponse(html)
+
+    async def sign_out_device(request: Request) -> Response:
+        principal = signed_in(request)
+        if principal is None:
+            return to_login(auth.state(request))
+        device_id = str((await request.form()).get("device_id") or "")
+        mine = principal.session.device.id if principal.session else None
+        try:
+            await store.revoke_device(principal.user_id, device_id)
+        except InvalidInput:
+            return RedirectResponse("/dashboard", 303)
+        if device_id != mine:
+            return RedirectResponse("/dashboard", 303)
+        response = RedirectResponse("/login", 303)
+        auth.clear_cookies(response)
+        return response
+
+    async def sign_out_others(request: Request) -> Response:
+        principal = signed_in(request)
+        if principal is None:
+            return to_login(auth.state(request))
+        await store.revoke_user(principal.user_id, keep=principal.session_id)
+        return RedirectResponse("/dashboard", 303)
+
+    async def logout(request: Request) -> Response:
+        principal = signed_in(request)
+        if principal is not None:
+            await store.revoke(principal.user_id, principal.session_id)
+        response = RedirectResponse("/login", 303)
+        auth.clear_cookies(response)
+        return response
+
+    async def api_me(request: Request) -> Response:
+        principal = await auth.require_principal(request)
+        session = principal.session
+        return JSONResponse(
+            {
+                "user_id": principal.user_id,
+                "session_id": principal.session_id,
+                "claims": principal.claims,
+                "degraded": principal.degraded,
+                "device": None if session is None else session.device.name,
+                "expires_at": principal.expires_at,
+            }
+        )
+
+    async def refresh(request: Request) -> Response:
+        target = request.query_params.get("next", "/dashboard")
+        if not target.startswith("/") or target.startswith("//"):
+            target = "/dashboard"
+        response = RedirectResponse(target, 303)
+        try:
+            await auth.refresh(request, response)
+        except AuthRefused:
+            response = RedirectResponse("/login", 303)
+            auth.clear_cookies(response)
+        return response
+
+    async def metrics_page(request: Request) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        return HTMLResponse("<p>The session store is unreachable; try again shortly.</p>", 503)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await store.close()
+
+    routes = [
+        Route("/", home),
+        Route("/login", login_form, methods=["GET"]),
+        Route("/login", login_submit, methods=["POST"]),
+        Route("/dashboard", dashboard),
+        Route("/devices/signout", sign_out_device, methods=["POST"]),
+        Route("/devices/signout-others", sign_out_others, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/api/me", api_me),
+        Route(auth.cookies.refresh_path, refresh),
+    ]
+    if metrics is not None:
+        routes.append(Route("/metrics", metrics_page))
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(SessionAuthMiddleware, auth=auth)],
+        exception_handlers={StoreUnavailable: unavailable},
+        lifespan=lifespan,
+    )

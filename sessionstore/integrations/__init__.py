@@ -1,0 +1,10 @@
+"""Web framework integrations: ``starlette`` (Starlette and FastAPI) and ``flask``.
+
+Both read an ``Authorization: Bearer`` header or an HttpOnly cookie, validate it with the
+request's client IP and User-Agent (for ``Config.device_binding``), and answer failures
+the RFC 6750 way. Import the submodule of your framework; this package imports neither.
+"""
+
+from sessionstore.integrations._http import AuthState, Cookie, CookieSettings, Reply
+
+__all__ = ["AuthState", "Cookie", "CookieSettings", "Reply"]

@@ -1,0 +1,191 @@
+"""Flask integration (extra ``[flask]``): the same behaviour as the Starlette one, sync.
+
+::
+
+    auth = SessionAuth(app, store=store)            # a SessionStore (or init_app later)
+
+    @app.get("/me")
+    @auth.required
+    def me():
+        return {"user": auth.principal.user_id}
+
+A ``before_request`` hook validates the request's token once (Bearer header first, else
+the access cookie) with the client's IP and User-Agent and keeps the outcome on ``flask.g``.
+It refuses only one kind of request by itself: an unsafe one (POST, PUT, PATCH, DELETE)
+authenticated by the cookie without the CSRF token (``X-CSRF-Token`` header or
+``csrf_token`` form field) gets 403. ``@auth.required`` answers 401 with
+``WWW-Authenticate: Bearer error="invalid_token"`` and an ``error_description`` telling
+expired, revoked and invalid apart (503 when the store is unreachable and the fallback
+denies); ``@auth.required(fresh=True)`` also refuses a degraded principal (503).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+from flask import Flask, Response, abort, g, jsonify, request
+
+from sessionstore.errors import InvalidInput, InvalidToken, StoreUnavailable
+from sessionstore.integrations._http import AuthState, CookieSettings, HttpAuth, Refused, Reply
+from sessionstore.models import Principal, TokenPair
+from sessionstore.store import SessionStore
+
+__all__ = ["SessionAuth"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_G_STATE = "sessionstore_auth"
+
+
+def _response(reply: Reply) -> Response:
+    response = jsonify(reply.body())
+    response.status_code = reply.status
+    for name, value in reply.headers:
+        response.headers[name] = value
+    return response
+
+
+class SessionAuth:
+    """A Flask extension authenticating requests against a ``SessionStore``.
+
+    ``csrf_secret`` (>= 32 bytes) must be the same in every process serving the same
+    cookies; without one, a random per-process secret is used.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        store: SessionStore,
+        cookies: CookieSettings | None = None,
+        realm: str = "api",
+        csrf_secret: bytes | None = None,
+    ) -> None:
+        if not isinstance(store, SessionStore):
+            raise InvalidInput("SessionAuth needs a SessionStore")
+        self.store = store
+        self.http = HttpAuth(store.config, cookies=cookies, realm=realm, csrf_secret=csrf_secret)
+        if app is not None:
+            self.init_app(app)
+
+    @property
+    def cookies(self) -> CookieSettings:
+        """The cookie settings."""
+        return self.http.cookies
+
+    def init_app(self, app: Flask) -> None:
+        """Register the ``before_request`` hook on ``app``."""
+        app.extensions["sessionstore"] = self
+        app.before_request(self._before_request)
+
+    def authenticate(self) -> AuthState:
+        """Validate the current request's token (if any) with its client IP and User-Agent."""
+        try:
+            found = self.http.credentials(
+                request.headers.get("Authorization"), request.cookies.get(self.cookies.access)
+            )
+        except Refused as refused:
+            return AuthState(refusal=refused.reply)
+        if found is None:
+            return AuthState()
+        try:
+            principal = self.store.validate(
+                found.token, ip=request.remote_addr, user_agent=request.headers.get("User-Agent")
+            )
+        except (InvalidToken, InvalidInput, StoreUnavailable) as err:
+            return AuthState(refusal=self.http.refusal(err), from_cookie=found.from_cookie)
+        return AuthState(principal=principal, from_cookie=found.from_cookie)
+
+    def _before_request(self) -> Response | None:
+        state = self.authenticate()
+        setattr(g, _G_STATE, state)
+        if self.http.csrf_required(request.method, state):
+            submitted = request.headers.get(self.http.csrf_header)
+            if submitted is None:
+                submitted = request.form.get(self.http.csrf_field)
+            if not self.http.csrf_valid(state, submitted, request.cookies.get(self.cookies.csrf)):
+                return _response(self.http.csrf_failed())
+        return None
+
+    @property
+    def state(self) -> AuthState:
+        """What authentication made of the current request."""
+        state = g.get(_G_STATE)
+        if not isinstance(state, AuthState):
+            state = self.authenticate()  # the hook did not run (e.g. outside init_app)
+            setattr(g, _G_STATE, state)
+        return state
+
+    @property
+    def principal(self) -> Principal | None:
+        """The current request's principal, or None."""
+        return self.state.principal
+
+    def require_principal(self, *, fresh: bool = False) -> Principal:
+        """The current principal, or abort with 401/503 (and the RFC 6750 challenge)."""
+        try:
+            return self.http.require(self.state, fresh=fresh)
+        except Refused as refused:
+            abort(_response(refused.reply))
+
+    @overload
+    def required(self, view: F) -> F: ...
+
+    @overload
+    def required(self, *, fresh: bool = ...) -> Callable[[F], F]: ...
+
+    def required(self, view: F | None = None, *, fresh: bool = False) -> Any:
+        """Decorator: the view runs only for an authenticated request (``fresh``: not degraded)."""
+
+        def decorate(func: F) -> F:
+            @functools.wraps(func)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                self.require_principal(fresh=fresh)
+                return func(*args, **kwargs)
+
+            return wrapper  # type: ignore[return-value]
+
+        return decorate(view) if view is not None else decorate
+
+    def csrf_token(self, principal: Principal) -> str:
+        """The CSRF token to put in the forms of ``principal``'s pages."""
+        return self.http.csrf_token(principal.session_id)
+
+    def set_login_cookies(self, response: Response, pair: TokenPair) -> None:
+        """Set the access, refresh and CSRF cookies of ``pair`` on ``response``."""
+        for c in self.http.login_cookies(pair):
+            response.set_cookie(
+                c.name,
+                c.value,
+                max_age=c.max_age,
+                path=c.path,
+                domain=c.domain,
+                secure=c.secure,
+                httponly=c.http_only,
+                samesite=c.samesite,
+            )
+
+    def clear_cookies(self, response: Response) -> None:
+        """Delete the three cookies on ``response``."""
+        for c in self.http.logout_cookies():
+            response.delete_cookie(
+                c.name,
+                path=c.path,
+                domain=c.domain,
+                secure=c.secure,
+                httponly=c.http_only,
+                samesite=c.samesite,
+            )
+
+    def refresh(self, response: Response, token: str | None = None) -> TokenPair:
+        """Rotate the refresh cookie (or ``token``) and set the new cookies; 401 on failure."""
+        token = token or request.cookies.get(self.cookies.refresh)
+        if not token:
+            abort(_response(self.http.missing()))
+        try:
+            pair = self.store.refresh(token)
+        except (InvalidToken, InvalidInput, StoreUnavailable) as err:
+            abort(_response(self.http.refusal(err)))
+        self.set_login_cookies(response, pair)
+        return pair

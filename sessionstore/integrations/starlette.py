@@ -1,0 +1,288 @@
+"""Starlette and FastAPI integration (extra ``[asgi]``): middleware, dependencies, cookies.
+
+::
+
+    auth = SessionAuth(store)                       # an AsyncSessionStore
+    app = FastAPI(middleware=[Middleware(SessionAuthMiddleware, auth=auth)])
+
+    @app.get("/me")
+    async def me(principal: Principal = Depends(auth.require_principal)) -> dict: ...
+
+The middleware validates the request's token once (Bearer header first, else the access
+cookie) with the client's IP and User-Agent, and sets ``request.user`` (a ``SessionUser``)
+and ``request.auth`` (scopes ``authenticated``, plus ``fresh`` unless degraded), so
+Starlette's ``@requires("authenticated")`` works too. It never refuses a request by itself,
+except one: an unsafe request (POST, PUT, PATCH, DELETE) authenticated by the cookie must
+carry the CSRF token in the ``X-CSRF-Token`` header or a ``csrf_token`` form field, or it
+gets 403. ``require_principal`` answers 401 with ``WWW-Authenticate: Bearer
+error="invalid_token"`` and an ``error_description`` telling expired, revoked and invalid
+apart (503 when the store is unreachable and the fallback denies); ``require_fresh``
+also refuses a degraded principal (503). Both work without the middleware as well.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
+from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sessionstore.aio import AsyncSessionStore
+from sessionstore.errors import InvalidInput, InvalidToken, StoreUnavailable
+from sessionstore.integrations._http import (
+    AuthState,
+    CookieSettings,
+    HttpAuth,
+    Refused,
+    Reply,
+    form_field,
+)
+from sessionstore.models import Principal, TokenPair
+
+__all__ = ["AuthRefused", "SessionAuth", "SessionAuthMiddleware", "SessionUser", "principal_of"]
+
+_STATE = "sessionstore.auth"
+_FORM = "application/x-www-form-urlencoded"
+_MAX_FORM_BYTES = 64 * 1024
+
+
+class SessionUser(BaseUser):
+    """``request.user`` of an authenticated request: the ``Principal`` and its user id."""
+
+    def __init__(self, principal: Principal) -> None:
+        self.principal = principal
+
+    @property
+    def is_authenticated(self) -> bool:
+        """Always True."""
+        return True
+
+    @property
+    def display_name(self) -> str:
+        """The user id."""
+        return self.principal.user_id
+
+    @property
+    def identity(self) -> str:
+        """The user id."""
+        return self.principal.user_id
+
+
+class AuthRefused(HTTPException):
+    """The HTTP answer to a refused request (an ``HTTPException`` carrying the ``Reply``)."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply.status, detail=reply.description, headers=dict(reply.headers))
+        self.reply = reply
+
+
+def _response(reply: Reply) -> Response:
+    return JSONResponse(reply.body(), status_code=reply.status, headers=dict(reply.headers))
+
+
+class SessionAuth:
+    """Authentication of Starlette/FastAPI requests against an ``AsyncSessionStore``.
+
+    ``csrf_secret`` (>= 32 bytes) must be the same in every process serving the same
+    cookies; without one, a random per-process secret is used.
+    """
+
+    def __init__(
+        self,
+        store: AsyncSessionStore,
+        *,
+        cookies: CookieSettings | None = None,
+        realm: str = "api",
+        csrf_secret: bytes | None = None,
+    ) -> None:
+        if not isinstance(store, AsyncSessionStore):
+            raise InvalidInput("SessionAuth needs an AsyncSessionStore")
+        self.store = store
+        self.http = HttpAuth(store.config, cookies=cookies, realm=realm, csrf_secret=csrf_secret)
+
+    @property
+    def cookies(self) -> CookieSettings:
+        """The cookie settings."""
+        return self.http.cookies
+
+    async def authenticate(self, conn: HTTPConnection) -> AuthState:
+        """Validate the request's token (if any) with its client IP and User-Agent."""
+        try:
+            found = self.http.credentials(
+                conn.headers.get("authorization"), conn.cookies.get(self.cookies.access)
+            )
+        except Refused as refused:
+            return AuthState(refusal=refused.reply)
+        if found is None:
+            return AuthState()
+        try:
+            principal = await self.store.validate(
+                found.token,
+                ip=conn.client.host if conn.client else None,
+                user_agent=conn.headers.get("user-agent"),
+            )
+        except (InvalidToken, InvalidInput, StoreUnavailable) as err:
+            return AuthState(refusal=self.http.refusal(err), from_cookie=found.from_cookie)
+        return AuthState(principal=principal, from_cookie=found.from_cookie)
+
+    def state(self, conn: HTTPConnection) -> AuthState | None:
+        """What the middleware made of this request (None without the middleware)."""
+        state = conn.scope.get(_STATE)
+        return state if isinstance(state, AuthState) else None
+
+    async def _state(self, request: Request) -> AuthState:
+        state = self.state(request)
+        if state is not None:
+            return state  # the middleware has checked CSRF already
+        state = await self.authenticate(request)
+        if self.http.csrf_required(request.method, state):
+            submitted = request.headers.get(self.http.csrf_header)
+            if submitted is None and request.headers.get("content-type", "").startswith(_FORM):
+                value = (await request.form()).get(self.http.csrf_field)
+                submitted = value if isinstance(value, str) else None
+            if not self.http.csrf_valid(state, submitted, request.cookies.get(self.cookies.csrf)):
+                raise AuthRefused(self.http.csrf_failed())
+        request.scope[_STATE] = state
+        return state
+
+    async def principal(self, request: Request) -> Principal | None:
+        """The request's principal, or None (never raises for a bad token)."""
+        return (await self._state(request)).principal
+
+    async def require_principal(self, request: Request) -> Principal:
+        """FastAPI dependency: the principal, or 401/503 (``AuthRefused``)."""
+        try:
+            return self.http.require(await self._state(request))
+        except Refused as refused:
+            raise AuthRefused(refused.reply) from None
+
+    async def require_fresh(self, request: Request) -> Principal:
+        """FastAPI dependency: a principal checked against the store (not degraded), or 401/503."""
+        try:
+            return self.http.require(await self._state(request), fresh=True)
+        except Refused as refused:
+            raise AuthRefused(refused.reply) from None
+
+    def csrf_token(self, principal: Principal) -> str:
+        """The CSRF token to put in the forms of ``principal``'s pages."""
+        return self.http.csrf_token(principal.session_id)
+
+    def set_login_cookies(self, response: Response, pair: TokenPair) -> None:
+        """Set the access, refresh and CSRF cookies of ``pair`` on ``response``."""
+        for c in self.http.login_cookies(pair):
+            response.set_cookie(
+                c.name,
+                c.value,
+                max_age=c.max_age,
+                path=c.path,
+                domain=c.domain,
+                secure=c.secure,
+                httponly=c.http_only,
+                samesite=c.samesite,
+            )
+
+    def clear_cookies(self, response: Response) -> None:
+        """Delete the three cookies on ``response``."""
+        for c in self.http.logout_cookies():
+            response.delete_cookie(
+                c.name,
+                path=c.path,
+                domain=c.domain,
+                secure=c.secure,
+                httponly=c.http_only,
+                samesite=c.samesite,
+            )
+
+    async def refresh(
+        self, request: Request, response: Response, token: str | None = None
+    ) -> TokenPair:
+        """Rotate the refresh cookie (or ``token``) and set the new cookies; 401 on failure."""
+        token = token or request.cookies.get(self.cookies.refresh)
+        if not token:
+            raise AuthRefused(self.http.missing())
+        try:
+            pair = await self.store.refresh(token)
+        except (InvalidToken, InvalidInput, StoreUnavailable) as err:
+            raise AuthRefused(self.http.refusal(err)) from None
+        self.set_login_cookies(response, pair)
+        return pair
+
+
+class SessionAuthMiddleware:
+    """ASGI middleware: authenticates every request once and enforces CSRF on cookie auth."""
+
+    def __init__(self, app: ASGIApp, auth: SessionAuth) -> None:
+        self.app = app
+        self.auth = auth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        conn = HTTPConnection(scope)
+        state = await self.auth.authenticate(conn)
+        scope[_STATE] = state
+        if state.principal is not None:
+            scopes = ["authenticated"] if state.principal.degraded else ["authenticated", "fresh"]
+            scope["auth"], scope["user"] = AuthCredentials(scopes), SessionUser(state.principal)
+        else:
+            scope["auth"], scope["user"] = AuthCredentials(), UnauthenticatedUser()
+        http = self.auth.http
+        if scope["type"] == "http" and http.csrf_required(scope["method"], state):
+            submitted, receive = await self._submitted_csrf(conn, receive)
+            if not http.csrf_valid(state, submitted, conn.cookies.get(http.cookies.csrf)):
+                await _response(http.csrf_failed())(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _submitted_csrf(
+        self, conn: HTTPConnection, receive: Receive
+    ) -> tuple[str | None, Receive]:
+        """The token from the header, else from a urlencoded form body (then replayed)."""
+        header = conn.headers.get(self.auth.http.csrf_header)
+        if header is not None or not conn.headers.get("content-type", "").startswith(_FORM):
+            return header, receive
+        body = await _read_body(receive, _MAX_FORM_BYTES)
+        if body is None:
+            return None, receive
+        return form_field(body, self.auth.http.csrf_field), _replay(body, receive)
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None past ``limit`` bytes or on a disconnect."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Callable[[], Awaitable[Message]]:
+    """A ``receive`` that hands the app the body already read, then defers to the real one."""
+    pending = [body]
+
+    async def replay() -> Message:
+        if pending:
+            return {"type": "http.request", "body": pending.pop(), "more_body": False}
+        message: Message = await receive()
+        return message
+
+    return replay
+
+
+def principal_of(request: HTTPConnection) -> Principal | None:
+    """The principal the middleware attached to ``request`` (None when anonymous)."""
+    user: Any = request.scope.get("user")
+    return user.principal if isinstance(user, SessionUser) else None

@@ -1,0 +1,316 @@
+"""Login rate limiting in Redis: GCRA per account and per client IP, with a retry-after.
+
+One Lua script (``lua/ratelimit.lua``) keeps a theoretical arrival time per key, on the
+server's clock. The default allows 5 attempts per minute per account and 30 per minute per
+IP (IPv6 counted per /64): the 6th attempt on an account within a minute is refused, and
+after that one more is allowed every 12 s. Every attempt counts, successful or not.
+
+Keys (each with a TTL: it expires exactly when its budget is full again)::
+
+    {ns}:{<base64url account>}:rl:<name>     the account's key, in the account's hash slot
+    {ns}:{ip.<base64url ip>}:rl:<name>       the client IP's (or IPv6 /64's) key
+
+The IP is checked first, so a refused IP never spends an account's budget. When Redis is
+unreachable (connection error or timeout), ``fallback="local"`` (default) decides with an
+in-process GCRA of the same rates (per process, bounded); ``fallback="closed"`` refuses
+every attempt with ``Decision.unavailable`` set. Any other Redis error is ``ScriptError``.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import math
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import msgspec
+from redis.exceptions import NoScriptError
+
+from sessionstore._io import DRIVER_ERRORS, is_unreachable
+from sessionstore.errors import InvalidInput, ScriptError
+from sessionstore.keys import check_user_id, encode_user_id
+from sessionstore.models import Config
+from sessionstore.scripts import SCRIPTS
+
+__all__ = [
+    "DEFAULT_PER_ACCOUNT",
+    "DEFAULT_PER_IP",
+    "AsyncLoginRateLimiter",
+    "Decision",
+    "LocalLimiter",
+    "LoginRateLimiter",
+    "Rate",
+    "gcra",
+]
+
+Scope = Literal["account", "ip"]
+_MAX_IP_CHARS = 64
+_SCRIPT = SCRIPTS["ratelimit"]
+
+
+class Rate(msgspec.Struct, frozen=True):
+    """At most ``limit`` attempts per ``period`` seconds."""
+
+    limit: int
+    period: float
+
+    def __post_init__(self) -> None:
+        if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
+            raise InvalidInput(f"rate limit must be an integer >= 1, got {self.limit!r}")
+        period = self.period
+        if isinstance(period, bool) or not isinstance(period, int | float):
+            raise InvalidInput(f"rate period must be a number of seconds, got {period!r}")
+        if not 0.001 <= period <= 86400 * 366:
+            raise InvalidInput(f"rate period must be 0.001..{86400 * 366} seconds, got {period}")
+
+    @property
+    def period_ms(self) -> int:
+        """The period in whole milliseconds."""
+        return max(1, round(self.period * 1000))
+
+
+DEFAULT_PER_ACCOUNT = Rate(5, 60)
+"""The default account budget: 5 attempts per minute."""
+DEFAULT_PER_IP = Rate(30, 60)
+"""The default client IP budget: 30 attempts per minute (IPv6: per /64)."""
+
+
+class Decision(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer for one attempt.
+
+    ``retry_after`` is in seconds (0 when allowed); ``limited_by`` names the budget that
+    refused it; ``unavailable`` is True when Redis could not be asked (see ``local``).
+    ``local`` is True when an in-process limiter decided instead of Redis.
+    """
+
+    allowed: bool
+    remaining: int
+    retry_after: float
+    limited_by: Scope | None = None
+    local: bool = False
+    unavailable: bool = False
+
+    @property
+    def retry_after_header(self) -> str:
+        """``retry_after`` rounded up to whole seconds, for a ``Retry-After`` header."""
+        return str(max(1, math.ceil(self.retry_after))) if not self.allowed else "0"
+
+
+def gcra(
+    tat: float | None, now: float, rate: Rate, cost: int = 1
+) -> tuple[bool, float, int, float]:
+    """One GCRA step in ms, the mirror of ``lua/ratelimit.lua``: (allowed, new tat, remaining,
+    retry after ms). ``tat`` is the stored theoretical arrival time (None: nothing stored)."""
+    period = rate.period_ms
+    interval = period / rate.limit
+    start = now if tat is None or tat < now else tat
+    next_tat = start + interval * cost
+    allow_at = next_tat - period
+    if now < allow_at:
+        return False, start, 0, allow_at - now
+    return True, next_tat, math.floor((period - (next_tat - now)) / interval), 0.0
+
+
+class LocalLimiter:
+    """An in-process GCRA (the fallback while Redis is unreachable); thread-safe, bounded."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._capacity = capacity
+        self._lock = threading.Lock()
+        self._tat: OrderedDict[str, float] = OrderedDict()
+
+    def hit(self, key: str, rate: Rate, now_ms: float | None = None) -> tuple[bool, int, float]:
+        """Count one attempt on ``key``: (allowed, remaining, retry after ms)."""
+        now = time.monotonic() * 1000 if now_ms is None else now_ms
+        with self._lock:
+            allowed, tat, remaining, retry = gcra(self._tat.get(key), now, rate)
+            if allowed:
+                self._tat[key] = tat
+                self._tat.move_to_end(key)
+                while len(self._tat) > self._capacity:
+                    self._tat.popitem(last=False)
+            return allowed, remaining, retry
+
+
+def _ip_bucket(ip: str) -> str:
+    """The unit an IP is counted in: the address (IPv4) or its /64 (IPv6)."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+class Step(msgspec.Struct, frozen=True):
+    """One script call of a decision: which budget, its key, its rate."""
+
+    scope: Scope
+    key: str
+    rate: Rate
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        """EVALSHA arguments after the script: numkeys, KEYS, ARGV."""
+        return (1, self.key, self.rate.limit, self.rate.period_ms, 1)
+
+
+class _Plan:
+    """The pure part of a decision: the steps, and what their replies mean."""
+
+    def __init__(self, limiter: _LimiterBase, steps: Sequence[Step]) -> None:
+        self._limiter = limiter
+        self.steps = steps
+        self._remaining: list[int] = []
+
+    def feed(self, step: Step, reply: Any) -> Decision | None:
+        """The final decision once ``reply`` (of ``step``) refuses, else None to go on."""
+        allowed, remaining, retry_ms = int(reply[0]), int(reply[1]), int(reply[2])
+        if not allowed:
+            return Decision(
+                allowed=False, remaining=0, retry_after=retry_ms / 1000, limited_by=step.scope
+            )
+        self._remaining.append(remaining)
+        return None
+
+    def allowed(self) -> Decision:
+        """Every step allowed the attempt."""
+        return Decision(allowed=True, remaining=min(self._remaining, default=0), retry_after=0.0)
+
+    def failed(self, err: Exception) -> Decision:
+        """Redis could not answer: fall back (unreachable) or raise ``ScriptError``."""
+        if not is_unreachable(err):
+            raise ScriptError(f"Redis answered with an error: {err}") from err
+        if self._limiter.fallback == "closed":
+            return Decision(allowed=False, remaining=0, retry_after=1.0, unavailable=True)
+        remaining = []
+        for step in self.steps:
+            allowed, left, retry_ms = self._limiter.local.hit(step.key, step.rate)
+            if not allowed:
+                return Decision(
+                    allowed=False,
+                    remaining=0,
+                    retry_after=retry_ms / 1000,
+                    limited_by=step.scope,
+                    local=True,
+                    unavailable=True,
+                )
+            remaining.append(left)
+        return Decision(
+            allowed=True, remaining=min(remaining), retry_after=0.0, local=True, unavailable=True
+        )
+
+
+class _LimiterBase:
+    """Configuration and key building shared by the sync and async limiters (no I/O)."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        per_account: Rate | None = DEFAULT_PER_ACCOUNT,
+        per_ip: Rate | None = DEFAULT_PER_IP,
+        namespace: str = "ss",
+        name: str = "login",
+        fallback: Literal["local", "closed"] = "local",
+        local_capacity: int = 100_000,
+    ) -> None:
+        if client is None:
+            raise InvalidInput("a rate limiter needs a Redis client (e.g. store.client)")
+        for label, rate in (("per_account", per_account), ("per_ip", per_ip)):
+            if rate is not None and not isinstance(rate, Rate):
+                raise InvalidInput(f"{label} must be a Rate or None")
+        if fallback not in ("local", "closed"):
+            raise InvalidInput("fallback must be 'local' or 'closed'")
+        Config(namespace=namespace)  # the same namespace rule as the store's keys
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_]{1,32}", name):
+            raise InvalidInput("name must be 1..32 chars of [A-Za-z0-9_]")
+        self.client = client
+        self.per_account = per_account
+        self.per_ip = per_ip
+        self.namespace = namespace
+        self.name = name
+        self.fallback = fallback
+        self.local = LocalLimiter(local_capacity)
+
+    def account_key(self, account: str) -> str:
+        """The account's key (same hash tag as the account's sessions)."""
+        return f"{self.namespace}:{{{encode_user_id(account)}}}:rl:{self.name}"
+
+    def ip_key(self, ip: str) -> str:
+        """The client IP's key (IPv6: its /64)."""
+        encoded = base64.urlsafe_b64encode(_ip_bucket(ip).encode()).rstrip(b"=").decode()
+        return f"{self.namespace}:{{ip.{encoded}}}:rl:{self.name}"
+
+    def plan(self, account: str, ip: str | None) -> _Plan:
+        """Check the inputs (no Redis call for bad ones) and list the steps: IP first."""
+        check_user_id(account)
+        steps = []
+        if ip is not None:
+            if not isinstance(ip, str) or not 1 <= len(ip) <= _MAX_IP_CHARS:
+                raise InvalidInput(f"ip must be a string of 1..{_MAX_IP_CHARS} chars")
+            if self.per_ip is not None:
+                steps.append(Step("ip", self.ip_key(ip), self.per_ip))
+        if self.per_account is not None:
+            steps.append(Step("account", self.account_key(account), self.per_account))
+        return _Plan(self, steps)
+
+
+class LoginRateLimiter(_LimiterBase):
+    """Login attempts per account and per IP, for synchronous code (a ``redis.Redis``)."""
+
+    @classmethod
+    def for_store(cls, store: Any, **options: Any) -> LoginRateLimiter:
+        """A limiter on a ``SessionStore``'s client and namespace."""
+        options.setdefault("namespace", store.config.namespace)
+        return cls(store.client, **options)
+
+    def hit(self, account: str, ip: str | None = None) -> Decision:
+        """Count one attempt on ``account`` from ``ip``; is it allowed, and if not, when?"""
+        plan = self.plan(account, ip)
+        for step in plan.steps:
+            try:
+                try:
+                    reply = self.client.evalsha(_SCRIPT.sha, *step.args)
+                except NoScriptError:
+                    reply = self.client.eval(_SCRIPT.source, *step.args)
+            except DRIVER_ERRORS as err:
+                return plan.failed(err)
+            refused = plan.feed(step, reply)
+            if refused is not None:
+                return refused
+        return plan.allowed()
+
+
+class AsyncLoginRateLimiter(_LimiterBase):
+    """Login attempts per account and per IP, for asyncio (a ``redis.asyncio.Redis``)."""
+
+    @classmethod
+    def for_store(cls, store: Any, **options: Any) -> AsyncLoginRateLimiter:
+        """A limiter on an ``AsyncSessionStore``'s client and namespace."""
+        options.setdefault("namespace", store.config.namespace)
+        return cls(store.client, **options)
+
+    async def hit(self, account: str, ip: str | None = None) -> Decision:
+        """Count one attempt on ``account`` from ``ip``; is it allowed, and if not, when?"""
+        plan = self.plan(account, ip)
+        for step in plan.steps:
+            try:
+                try:
+                    reply = await self.client.evalsha(_SCRIPT.sha, *step.args)
+                except NoScriptError:
+                    reply = await self.client.eval(_SCRIPT.source, *step.args)
+            except DRIVER_ERRORS as err:
+                return plan.failed(err)
+            refused = plan.feed(step, reply)
+            if refused is not None:
+                return refused
+        return plan.allowed()

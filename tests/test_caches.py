@@ -1,0 +1,208 @@
+"""Issue 4's caches and batching are correct: they never outlive a revocation."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+
+from sessionstore import (
+    AsyncSessionStore,
+    Config,
+    Device,
+    InvalidToken,
+    Keyring,
+    MalformedToken,
+    ScriptError,
+    SessionRevoked,
+    SessionStore,
+    TokenExpired,
+)
+from sessionstore.testing import LocalServer
+from support import script_calls, validate_until_rejected
+
+PHONE = Device(id="phone-1", name="Pixel", user_agent="Mozilla/5.0 (Linux; Android 14)")
+
+
+def wait_for(predicate: Callable[[], bool], seconds: float = 5.0) -> bool:
+    """Poll ``predicate`` until it holds or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+async def warm(store: Any, token: str) -> None:
+    """Validate until the near cache serves ``token``'s session."""
+    await store.validate(token)
+    core = store.inner._core if store.mode == "sync" else store._core
+    assert wait_for(lambda: core.near is not None and core.near.trusted(time.monotonic()))
+    for _ in range(50):
+        await store.validate(token)
+        if len(core.near):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the near cache never took the session")
+
+
+async def test_hot_validations_make_no_redis_calls(store: Any, redis_client: redis.Redis) -> None:
+    pair = await store.login("user-1", device=PHONE)
+    await warm(store, pair.access_token)
+    before = script_calls(redis_client)
+    for _ in range(200):
+        principal = await store.validate(pair.access_token)
+        assert principal.session is not None and not principal.degraded
+    assert script_calls(redis_client) == before
+    await store.revoke("user-1", pair.session_id)  # a local revoke drops the entry at once
+    with pytest.raises(SessionRevoked):
+        await store.validate(pair.access_token)
+
+
+async def test_revoke_elsewhere_is_pushed(
+    make_store: Callable[..., Any], redis_client: redis.Redis
+) -> None:
+    validator, revoker = make_store(), make_store()
+    pair = await validator.login("user-1", device=PHONE)
+    await warm(validator, pair.access_token)
+    # A revocation through a plain client (no store involved): only the push can tell.
+    session_key = next(iter(redis_client.scan_iter(match="ss:*:s:*")))
+    redis_client.delete(session_key)
+    assert wait_for(lambda: len(validator_core(validator).near) == 0)
+    with pytest.raises(SessionRevoked):
+        await validator.validate(pair.access_token)
+    other = await revoker.login("user-2", device=PHONE)
+    await warm(validator, other.access_token)
+    await revoker.revoke_user("user-2")
+    with pytest.raises(SessionRevoked):
+        await validator.validate(other.access_token)
+
+
+def validator_core(store: Any) -> Any:
+    """The pure core behind a test store of either mode."""
+    return store.inner._core if store.mode == "sync" else store._core
+
+
+def test_revoke_in_another_process_is_seen(redis_url: str) -> None:
+    keyring = Keyring.generate("HS256")
+    with SessionStore.from_url(redis_url, keyring=keyring) as store:
+        pair = store.login("user-1", device=PHONE)
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe()
+        process = context.Process(
+            target=validate_until_rejected,
+            args=(redis_url, keyring.to_private_jwks(), pair.access_token, child),
+        )
+        process.start()
+        try:
+            assert parent.poll(30) and parent.recv()[0] == "warm"
+            parent.send("go")
+            store.revoke("user-1", pair.session_id)
+            assert parent.poll(15)
+            outcome, _ = parent.recv()
+            assert outcome == "rejected"
+        finally:
+            process.join(15)
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+
+async def test_killed_invalidation_connection_serves_nothing_cached(
+    store: Any, redis_client: redis.Redis
+) -> None:
+    pair = await store.login("user-1", device=PHONE)
+    await warm(store, pair.access_token)
+    core = validator_core(store)
+    for client in redis_client.client_list():
+        if client["name"] == "sessionstore-invalidations":
+            redis_client.client_kill_filter(_id=client["id"])
+    # The store must notice the lost connection and drop everything it cached.
+    assert wait_for(lambda: len(core.near) == 0)
+    before = script_calls(redis_client)
+    await store.validate(pair.access_token)
+    assert script_calls(redis_client) > before  # answered by Redis, not the cache
+    # ... and once reconnected, it works again.
+    assert wait_for(lambda: core.near.trusted(time.monotonic()))
+    await warm(store, pair.access_token)
+
+
+async def test_paused_server_stops_the_cache_being_trusted(
+    make_store: Callable[..., Any], fault_server: LocalServer
+) -> None:
+    config = Config(socket_timeout=0.25, breaker_failures=1, breaker_reset=5)
+    store = make_store(url=fault_server.url, config=config)
+    pair = await store.login("user-1", device=PHONE)
+    await warm(store, pair.access_token)
+    fault_server.pause()
+    try:
+        time.sleep(1.3)  # past the trust window: no heartbeat reply came back
+        principal = await store.validate(pair.access_token)
+        assert principal.degraded and principal.session is None
+    finally:
+        fault_server.resume()
+
+
+async def test_token_cache_never_returns_an_expired_token(
+    make_store: Callable[..., Any],
+) -> None:
+    store = make_store(config=Config(access_ttl=1, leeway=0, touch_interval=0))
+    pair = await store.login("user-1", device=PHONE)
+    await store.validate(pair.access_token)
+    await store.validate(pair.access_token)
+    await asyncio.sleep(2.1)
+    with pytest.raises(TokenExpired):
+        await store.validate(pair.access_token)
+
+
+async def test_pushed_revocations_feed_degraded_mode(
+    make_store: Callable[..., Any], fault_server: LocalServer
+) -> None:
+    config = Config(socket_timeout=0.25, breaker_failures=1, breaker_reset=5)
+    validator = make_store(url=fault_server.url, config=config)
+    revoker = make_store(url=fault_server.url, config=config)
+    pair = await validator.login("user-1", device=PHONE)
+    await warm(validator, pair.access_token)
+    await revoker.revoke("user-1", pair.session_id)
+    core = validator_core(validator)
+    assert wait_for(lambda: core.revoked.is_revoked("user-1", pair.session_id, time.time()))
+    fault_server.kill()
+    with pytest.raises(SessionRevoked):
+        await validator.validate(pair.access_token)
+
+
+async def test_auto_batching_isolates_each_caller(
+    redis_url: str, keyring: Keyring, redis_client: redis.Redis
+) -> None:
+    config = Config(near_cache_size=0, token_cache_size=0)
+    async with AsyncSessionStore.from_url(redis_url, keyring=keyring, config=config) as store:
+        await batched(store, redis_client)
+
+
+async def batched(store: AsyncSessionStore, redis_client: redis.Redis) -> None:
+    """Concurrent validations of every outcome, sent as one pipeline."""
+    good = [await store.login(f"user-{n}", device=PHONE) for n in range(20)]
+    revoked = await store.login("user-r", device=PHONE)
+    await store.revoke("user-r", revoked.session_id)
+    broken = await store.login("user-b", device=PHONE)
+    key = next(
+        k for k in redis_client.scan_iter(match="ss:*:s:*") if broken.session_id.encode() in k
+    )
+    redis_client.delete(key)
+    redis_client.set(key, "not a hash", px=60_000)
+    flushes = store._batcher.flushes
+    tokens = [p.access_token for p in good] + [revoked.access_token, broken.access_token, "x.y"]
+    results = await asyncio.gather(*(store.validate(t) for t in tokens), return_exceptions=True)
+    assert store._batcher.flushes == flushes + 1  # one pipeline for every caller
+    for pair, result in zip(good, results[:20], strict=True):
+        assert not isinstance(result, BaseException)
+        assert result.session_id == pair.session_id
+    assert isinstance(results[20], SessionRevoked)
+    assert isinstance(results[21], ScriptError)
+    assert isinstance(results[22], MalformedToken) and isinstance(results[22], InvalidToken)
