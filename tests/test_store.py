@@ -278,9 +278,28 @@ async def test_no_resurrection_under_revoke_touch_race(
 
 
 def test_public_names() -> None:
+    import types
+
     import sessionstore
 
     assert sessionstore.__all__ == sorted(sessionstore.__all__)
-    public = {n for n in dir(sessionstore) if not n.startswith("_")}
-    modules = {"aio", "errors", "events", "keys", "models", "scripts", "store", "tokens", "testing"}
-    assert set(sessionstore.__all__) == public - modules
+    public = {
+        name
+        for name, value in vars(sessionstore).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert set(sessionstore.__all__) == public
+
+
+def test_user_owned_client_is_left_open(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    store = SessionStore(client, config=Config())
+    session = store.create("user-1", device=PHONE)
+    store.close()
+    assert client.ping() is True  # the store did not close a client it does not own
+    assert client.exists(f"ss:{{dXNlci0x}}:s:{session.session_id}") == 1
+    with pytest.raises(InvalidInput, match="decode_responses"):
+        SessionStore(redis.Redis.from_url(redis_url, decode_responses=True))
+    with pytest.raises(InvalidInput, match="url"):
+        SessionStore.from_url("http://example.invalid")
+    client.close()
