@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
@@ -12,7 +14,7 @@ from benchmarks.server import BenchError, BenchServer
 from sessionstore import Config, Device, Keyring, SessionStore
 from sessionstore.scripts import SCRIPTS
 
-__all__ = ["DATA", "USER_AGENT", "Context", "device"]
+__all__ = ["DATA", "DEVICES", "PER_USER", "USER_AGENT", "Context", "device"]
 
 USER_AGENT = (
     "Mozilla/5.0 (Linux; Android 9; Pixel 3) AppleWebKit/537.36 "
@@ -22,6 +24,11 @@ USER_AGENT = (
 
 DATA = {"mfa": False}
 """The session data every benchmark stores."""
+
+PER_USER = 10
+"""Sessions per user where a row spreads new sessions over users (below the cap of 50)."""
+DEVICES = 5
+"""Device ids a user's sessions cycle over."""
 
 if len(USER_AGENT.encode("utf-8")) != 120:  # guards an edit of the constant above
     raise BenchError("USER_AGENT must be 120 bytes")
@@ -43,6 +50,7 @@ class Context:
     admin: redis.Redis
     _serial: Iterator[int] = field(default_factory=itertools.count)
     _clients: list[redis.Redis] = field(default_factory=list)
+    _stores: list[SessionStore] = field(default_factory=list)
 
     @classmethod
     def open(cls, server: BenchServer, namespace: str) -> Context:
@@ -69,6 +77,21 @@ class Context:
         """A user id ``<prefix>-<n>`` never used before in this run."""
         return f"{prefix}-{next(self._serial)}"
 
+    def owners(self, prefix: str, n: int, per_user: int = PER_USER) -> list[tuple[str, int]]:
+        """(user id, device number) of ``n`` new sessions, ``per_user`` to a fresh user."""
+        users = [self.new_user(prefix) for _ in range(math.ceil(n / per_user))]
+        return [(users[i // per_user], (i % per_user) % DEVICES) for i in range(n)]
+
+    def open_store(self, **config: Any) -> SessionStore:
+        """Another store on the same server, namespace and keyring, with these Config fields."""
+        store = SessionStore.from_url(
+            self.server.url,
+            keyring=self.keyring,
+            config=Config(namespace=self.namespace, **config),
+        )
+        self._stores.append(store)
+        return store
+
     def plain_client(self) -> redis.Redis:
         """A plain ``redis.Redis`` to the same server, as an application would make it."""
         client = redis.Redis.from_url(self.server.url, decode_responses=True)
@@ -77,6 +100,7 @@ class Context:
 
     def close(self) -> None:
         """Close every client this context made."""
-        self.store.close()
+        for store in (self.store, *self._stores):
+            store.close()
         for client in (self.admin, *self._clients):
             client.close()

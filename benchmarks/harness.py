@@ -15,7 +15,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Case", "Ratio", "RowResult", "Runner", "Settings", "run_group", "timed"]
+__all__ = [
+    "Bound",
+    "Case",
+    "Ratio",
+    "RowResult",
+    "Runner",
+    "Settings",
+    "progress",
+    "run_group",
+    "timed",
+]
 
 Runner = Callable[[int], int]
 """Runs ``n`` operations; returns the nanoseconds of the timed part (``perf_counter_ns``)."""
@@ -34,12 +44,16 @@ class Settings:
 
 @dataclass(frozen=True)
 class Case:
-    """One row to measure; ``fixed_ops`` skips calibration (for cases with heavy setup)."""
+    """One row to measure; ``fixed_ops`` skips calibration (for cases with heavy setup).
+
+    ``unit``: every op count is a multiple of it (1000 for rows that run 1000-call gathers).
+    """
 
     name: str
     run: Runner
     fixed_ops: int | None = None
     note: str = ""
+    unit: int = 1
 
 
 @dataclass
@@ -135,6 +149,33 @@ class Ratio:
         }
 
 
+@dataclass(frozen=True)
+class Bound:
+    """A measured figure against an absolute ceiling (a latency, bytes per session)."""
+
+    name: str
+    value: float
+    limit: float
+    unit: str
+    detail: str = ""
+
+    @property
+    def met(self) -> bool:
+        """Whether the figure is at or under the ceiling."""
+        return self.value <= self.limit
+
+    def to_json(self) -> dict[str, object]:
+        """The figure, its ceiling and whether it is met."""
+        return {
+            "name": self.name,
+            "value": round(self.value, 4),
+            "limit": self.limit,
+            "unit": self.unit,
+            "detail": self.detail,
+            "met": self.met,
+        }
+
+
 def timed(run: Runner, n: int) -> int:
     """Run ``n`` operations with the garbage collector off; the timed nanoseconds (>= 1)."""
     gc.collect()
@@ -147,22 +188,28 @@ def timed(run: Runner, n: int) -> int:
 
 def _calibrate(case: Case, settings: Settings) -> int:
     """Warm the case up and pick the op count of a round of ``round_seconds``."""
+    unit = case.unit
     if case.fixed_ops is not None:
-        timed(case.run, max(2, case.fixed_ops // 4))
-        return case.fixed_ops
+        timed(case.run, _units(max(2, case.fixed_ops // 4), unit))
+        return _units(case.fixed_ops, unit)
     budget_ns = settings.warmup_seconds * 1e9
-    spent_ns, n, rate = 0, 8, 0.0
+    spent_ns, n, rate = 0, _units(8, unit), 0.0
     while spent_ns < budget_ns:
         ns = timed(case.run, n)
         spent_ns += ns
         rate = n / ns
         # Grow the batch, never past what the rest of the warm-up budget allows.
-        n = int(min(n * 2, max(8, rate * (budget_ns - spent_ns)), settings.max_ops))
+        n = _units(int(min(n * 2, max(8, rate * (budget_ns - spent_ns)), settings.max_ops)), unit)
     ops = int(rate * settings.round_seconds * 1e9)
-    return min(max(ops, settings.min_ops), settings.max_ops)
+    return _units(min(max(ops, settings.min_ops), settings.max_ops), unit)
 
 
-def _progress(message: str) -> None:
+def _units(n: int, unit: int) -> int:
+    """``n`` rounded to the nearest multiple of ``unit`` (at least one unit)."""
+    return max(unit, round(n / unit) * unit)
+
+
+def progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
@@ -171,11 +218,11 @@ def run_group(group: str, cases: Sequence[Case], settings: Settings) -> list[Row
     counts = []
     for case in cases:
         counts.append(_calibrate(case, settings))
-        _progress(f"{group}: warmed up {case.name!r}: {counts[-1]} ops per round")
+        progress(f"{group}: warmed up {case.name!r}: {counts[-1]} ops per round")
     results = [RowResult(case.name, group, case.note) for case in cases]
     for number in range(1, settings.rounds + 1):
         for case, n, result in zip(cases, counts, results, strict=True):
             result.ns.append(timed(case.run, n))
             result.ops.append(n)
-        _progress(f"{group}: round {number}/{settings.rounds}")
+        progress(f"{group}: round {number}/{settings.rounds}")
     return results

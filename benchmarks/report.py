@@ -7,12 +7,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.harness import Ratio, RowResult
+from benchmarks.harness import Bound, Ratio, RowResult
 from benchmarks.memory import MemoryResult
+from benchmarks.propagation import PropagationResult
 
-__all__ = ["Line", "format_table", "format_targets", "memory_lines", "row_lines", "write_json"]
+__all__ = [
+    "Line",
+    "Target",
+    "format_table",
+    "format_targets",
+    "memory_lines",
+    "propagation_lines",
+    "row_lines",
+    "write_json",
+]
 
-SCHEMA = "sessionstore-bench/1"
+SCHEMA = "sessionstore-bench/2"
+
+Target = Ratio | Bound
+"""A target of the issue: a throughput ratio with a floor, or a figure with a ceiling."""
 
 
 @dataclass(frozen=True)
@@ -57,14 +70,35 @@ def memory_lines(memory: MemoryResult) -> list[Line]:
     per = memory.sessions
     usage = (
         f"{memory.usage_per_session:.0f} B/session = hash {memory.hash_bytes / per:.0f}"
-        f" + index {memory.index_bytes / per:.0f}; OBJECT ENCODING hash {memory.hash_encoding},"
-        f" index {memory.index_encoding}"
+        f" + index {memory.index_bytes / per:.0f} + other {memory.other_bytes / per:.1f};"
+        f" OBJECT ENCODING hash {memory.hash_encoding}, index {memory.index_encoding}"
     )
     baseline = "from FLUSHALL" if memory.flushed else "NOT flushed: approximate"
-    delta = f"{memory.delta_per_session:.0f} B/session ({per} sessions, {baseline})"
+    delta = (
+        f"{memory.delta_per_session:.0f} B/session ({per:,} sessions of {memory.users:,} users,"
+        f" {per / memory.users:.1f}/user; UUID user ids; UA 120 B; {baseline})"
+    )
     return [
         Line("memory per session (MEMORY USAGE)", None, None, None, usage),
         Line("memory per session (used_memory)", None, None, None, delta),
+    ]
+
+
+def propagation_lines(result: PropagationResult) -> list[Line]:
+    """p50 and p99 of the cross-process revocation latency (µs column)."""
+    note = (
+        f"{result.trials} trials; revoke() call start -> rejection in another process;"
+        f" revoke() itself p50 {result.percentile(50, result.revoke_ns):.0f} µs;"
+        f" the refusing validate() p50 {result.percentile(50, result.refusing_call_ns):.0f} µs"
+    )
+    if result.cold_trials:
+        note += f"; {result.cold_trials} trials began without a near-cache hit"
+    floor = "floor: raw PUBLISH -> a raw subscriber spinning on select() in the validator process"
+    return [
+        Line("revocation propagation p50", None, result.percentile(50), None, note),
+        Line("revocation propagation p99", None, result.percentile(99), None, "near cache on"),
+        Line("  floor (PUBLISH) p50", None, result.percentile(50, result.floor_ns), None, floor),
+        Line("  floor (PUBLISH) p99", None, result.percentile(99, result.floor_ns), None, ""),
     ]
 
 
@@ -102,18 +136,23 @@ def format_table(lines: Sequence[Line]) -> str:
     return "\n".join([render(header), rule, *(render(row) for row in cells)])
 
 
-def format_targets(ratios: Sequence[Ratio]) -> str:
-    """Targets (met or missed) and context ratios, one per line."""
-    out = ["Targets (ratio of medians of interleaved rounds; pairs = median of per-pair ratios):"]
-    for ratio in ratios:
-        figure = (
-            f"{ratio.of_medians:.3f}x (pairs {ratio.median_of_pairs:.3f}x,"
-            f" {len(ratio.pair_ratios)} pairs)"
-        )
-        if ratio.met is None:
-            out.append(f"  (context) {ratio.name}: {figure}")
-        else:
-            out.append(f"  {ratio.name}: {figure} -> {'MET' if ratio.met else 'MISSED'}")
+def _figure(target: Target) -> str:
+    if isinstance(target, Bound):
+        return f"{target.value:,.3f} {target.unit} (limit {target.limit:g}; {target.detail})"
+    return (
+        f"{target.of_medians:.3f}x (pairs {target.median_of_pairs:.3f}x,"
+        f" {len(target.pair_ratios)} pairs)"
+    )
+
+
+def format_targets(targets: Sequence[Target], context: Sequence[Ratio]) -> str:
+    """Targets (met or missed), then context ratios, one per line."""
+    out = ["Targets (ratios of medians of interleaved rounds; pairs = median of per-pair ratios):"]
+    for target in targets:
+        out.append(f"  {target.name}: {_figure(target)} -> {'MET' if target.met else 'MISSED'}")
+    if context:
+        out.append("Context ratios:")
+        out += [f"  {ratio.name}: {_figure(ratio)}" for ratio in context]
     return "\n".join(out)
 
 
@@ -125,7 +164,9 @@ def write_json(
     settings: Mapping[str, object],
     rows: Sequence[RowResult],
     memory: MemoryResult | None,
-    ratios: Sequence[Ratio],
+    propagation: PropagationResult | None,
+    targets: Sequence[Target],
+    context: Sequence[Ratio],
 ) -> None:
     """Write the full report (every per-round value) to ``path``."""
     memory_rows: list[dict[str, object]] = []
@@ -150,8 +191,9 @@ def write_json(
         "settings": dict(settings),
         "rows": [row.to_json() for row in rows] + memory_rows,
         "memory": None if memory is None else memory.to_json(),
-        "targets": [ratio.to_json() for ratio in ratios if ratio.threshold is not None],
-        "ratios": [ratio.to_json() for ratio in ratios if ratio.threshold is None],
+        "propagation": None if propagation is None else propagation.to_json(),
+        "targets": [target.to_json() for target in targets],
+        "ratios": [ratio.to_json() for ratio in context],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -1,62 +1,47 @@
-"""Store operations (issue "Core"): create, touch, revoke_user, devices; also login, refresh.
+"""Store operations: create, touch, revoke_user (1000 sessions), devices (50); login, refresh.
 
-Each builder does its setup (sessions to touch, users to list) before returning its case;
-a case's timed part holds nothing but the calls it names.
+Each builder does its setup (sessions to touch, users to list; pipelined through ``bulk``)
+before returning its case; a case's timed part holds nothing but the calls it names.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 from time import perf_counter_ns
 
-from benchmarks.context import DATA, Context, device
+from benchmarks import bulk
+from benchmarks.context import DATA, DEVICES, PER_USER, Context, device
 from benchmarks.harness import Case
 from benchmarks.server import BenchError
+from sessionstore import TokenPair
 
-__all__ = ["core_cases", "token_cases"]
+__all__ = ["BIG_USER", "FULL_USER", "core_cases", "token_cases"]
 
-PER_USER = 10
-"""Sessions per user where the row spreads over users (far below the cap of 50)."""
 FULL_USER = 50
-"""Sessions of the user that revoke_user and devices() work on (the cap, nothing evicted)."""
-DEVICES = 5
-
-
-def _fill(ctx: Context, user_id: str, count: int) -> list[str]:
-    """Create ``count`` sessions for ``user_id`` over DEVICES device ids; their ids."""
-    return [
-        ctx.store.create(user_id, device=device(k % DEVICES), data=DATA).session_id
-        for k in range(count)
-    ]
-
-
-def _spread(ctx: Context, prefix: str, n: int) -> list[str]:
-    """``n`` user ids for ``n`` new sessions, PER_USER sessions to a fresh user."""
-    users = [ctx.new_user(prefix) for _ in range(math.ceil(n / PER_USER))]
-    return [users[i // PER_USER] for i in range(n)]
+"""Sessions of the users devices() lists (the default cap, nothing evicted)."""
+BIG_USER = 1000
+"""Sessions of the users revoke_user revokes (a store with max_sessions_per_user=1000)."""
 
 
 def create_case(ctx: Context) -> Case:
     """SessionStore.create, 10 sessions per fresh user: the cap never evicts."""
-    create, dev = ctx.store.create, device(0)
+    create = ctx.store.create
 
     def run(n: int) -> int:
-        user_ids = _spread(ctx, "create", n)
+        owners = [(user_id, device(k)) for user_id, k in ctx.owners("create", n)]
         start = perf_counter_ns()
-        for user_id in user_ids:
+        for user_id, dev in owners:
             create(user_id, device=dev, data=DATA)
         return perf_counter_ns() - start
 
     return Case("create", run, note=f"UA 120 B, {PER_USER}/user")
 
 
-def touch_case(ctx: Context, users: int = 200) -> Case:
+def touch_case(ctx: Context, sessions: int = 2000) -> Case:
     """SessionStore.touch cycling over existing sessions (always writes)."""
-    pool: list[tuple[str, str]] = []
-    for _ in range(users):
-        user_id = ctx.new_user("touch")
-        pool += [(user_id, session_id) for session_id in _fill(ctx, user_id, PER_USER)]
+    owners = ctx.owners("touch", sessions)
+    pairs = _sessions(ctx, owners)
+    pool = [(user_id, pair.session_id) for (user_id, _), pair in zip(owners, pairs, strict=True)]
     cycle, touch = itertools.cycle(pool), ctx.store.touch
 
     def run(n: int) -> int:
@@ -71,30 +56,35 @@ def touch_case(ctx: Context, users: int = 200) -> Case:
     return Case("touch", run, note=f"{len(pool)} sessions cycled")
 
 
+def _sessions(ctx: Context, owners: list[tuple[str, int]]) -> list[TokenPair]:
+    return bulk.login_many(ctx.store, owners)
+
+
 def revoke_user_case(ctx: Context, per_round: int) -> Case:
-    """revoke_user on users of 50 sessions; only the revoke_user calls are timed."""
-    revoke_user = ctx.store.revoke_user
+    """revoke_user on users of 1000 sessions; only the revoke_user calls are timed."""
+    store = ctx.open_store(max_sessions_per_user=BIG_USER)
+    revoke_user = store.revoke_user
 
     def run(n: int) -> int:
         user_ids = [ctx.new_user("revoke") for _ in range(n)]
-        for user_id in user_ids:
-            _fill(ctx, user_id, FULL_USER)
+        owners = [(user_id, k % DEVICES) for user_id in user_ids for k in range(BIG_USER)]
+        if bulk.create_many(store, owners) != len(owners):
+            raise BenchError("revoke_user setup created too few sessions")
         start = perf_counter_ns()
         revoked = [revoke_user(user_id) for user_id in user_ids]
         elapsed = perf_counter_ns() - start
-        if any(count != FULL_USER for count in revoked):
-            raise BenchError(f"revoke_user revoked {revoked}, expected {FULL_USER} each")
+        if any(count != BIG_USER for count in revoked):
+            raise BenchError(f"revoke_user revoked {revoked}, expected {BIG_USER} each")
         return elapsed
 
-    note = f"{per_round} users/round, re-created untimed"
-    return Case(f"revoke_user ({FULL_USER} sessions)", run, fixed_ops=per_round, note=note)
+    note = f"{per_round} users/round, re-created untimed; max_sessions_per_user={BIG_USER}"
+    return Case(f"revoke_user ({BIG_USER} sessions)", run, fixed_ops=per_round, note=note)
 
 
 def devices_case(ctx: Context, users: int = 4) -> Case:
     """devices() of users holding 50 sessions over 5 device ids."""
     user_ids = [ctx.new_user("devices") for _ in range(users)]
-    for user_id in user_ids:
-        _fill(ctx, user_id, FULL_USER)
+    bulk.create_many(ctx.store, [(u, k % DEVICES) for u in user_ids for k in range(FULL_USER)])
     groups = ctx.store.devices(user_ids[0])
     if len(groups) != DEVICES or sum(len(g.sessions) for g in groups) != FULL_USER:
         raise BenchError(f"devices() gave {len(groups)} devices, expected {DEVICES}")
@@ -112,25 +102,21 @@ def devices_case(ctx: Context, users: int = 4) -> Case:
 
 def login_case(ctx: Context) -> Case:
     """SessionStore.login (create + sign an access token and a refresh token)."""
-    login, dev = ctx.store.login, device(0)
+    login = ctx.store.login
 
     def run(n: int) -> int:
-        user_ids = _spread(ctx, "login", n)
+        owners = [(user_id, device(k)) for user_id, k in ctx.owners("login", n)]
         start = perf_counter_ns()
-        for user_id in user_ids:
+        for user_id, dev in owners:
             login(user_id, device=dev, data=DATA)
         return perf_counter_ns() - start
 
-    return Case("login", run, note=f"{PER_USER}/user, not a target yet")
+    return Case("login", run, note=f"{PER_USER}/user")
 
 
-def refresh_case(ctx: Context, users: int = 100) -> Case:
+def refresh_case(ctx: Context, sessions: int = 1000) -> Case:
     """SessionStore.refresh, each session presenting its current refresh token."""
-    tokens = [
-        ctx.store.login(user_id, device=device(k % DEVICES), data=DATA).refresh_token
-        for user_id in (ctx.new_user("refresh") for _ in range(users))
-        for k in range(PER_USER)
-    ]
+    tokens = [pair.refresh_token for pair in _sessions(ctx, ctx.owners("refresh", sessions))]
     refresh, position = ctx.store.refresh, 0
 
     def run(n: int) -> int:
@@ -142,11 +128,11 @@ def refresh_case(ctx: Context, users: int = 100) -> Case:
             tokens[slot] = refresh(tokens[slot]).refresh_token
         return perf_counter_ns() - start
 
-    return Case("refresh", run, note=f"{len(tokens)} sessions rotated, not a target yet")
+    return Case("refresh", run, note=f"{len(tokens)} sessions rotated")
 
 
 def core_cases(ctx: Context, revoke_per_round: int) -> list[Case]:
-    """The rows of issue "Core", in table order."""
+    """create, touch, revoke_user, devices(), in table order."""
     return [
         create_case(ctx),
         touch_case(ctx),
@@ -156,5 +142,5 @@ def core_cases(ctx: Context, revoke_per_round: int) -> list[Case]:
 
 
 def token_cases(ctx: Context) -> list[Case]:
-    """login and refresh (measured, not targets yet)."""
+    """login and refresh."""
     return [login_case(ctx), refresh_case(ctx)]

@@ -21,15 +21,31 @@ __all__ = [
 
 T = TypeVar("T")
 
-DRIVER_ERRORS = (rx.RedisError, OSError)
+# RedisClusterException (e.g. SlotNotCoveredError) is not a RedisError in redis-py.
+DRIVER_ERRORS = (rx.RedisError, rx.RedisClusterException, OSError)
 _UNREACHABLE = (rx.ConnectionError, rx.TimeoutError, ConnectionError, TimeoutError)
+# No primary answers for the key's slot right now: a failover in progress (CLUSTERDOWN,
+# MASTERDOWN), a slot whose keys are split mid-migration (TRYAGAIN), a hole in the slot
+# map. Transient, and no request content can cause them: they may open the fallback.
+# MOVED/ASK never get here (the cluster client follows them); READONLY from a demoted
+# Sentinel primary is turned into a ConnectionError by redis-py.
+_CLUSTER_TRANSIENT = (rx.ClusterDownError, rx.TryAgainError, rx.SlotNotCoveredError)
 # A refused login is a misconfiguration, not an outage: it must not open the fallback.
 _MISCONFIGURED = (rx.AuthenticationError, rx.AuthorizationError)
 
 
 def is_unreachable(err: BaseException) -> bool:
-    """Only connection errors and timeouts mean "Redis is unreachable"."""
-    return isinstance(err, _UNREACHABLE) and not isinstance(err, _MISCONFIGURED)
+    """Connection errors, timeouts and transient cluster states mean "Redis is unreachable".
+
+    redis-py reports "no startup node answers" as a ``RedisClusterException`` chained from
+    the connection error, and "redirected without end" as a bare ``ClusterError``.
+    """
+    if isinstance(err, _MISCONFIGURED):
+        return False
+    if isinstance(err, _UNREACHABLE + _CLUSTER_TRANSIENT) or type(err) is rx.ClusterError:
+        return True
+    cause = err.__cause__
+    return isinstance(err, rx.RedisClusterException) and cause is not None and is_unreachable(cause)
 
 
 def failed(call: Call[T], err: Exception) -> T:

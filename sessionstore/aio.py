@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, TypeVar
 
-import redis.asyncio
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
-from sessionstore._base import StoreBase, url_options
+from sessionstore import _admin, _connect, _durable
+from sessionstore._base import StoreBase
 from sessionstore._batch import Batcher
-from sessionstore._core import Call
-from sessionstore._io import DRIVER_ERRORS, eval_args, failed
+from sessionstore._core import Call, fail_closed
+from sessionstore._io import DRIVER_ERRORS, eval_args, failed, is_unreachable
 from sessionstore.events import EventHook
 from sessionstore.models import Config, Device, DeviceSessions, Principal, Session, TokenPair
 from sessionstore.tokens import Keyring
@@ -38,7 +36,8 @@ class AsyncSessionStore(StoreBase):
         on_event: EventHook | None = None,
     ) -> None:
         super().__init__(client, keyring=keyring, config=config, on_event=on_event)
-        self._batcher = Batcher(client)
+        # redis-py's cluster pipelines refuse EVALSHA: a cluster store validates call by call.
+        self._batcher = None if _connect.is_cluster(client) else Batcher(client)
 
     @classmethod
     def from_url(
@@ -52,13 +51,8 @@ class AsyncSessionStore(StoreBase):
     ) -> AsyncSessionStore:
         """A store on a client it creates (and closes): no driver retries, bounded timeouts."""
         config = Config() if config is None else config
-        kwargs = url_options(url, config, {"retry": Retry(NoBackoff(), 0), **options})
-        store = cls(
-            redis.asyncio.Redis.from_url(url, **kwargs),
-            keyring=keyring,
-            config=config,
-            on_event=on_event,
-        )
+        client = _connect.async_client(url, config, options)
+        store = cls(client, keyring=keyring, config=config, on_event=on_event)
         store._owns_client = True
         return store
 
@@ -74,11 +68,8 @@ class AsyncSessionStore(StoreBase):
                 except NoScriptError:
                     reply = await self._client.eval(call.script.source, *eval_args(call))
             else:
-                # WAIT counts the writes of its own connection: send both on one pipeline.
-                pipe = self._client.pipeline(transaction=False)
-                pipe.eval(call.script.source, *eval_args(call))
-                pipe.wait(*wait)
-                reply, acked = await pipe.execute()
+                # EVAL then WAIT on one connection to the primary owning the keys' slot.
+                reply, acked = await _durable.arun(self._client, call, wait)
                 self._core.replicated(acked)
         except DRIVER_ERRORS as err:
             return failed(call, err)
@@ -135,6 +126,8 @@ class AsyncSessionStore(StoreBase):
         chore = self._core.housekeeping()
         if chore is not None:
             await self._run(chore)
+        if self._batcher is None:
+            return await self._run(step)
         return await self._batcher.run(step)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
@@ -179,7 +172,8 @@ class AsyncSessionStore(StoreBase):
 
     async def close(self) -> None:
         """Close the client if this store created it."""
-        await self._batcher.close()
+        if self._batcher is not None:
+            await self._batcher.close()
         self._detach()
         if self._owns_client:
             await self._client.aclose()
@@ -189,3 +183,23 @@ class AsyncSessionStore(StoreBase):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    async def iter_users(self, *, count: int = 500) -> AsyncIterator[str]:
+        """Every user with sessions, each once: SCAN on each primary (never KEYS).
+
+        ``count`` is SCAN's batch hint. For admin tools: a walk costs a SCAN per batch.
+        """
+        walk = _admin.Walk(self.config.namespace, count)
+        try:
+            async for key in self._client.scan_iter(match=walk.pattern, count=count, _type="zset"):
+                user_id = walk.user(key)
+                if user_id is not None:
+                    yield user_id
+        except DRIVER_ERRORS as err:
+            fail_closed(err, is_unreachable(err))
+
+    async def iter_sessions(self, *, count: int = 500) -> AsyncIterator[Session]:
+        """Every live session of every user, user by user (see ``iter_users``)."""
+        async for user_id in self.iter_users(count=count):
+            for session in await self.sessions(user_id):
+                yield session

@@ -7,6 +7,7 @@ free loopback port and stops it by its pid at the end (Ctrl-C or SIGTERM stops t
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 from collections.abc import Callable, Iterator
 
@@ -91,14 +92,35 @@ def main(
     walkthrough: bool = False,
     secure_cookies: bool = True,
 ) -> int:
-    """Run the demo against ``url``, or an embedded Valkey when it is None."""
-    with contextlib.ExitStack() as stack:
-        if url is None:
-            server = stack.enter_context(embedded_server())
-            url = server.url
-            print(f"started an embedded Valkey (pid {server.pid}) at {url}")
-        if walkthrough:
-            run_walkthrough(url)
-        else:
-            serve(url, host, port, secure_cookies=secure_cookies)
+    """Run the demo against ``url``, or an embedded Valkey when it is None.
+
+    SIGINT and SIGTERM stop it cleanly (exit 0): the embedded server is always stopped.
+    """
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with contextlib.ExitStack() as stack:
+            if url is None:
+                server = stack.enter_context(embedded_server())
+                url = server.url
+                print(f"started an embedded Valkey (pid {server.pid}) at {url}", flush=True)
+            if walkthrough:
+                run_walkthrough(url)
+            else:
+                serve(url, host, port, secure_cookies=secure_cookies)
+    except _Stopped:
+        pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
+
+
+class _Stopped(Exception):
+    """A stop signal arrived."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    # uvicorn shuts down gracefully on these signals, then re-raises them once it has
+    # restored this handler: an exception (not the default handlers' abrupt exit) unwinds
+    # the ExitStack above, so the embedded server is stopped by its pid.
+    raise _Stopped(signal.Signals(signum).name)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
-import redis
-from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
-from redis.retry import Retry
 
-from sessionstore._base import StoreBase, url_options
-from sessionstore._core import Call
-from sessionstore._io import DRIVER_ERRORS, eval_args, failed
+from sessionstore import _admin, _connect, _durable
+from sessionstore._base import StoreBase
+from sessionstore._core import Call, fail_closed
+from sessionstore._io import DRIVER_ERRORS, eval_args, failed, is_unreachable
 from sessionstore.events import EventHook
 from sessionstore.models import Config, Device, DeviceSessions, Principal, Session, TokenPair
 from sessionstore.tokens import Keyring
@@ -37,10 +35,8 @@ class SessionStore(StoreBase):
     ) -> SessionStore:
         """A store on a client it creates (and closes): no driver retries, bounded timeouts."""
         config = Config() if config is None else config
-        kwargs = url_options(url, config, {"retry": Retry(NoBackoff(), 0), **options})
-        store = cls(
-            redis.Redis.from_url(url, **kwargs), keyring=keyring, config=config, on_event=on_event
-        )
+        client = _connect.sync_client(url, config, options)
+        store = cls(client, keyring=keyring, config=config, on_event=on_event)
         store._owns_client = True
         return store
 
@@ -56,11 +52,8 @@ class SessionStore(StoreBase):
                 except NoScriptError:
                     reply = self._client.eval(call.script.source, *eval_args(call))
             else:
-                # WAIT counts the writes of its own connection: send both on one pipeline.
-                pipe = self._client.pipeline(transaction=False)
-                pipe.eval(call.script.source, *eval_args(call))
-                pipe.wait(*wait)
-                reply, acked = pipe.execute()
+                # EVAL then WAIT on one connection to the primary owning the keys' slot.
+                reply, acked = _durable.run(self._client, call, wait)
                 self._core.replicated(acked)
         except DRIVER_ERRORS as err:
             return failed(call, err)
@@ -165,3 +158,22 @@ class SessionStore(StoreBase):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def iter_users(self, *, count: int = 500) -> Iterator[str]:
+        """Every user with sessions, each once: SCAN on each primary (never KEYS).
+
+        ``count`` is SCAN's batch hint. For admin tools: a walk costs a SCAN per batch.
+        """
+        walk = _admin.Walk(self.config.namespace, count)
+        try:
+            for key in self._client.scan_iter(match=walk.pattern, count=count, _type="zset"):
+                user_id = walk.user(key)
+                if user_id is not None:
+                    yield user_id
+        except DRIVER_ERRORS as err:
+            fail_closed(err, is_unreachable(err))
+
+    def iter_sessions(self, *, count: int = 500) -> Iterator[Session]:
+        """Every live session of every user, user by user (see ``iter_users``)."""
+        for user_id in self.iter_users(count=count):
+            yield from self.sessions(user_id)

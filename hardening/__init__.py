@@ -1,0 +1,1 @@
+"""Hardening runs: races and faults against real servers, with figures (``make hardening``)."""

@@ -1,0 +1,452 @@
+"""Local Redis Cluster and Sentinel topologies for tests, spawned from one server binary.
+
+``LocalCluster`` builds primaries with replicas itself (CLUSTER ADDSLOTSRANGE, MEET,
+REPLICATE: no redis-cli needed) and drives failovers and slot migrations; ``LocalSentinel``
+runs one primary, its replicas and a quorum of sentinels. Every process is a
+``LocalServer``: loopback only, a temp dir each, stopped by the pid it was started with.
+Exported by ``sessionstore.testing``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, cast
+
+import redis
+from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.crc import key_slot
+from redis.retry import Retry
+
+if TYPE_CHECKING:
+    from sessionstore.testing import LocalServer
+
+__all__ = ["LocalCluster", "LocalSentinel"]
+
+_HOST = "127.0.0.1"
+_SLOTS = 16384
+_READY_TIMEOUT = 30.0
+_ADMIN_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.ResponseError)
+# A replica's first sync starts at once (the default waits 5 s for more replicas).
+_FAST_SYNC = ("--repl-diskless-sync-delay", "0")
+
+
+def _admin(server: LocalServer, timeout: float = 5.0) -> redis.Redis:
+    """A plain client on one process, without retries (a fault shows as one error)."""
+    return redis.Redis(
+        host=_HOST,
+        port=server.port,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+def _ask(server: LocalServer, *command: Any, timeout: float = 5.0) -> Any:
+    client: Any = _admin(server, timeout)
+    try:
+        return client.execute_command(*command)
+    finally:
+        client.close()
+
+
+def _until(what: str, check: Callable[[], bool], timeout: float = _READY_TIMEOUT) -> None:
+    """Poll ``check`` (errors count as "not yet") until true; raise after ``timeout``."""
+    from sessionstore.testing import LocalServerError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except _ADMIN_ERRORS:
+            pass
+        if time.monotonic() > deadline:
+            raise LocalServerError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _info(server: LocalServer, section: str) -> dict[str, Any]:
+    client = _admin(server, 1.0)
+    try:
+        return client.info(section)
+    finally:
+        client.close()
+
+
+class LocalCluster:
+    """A Redis Cluster on loopback: ``primaries`` primaries with ``replicas`` replicas each.
+
+    ``url`` is the ``redis+cluster://`` form ``SessionStore.from_url`` takes; ``client()``
+    an admin ``RedisCluster``. ``failover`` and ``migrate_slot`` drive topology changes.
+    """
+
+    def __init__(
+        self,
+        binary: str,
+        *,
+        primaries: int = 3,
+        replicas: int = 1,
+        node_timeout_ms: int = 1000,
+        name: str = "cluster",
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        if primaries < 1 or replicas < 0:
+            raise ValueError("a cluster needs >= 1 primary and >= 0 replicas per primary")
+        self.binary = binary
+        self.name = name
+        self.primary_count = primaries
+        self.replica_count = replicas
+        self.node_timeout_ms = node_timeout_ms
+        self.extra_args = tuple(extra_args)
+        self.nodes: list[LocalServer] = []
+        self._bus: dict[int, int] = {}
+        self._ids: dict[int, str] = {}
+
+    def __repr__(self) -> str:
+        return f"<LocalCluster {self.name} ports={[n.port for n in self.nodes]}>"
+
+    @property
+    def url(self) -> str:
+        """``redis+cluster://`` with every node as a startup node."""
+        return "redis+cluster://" + ",".join(f"{_HOST}:{n.port}" for n in self.nodes) + "/0"
+
+    def start(self) -> LocalCluster:
+        """Spawn the nodes, assign slots, pair replicas; return once every node agrees."""
+        from sessionstore.testing import LocalServer, free_port
+
+        if self.nodes:
+            return self
+        try:
+            for n in range(self.primary_count * (1 + self.replica_count)):
+                bus = free_port()
+                server = LocalServer(
+                    self.binary,
+                    name=f"{self.name}-{n}",
+                    extra_args=[
+                        "--cluster-enabled", "yes",
+                        "--cluster-config-file", "nodes.conf",
+                        "--cluster-node-timeout", str(self.node_timeout_ms),
+                        "--cluster-port", str(bus),
+                        # Tests pause primaries: their replicas may always take over.
+                        "--cluster-replica-validity-factor", "0",
+                        *_FAST_SYNC,
+                        *self.extra_args,
+                    ],
+                )  # fmt: skip
+                self.nodes.append(server)
+                server.start()
+                self._bus[server.port] = bus
+                self._ids[server.port] = _text(_ask(server, "CLUSTER", "MYID"))
+            self._create()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _create(self) -> None:
+        primaries = self.nodes[: self.primary_count]
+        share = _SLOTS // len(primaries)
+        for n, server in enumerate(primaries):
+            last = _SLOTS - 1 if n == len(primaries) - 1 else (n + 1) * share - 1
+            _ask(server, "CLUSTER", "ADDSLOTSRANGE", n * share, last)
+        # Distinct epochs up front, as redis-cli does: no collision to resolve later.
+        for n, server in enumerate(self.nodes):
+            _ask(server, "CLUSTER", "SET-CONFIG-EPOCH", n + 1)
+        first = self.nodes[0]
+        for server in self.nodes[1:]:
+            _ask(first, "CLUSTER", "MEET", _HOST, server.port, self._bus[server.port])
+        total = len(self.nodes)
+        _until(
+            "every node to know every other",
+            lambda: all(self._known(s) == total for s in self.nodes),
+        )
+        for n, server in enumerate(self.nodes[self.primary_count :]):
+            primary = primaries[n % len(primaries)]
+            _ask(server, "CLUSTER", "REPLICATE", self._ids[primary.port])
+        self.wait_ready()
+
+    def _known(self, server: LocalServer) -> int:
+        lines = _text(_ask(server, "CLUSTER", "NODES", timeout=1.0)).splitlines()
+        return sum(1 for line in lines if "handshake" not in line and "noaddr" not in line)
+
+    def running(self) -> list[LocalServer]:
+        """The nodes whose process is alive (a paused one counts as alive)."""
+        return [n for n in self.nodes if n.pid is not None]
+
+    def role(self, server: LocalServer) -> str:
+        """``"master"`` or ``"slave"``, as the node's INFO says."""
+        return str(_info(server, "replication")["role"])
+
+    def primaries(self) -> list[LocalServer]:
+        """The nodes that serve slots now."""
+        owners = {port for _, _, port in self.slot_map(self.running()[0])}
+        return [n for n in self.nodes if n.port in owners]
+
+    def replicas_of(self, primary: LocalServer) -> list[LocalServer]:
+        """The nodes replicating ``primary`` now."""
+        wanted = self._ids[primary.port]
+        found = []
+        for server in self.running():
+            lines = _text(_ask(server, "CLUSTER", "NODES", timeout=1.0)).splitlines()
+            mine = next(line for line in lines if "myself" in line)
+            if mine.split()[3] == wanted:
+                found.append(server)
+        return found
+
+    def slot_map(self, server: LocalServer) -> list[tuple[int, int, int]]:
+        """``server``'s view: (first slot, last slot, primary port), sorted."""
+        ranges = _ask(server, "CLUSTER", "SLOTS", timeout=1.0)
+        return sorted((int(r[0]), int(r[1]), int(r[2][1])) for r in ranges)
+
+    def owner(self, key: str | bytes) -> LocalServer:
+        """The primary that serves ``key``'s slot now."""
+        return self.slot_owner(key_slot(key.encode() if isinstance(key, str) else key))
+
+    def slot_owner(self, slot: int) -> LocalServer:
+        """The primary that serves ``slot`` now."""
+        for first, last, port in self.slot_map(self.running()[0]):
+            if first <= slot <= last:
+                return next(n for n in self.nodes if n.port == port)
+        raise LookupError(f"slot {slot} is not served")
+
+    def wait_ready(self, nodes: Iterable[LocalServer] | None = None) -> None:
+        """Until ``nodes`` (default: all) are ok, agree on the slot map, replicas are in sync."""
+        group = list(self.nodes if nodes is None else nodes)
+
+        def ready() -> bool:
+            maps = [self.slot_map(s) for s in group]
+            if any(m != maps[0] for m in maps) or not maps[0]:
+                return False
+            for server in group:
+                if "cluster_state:ok" not in _text(_ask(server, "CLUSTER", "INFO", timeout=1.0)):
+                    return False
+                info = _info(server, "replication")
+                if info["role"] == "slave" and info.get("master_link_status") != "up":
+                    return False
+            return True
+
+        _until("the cluster to be ready", ready)
+
+    def failover(
+        self, replica: LocalServer, *, option: str = "", wait_for: Iterable[LocalServer] = ()
+    ) -> None:
+        """``CLUSTER FAILOVER [FORCE|TAKEOVER]`` on ``replica``; return once it serves.
+
+        ``wait_for`` (default: every node) must agree on the new slot map first.
+        """
+        _ask(replica, "CLUSTER", "FAILOVER", *([option] if option else []))
+        _until(f"{replica.name} to become a primary", lambda: self.role(replica) == "master")
+        self.wait_ready(list(wait_for) or None)
+
+    def migrate_slot(self, slot: int, target: LocalServer, *, finish: bool = True) -> int:
+        """Move ``slot``'s keys to ``target``, then the slot itself; the keys moved.
+
+        The keys go in one MIGRATE (``valkey-cli --cluster reshard`` with a
+        ``--cluster-pipeline`` larger than the slot's key count does the same), so a
+        user's keys never live on two nodes at once; see the README on resharding.
+        ``finish=False`` leaves the slot MIGRATING/IMPORTING (clients get ASK) until
+        ``finish_slot``.
+        """
+        source = self.slot_owner(slot)
+        if source is target:
+            return 0
+        src: Any = _admin(source)
+        dst: Any = _admin(target)
+        moved = 0
+        try:
+            dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", self._ids[source.port])
+            src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", self._ids[target.port])
+            # Once MIGRATING, scripts cannot add keys to the slot here (TRYAGAIN): bounded.
+            for _ in range(100):
+                keys = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1_000_000)
+                if not keys:
+                    break
+                src.execute_command("MIGRATE", _HOST, target.port, "", 0, 5000, "KEYS", *keys)
+                moved += len(keys)
+        finally:
+            src.close()
+            dst.close()
+        if finish:
+            self.finish_slot(slot, target, source)
+        return moved
+
+    def finish_slot(self, slot: int, target: LocalServer, source: LocalServer) -> None:
+        """``CLUSTER SETSLOT <slot> NODE <target>`` on the target, the source, then the rest."""
+        others = [p for p in self.primaries() if p not in (source, target)]
+        for server in [target, source, *others]:
+            _ask(server, "CLUSTER", "SETSLOT", slot, "NODE", self._ids[target.port])
+
+    def client(self, **options: Any) -> RedisCluster:
+        """An admin ``RedisCluster`` whose KEYS and DBSIZE cover every primary."""
+        node: Any = ClusterNode  # untyped in redis-py
+        startup = [node(_HOST, n.port) for n in self.running()]
+        client = RedisCluster(startup_nodes=startup, socket_timeout=5, **options)
+        # redis-py sends KEYS and DBSIZE to one node unless told otherwise.
+        client.command_flags.update(KEYS=RedisCluster.PRIMARIES, DBSIZE=RedisCluster.PRIMARIES)
+        return client
+
+    def stop(self) -> None:
+        """Stop every node by its pid (idempotent)."""
+        for server in self.nodes:
+            server.stop()
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class LocalSentinel:
+    """One primary, ``replicas`` replicas and ``sentinels`` sentinels watching it.
+
+    ``url`` is the ``redis+sentinel://…/<service>`` form ``SessionStore.from_url`` takes.
+    A failover starts ``down_after_ms`` after the primary stops answering.
+    """
+
+    def __init__(
+        self,
+        binary: str,
+        *,
+        replicas: int = 1,
+        sentinels: int = 3,
+        service: str = "mymaster",
+        down_after_ms: int = 500,
+        failover_timeout_ms: int = 3000,
+        name: str = "sentinel",
+    ) -> None:
+        self.binary = binary
+        self.name = name
+        self.service = service
+        self.replica_count = replicas
+        self.sentinel_count = sentinels
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        self.servers: list[LocalServer] = []  # primary first, then replicas
+        self.sentinels: list[LocalServer] = []
+        self._conf_dir: str | None = None
+
+    @property
+    def url(self) -> str:
+        """``redis+sentinel://`` naming every sentinel and the service."""
+        hosts = ",".join(f"{_HOST}:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{hosts}/{self.service}"
+
+    def start(self) -> LocalSentinel:
+        """Spawn the data nodes and the sentinels; return once every sentinel sees all."""
+        from sessionstore.testing import LocalServer
+
+        if self.servers:
+            return self
+        try:
+            primary = LocalServer(self.binary, name=f"{self.name}-primary", extra_args=_FAST_SYNC)
+            self.servers.append(primary)
+            primary.start()
+            for n in range(self.replica_count):
+                replica = LocalServer(
+                    self.binary,
+                    name=f"{self.name}-replica-{n}",
+                    extra_args=["--replicaof", _HOST, str(primary.port), *_FAST_SYNC],
+                )
+                self.servers.append(replica)
+                replica.start()
+            self._conf_dir = tempfile.mkdtemp(prefix=f"sessionstore-{self.name}-")
+            quorum = self.sentinel_count // 2 + 1
+            for n in range(self.sentinel_count):
+                conf = Path(self._conf_dir) / f"sentinel-{n}.conf"
+                conf.write_text(
+                    f"sentinel monitor {self.service} {_HOST} {primary.port} {quorum}\n"
+                    f"sentinel down-after-milliseconds {self.service} {self.down_after_ms}\n"
+                    f"sentinel failover-timeout {self.service} {self.failover_timeout_ms}\n"
+                    f"sentinel parallel-syncs {self.service} 1\n"
+                )
+                sentinel = LocalServer(
+                    self.binary,
+                    name=f"{self.name}-{n}",
+                    config_file=str(conf),
+                    extra_args=["--sentinel"],
+                )
+                self.sentinels.append(sentinel)
+                sentinel.start()
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self) -> None:
+        """Until replicas are in sync and every sentinel knows the others and the replicas."""
+
+        def ready() -> bool:
+            for sentinel in self.sentinels:
+                state = _admin(sentinel, 1.0)
+                try:
+                    master = cast("dict[str, Any]", state.sentinel_master(self.service))
+                finally:
+                    state.close()
+                if master["num-other-sentinels"] != self.sentinel_count - 1:
+                    return False
+                if master["num-slaves"] != self.replica_count:
+                    return False
+            primary = self.primary()
+            return all(
+                _info(s, "replication").get("master_link_status") == "up"
+                for s in self.servers
+                if s is not primary and s.pid is not None
+            )
+
+        _until("the sentinels to see the whole group", ready)
+
+    def primary(self) -> LocalServer:
+        """The data node the first answering sentinel names as primary."""
+        for sentinel in self.sentinels:
+            try:
+                _, port = _ask(sentinel, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
+            except _ADMIN_ERRORS:
+                continue
+            return next(s for s in self.servers if s.port == int(port))
+        raise LookupError("no sentinel answers")
+
+    def wait_promoted(self, old: LocalServer, timeout: float = _READY_TIMEOUT) -> LocalServer:
+        """Until the sentinels name a primary other than ``old`` and it answers as one."""
+
+        def promoted() -> bool:
+            now = self.primary()
+            return now is not old and _info(now, "replication")["role"] == "master"
+
+        _until("a replica to be promoted", promoted, timeout)
+        return self.primary()
+
+    def stop(self) -> None:
+        """Stop every process by its pid and remove the sentinels' config dir."""
+        for server in [*self.sentinels, *self.servers]:
+            server.stop()
+        if self._conf_dir is not None:
+            shutil.rmtree(self._conf_dir, ignore_errors=True)
+            self._conf_dir = None
+
+    def __enter__(self) -> LocalSentinel:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

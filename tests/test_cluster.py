@@ -1,0 +1,252 @@
+"""Redis Cluster: user-owned clients, ACL pass-through, admin listing on every primary, and
+failover and resharding under continuous load (real 3+3 clusters on loopback).
+
+The whole integration suite also runs on the ``cluster`` engine (tests/conftest.py); the
+fault tests here use a private cluster (``fault_cluster``) and leave it healthy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio.cluster
+from redis.cluster import ClusterNode, RedisCluster
+from redis.crc import key_slot
+
+from load import PHONE, Pool, assert_state, under_load
+from sessionstore import (
+    AsyncSessionStore,
+    Config,
+    Device,
+    InvalidInput,
+    Keyring,
+    SessionStore,
+    SessionStoreError,
+    StoreUnavailable,
+)
+from sessionstore.keys import user_keys
+from sessionstore.testing import Engine, LocalCluster
+
+only_cluster = pytest.mark.parametrize("engine", ["cluster"], indirect=True)
+LAPTOP = Device(id="laptop-1", name="ThinkPad")
+
+
+async def collect(store: Any, name: str, **kw: Any) -> list[Any]:
+    """Drain ``store.<name>()``: a generator (sync store) or an async generator."""
+    if store.mode == "sync":
+        return list(getattr(store.inner, name)(**kw))
+    return [item async for item in getattr(store, name)(**kw)]
+
+
+def nodes_of(engine: Engine) -> list[ClusterNode]:
+    """Startup nodes of the engine's cluster, for clients the test owns."""
+    assert engine.cluster is not None
+    return [ClusterNode("127.0.0.1", n.port) for n in engine.cluster.nodes]  # type: ignore[no-untyped-call]
+
+
+async def test_iter_sessions_lists_every_user_once(store: Any, redis_client: redis.Redis) -> None:
+    users = ["user-1", "a}b", "ü-ñ", "x" * 256, *(f"u{n}" for n in range(40))]
+    made = {uid: [await store.create(uid, device=PHONE) for _ in range(2)] for uid in users}
+    gone = made["u3"][0]
+    assert await store.revoke("u3", gone.session_id)
+    assert await store.revoke_user("u4") == 2
+    # Matches the pattern but is no user index of ours, and a key of another namespace.
+    foreign = ["ss:{!!}:idx", user_keys("other", "u9").index]
+    for key in foreign:
+        redis_client.zadd(key, {"x": 1})
+        redis_client.expire(key, 60)
+    users_seen = await collect(store, "iter_users", count=7)
+    assert sorted(users_seen) == sorted(u for u in users if u != "u4")
+    listed = await collect(store, "iter_sessions", count=7)
+    expected = {s.session_id for uid, mine in made.items() for s in mine if uid != "u4"}
+    assert {s.session_id for s in listed} == expected - {gone.session_id}
+    assert len(listed) == len(expected) - 1  # each session exactly once
+    assert {s.user_id for s in listed} == set(users_seen)
+    for key in foreign:
+        redis_client.delete(key)
+    with pytest.raises(InvalidInput, match="count"):
+        await collect(store, "iter_users", count=0)
+
+
+@only_cluster
+async def test_admin_listing_scans_each_primary_never_keys(
+    store: Any, redis_client: redis.Redis
+) -> None:
+    for n in range(60):
+        await store.create(f"user-{n}", device=PHONE)
+    assert isinstance(redis_client, RedisCluster)
+
+    def per_primary() -> dict[str, dict[str, int]]:
+        stats = redis_client.info("commandstats", target_nodes=RedisCluster.PRIMARIES)
+        return {
+            node: {
+                k: int(v["calls"]) for k, v in s.items() if k in ("cmdstat_scan", "cmdstat_keys")
+            }
+            for node, s in stats.items()
+        }
+
+    before = per_primary()
+    owners = {
+        redis_client.get_node_from_key(user_keys("ss", f"user-{n}").index).name for n in range(60)
+    }
+    assert len(owners) == 3  # the users live on every primary
+    assert len(await collect(store, "iter_sessions")) == 60
+    after = per_primary()
+    for node in owners:
+        assert after[node].get("cmdstat_scan", 0) > before[node].get("cmdstat_scan", 0), node
+        assert after[node].get("cmdstat_keys", 0) == before[node].get("cmdstat_keys", 0), node
+
+
+@only_cluster
+async def test_user_owned_cluster_client(engine: Engine, redis_url: str, mode: str) -> None:
+    keyring = Keyring.generate("HS256")
+    if mode == "sync":
+        client = RedisCluster(startup_nodes=nodes_of(engine))
+        store = SessionStore(client, keyring=keyring)
+        pair = store.login("user-1", device=PHONE)
+        assert store.validate(pair.access_token).session is not None
+        assert store.revoke_user("user-1") == 1
+        store.close()
+        assert client.ping() is True  # not the store's to close
+        with pytest.raises(InvalidInput, match="decode_responses"):
+            SessionStore(RedisCluster(startup_nodes=nodes_of(engine), decode_responses=True))
+        client.close()
+        return
+    nodes = [redis.asyncio.cluster.ClusterNode(n.host, n.port) for n in nodes_of(engine)]
+    aclient = redis.asyncio.cluster.RedisCluster(startup_nodes=nodes)
+    astore = AsyncSessionStore(aclient, keyring=keyring)
+    pair = await astore.login("user-1", device=PHONE)
+    assert (await astore.validate(pair.access_token)).session is not None
+    assert await astore.revoke_user("user-1") == 1
+    await astore.close()
+    assert await aclient.ping() is True
+    await aclient.aclose()
+
+
+@only_cluster
+async def test_acl_user_and_password_pass_through(
+    engine: Engine, redis_url: str, open_store: Callable[..., Any]
+) -> None:
+    assert engine.cluster is not None
+    nodes = engine.cluster.nodes
+    acl = ["ACL", "SETUSER", "app", "on", ">s3cret", "~ss:*", "&*", "+@all"]
+    for node in nodes:  # ACLs are per node: a cluster does not propagate them
+        with redis.Redis(port=node.port) as admin:
+            admin.execute_command(*acl)
+    try:
+        hosts = ",".join(f"127.0.0.1:{n.port}" for n in nodes)
+        store = open_store(f"redis+cluster://app:s3cret@{hosts}/0")
+        pair = await store.login("user-1", device=PHONE)
+        assert (await store.validate(pair.access_token)).session is not None
+        assert await store.logout(pair.access_token) is True
+        # A refused login is a misconfiguration: a typed error, never the fallback.
+        with pytest.raises(SessionStoreError) as caught:
+            wrong = open_store(f"redis+cluster://app:wrong@{hosts}/0")
+            await wrong.login("user-1", device=PHONE)
+        assert not isinstance(caught.value, StoreUnavailable)
+    finally:
+        for node in nodes:
+            with redis.Redis(port=node.port) as admin:
+                admin.execute_command("ACL", "DELUSER", "app")
+
+
+@pytest.mark.parametrize("kind", ["graceful", "takeover"])
+async def test_failover_under_load(
+    fault_cluster: LocalCluster,
+    open_store: Callable[..., Any],
+    keyring: Keyring,
+    mode: str,
+    kind: str,
+    measured: Callable[[str], None],
+) -> None:
+    cluster = fault_cluster
+    with cluster.client() as admin:
+        admin.flushall()
+    # The takeover below loses whatever the paused primary had not replicated: acknowledged
+    # revocations survive it only when the replica confirmed them (WAIT).
+    config = Config(
+        socket_timeout=0.25,
+        breaker_reset=0.2,
+        revoke_wait_replicas=1 if kind == "takeover" else 0,
+    )
+    store = open_store(cluster.url, config=config)
+    users = [f"user-{n}" for n in range(24)]
+    pairs = [(uid, await store.login(uid, device=PHONE)) for uid in users for _ in range(4)]
+    pool = Pool(pairs)
+    initial = {pair.session_id for _, pair in pairs}
+    primary = cluster.owner(user_keys("ss", users[0]).index)
+    replica = cluster.replicas_of(primary)[0]
+
+    def fail_over() -> float:
+        started = time.monotonic()
+        if kind == "graceful":
+            cluster.failover(replica)
+        else:
+            # The primary stops answering (a stall, as SIGSTOP does), then its replica
+            # takes over without its consent; the old primary rejoins as a replica.
+            primary.pause()
+            try:
+                time.sleep(0.6)
+                others = [n for n in cluster.nodes if n is not primary]
+                cluster.failover(replica, option="TAKEOVER", wait_for=others)
+            finally:
+                primary.resume()
+        took = time.monotonic() - started
+        cluster.wait_ready()
+        return took
+
+    # Logins keep the population steady while revocations take sessions out of it.
+    plan = ["validate"] * 6 + ["revoke", "login", "validate_revoked"]
+    tally, took = await under_load(mode, store, pool, fail_over, plan=plan)
+    measured(f"cluster failover ({kind}, {mode}, {took:.2f} s): {tally.summary()}")
+    assert tally.unexpected == []
+    assert tally.accepted_revoked == 0
+    assert cluster.role(replica) == "master" and cluster.role(primary) == "slave"
+    assert tally.validations > 100 and pool.revoked
+    if kind == "graceful":
+        # The replica caught up before taking over: nothing reached the old primary's
+        # clients as an outage.
+        assert tally.causes == []
+    # A takeover may lose writes the stalled primary never replicated: logins (never
+    # WAITed for) are not checked, the sessions made before the load are.
+    assert_state(cluster.url, keyring, pool, None if kind == "graceful" else initial)
+
+
+async def test_resharding_a_busy_user_under_load(
+    fault_cluster: LocalCluster,
+    open_store: Callable[..., Any],
+    keyring: Keyring,
+    mode: str,
+    measured: Callable[[str], None],
+) -> None:
+    cluster = fault_cluster
+    with cluster.client() as admin:
+        admin.flushall()
+    store = open_store(cluster.url, config=Config(max_sessions_per_user=10_000))
+    busy = "busy-user"
+    keys = user_keys("ss", busy)
+    pool = Pool([(busy, await store.login(busy, device=LAPTOP)) for _ in range(40)])
+    slot = key_slot(keys.index.encode())
+    source = cluster.slot_owner(slot)
+    target = next(p for p in cluster.primaries() if p is not source)
+
+    def reshard() -> int:
+        moved = cluster.migrate_slot(slot, target)
+        cluster.wait_ready()
+        return moved
+
+    plan = ["validate", "touch", "login", "validate", "revoke", "validate_revoked"]
+    tally, moved = await under_load(mode, store, pool, reshard, plan=plan, warmup=0.4)
+    measured(f"cluster resharding ({mode}, {moved} keys moved): {tally.summary()}")
+    assert tally.unexpected == [] and tally.causes == [] and tally.degraded == 0
+    assert tally.accepted_revoked == 0 and moved > 40
+    assert cluster.slot_owner(slot) is target
+    with cluster.client() as admin:
+        index = {m.decode() for m in admin.zrange(keys.index, 0, -1)}
+        hashes = {k.decode()[len(keys.prefix) :] for k in admin.scan_iter(match=keys.prefix + "*")}
+    assert index == hashes == {pair.session_id for _, pair in pool.live}
+    assert_state(cluster.url, keyring, pool)

@@ -1,0 +1,174 @@
+"""Login rate limiting: GCRA in one Lua script, per account and per IP, with a retry-after."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from sessionstore import AsyncSessionStore, InvalidInput, ScriptError, SessionStore
+from sessionstore.ratelimit import (
+    AsyncLoginRateLimiter,
+    Decision,
+    LocalLimiter,
+    LoginRateLimiter,
+    Rate,
+    gcra,
+)
+from sessionstore.testing import LocalServer
+from support import script_calls
+
+Hit = Callable[..., Any]
+
+
+@pytest.fixture(params=["sync", "async"])
+async def limiter_factory(
+    request: pytest.FixtureRequest, redis_url: str
+) -> AsyncIterator[Callable[..., Hit]]:
+    """Builds limiters of one mode on a store's client (a cluster client on the cluster
+    engine); ``hit`` is always awaitable."""
+    stores: list[Any] = []
+
+    def make(**options: Any) -> Hit:
+        if request.param == "sync":
+            store = SessionStore.from_url(redis_url)
+            stores.append(store)
+            limiter = LoginRateLimiter.for_store(store, **options)
+
+            async def hit(account: str, ip: str | None = None) -> Decision:
+                return limiter.hit(account, ip)
+
+            return hit
+        async_store = AsyncSessionStore.from_url(redis_url)
+        stores.append(async_store)
+        return AsyncLoginRateLimiter.for_store(async_store, **options).hit
+
+    yield make
+    for store in stores:
+        if isinstance(store, AsyncSessionStore):
+            await store.close()
+        else:
+            store.close()
+
+
+async def test_the_sixth_attempt_in_a_minute_is_refused_with_a_retry_after(
+    limiter_factory: Callable[..., Hit],
+    redis_client: redis.Redis,
+    keyspace_audit: Callable[..., None],
+) -> None:
+    hit = limiter_factory()  # the defaults: 5 per minute per account, 30 per IP
+    decisions = [await hit("alice", "203.0.113.7") for _ in range(6)]
+    assert [d.allowed for d in decisions] == [True] * 5 + [False]
+    assert [d.remaining for d in decisions[:5]] == [4, 3, 2, 1, 0]
+    refused = decisions[5]
+    assert refused.limited_by == "account" and not refused.local
+    assert 0 < refused.retry_after <= 12  # GCRA: one more attempt every 60 s / 5
+    assert refused.retry_after_header in {str(n) for n in range(1, 13)}
+    assert (await hit("bob", "203.0.113.7")).allowed  # another account has its own budget
+    keyspace_audit(redis_client, "ss")  # namespaced keys, each with a TTL
+    ttls = [redis_client.pttl(k) for k in redis_client.scan_iter("ss:*:rl:login")]
+    assert len(ttls) == 3 and all(0 < ttl <= 60_000 for ttl in ttls)
+
+
+async def test_counters_expire(
+    limiter_factory: Callable[..., Hit], redis_client: redis.Redis
+) -> None:
+    hit = limiter_factory(per_account=Rate(3, 0.3), per_ip=None)
+    assert [(await hit("carol")).allowed for _ in range(4)] == [True, True, True, False]
+    (key,) = list(redis_client.scan_iter("ss:*:rl:login"))
+    assert 0 < redis_client.pttl(key) <= 300
+    deadline = time.monotonic() + 5
+    while redis_client.exists(key) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not redis_client.exists(key), "the counter outlived its period"
+    again = await hit("carol")
+    assert again.allowed and again.remaining == 2  # a full budget again
+
+
+async def test_an_ip_is_limited_across_accounts_and_spends_no_account_budget(
+    limiter_factory: Callable[..., Hit], redis_client: redis.Redis
+) -> None:
+    hit = limiter_factory(per_ip=Rate(3, 60))
+    assert all([(await hit(f"user-{n}", "198.51.100.1")).allowed for n in range(3)])
+    refused = await hit("dave", "198.51.100.1")
+    assert not refused.allowed and refused.limited_by == "ip"
+    accounts = [k for k in redis_client.scan_iter("ss:*:rl:login") if b"{ip." not in k]
+    assert len(accounts) == 3  # dave's budget was never touched
+    assert (await hit("dave", "198.51.100.2")).allowed  # another address is fine
+
+
+async def test_ipv6_counts_per_64(limiter_factory: Callable[..., Hit]) -> None:
+    hit = limiter_factory(per_ip=Rate(2, 60), per_account=None)
+    assert (await hit("a", "2001:db8:1:2::1")).allowed
+    assert (await hit("b", "2001:db8:1:2:ffff::9")).allowed
+    assert not (await hit("c", "2001:db8:1:2::77")).allowed  # the same /64
+    assert (await hit("d", "2001:db8:1:3::1")).allowed  # the next /64
+
+
+def test_bad_input_is_refused_before_any_redis_call(fault_server: LocalServer) -> None:
+    redis_client = redis.Redis.from_url(fault_server.url)
+    limiter = LoginRateLimiter(redis_client)
+    before = script_calls(redis_client)
+    for account, ip in (("", None), ("x" * 257, None), ("ok", ""), ("ok", "1" * 65)):
+        with pytest.raises(InvalidInput):
+            limiter.hit(account, ip)
+    assert script_calls(redis_client) == before
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(InvalidInput):
+            Rate(bad, 60)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput):
+        Rate(5, 0)
+    with pytest.raises(InvalidInput):
+        LoginRateLimiter(redis_client, fallback="open")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput):
+        LoginRateLimiter(redis_client, namespace="a:b")
+    redis_client.close()
+
+
+@pytest.fixture
+def dead_client(fault_server: LocalServer) -> Iterator[redis.Redis]:
+    """A client whose server has crashed."""
+    client = redis.Redis.from_url(fault_server.url, socket_timeout=0.5)
+    fault_server.kill()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def test_unreachable_redis_falls_back_to_an_in_process_limiter(dead_client: redis.Redis) -> None:
+    limiter = LoginRateLimiter(dead_client)
+    decisions = [limiter.hit("erin", "192.0.2.5") for _ in range(6)]
+    assert all(d.local and d.unavailable for d in decisions)
+    assert [d.allowed for d in decisions] == [True] * 5 + [False]
+    assert 0 < decisions[-1].retry_after <= 12
+
+
+def test_unreachable_redis_fails_closed_when_asked(dead_client: redis.Redis) -> None:
+    decision = LoginRateLimiter(dead_client, fallback="closed").hit("erin")
+    assert not decision.allowed and decision.unavailable and not decision.local
+
+
+def test_a_redis_error_reply_is_a_script_error(fault_server: LocalServer) -> None:
+    client = redis.Redis.from_url(fault_server.url)
+    try:
+        client.lpush("ss:{ip.MTkyLjAuMi41}:rl:login", "x")
+        client.expire("ss:{ip.MTkyLjAuMi41}:rl:login", 60)
+        with pytest.raises(ScriptError):
+            LoginRateLimiter(client).hit("erin", "192.0.2.5")  # GET on a list: WRONGTYPE
+    finally:
+        client.close()
+
+
+def test_the_python_mirror_agrees_with_the_script() -> None:
+    rate = Rate(5, 60)
+    local = LocalLimiter()
+    answers = [local.hit("k", rate, now_ms=1000.0) for _ in range(6)]
+    assert [a[0] for a in answers] == [True] * 5 + [False]
+    assert answers[-1][2] == 12_000  # exactly one emission interval
+    assert local.hit("k", rate, now_ms=13_000.0)[0]  # 12 s later, one more
+    allowed, tat, remaining, retry = gcra(None, 0.0, rate)
+    assert (allowed, tat, remaining, retry) == (True, 12_000.0, 4, 0.0)

@@ -1,0 +1,83 @@
+"""Redis Sentinel: one primary, one replica, three sentinels. The primary dies (SIGKILL) under
+load; the store carries on against the promoted replica, validations degrading (never failing)
+in between, and no acknowledged revocation is lost (``revoke_wait_replicas=1``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from conftest import in_ci
+from load import PHONE, Pool, assert_state, under_load
+from sessionstore import Config, Keyring
+from sessionstore.testing import LocalSentinel, LocalServer, local_binary
+
+DOWN_AFTER_MS = 500
+# What the README documents: the sentinels name the replica down-after-milliseconds plus
+# about 1-2 s (vote, promotion) after the primary dies; the store then needs at most one
+# breaker_reset to try again. Generous here: a shared 2-core machine.
+RECOVERY_BOUND = DOWN_AFTER_MS / 1000 + 10.0
+
+
+@pytest.fixture
+def sentinel_group() -> Iterator[LocalSentinel]:
+    """A private Sentinel group (its primary gets killed)."""
+    binary = local_binary()
+    if binary is None:
+        reason = "Sentinel tests need valkey-server or redis-server: neither is installed"
+        if in_ci():
+            pytest.fail(f"CI=true: {reason}", pytrace=False)
+        pytest.skip(reason)
+    # A short failover-timeout: a split vote is retried within a second, not after six.
+    with LocalSentinel(binary, down_after_ms=DOWN_AFTER_MS, failover_timeout_ms=1000) as group:
+        yield group
+
+
+async def test_primary_dies_under_load(
+    sentinel_group: LocalSentinel,
+    open_store: Callable[..., Any],
+    keyring: Keyring,
+    mode: str,
+    measured: Callable[[str], None],
+) -> None:
+    group = sentinel_group
+    config = Config(
+        socket_timeout=0.25, breaker_reset=0.2, revoke_wait_replicas=1, revoke_wait_timeout=0.1
+    )
+    store = open_store(group.url, config=config)
+    pairs = [(f"user-{n}", await store.login(f"user-{n}", device=PHONE)) for n in range(200)]
+    initial = {pair.session_id for _, pair in pairs}
+    pool = Pool(pairs)
+    old = group.primary()
+
+    def kill() -> tuple[LocalServer, float, float]:
+        killed_at = time.monotonic()
+        old.kill()
+        new = group.wait_promoted(old, timeout=RECOVERY_BOUND)
+        promoted_at = time.monotonic()
+        # Keep the load on until the store has had a breaker_reset to find the new primary.
+        time.sleep(config.breaker_reset)
+        return new, killed_at, promoted_at
+
+    plan = ["validate"] * 12 + ["revoke", "login", "validate_revoked"]
+    tally, (new, killed_at, promoted_at) = await under_load(
+        mode, store, pool, kill, plan=plan, settle=1.0, pace=0.002
+    )
+    back_after = (tally.degraded_last or killed_at) - killed_at
+    measured(
+        f"sentinel failover ({mode}): replica promoted {promoted_at - killed_at:.2f} s after "
+        f"the kill, store back on it after {back_after:.2f} s; {tally.summary()}"
+    )
+    assert new is not old
+    assert tally.unexpected == [] and tally.accepted_revoked == 0
+    assert tally.degraded > 0  # the primary was gone for seconds: validations degraded
+    assert back_after < RECOVERY_BOUND
+    # Answers come from the promoted replica again, and nothing acknowledged was lost.
+    survivor = next(pair for _, pair in pool.live if pair.session_id in initial)  # 200 > revoked
+    principal = await store.validate(survivor.access_token)
+    assert principal.session is not None and not principal.degraded
+    assert_state(group.url, keyring, pool, initial)

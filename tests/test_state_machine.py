@@ -1,0 +1,313 @@
+"""A hypothesis state machine over the session lifecycle, against a real server and a model.
+
+Rules drive a real ``SessionStore`` (default caches on) on a private server: login, validate,
+touch, refresh (current, previous and older tokens), update, revoke, revoke_device,
+revoke_user, logout and listing. A plain Python model predicts every answer, including which
+session the cap evicts. After every step the invariants are read straight from Redis:
+
+* no resurrection, index == hashes: each user's index ZSET, its session hashes and the
+  model's live sessions are the same set (a dead session has no key at all);
+* every key has a TTL;
+* count <= cap;
+* a revoked session never validates (the latest one is re-checked after every step).
+
+CI runs a few hundred examples (about 20 s). A long run::
+
+    SESSIONSTORE_STATEFUL_EXAMPLES=20000 SESSIONSTORE_STATEFUL_STEPS=60 \\
+        .venv/bin/python -m pytest tests/test_state_machine.py -q
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import pytest
+import redis
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from sessionstore import (
+    Config,
+    Device,
+    Keyring,
+    RefreshReuseDetected,
+    SessionRevoked,
+    SessionStore,
+    events,
+)
+from sessionstore.keys import user_keys
+from sessionstore.testing import LocalServer, local_binary
+
+CAP = 3
+USERS = ("alice", "bob")
+DEVICES = ("phone", "laptop")
+EXAMPLES = int(os.environ.get("SESSIONSTORE_STATEFUL_EXAMPLES", "250"))
+STEPS = int(os.environ.get("SESSIONSTORE_STATEFUL_STEPS", "30"))
+# Generous timeouts: a loaded CI machine must never turn an answer into a degraded one.
+CONFIG = Config(max_sessions_per_user=CAP, refresh_grace=3600, socket_timeout=5.0)
+_run_ids = itertools.count()
+
+
+@dataclass
+class Model:
+    """What the model knows of one session."""
+
+    user: str
+    sid: str
+    device: str
+    seen: int
+    generation: int = 1
+    refresh: dict[int, str] = field(default_factory=dict)
+    access: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    live: bool = True
+
+
+class SessionMachine(RuleBasedStateMachine):
+    """Drives one store; the server is flushed at the start of each example."""
+
+    store: ClassVar[SessionStore]
+    admin: ClassVar[redis.Redis]
+    seen_events: ClassVar[list[events.Event]]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.run = next(_run_ids)
+        self.sessions: list[Model] = []
+        self.clock = itertools.count()
+        self.last_dead: Model | None = None
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def user(self, name: str) -> str:
+        return f"{name}-{self.run}"
+
+    def live(self, user: str | None = None) -> list[Model]:
+        return [s for s in self.sessions if s.live and (user is None or s.user == user)]
+
+    def pick(self, index: int) -> Model:
+        return self.sessions[index % len(self.sessions)]
+
+    def kill(self, session: Model) -> None:
+        session.live = False
+        self.last_dead = session
+
+    def evictions(self) -> list[str]:
+        found = [
+            sid
+            for event in self.seen_events
+            if isinstance(event, events.Revoked) and event.reason == "evicted"
+            for sid in event.session_ids
+        ]
+        self.seen_events.clear()
+        return found
+
+    # --- rules -------------------------------------------------------------------------------
+
+    @initialize()
+    def start(self) -> None:
+        self.admin.flushall()
+        self.seen_events.clear()
+
+    @rule(name=st.sampled_from(USERS), device=st.sampled_from(DEVICES))
+    def login(self, name: str, device: str) -> None:
+        user = self.user(name)
+        live = self.live(user)
+        expected_evicted: list[str] = []
+        if len(live) >= CAP:
+            victim = min(live, key=lambda s: (s.seen, s.sid))
+            self.kill(victim)
+            expected_evicted = [victim.sid]
+        self.seen_events.clear()
+        pair = self.store.login(user, device=Device(id=device), claims={"n": self.run})
+        assert self.evictions() == expected_evicted
+        self.sessions.append(
+            Model(
+                user=user,
+                sid=pair.session_id,
+                device=device,
+                seen=next(self.clock),
+                refresh={1: pair.refresh_token},
+                access=[pair.access_token],
+            )
+        )
+
+    @precondition(lambda self: self.sessions)
+    @rule(index=st.integers(0, 1000), which=st.integers(0, 1000))
+    def validate(self, index: int, which: int) -> None:
+        session = self.pick(index)
+        token = session.access[which % len(session.access)]
+        if session.live:
+            principal = self.store.validate(token)
+            assert not principal.degraded and principal.session is not None
+            assert (principal.user_id, principal.session_id) == (session.user, session.sid)
+            assert principal.session.data == session.data
+        else:
+            with pytest.raises(SessionRevoked):
+                self.store.validate(token)
+
+    @precondition(lambda self: self.sessions)
+    @rule(index=st.integers(0, 1000))
+    def touch(self, index: int) -> None:
+        session = self.pick(index)
+        assert self.store.touch(session.user, session.sid) is session.live
+        if session.live:
+            session.seen = next(self.clock)
+
+    @precondition(lambda self: self.sessions)
+    @rule(index=st.integers(0, 1000), back=st.integers(0, 3))
+    def refresh(self, index: int, back: int) -> None:
+        session = self.pick(index)
+        presented = max(1, session.generation - back)
+        token = session.refresh[presented]
+        if not session.live:
+            with pytest.raises(SessionRevoked):
+                self.store.refresh(token)
+        elif presented == session.generation:
+            pair = self.store.refresh(token)
+            session.generation += 1
+            session.refresh[session.generation] = pair.refresh_token
+            session.access.append(pair.access_token)
+            session.seen = next(self.clock)
+        elif presented == session.generation - 1:
+            # Within the grace: the racer's answer is the current token, not a new one.
+            pair = self.store.refresh(token)
+            assert pair.refresh_token == session.refresh[session.generation]
+            session.access.append(pair.access_token)
+        else:
+            with pytest.raises(RefreshReuseDetected):
+                self.store.refresh(token)
+            self.kill(session)
+
+    @precondition(lambda self: self.sessions)
+    @rule(index=st.integers(0, 1000), value=st.integers(0, 99))
+    def update(self, index: int, value: int) -> None:
+        session = self.pick(index)
+        if session.live:
+            updated = self.store.update(session.user, session.sid, data={"v": value})
+            assert updated.data == {"v": value}
+            session.data = {"v": value}
+        else:
+            with pytest.raises(SessionRevoked):
+                self.store.update(session.user, session.sid, data={"v": value})
+
+    @precondition(lambda self: self.sessions)
+    @rule(index=st.integers(0, 1000))
+    def revoke(self, index: int) -> None:
+        session = self.pick(index)
+        assert self.store.revoke(session.user, session.sid) is session.live
+        self.kill(session)
+
+    @precondition(lambda self: self.sessions)
+    @rule(index=st.integers(0, 1000))
+    def logout(self, index: int) -> None:
+        session = self.pick(index)
+        assert self.store.logout(session.access[-1]) is session.live
+        self.kill(session)
+
+    @rule(name=st.sampled_from(USERS), device=st.sampled_from(DEVICES))
+    def revoke_device(self, name: str, device: str) -> None:
+        user = self.user(name)
+        doomed = [s for s in self.live(user) if s.device == device]
+        assert self.store.revoke_device(user, device) == len(doomed)
+        for session in doomed:
+            self.kill(session)
+
+    @rule(name=st.sampled_from(USERS), keep=st.integers(-1, 1000))
+    def revoke_user(self, name: str, keep: int) -> None:
+        user = self.user(name)
+        mine = [s for s in self.sessions if s.user == user]
+        kept = mine[keep % len(mine)].sid if mine and keep >= 0 else None
+        doomed = [s for s in self.live(user) if s.sid != kept]
+        assert self.store.revoke_user(user, keep=kept) == len(doomed)
+        for session in doomed:
+            self.kill(session)
+
+    @rule(name=st.sampled_from(USERS))
+    def listing(self, name: str) -> None:
+        user = self.user(name)
+        live = self.live(user)
+        listed = self.store.sessions(user)
+        assert {s.session_id for s in listed} == {s.sid for s in live}
+        groups = self.store.devices(user)
+        assert {g.device.id for g in groups} == {s.device for s in live}
+        assert sum(len(g.sessions) for g in groups) == len(live)
+
+    # --- invariants --------------------------------------------------------------------------
+
+    @invariant()
+    def index_equals_hashes_equals_model(self) -> None:
+        for name in USERS:
+            user = self.user(name)
+            keys = user_keys(CONFIG.namespace, user)
+            members: list[Any] = self.admin.zrange(keys.index, 0, -1)
+            index = {bytes(sid).decode() for sid in members}
+            hashes = {
+                bytes(key).decode()[len(keys.prefix) :]
+                for key in self.admin.scan_iter(match=keys.prefix + "*", count=1000)
+            }
+            model = {s.sid for s in self.live(user)}
+            assert index == hashes == model, (index, hashes, model)
+            assert len(model) <= CAP
+
+    @invariant()
+    def every_key_expires(self) -> None:
+        keys = list(self.admin.scan_iter(count=1000))
+        pipe = self.admin.pipeline(transaction=False)
+        for key in keys:
+            pipe.pttl(key)
+        for key, ttl in zip(keys, pipe.execute(), strict=True):
+            assert ttl != -1, f"{key!r} has no TTL"
+
+    @invariant()
+    def the_latest_revoked_session_never_validates(self) -> None:
+        if self.last_dead is not None:
+            for token in self.last_dead.access[-2:]:
+                with pytest.raises(SessionRevoked):
+                    self.store.validate(token)
+
+
+@pytest.fixture(scope="module")
+def machine_server() -> Iterator[LocalServer]:
+    binary = local_binary()
+    if binary is None:
+        if os.environ.get("CI", "").lower() in {"true", "1", "yes"}:
+            pytest.fail("CI=true: no valkey-server or redis-server for the state machine")
+        pytest.skip("no valkey-server or redis-server")
+    with LocalServer(binary, name="state-machine") as server:
+        yield server
+
+
+def test_session_lifecycle_state_machine(machine_server: LocalServer) -> None:
+    seen: list[events.Event] = []
+    store = SessionStore.from_url(
+        machine_server.url, keyring=Keyring.generate("HS256"), config=CONFIG, on_event=seen.append
+    )
+    admin = redis.Redis.from_url(machine_server.url)
+    SessionMachine.store, SessionMachine.admin, SessionMachine.seen_events = store, admin, seen
+    try:
+        run_state_machine_as_test(
+            SessionMachine,
+            settings=settings(
+                max_examples=EXAMPLES,
+                stateful_step_count=STEPS,
+                deadline=None,
+                suppress_health_check=[HealthCheck.too_slow],
+                database=None,
+            ),
+        )
+    finally:
+        store.close()
+        admin.close()

@@ -1,0 +1,41 @@
+"""Helpers of the integration, CLI, rate limiter and metrics tests: one private server.
+
+These suites do not depend on engine differences, so they run against one server of their
+own (valkey preferred, else redis-server), started per module and stopped by its pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from conftest import in_ci
+from sessionstore.testing import LocalServer, local_binary
+
+__all__ = ["flushed", "private_server"]
+
+
+@contextlib.contextmanager
+def private_server(name: str) -> Iterator[LocalServer]:
+    """A LocalServer of our own; a missing binary skips (fails under CI=true)."""
+    binary = local_binary()
+    if binary is None:
+        reason = "neither valkey-server nor redis-server is installed"
+        if in_ci():
+            pytest.fail(f"CI=true: {reason}", pytrace=False)
+        pytest.skip(reason)
+    with LocalServer(binary, name=name) as server:
+        yield server
+
+
+def flushed(server: LocalServer) -> str:
+    """``server``'s URL after FLUSHALL."""
+    client = redis.Redis.from_url(server.url, socket_timeout=5)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return server.url
