@@ -235,7 +235,8 @@ class Auth(Core):
         verified = self._verified(access_token, time.time())
         claims = verified.claims
         near = self.near
-        if near is not None:
+        if near is not None and near.get(verified.key, time.monotonic()) is not None:
+            # A hit: apply the pushes that already arrived, then look again.
             self.pump()
             session = near.get(verified.key, time.monotonic())
             if session is not None:
@@ -244,18 +245,31 @@ class Auth(Core):
                 if memo is None or memo[0] is not session:
                     verified.memo = memo = (session, _principal(claims, session=session))
                 return memo[1]
+        if self.revoked.is_revoked(claims.user_id, claims.session_id, time.time()):
+            # Heard of (pushed, or revoked here): sessions are never recreated, so refuse.
+            err = SessionRevoked("session was revoked (announced)")
+            self._failed(claims, err)
+            raise err
         if not self.breaker.allow(time.monotonic()):
             return self._degraded(claims, None)
-        ticket = near.begin() if near is not None else 0
-        interval_ms = self.config.touch_interval * 1000
+        return self._session_read(verified, near, ip, user_agent)
 
-        def parse(reply: Any) -> Principal:
+    def _session_read(
+        self,
+        verified: _Verified,
+        near: NearCache | None,
+        ip: str | None,
+        user_agent: str | None,
+    ) -> Call[Principal]:
+        """One HGETALL: the hash's TTL is its idle/absolute deadline on the server's clock,
+        so a reply proves the session live. The check script runs only when a touch is due,
+        or to tell an expired session from a revoked one."""
+        claims = verified.claims
+        ticket = near.begin() if near is not None else 0
+        interval_us = self.config.touch_interval * 1_000_000
+
+        def principal(fields: Mapping[bytes, bytes]) -> Principal:
             self._reachable()
-            if not isinstance(reply, list):
-                err = self.gone(claims.user_id, claims.session_id, reply)
-                self._failed(claims, err)
-                raise err
-            fields = _codec.parse_fields(reply)
             session = _codec.parse_session(claims.user_id, claims.session_id, fields)
             self._bind(claims, session, ip, user_agent)
             if near is not None:
@@ -263,6 +277,14 @@ class Auth(Core):
                 deadline = min(session.idle_expires_at, session.absolute_expires_at)
                 near.put(verified.key, session, ticket, mono, mono + deadline - now)
             return _principal(claims, session=session)
+
+        def checked(reply: Any) -> Principal:
+            if isinstance(reply, list):
+                return principal(_codec.parse_fields(reply))
+            self._reachable()
+            err = self.gone(claims.user_id, claims.session_id, reply)
+            self._failed(claims, err)
+            raise err
 
         def fail(err: Exception, unreachable: bool) -> Principal:
             if not unreachable:
@@ -273,8 +295,20 @@ class Auth(Core):
             return self._degraded(claims, err)
 
         keys = (verified.index, verified.key)
-        args = (claims.session_id, interval_ms)
-        return Call(SCRIPTS["check"], keys, args, parse, fail)
+
+        def script(interval_us: int) -> Call[Principal]:
+            args = (claims.session_id, interval_us // 1000)
+            return Call(SCRIPTS["check"], keys, args, checked, fail)
+
+        def then(reply: Mapping[bytes, bytes]) -> Call[Principal] | None:
+            if not reply:
+                return script(-1000)  # gone: the script says whether expired or revoked
+            if time.time() * 1_000_000 - int(reply[b"s"]) >= interval_us:
+                return script(interval_us)  # touch due (the script re-checks on its clock)
+            return None
+
+        read = (verified.key,)
+        return Call(SCRIPTS["check"], read, (), principal, fail, command="HGETALL", then=then)
 
     def _reachable(self) -> None:
         ended = self.breaker.success(time.monotonic())

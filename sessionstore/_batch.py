@@ -8,6 +8,7 @@ result or its own error: one failing call never fails the others.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from redis.exceptions import NoScriptError
@@ -18,26 +19,33 @@ from sessionstore._io import DRIVER_ERRORS, eval_args, failed
 __all__ = ["Batcher"]
 
 T = TypeVar("T")
+Runner = Callable[[Call[Any]], Awaitable[Any]]
 
 
-def _settle(future: asyncio.Future[Any], call: Call[Any], reply: Any) -> None:
+async def _settle(future: asyncio.Future[Any], call: Call[Any], reply: Any, runner: Runner) -> None:
     """Resolve ``future`` with what ``call`` makes of ``reply`` (an error reply included)."""
     if future.done():
         return  # the caller was cancelled
     try:
         if isinstance(reply, Exception):
-            future.set_result(failed(call, reply))
+            result = failed(call, reply)
         else:
-            future.set_result(call.parse(reply))
-    except Exception as err:
-        future.set_exception(err)
+            follow = None if call.then is None else call.then(reply)
+            result = call.parse(reply) if follow is None else await runner(follow)
+    except Exception as err:  # handed to exactly that caller
+        if not future.done():
+            future.set_exception(err)
+        return
+    if not future.done():
+        future.set_result(result)
 
 
 class Batcher:
     """Queues script calls and flushes them as one pipeline per loop turn."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, runner: Runner) -> None:
         self._client = client
+        self._runner = runner
         self._queue: list[tuple[Call[Any], asyncio.Future[Any]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.flushes = 0  # pipelines sent: what batching saves is visible
@@ -68,13 +76,22 @@ class Batcher:
                 if not future.done():
                     future.set_exception(err)
             raise
+        follow_ups = []
         for (call, future), reply in zip(batch, replies, strict=True):
-            _settle(future, call, reply)
+            if call.then is None or isinstance(reply, Exception):
+                await _settle(future, call, reply, self._runner)
+            else:
+                follow_ups.append(_settle(future, call, reply, self._runner))
+        if follow_ups:
+            await asyncio.gather(*follow_ups)
 
     async def _execute(self, calls: list[Call[Any]]) -> list[Any]:
         pipe = self._client.pipeline(transaction=False)
         for call in calls:
-            pipe.evalsha(call.script.sha, *eval_args(call))
+            if call.command is not None:
+                pipe.execute_command(call.command, *call.keys)
+            else:
+                pipe.evalsha(call.script.sha, *eval_args(call))
         replies: list[Any] = await pipe.execute(raise_on_error=False)
         missing = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:

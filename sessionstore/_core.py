@@ -40,7 +40,12 @@ def fail_closed(err: Exception, unreachable: bool) -> Any:
 
 @dataclass(frozen=True)
 class Call(Generic[T]):
-    """One script invocation and what to make of its outcome."""
+    """One script invocation (or one plain read) and what to make of its outcome.
+
+    With ``command`` set, the shells send that read-only command on ``keys`` instead of
+    the script. ``then`` may turn a reply into a follow-up call whose result is the
+    result (e.g. a read that finds a touch due); None means ``parse`` the reply.
+    """
 
     script: Script
     keys: tuple[str, ...]
@@ -49,6 +54,8 @@ class Call(Generic[T]):
     fail: Callable[[Exception, bool], T] = field(default=fail_closed)
     # A revocation: with Config.revoke_wait_replicas the shells WAIT for replicas after it.
     durable: bool = False
+    command: str | None = None
+    then: Callable[[Any], Call[T] | None] | None = None
 
 
 def _nothing() -> None:

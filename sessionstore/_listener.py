@@ -236,7 +236,9 @@ class Listener:
                 with self._io:
                     if self._sock is not sock:
                         return
-                    self._drain(sock, block=True)
+                    # Non-blocking: a pump may have drained what select() saw, and a recv
+                    # blocked while holding the lock would stop every pump until more data.
+                    self._drain(sock, block=False)
 
     def _heard(self) -> float:
         return self.cache._heard

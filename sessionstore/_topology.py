@@ -88,6 +88,8 @@ class LocalCluster:
 
     ``url`` is the ``redis+cluster://`` form ``SessionStore.from_url`` takes; ``client()``
     an admin ``RedisCluster``. ``failover`` and ``migrate_slot`` drive topology changes.
+    ``tls=(CA file, certificate, key)`` adds a TLS port to every node (``tls_url``) and runs
+    the cluster bus and replication over TLS (needs a binary built with TLS).
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class LocalCluster:
         node_timeout_ms: int = 1000,
         name: str = "cluster",
         extra_args: Sequence[str] = (),
+        tls: tuple[str, str, str] | None = None,
     ) -> None:
         if primaries < 1 or replicas < 0:
             raise ValueError("a cluster needs >= 1 primary and >= 0 replicas per primary")
@@ -108,9 +111,11 @@ class LocalCluster:
         self.replica_count = replicas
         self.node_timeout_ms = node_timeout_ms
         self.extra_args = tuple(extra_args)
+        self.tls = tls
         self.nodes: list[LocalServer] = []
         self._bus: dict[int, int] = {}
         self._ids: dict[int, str] = {}
+        self._tls_ports: dict[int, int] = {}  # plain port -> TLS port
 
     def __repr__(self) -> str:
         return f"<LocalCluster {self.name} ports={[n.port for n in self.nodes]}>"
@@ -119,6 +124,12 @@ class LocalCluster:
     def url(self) -> str:
         """``redis+cluster://`` with every node as a startup node."""
         return "redis+cluster://" + ",".join(f"{_HOST}:{n.port}" for n in self.nodes) + "/0"
+
+    @property
+    def tls_url(self) -> str:
+        """``rediss+cluster://`` on the nodes' TLS ports (a cluster started with ``tls``)."""
+        ports = [self._tls_ports[n.port] for n in self.nodes]
+        return "rediss+cluster://" + ",".join(f"{_HOST}:{p}" for p in ports) + "/0"
 
     def start(self) -> LocalCluster:
         """Spawn the nodes, assign slots, pair replicas; return once every node agrees."""
@@ -129,6 +140,7 @@ class LocalCluster:
         try:
             for n in range(self.primary_count * (1 + self.replica_count)):
                 bus = free_port()
+                tls_port, tls_args = self._tls_args()
                 server = LocalServer(
                     self.binary,
                     name=f"{self.name}-{n}",
@@ -140,18 +152,43 @@ class LocalCluster:
                         # Tests pause primaries: their replicas may always take over.
                         "--cluster-replica-validity-factor", "0",
                         *_FAST_SYNC,
+                        *tls_args,
                         *self.extra_args,
                     ],
                 )  # fmt: skip
                 self.nodes.append(server)
                 server.start()
                 self._bus[server.port] = bus
+                if tls_port:
+                    self._tls_ports[server.port] = tls_port
                 self._ids[server.port] = _text(_ask(server, "CLUSTER", "MYID"))
             self._create()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def tls_port(self, server: LocalServer) -> int:
+        """The TLS port of a node of a cluster started with ``tls``."""
+        return self._tls_ports[server.port]
+
+    def _tls_args(self) -> tuple[int, list[str]]:
+        from sessionstore.testing import free_port
+
+        if self.tls is None:
+            return 0, []
+        ca, cert, key = self.tls
+        port = free_port()
+        # The plain port stays, for the admin helpers here; the bus and replication use TLS.
+        return port, [
+            "--tls-port", str(port),
+            "--tls-cert-file", cert,
+            "--tls-key-file", key,
+            "--tls-ca-cert-file", ca,
+            "--tls-auth-clients", "no",
+            "--tls-replication", "yes",
+            "--tls-cluster", "yes",
+        ]  # fmt: skip
 
     def _create(self) -> None:
         primaries = self.nodes[: self.primary_count]
@@ -206,7 +243,9 @@ class LocalCluster:
     def slot_map(self, server: LocalServer) -> list[tuple[int, int, int]]:
         """``server``'s view: (first slot, last slot, primary port), sorted."""
         ranges = _ask(server, "CLUSTER", "SLOTS", timeout=1.0)
-        return sorted((int(r[0]), int(r[1]), int(r[2][1])) for r in ranges)
+        # With tls-cluster, nodes report their TLS ports: map them back to the plain ones.
+        plain = {tls: port for port, tls in self._tls_ports.items()}
+        return sorted((int(r[0]), int(r[1]), plain.get(int(r[2][1]), int(r[2][1]))) for r in ranges)
 
     def owner(self, key: str | bytes) -> LocalServer:
         """The primary that serves ``key``'s slot now."""

@@ -37,7 +37,7 @@ class AsyncSessionStore(StoreBase):
     ) -> None:
         super().__init__(client, keyring=keyring, config=config, on_event=on_event)
         # redis-py's cluster pipelines refuse EVALSHA: a cluster store validates call by call.
-        self._batcher = None if _connect.is_cluster(client) else Batcher(client)
+        self._batcher = None if _connect.is_cluster(client) else Batcher(client, self._run)
 
     @classmethod
     def from_url(
@@ -62,7 +62,9 @@ class AsyncSessionStore(StoreBase):
             await self._run(chore)
         wait = self._core.wait_for(call)
         try:
-            if wait is None:
+            if call.command is not None:
+                reply = await self._client.execute_command(call.command, *call.keys)
+            elif wait is None:
                 try:
                     reply = await self._client.evalsha(call.script.sha, *eval_args(call))
                 except NoScriptError:
@@ -73,7 +75,8 @@ class AsyncSessionStore(StoreBase):
                 self._core.replicated(acked)
         except DRIVER_ERRORS as err:
             return failed(call, err)
-        return call.parse(reply)
+        follow = None if call.then is None else call.then(reply)
+        return call.parse(reply) if follow is None else await self._run(follow)
 
     async def create(
         self,

@@ -46,7 +46,9 @@ class SessionStore(StoreBase):
             self._run(chore)
         wait = self._core.wait_for(call)
         try:
-            if wait is None:
+            if call.command is not None:
+                reply = self._client.execute_command(call.command, *call.keys)
+            elif wait is None:
                 try:
                     reply = self._client.evalsha(call.script.sha, *eval_args(call))
                 except NoScriptError:
@@ -57,7 +59,8 @@ class SessionStore(StoreBase):
                 self._core.replicated(acked)
         except DRIVER_ERRORS as err:
             return failed(call, err)
-        return call.parse(reply)
+        follow = None if call.then is None else call.then(reply)
+        return call.parse(reply) if follow is None else self._run(follow)
 
     def create(
         self,

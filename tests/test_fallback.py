@@ -54,8 +54,9 @@ async def test_degraded_validation_and_recovery(
     assert first.degraded and first.session is None and first.claims == {"role": "admin"}
     # One socket timeout at most (generous bound: a retrying driver would take several).
     assert first_seconds < 4 * FAST.socket_timeout
-    with pytest.raises(SessionRevoked):
+    with pytest.raises(SessionRevoked):  # known here: refused without asking Redis
         await store.validate(revoked.access_token)
+    assert (await store.validate(alive.access_token)).degraded  # 2nd failure: breaker opens
     # The breaker is open now: answers no longer wait on the network at all.
     start = time.perf_counter()
     for _ in range(40):
