@@ -86,7 +86,12 @@ def sync_cases(ctx: Context, tokens: list[str]) -> list[Case]:
             note=f"reply {len(replies[0])} items, {size} B",
         ),
         Case("parse the check reply", _timed_each(pairs, lambda p: p[0].parse(p[1]))),
+        Case("core.validate: gate + Call, no I/O", cycling(tokens, uncached._core.validate)),
+        Case("store._run(call): EVALSHA + parse", _timed_each(calls, uncached._run)),
         Case("validate, caches off", cycling(tokens, uncached.validate)),
+        Case(
+            "naive: jwt.decode + GET", cycling(tokens, lambda t: plain.get(key + decode(t)["jti"]))
+        ),
     ]
 
 

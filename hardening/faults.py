@@ -18,16 +18,12 @@ the server in the middle of the run. Every answer is classified:
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
+from hardening.inject import SCENARIOS, Injector, Timeline
 from sessionstore import (
     Config,
     Device,
@@ -49,19 +45,6 @@ __all__ = ["SCENARIOS", "FaultResult", "Timeline", "run_fault"]
 PHONE = Device(id="phone-1", name="Pixel")
 # The deployment SECURITY.md asks for: nothing is ever evicted to make room.
 SERVER_ARGS = ("--maxmemory-policy", "noeviction")
-
-
-@dataclass(frozen=True)
-class Timeline:
-    """When the fault starts and ends, and when the run stops (seconds from the start)."""
-
-    total: float
-    start: float
-    length: float
-
-    @property
-    def end(self) -> float:
-        return self.start + self.length
 
 
 @dataclass
@@ -89,9 +72,11 @@ class FaultResult:
 
     @property
     def calls(self) -> int:
+        """Every store call the load made."""
         return self.validations + self.writes
 
     def note(self, text: str) -> None:
+        """Keep the first few distinct messages for the report."""
         if len(self.notes) < 8 and text not in self.notes:
             self.notes.append(text)
 
@@ -106,95 +91,6 @@ class Token:
     sid: str
     epoch: int  # the data set it lives in (bumped when the server restarts empty)
     state: str = "live"  # live | revoked-here | revoked-elsewhere
-
-
-class Injector:
-    """Breaks the server on the timeline, in its own thread; records when it recovered."""
-
-    def __init__(self, server: LocalServer, kind: str, timeline: Timeline) -> None:
-        self.server, self.kind, self.timeline = server, kind, timeline
-        self.started = 0.0
-        self.fault_started: float | None = None
-        self.fault_ended: float | None = None
-        self.epoch = 0
-        self.error: str | None = None
-        self._thread = threading.Thread(target=self._run, name=f"inject-{kind}", daemon=True)
-
-    def admin(self) -> redis.Redis:
-        return redis.Redis.from_url(self.server.url, socket_timeout=5, retry=Retry(NoBackoff(), 0))
-
-    def start(self, started: float) -> None:
-        self.started = started
-        self._thread.start()
-
-    def join(self) -> None:
-        self._thread.join(self.timeline.total + 30)
-
-    def _sleep_until(self, offset: float) -> None:
-        time.sleep(max(0.0, self.started + offset - time.perf_counter()))
-
-    def _run(self) -> None:
-        try:
-            self._sleep_until(self.timeline.start)
-            self.fault_started = time.perf_counter()
-            getattr(self, f"_{self.kind}")()
-            self.fault_ended = time.perf_counter()
-        except Exception as err:  # the report shows it; the load loop goes on
-            self.error = f"{type(err).__name__}: {err}"
-
-    def _kill_restart(self) -> None:
-        self.server.kill()
-        self.epoch += 1  # from here on, every session of the old data set is lost
-        self._sleep_until(self.timeline.end)
-        self.server.restart()
-
-    def _sigstop(self) -> None:
-        self.server.pause()
-        try:
-            self._sleep_until(self.timeline.end)
-        finally:
-            self.server.resume()
-
-    def _repeat(self, action: Callable[[redis.Redis], Any], every: float) -> None:
-        admin = self.admin()
-        try:
-            while time.perf_counter() < self.started + self.timeline.end:
-                action(admin)
-                time.sleep(every)
-        finally:
-            admin.close()
-
-    def _script_flush(self) -> None:
-        self._repeat(lambda admin: admin.script_flush(), 0.2)
-
-    def _client_kill(self) -> None:
-        def kill_all(admin: redis.Redis) -> None:
-            for kind in ("normal", "pubsub"):
-                admin.execute_command(  # type: ignore[no-untyped-call]
-                    "CLIENT", "KILL", "TYPE", kind, "SKIPME", "yes"
-                )
-
-        self._repeat(kill_all, 0.5)
-
-    def _maxmemory(self) -> None:
-        admin = self.admin()
-        try:
-            used = int(admin.info("memory")["used_memory"])
-            # A little headroom, filled within moments by the load's logins.
-            admin.config_set("maxmemory", used + 16 * 1024)
-            self._sleep_until(self.timeline.end)
-            admin.config_set("maxmemory", 0)
-        finally:
-            admin.close()
-
-
-SCENARIOS: dict[str, str] = {
-    "kill -9, restart empty": "kill_restart",
-    "SIGSTOP": "sigstop",
-    "SCRIPT FLUSH": "script_flush",
-    "CLIENT KILL every connection": "client_kill",
-    "maxmemory under noeviction": "maxmemory",
-}
 
 
 def forged_tokens(keyring: Keyring) -> list[str]:
@@ -233,6 +129,7 @@ class Load:
         self.seen.append((time.perf_counter(), event))
 
     def close(self) -> None:
+        """Close both stores."""
         self.store.close()
         self.other.close()
 
@@ -257,16 +154,20 @@ class Load:
         return None
 
     def login(self) -> None:
+        """Log a new user in; the session joins the pool."""
         self.users += 1
         user = f"load-{self.users}"
+        # The data set the session lands in: the one before the call (a kill during the
+        # call loses a session written just before it).
+        epoch = self.injector.epoch
         pair = self._write(lambda: self.store.login(user, device=PHONE, claims={"n": 1}))
         if pair is not None:
-            epoch = self.injector.epoch
             self.pool.append(
                 Token(pair.access_token, pair.refresh_token, user, pair.session_id, epoch)
             )
 
     def revoke(self, here: bool) -> None:
+        """Revoke a live session, through this store or the other one."""
         live = [t for t in self.pool if t.state == "live" and t.epoch == self.injector.epoch]
         if len(live) < 20:  # keep live sessions to validate (after a restart, too)
             return
@@ -277,6 +178,7 @@ class Load:
             victim.state = "revoked-here" if here else "revoked-elsewhere"
 
     def refresh(self) -> None:
+        """Rotate a live session's refresh token."""
         live = [t for t in self.pool if t.state == "live" and t.epoch == self.injector.epoch]
         if live:
             token = self.rng.choice(live)
@@ -287,9 +189,13 @@ class Load:
     # --- validations -----------------------------------------------------------------------
 
     def validate(self, token: str, truth: Token | None) -> None:
+        """Validate ``token`` and classify the answer against ``truth`` (None: forged)."""
         result = self.result
         result.validations += 1
         now = time.perf_counter()
+        # A kill during the call may or may not be seen by it: judge by the data set that
+        # existed when the call began.
+        epoch = self.injector.epoch
         try:
             principal: Principal = self.store.validate(token)
         except (StoreUnavailable, ScriptError) as err:
@@ -299,7 +205,7 @@ class Load:
             result.degraded += 1
             return
         except InvalidToken as err:
-            if truth is not None and truth.state == "live" and truth.epoch == self.injector.epoch:
+            if truth is not None and truth.state == "live" and truth.epoch == epoch:
                 result.false_rejects += 1
                 result.note(f"false reject of a live session: {type(err).__name__}")
             else:
@@ -313,15 +219,15 @@ class Load:
             result.unhandled += 1
             result.note(f"UNHANDLED in validate: {type(err).__name__}: {err}")
             return
-        self._accepted(principal, truth, now)
+        self._accepted(principal, truth, now, epoch)
 
-    def _accepted(self, principal: Principal, truth: Token | None, now: float) -> None:
+    def _accepted(self, principal: Principal, truth: Token | None, now: float, epoch: int) -> None:
         result = self.result
         if truth is None:
             result.wrong_accepts += 1
             result.note("WRONG: a forged token was accepted")
             return
-        lost = truth.epoch != self.injector.epoch
+        lost = truth.epoch != epoch
         if principal.degraded:
             self.last_failure = now
             if truth.state == "revoked-here":
@@ -342,6 +248,7 @@ class Load:
             result.recover_seconds = now - ended  # the first clean answer after the fault
 
     def step(self, i: int) -> None:
+        """The ``i``-th call of the load."""
         if i % 25 == 0:
             self.login()
         elif i % 100 == 1:

@@ -1,8 +1,7 @@
 """Barrier-started races against a real server, with threads or with processes.
 
-A ``Crew`` is N workers, each waiting on a barrier before every round so their operations
-start together. Threads share one ``SessionStore`` (it is thread-safe); processes (spawned)
-each build their own from the same URL and JWK Set. The coordinator prepares each round
+A crew (``hardening.crew``) is N workers, threads or spawned processes, that wait on a
+barrier before every round so their operations start together. The coordinator prepares each round
 (fresh sessions), hands one task to each worker, then checks the outcome against what the
 design promises, straight from Redis. Every broken promise is one wrong outcome.
 
@@ -12,38 +11,22 @@ rotate keys||validate.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import multiprocessing
-import os
-import queue
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import redis
 
-from sessionstore import (
-    Config,
-    Device,
-    Keyring,
-    SessionRevoked,
-    SessionStore,
-    SessionStoreError,
-)
+from hardening.crew import PHONE, ROTATIONS, Crew, Task, attempt, crew
+from sessionstore import Config, Keyring, SessionRevoked, SessionStore
 from sessionstore.keys import user_keys
 
-__all__ = ["RACES", "Crew", "RaceResult", "crew", "race_config", "run_races"]
+__all__ = ["CAP", "RACES", "ROTATIONS", "RaceResult", "race_config", "run_races"]
 
-Task = tuple[Any, ...]
-Outcome = tuple[str, Any]  # ("ok", value) or (error class name, message)
-BARRIER_TIMEOUT = 60.0
 CAP = 5
-ROTATIONS = 5
-PHONE = Device(id="phone-1", name="Pixel")
 
 
 def race_config() -> Config:
@@ -72,196 +55,6 @@ class RaceResult:
             self.notes.append(note)
 
 
-# --- what a worker does ---------------------------------------------------------------------
-
-
-def _outcome(call: Callable[[], Any]) -> Outcome:
-    try:
-        return "ok", call()
-    except SessionStoreError as err:
-        return type(err).__name__, str(err)
-    except Exception as err:  # a bug, not an answer: report it as such
-        return f"unhandled {type(err).__name__}", repr(err)
-
-
-def _rotate_and_validate(store: SessionStore, tokens: list[str], user: str) -> Outcome:
-    """Rotate the keyring ROTATIONS times in a thread while validating ``tokens``.
-
-    After each rotation the rotator logs in (a user of its own, so the cap never evicts
-    the sessions under test) and validates the fresh token, signed by the newest key.
-    """
-    failures: list[str] = []
-    count = [0]
-    own = f"{user}-{os.getpid()}-{threading.get_ident()}"
-
-    def rotate() -> None:
-        for _ in range(ROTATIONS):
-            store.keyring.rotate(Keyring.generate("ES256"), grace=3600)
-            outcome = _outcome(lambda: store.validate(store.login(own, device=PHONE).access_token))
-            count[0] += 2
-            if outcome[0] != "ok" or outcome[1].degraded:
-                failures.append(f"fresh token after rotation: {outcome[0]}")
-
-    rotator = threading.Thread(target=rotate)
-    rotator.start()
-    while True:
-        alive = rotator.is_alive()
-        for token in tokens:
-            outcome = _outcome(lambda t=token: store.validate(t))  # type: ignore[misc]
-            count[0] += 1
-            if outcome[0] != "ok" or outcome[1].degraded:
-                failures.append(f"old token during rotation: {outcome[0]}")
-        if not alive:
-            break
-    rotator.join()
-    return "ok", (count[0], failures)
-
-
-def perform(store: SessionStore, task: Task) -> Outcome:
-    """Run one task on ``store``; results are plain picklable values."""
-    op, *args = task
-    if op == "validate":
-        return _outcome(lambda: store.validate(args[0]).degraded)
-    if op == "touch":
-        return _outcome(lambda: store.touch(args[0], args[1]))
-    if op == "revoke":
-        return _outcome(lambda: store.revoke(args[0], args[1]))
-    if op == "refresh":
-
-        def refresh() -> tuple[str, str]:
-            pair = store.refresh(args[0])
-            return pair.refresh_token, pair.access_token
-
-        return _outcome(refresh)
-    if op == "login_many":
-        user, count = args
-        return _outcome(
-            lambda: [store.login(user, device=PHONE).access_token for _ in range(count)]
-        )
-    if op == "rotate_and_validate":
-        return _rotate_and_validate(store, args[0], args[1])
-    return "unknown op", op
-
-
-def _serve(
-    store: SessionStore,
-    index: int,
-    take: Callable[[], Task | None],
-    give: Callable[[tuple[int, Outcome]], None],
-    barrier: Any,
-) -> None:
-    while True:
-        task = take()
-        if task is None:
-            return
-        try:
-            barrier.wait(BARRIER_TIMEOUT)
-        except threading.BrokenBarrierError:
-            give((index, ("barrier broken", None)))
-            continue
-        give((index, perform(store, task)))
-
-
-def _process_main(
-    url: str,
-    jwks: dict[str, Any],
-    config: Config,
-    index: int,
-    inbox: Any,
-    outbox: Any,
-    barrier: Any,
-) -> None:
-    store = SessionStore.from_url(url, keyring=Keyring.from_jwks(jwks), config=config)
-    try:
-        _serve(store, index, inbox.get, outbox.put, barrier)
-    finally:
-        store.close()
-
-
-# --- crews --------------------------------------------------------------------------------------
-
-
-class Crew(Protocol):
-    """N workers that start each round's tasks together."""
-
-    mode: str
-    size: int
-
-    def round(self, tasks: list[Task]) -> list[Outcome]:
-        """Run one task per worker (barrier start); their outcomes in worker order."""
-
-
-class _Crew:
-    def __init__(self, mode: str, size: int, outbox: Any, inboxes: list[Any]) -> None:
-        self.mode, self.size = mode, size
-        self._outbox, self._inboxes = outbox, inboxes
-
-    def round(self, tasks: list[Task]) -> list[Outcome]:
-        if len(tasks) != self.size:
-            raise ValueError(f"a round needs {self.size} tasks, got {len(tasks)}")
-        for inbox, task in zip(self._inboxes, tasks, strict=True):
-            inbox.put(task)
-        results: dict[int, Outcome] = {}
-        while len(results) < self.size:
-            index, outcome = self._outbox.get(timeout=BARRIER_TIMEOUT * 2)
-            results[index] = outcome
-        return [results[i] for i in range(self.size)]
-
-
-@contextlib.contextmanager
-def crew(mode: str, size: int, url: str, keyring: Keyring, config: Config) -> Iterator[Crew]:
-    """A crew of ``size`` threads (sharing one store) or spawned processes."""
-    if mode == "threads":
-        store = SessionStore.from_url(url, keyring=keyring, config=config)
-        outbox: queue.Queue[tuple[int, Outcome]] = queue.Queue()
-        inboxes: list[queue.Queue[Task | None]] = [queue.Queue() for _ in range(size)]
-        barrier = threading.Barrier(size)
-        threads = [
-            threading.Thread(
-                target=_serve, args=(store, i, inboxes[i].get, outbox.put, barrier), daemon=True
-            )
-            for i in range(size)
-        ]
-        for thread in threads:
-            thread.start()
-        try:
-            yield _Crew(mode, size, outbox, inboxes)
-        finally:
-            for inbox in inboxes:
-                inbox.put(None)
-            for thread in threads:
-                thread.join(10)
-            store.close()
-        return
-    if mode != "processes":
-        raise ValueError(f"mode must be 'threads' or 'processes', got {mode!r}")
-    ctx = multiprocessing.get_context("spawn")
-    pouts = ctx.Queue()
-    pins = [ctx.Queue() for _ in range(size)]
-    pbarrier = ctx.Barrier(size)
-    jwks = keyring.to_private_jwks()
-    procs = [
-        ctx.Process(
-            target=_process_main,
-            args=(url, jwks, config, i, pins[i], pouts, pbarrier),
-            name=f"race-worker-{i}",
-        )
-        for i in range(size)
-    ]
-    for proc in procs:
-        proc.start()
-    try:
-        yield _Crew(mode, size, pouts, pins)
-    finally:
-        for pin in pins:
-            pin.put(None)
-        for proc in procs:
-            proc.join(10)
-            if proc.is_alive():  # our own child, by its handle
-                proc.kill()
-                proc.join()
-
-
 # --- checks ---------------------------------------------------------------------------------
 
 
@@ -275,10 +68,12 @@ class Checker:
         self._users = itertools.count()
 
     def close(self) -> None:
+        """Close the checker's store and client."""
         self.store.close()
         self.admin.close()
 
     def new_user(self, race: str) -> str:
+        """A user id no earlier round used."""
         return f"{race}-{time.time_ns()}-{next(self._users)}"
 
     def live_ids(self, user: str) -> tuple[set[str], set[str]]:
@@ -307,7 +102,7 @@ class Checker:
         for key in self.untimed_keys(user):
             result.fail(f"key without TTL: {key}")
         for token in tokens:
-            outcome = _outcome(lambda t=token: self.store.validate(t))  # type: ignore[misc]
+            outcome = attempt(lambda t=token: self.store.validate(t))  # type: ignore[misc]
             if outcome[0] not in ("SessionRevoked", "SessionExpired"):
                 result.fail(f"a token of the revoked session validated: {outcome[0]}")
 
@@ -348,7 +143,7 @@ def revoke_refresh(c: Crew, check: Checker, result: RaceResult) -> None:
         result.orders["refresh first" if kind == "ok" else "revoke first"] += 1
         if kind == "ok":
             tokens.append(value[1])
-            late = _outcome(lambda v=value: check.store.refresh(v[0]))  # type: ignore[misc]
+            late = attempt(lambda v=value: check.store.refresh(v[0]))  # type: ignore[misc]
             if late[0] != SessionRevoked.__name__:
                 result.fail(f"a refresh token of the revoked session answered {late[0]}")
         elif kind != SessionRevoked.__name__:
@@ -371,10 +166,10 @@ def refresh_refresh(c: Crew, check: Checker, result: RaceResult) -> None:
     if len(held) != 1:
         result.fail(f"racers hold {len(held)} different refresh tokens")
     for _, (_, access) in outcomes:
-        outcome = _outcome(lambda t=access: check.store.validate(t))  # type: ignore[misc]
+        outcome = attempt(lambda t=access: check.store.validate(t))  # type: ignore[misc]
         if outcome[0] != "ok":
             result.fail(f"a racer's access token answered {outcome[0]}")
-    nxt = _outcome(lambda: check.store.refresh(next(iter(held))))
+    nxt = attempt(lambda: check.store.refresh(next(iter(held))))
     if nxt[0] != "ok":
         result.fail(f"the shared refresh token does not refresh: {nxt[0]}")
     index, hashes = check.live_ids(user)
@@ -399,7 +194,7 @@ def login_flood(c: Crew, check: Checker, result: RaceResult) -> None:
     alive = 0
     result.orders["evictions"] += max(0, len(tokens) - CAP)
     for token in tokens:
-        outcome = _outcome(lambda t=token: check.store.validate(t))  # type: ignore[misc]
+        outcome = attempt(lambda t=token: check.store.validate(t))  # type: ignore[misc]
         if outcome[0] == "ok":
             alive += 1
         elif outcome[0] != SessionRevoked.__name__:

@@ -151,8 +151,12 @@ def render(
         "## Reproduce",
         "",
         "```sh",
-        "make hardening                      # this report (about 3 minutes)",
+        "make hardening                        # this report (about 3 minutes)",
         ".venv/bin/python -m hardening --help  # shorter or longer runs",
+        "# The lifecycle state machine, far past CI's 250 examples:",
+        "SESSIONSTORE_STATEFUL_EXAMPLES=20000 SESSIONSTORE_STATEFUL_STEPS=60 \\",
+        "    .venv/bin/python -m pytest tests/test_state_machine.py -q",
+        "make fuzz FUZZ_SECONDS=1200            # the token fuzzer, 20 minutes",
         "```",
         "",
     ]

@@ -44,7 +44,7 @@ class StoreBase:
             listener = _listener.acquire(
                 spec, cfg.namespace, cfg.near_cache_size, cfg.touch_interval
             )
-            listener.subscribe(self._core.published)
+            listener.subscribe(self._core.published, self._core.breaker.expedite)
             self._core.attach(listener.cache, listener.pump)
             self._listener = listener
 
@@ -52,7 +52,7 @@ class StoreBase:
         """Give back the shared invalidation listener (the last store stops it)."""
         listener, self._listener = self._listener, None
         if listener is not None:
-            listener.unsubscribe(self._core.published)
+            listener.unsubscribe(self._core.published, self._core.breaker.expedite)
             self._core.near = None
             _listener.release(listener)
 

@@ -96,18 +96,25 @@ class Listener:
         self._wake_r, self._wake_w = socket.socketpair()
         self._last_pump = 0.0
         self._on_revoked: list[Callable[[str, list[str]], None]] = []
+        self._on_up: list[Callable[[], None]] = []
         self._thread = threading.Thread(target=self._run, name="sessionstore-invalidations")
         self._thread.daemon = True
         self.users = 0
 
-    def subscribe(self, callback: Callable[[str, list[str]], None]) -> None:
-        """Call ``callback(encoded user id, session ids)`` on every published revocation."""
-        self._on_revoked.append(callback)
+    def subscribe(self, revoked: Callable[[str, list[str]], None], up: Callable[[], None]) -> None:
+        """Call ``revoked(encoded user id, session ids)`` on every published revocation,
+        and ``up()`` whenever the connection is (re)established (the server answers)."""
+        self._on_revoked.append(revoked)
+        self._on_up.append(up)
 
-    def unsubscribe(self, callback: Callable[[str, list[str]], None]) -> None:
-        """Stop calling ``callback``."""
+    def unsubscribe(
+        self, revoked: Callable[[str, list[str]], None], up: Callable[[], None]
+    ) -> None:
+        """Stop calling ``revoked`` and ``up``."""
         with contextlib.suppress(ValueError):
-            self._on_revoked.remove(callback)
+            self._on_revoked.remove(revoked)
+        with contextlib.suppress(ValueError):
+            self._on_up.remove(up)
 
     def start(self) -> None:
         """Start the background thread (connects and reconnects on its own)."""
@@ -214,6 +221,8 @@ class Listener:
             with self._io:
                 self._sock = sock
                 self.cache.up(time.monotonic())
+            for callback in list(self._on_up):
+                callback()
             try:
                 self._serve(sock)
             except (OSError, ConnectionError) as err:

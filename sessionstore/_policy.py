@@ -59,6 +59,10 @@ class Breaker:
             self._probing = False
         return None if started is None else now - started
 
+    def expedite(self) -> None:
+        """Let the next call probe at once (e.g. the invalidation connection is back)."""
+        self._next_probe = 0.0
+
     def failure(self, now: float) -> bool:
         """Redis was unreachable for one call; True when this began an outage."""
         with self._lock:

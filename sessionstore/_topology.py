@@ -83,6 +83,24 @@ def _info(server: LocalServer, section: str) -> dict[str, Any]:
         client.close()
 
 
+def _add_info(into: dict[str, Any], info: dict[str, Any]) -> None:
+    for key, value in info.items():
+        if isinstance(value, dict):
+            _add_info(into.setdefault(key, {}), value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and key in into:
+            into[key] += value
+        else:
+            into.setdefault(key, value)
+
+
+def _summed_info(command: str, replies: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """INFO of several nodes as one: numbers summed (counters, memory), the rest the first's."""
+    merged: dict[str, Any] = {}
+    for info in replies.values():
+        _add_info(merged, info)
+    return merged
+
+
 class LocalCluster:
     """A Redis Cluster on loopback: ``primaries`` primaries with ``replicas`` replicas each.
 
@@ -326,12 +344,18 @@ class LocalCluster:
             _ask(server, "CLUSTER", "SETSLOT", slot, "NODE", self._ids[target.port])
 
     def client(self, **options: Any) -> RedisCluster:
-        """An admin ``RedisCluster`` whose KEYS and DBSIZE cover every primary."""
+        """An admin ``RedisCluster`` whose KEYS, DBSIZE and INFO cover every primary.
+
+        INFO answers as one server would, its numbers summed over the primaries (command
+        counts, memory), so code written for one server reads the whole cluster.
+        """
         node: Any = ClusterNode  # untyped in redis-py
         startup = [node(_HOST, n.port) for n in self.running()]
         client = RedisCluster(startup_nodes=startup, socket_timeout=5, **options)
-        # redis-py sends KEYS and DBSIZE to one node unless told otherwise.
-        client.command_flags.update(KEYS=RedisCluster.PRIMARIES, DBSIZE=RedisCluster.PRIMARIES)
+        # redis-py sends KEYS, DBSIZE and INFO to one node unless told otherwise.
+        every = RedisCluster.PRIMARIES
+        client.command_flags.update(KEYS=every, DBSIZE=every, INFO=every)
+        client.result_callbacks["INFO"] = _summed_info
         return client
 
     def stop(self) -> None:

@@ -59,7 +59,18 @@ def session_keys(client: redis.Redis) -> list[bytes]:
 # Commands no request of ours sent: INFO itself, replicas' REPLCONF ACK (every second), and
 # what a client sends when it connects or maps a cluster (HELLO, CLIENT SETINFO, COMMAND,
 # CLUSTER SLOTS: a sync RedisCluster does that on construction).
-_BACKGROUND = {"cmdstat_info", "cmdstat_replconf", "cmdstat_hello", "cmdstat_client|setinfo"}
+# The near cache's invalidation connection adds its handshake (HELLO, CLIENT SETNAME,
+# CLIENT TRACKING, SUBSCRIBE) and a heartbeat PING every 0.25 s: none is a request of ours.
+_BACKGROUND = {
+    "cmdstat_info",
+    "cmdstat_replconf",
+    "cmdstat_hello",
+    "cmdstat_client|setinfo",
+    "cmdstat_client|setname",
+    "cmdstat_client|tracking",
+    "cmdstat_subscribe",
+    "cmdstat_ping",
+}
 _BACKGROUND_PREFIXES = ("cmdstat_command", "cmdstat_cluster|")
 
 
@@ -70,7 +81,10 @@ def _counted(name: str) -> bool:
 def script_calls(client: redis.Redis) -> int:
     """How many commands the server (every primary of a cluster) has run for clients so far."""
     if isinstance(client, RedisCluster):
-        nodes = client.info("commandstats", target_nodes=RedisCluster.PRIMARIES).values()
+        found = client.info("commandstats", target_nodes=RedisCluster.PRIMARIES)
+        # Per node, unless the client sums INFO itself (LocalCluster.client() does).
+        merged = any(str(key).startswith("cmdstat_") for key in found)
+        nodes = [found] if merged else list(found.values())
     else:
         nodes = [client.info("commandstats")]
     return sum(int(v["calls"]) for stats in nodes for k, v in stats.items() if _counted(k))

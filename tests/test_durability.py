@@ -52,6 +52,19 @@ def replicated() -> Iterator[tuple[LocalServer, LocalServer]]:
             yield primary, replica
 
 
+def wait_caught_up(primary: LocalServer) -> None:
+    """Until the primary's replicas acknowledged its whole replication stream."""
+    with redis.Redis(port=primary.port) as client:
+        deadline = time.monotonic() + 10
+        while True:
+            info = client.info("replication")
+            offsets = [v["offset"] for k, v in info.items() if k.startswith("slave")]
+            if offsets and min(offsets) >= info["master_repl_offset"]:
+                return
+            assert time.monotonic() < deadline, "the replica never caught up"
+            time.sleep(0.05)
+
+
 def replica_reader(server: LocalServer, *, cluster: bool = False) -> redis.Redis:
     """A client reading from a replica (READONLY first on a cluster replica)."""
     client = redis.Redis(port=server.port, single_connection_client=True)
@@ -103,6 +116,7 @@ async def test_a_replica_that_does_not_answer_is_reported(
     finally:
         replica.resume()
     assert [(e.wanted, e.acked) for e in lags] == [(1, 0)]
+    wait_caught_up(primary)
     assert await store.revoke("user-1", second.session_id) is True
     assert len(lags) == 1
 

@@ -666,6 +666,7 @@ async def test_hostile_input_is_refused_without_a_redis_call(
         assert token[:40] not in text  # refusals never echo the token
 
 
+@pytest.mark.parametrize("engine", ["valkey"], indirect=True)
 async def test_the_counter_sees_genuine_calls(
     forge: Forge, make_store: Callable[..., Any], redis_client: redis.Redis
 ) -> None:
@@ -697,6 +698,7 @@ def test_oversized_token_costs_one_length_check(forge: Forge, size: int) -> None
         verify_access_token(forge.keyring, Tripwire("a" * size), config=CONFIG, now=NOW)
 
 
+@pytest.mark.parametrize("engine", ["valkey"], indirect=True)  # it runs on a private server
 async def test_ecdsa_high_s_twin_of_a_revoked_token_stays_revoked(
     make_store: Callable[..., Any], fault_server: LocalServer
 ) -> None:
