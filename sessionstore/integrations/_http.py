@@ -11,8 +11,9 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qs
 
 from sessionstore.errors import (
@@ -316,6 +317,34 @@ class HttpAuth:
             self._cookie(c.refresh, "", 0, path=c.refresh_path, http_only=True),
             self._cookie(c.csrf, "", 0, path=c.path, http_only=False),
         ]
+
+
+def set_cookies(response: Any, cookies: Iterable[Cookie]) -> None:
+    """Set ``cookies`` on a Starlette or Flask response (their ``set_cookie`` agree)."""
+    for c in cookies:
+        response.set_cookie(
+            c.name,
+            c.value,
+            max_age=c.max_age,
+            path=c.path,
+            domain=c.domain,
+            secure=c.secure,
+            httponly=c.http_only,
+            samesite=c.samesite,
+        )
+
+
+def delete_cookies(response: Any, cookies: Iterable[Cookie]) -> None:
+    """Delete ``cookies`` on a Starlette or Flask response (their ``delete_cookie`` agree)."""
+    for c in cookies:
+        response.delete_cookie(
+            c.name,
+            path=c.path,
+            domain=c.domain,
+            secure=c.secure,
+            httponly=c.http_only,
+            samesite=c.samesite,
+        )
 
 
 def form_field(body: bytes, name: str) -> str | None:

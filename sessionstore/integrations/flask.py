@@ -28,6 +28,7 @@ from typing import Any, TypeVar, overload
 from flask import Flask, Response, abort, g, jsonify, request
 
 from sessionstore.errors import InvalidInput, InvalidToken, StoreUnavailable
+from sessionstore.integrations import _http
 from sessionstore.integrations._http import AuthState, CookieSettings, HttpAuth, Refused, Reply
 from sessionstore.models import Principal, TokenPair
 from sessionstore.store import SessionStore
@@ -154,29 +155,11 @@ class SessionAuth:
 
     def set_login_cookies(self, response: Response, pair: TokenPair) -> None:
         """Set the access, refresh and CSRF cookies of ``pair`` on ``response``."""
-        for c in self.http.login_cookies(pair):
-            response.set_cookie(
-                c.name,
-                c.value,
-                max_age=c.max_age,
-                path=c.path,
-                domain=c.domain,
-                secure=c.secure,
-                httponly=c.http_only,
-                samesite=c.samesite,
-            )
+        _http.set_cookies(response, self.http.login_cookies(pair))
 
     def clear_cookies(self, response: Response) -> None:
         """Delete the three cookies on ``response``."""
-        for c in self.http.logout_cookies():
-            response.delete_cookie(
-                c.name,
-                path=c.path,
-                domain=c.domain,
-                secure=c.secure,
-                httponly=c.http_only,
-                samesite=c.samesite,
-            )
+        _http.delete_cookies(response, self.http.logout_cookies())
 
     def refresh(self, response: Response, token: str | None = None) -> TokenPair:
         """Rotate the refresh cookie (or ``token``) and set the new cookies; 401 on failure."""

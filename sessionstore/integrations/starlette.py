@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sessionstore.aio import AsyncSessionStore
 from sessionstore.errors import InvalidInput, InvalidToken, StoreUnavailable
+from sessionstore.integrations import _http
 from sessionstore.integrations._http import (
     AuthState,
     CookieSettings,
@@ -173,29 +174,11 @@ class SessionAuth:
 
     def set_login_cookies(self, response: Response, pair: TokenPair) -> None:
         """Set the access, refresh and CSRF cookies of ``pair`` on ``response``."""
-        for c in self.http.login_cookies(pair):
-            response.set_cookie(
-                c.name,
-                c.value,
-                max_age=c.max_age,
-                path=c.path,
-                domain=c.domain,
-                secure=c.secure,
-                httponly=c.http_only,
-                samesite=c.samesite,
-            )
+        _http.set_cookies(response, self.http.login_cookies(pair))
 
     def clear_cookies(self, response: Response) -> None:
         """Delete the three cookies on ``response``."""
-        for c in self.http.logout_cookies():
-            response.delete_cookie(
-                c.name,
-                path=c.path,
-                domain=c.domain,
-                secure=c.secure,
-                httponly=c.http_only,
-                samesite=c.samesite,
-            )
+        _http.delete_cookies(response, self.http.logout_cookies())
 
     async def refresh(
         self, request: Request, response: Response, token: str | None = None
