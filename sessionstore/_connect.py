@@ -173,32 +173,39 @@ class _Flavor(NamedTuple):
     cluster_options: Mapping[str, Any]
 
 
+# The clients of the sentinels as built. Not ``Sentinel.sentinels``: redis-py reorders that
+# list after each lookup, and concurrent lookups (threads, tasks) can drop a client from it
+# (a stale index in the swap), which ``Sentinel.close()`` then never closes.
+
+
 class _SentinelPrimary(redis.Redis):
     """The primary's client; closing it also closes the sentinels' clients."""
 
     sentinel: Any = None
+    sentinel_clients: tuple[Any, ...] = ()
 
     def close(self) -> None:
         """Close the primary's connections, then the sentinels'."""
         try:
             super().close()
         finally:
-            if self.sentinel is not None:
-                self.sentinel.close()
+            for client in self.sentinel_clients:
+                client.close()
 
 
 class _AsyncSentinelPrimary(redis.asyncio.Redis):
     """The primary's asyncio client; closing it also closes the sentinels' clients."""
 
     sentinel: Any = None
+    sentinel_clients: tuple[Any, ...] = ()
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
         """Close the primary's connections, then the sentinels'."""
         try:
             await super().aclose(close_connection_pool)
         finally:
-            if self.sentinel is not None:
-                await self.sentinel.aclose()
+            for client in self.sentinel_clients:
+                await client.aclose()
 
 
 _SYNC = _Flavor(
@@ -267,4 +274,5 @@ def _build(flavor: _Flavor, url: str, config: Config, options: Mapping[str, Any]
     sentinel = flavor.sentinel(list(target.nodes), sentinel_kwargs=sentinel_kwargs)
     client = sentinel.master_for(target.service, redis_class=flavor.primary, **kwargs)
     client.sentinel = sentinel
+    client.sentinel_clients = tuple(sentinel.sentinels)
     return client

@@ -54,7 +54,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 # LocalCluster / LocalSentinel: multi-process topologies built from LocalServer.
-from sessionstore._topology import LocalCluster, LocalSentinel
+from sessionstore._sentinels import LocalSentinel
+from sessionstore._topology import LocalCluster
 
 if TYPE_CHECKING:
     from sessionstore.store import SessionStore

@@ -48,6 +48,7 @@ class Tally:
     accepted_revoked: int = 0
     logins: int = 0  # attempts
     touches: int = 0  # attempts
+    lost: set[str] = field(default_factory=set)  # acknowledged logins a failover lost
     unexpected: list[str] = field(default_factory=list)
     causes: list[str] = field(default_factory=list)  # what made writes StoreUnavailable
 
@@ -82,6 +83,7 @@ class Tally:
             self.refused[name] = self.refused.get(name, 0) + count
         self.accepted_revoked += other.accepted_revoked
         self.touches += other.touches
+        self.lost |= other.lost
         self.unexpected += other.unexpected
         self.causes += other.causes
         firsts = [t for t in (self.degraded_first, other.degraded_first) if t is not None]
@@ -97,6 +99,7 @@ class Tally:
             f"{self.refused.get('revoke', 0)}/{self.revocations} revocations, "
             f"{self.refused.get('login', 0)}/{self.logins} logins, "
             f"{self.refused.get('touch', 0)}/{self.touches} touches; "
+            f"{len(self.lost)} acknowledged logins lost; "
             f"{self.accepted_revoked} revoked sessions accepted; "
             f"{len(self.unexpected)} unexpected errors"
         )
@@ -105,7 +108,11 @@ class Tally:
 class Pool:
     """Sessions under test and what became of them (thread-safe)."""
 
-    def __init__(self, pairs: list[tuple[str, TokenPair]]) -> None:
+    def __init__(self, pairs: list[tuple[str, TokenPair]], *, lossy_logins: bool = False) -> None:
+        """``lossy_logins``: a failover may lose logins (never WAITed for): not an error."""
+        self.lossy_logins = lossy_logins
+        self.made: set[str] = set()  # sessions the load's logins made
+        self.users = sorted({user_id for user_id, _ in pairs})  # logins pick one uniformly
         self.lock = threading.Lock()
         self.live = list(pairs)
         self.revoked: list[tuple[str, TokenPair]] = []  # revoke answered True
@@ -140,8 +147,12 @@ async def _validate(store: Any, pool: Pool, tally: Tally, rng: random.Random) ->
     try:
         principal = await store.validate(pair.access_token)
     except SessionRevoked:
-        if pair.session_id not in pool.taken:  # a concurrent revoke may have won the race
-            tally.unexpected.append(f"live session {pair.session_id} refused")
+        if pair.session_id in pool.taken:  # a concurrent revoke won the race
+            return
+        if pool.lossy_logins and pair.session_id in pool.made:
+            tally.lost.add(pair.session_id)
+            return
+        tally.unexpected.append(f"live session {pair.session_id} refused")
         return
     tally.validations += 1
     if principal.degraded:
@@ -175,20 +186,21 @@ async def _revoke(store: Any, pool: Pool, tally: Tally, rng: random.Random) -> N
             pool.unknown.add(pair.session_id)
         return
     if not done:
-        tally.unexpected.append(f"revoke of live session {pair.session_id} found nothing")
+        if pool.lossy_logins and pair.session_id in pool.made:
+            tally.lost.add(pair.session_id)
+        else:
+            tally.unexpected.append(f"revoke of live session {pair.session_id} found nothing")
         return
     with pool.lock:
         pool.revoked.append(picked)
 
 
 async def _login(store: Any, pool: Pool, tally: Tally, rng: random.Random) -> None:
-    picked = pool.pick(rng)
-    if picked is None:
-        return
-    user_id = picked[0]
+    user_id = rng.choice(pool.users)
     tally.logins += 1
     pair = await store.login(user_id, device=PHONE)
     with pool.lock:
+        pool.made.add(pair.session_id)
         pool.live.append((user_id, pair))
 
 
@@ -200,7 +212,10 @@ async def _touch(store: Any, pool: Pool, tally: Tally, rng: random.Random) -> No
     tally.touches += 1
     alive = await store.touch(user_id, pair.session_id)
     if not alive and pair.session_id not in pool.taken:
-        tally.unexpected.append(f"touch found live session {pair.session_id} gone")
+        if pool.lossy_logins and pair.session_id in pool.made:
+            tally.lost.add(pair.session_id)
+        else:
+            tally.unexpected.append(f"touch found live session {pair.session_id} gone")
 
 
 OPS: dict[str, Callable[[Any, Pool, Tally, random.Random], Any]] = {

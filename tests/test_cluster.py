@@ -263,12 +263,15 @@ async def test_failover_under_load(
     config = Config(
         socket_timeout=0.25,
         breaker_reset=0.2,
+        max_sessions_per_user=10_000,  # the load's logins must never evict a session
         revoke_wait_replicas=1 if kind == "takeover" else 0,
     )
     store = open_store(cluster.url, config=config)
     users = [f"user-{n}" for n in range(24)]
     pairs = [(uid, await store.login(uid, device=PHONE)) for uid in users for _ in range(4)]
-    pool = Pool(pairs)
+    # A takeover can lose what the stalled primary acknowledged but never replicated:
+    # logins are not WAITed for, so losing one is the documented cost, counted.
+    pool = Pool(pairs, lossy_logins=kind == "takeover")
     initial = {pair.session_id for _, pair in pairs}
     primary = cluster.owner(user_keys("ss", users[0]).index)
     replica = cluster.replicas_of(primary)[0]
