@@ -10,13 +10,13 @@ from typing import Any
 
 from sessionstore import _listener
 from sessionstore._auth import Auth
-from sessionstore._io import check_client, client_options
+from sessionstore._io import check_client
 from sessionstore.errors import InvalidInput
 from sessionstore.events import EventHook
 from sessionstore.models import Config
 from sessionstore.tokens import Keyring
 
-__all__ = ["StoreBase", "url_options"]
+__all__ = ["StoreBase"]
 
 
 class StoreBase:
@@ -73,10 +73,3 @@ class StoreBase:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(namespace={self.config.namespace!r})"
-
-
-def url_options(url: object, config: Config, options: dict[str, Any]) -> dict[str, Any]:
-    """Validate a ``from_url`` URL and merge the store's client options under the caller's."""
-    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-        raise InvalidInput("url must start with redis://, rediss:// or unix://")
-    return {**client_options(config), **options}

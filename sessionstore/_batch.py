@@ -91,14 +91,15 @@ class Batcher:
             if call.command is not None:
                 pipe.execute_command(call.command, *call.keys)
             else:
-                pipe.evalsha(call.script.sha, *eval_args(call))
+                # The raw command: redis-py's cluster pipelines refuse pipe.evalsha().
+                pipe.execute_command("EVALSHA", call.script.sha, *eval_args(call))
         replies: list[Any] = await pipe.execute(raise_on_error=False)
         missing = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
             # After a restart or SCRIPT FLUSH: EVAL loads the scripts again.
             pipe = self._client.pipeline(transaction=False)
             for n in missing:
-                pipe.eval(calls[n].script.source, *eval_args(calls[n]))
+                pipe.execute_command("EVAL", calls[n].script.source, *eval_args(calls[n]))
             for n, reply in zip(missing, await pipe.execute(raise_on_error=False), strict=True):
                 replies[n] = reply
         return replies

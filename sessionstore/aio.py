@@ -36,8 +36,7 @@ class AsyncSessionStore(StoreBase):
         on_event: EventHook | None = None,
     ) -> None:
         super().__init__(client, keyring=keyring, config=config, on_event=on_event)
-        # redis-py's cluster pipelines refuse EVALSHA: a cluster store validates call by call.
-        self._batcher = None if _connect.is_cluster(client) else Batcher(client, self._run)
+        self._batcher = Batcher(client, self._run)
 
     @classmethod
     def from_url(
@@ -129,8 +128,6 @@ class AsyncSessionStore(StoreBase):
         chore = self._core.housekeeping()
         if chore is not None:
             await self._run(chore)
-        if self._batcher is None:
-            return await self._run(step)
         return await self._batcher.run(step)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
@@ -175,8 +172,7 @@ class AsyncSessionStore(StoreBase):
 
     async def close(self) -> None:
         """Close the client if this store created it."""
-        if self._batcher is not None:
-            await self._batcher.close()
+        await self._batcher.close()
         self._detach()
         if self._owns_client:
             await self._client.aclose()

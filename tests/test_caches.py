@@ -188,7 +188,6 @@ async def test_pushed_revocations_feed_degraded_mode(
         await validator.validate(pair.access_token)
 
 
-@pytest.mark.usefixtures("single_node")
 async def test_auto_batching_isolates_each_caller(
     redis_url: str, keyring: Keyring, redis_client: redis.Redis
 ) -> None:
