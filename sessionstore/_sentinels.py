@@ -9,10 +9,10 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 # The process helpers are the cluster module's (one implementation of each).
+from sessionstore._process import Started
 from sessionstore._topology import (
     _ADMIN_ERRORS,
     _FAST_SYNC,
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["LocalSentinel"]
 
 
-class LocalSentinel:
+class LocalSentinel(Started):
     """One primary, ``replicas`` replicas and ``sentinels`` sentinels watching it.
 
     ``url`` is the ``redis+sentinel://…/<service>`` form ``SessionStore.from_url`` takes.
@@ -157,14 +157,3 @@ class LocalSentinel:
         if self._conf_dir is not None:
             shutil.rmtree(self._conf_dir, ignore_errors=True)
             self._conf_dir = None
-
-    def __enter__(self) -> LocalSentinel:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

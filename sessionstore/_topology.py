@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -19,6 +18,8 @@ from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 from redis.retry import Retry
+
+from sessionstore._process import Started
 
 if TYPE_CHECKING:
     from sessionstore.testing import LocalServer
@@ -98,7 +99,7 @@ def _summed_info(command: str, replies: dict[str, Any], **kwargs: Any) -> dict[s
     return merged
 
 
-class LocalCluster:
+class LocalCluster(Started):
     """A Redis Cluster on loopback: ``primaries`` primaries with ``replicas`` replicas each.
 
     ``url`` is the ``redis+cluster://`` form ``SessionStore.from_url`` takes; ``client()``
@@ -359,14 +360,3 @@ class LocalCluster:
         """Stop every node by its pid (idempotent)."""
         for server in self.nodes:
             server.stop()
-
-    def __enter__(self) -> LocalCluster:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -45,13 +45,14 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from sessionstore._process import Started
 
 # LocalCluster / LocalSentinel: multi-process topologies built from LocalServer.
 from sessionstore._sentinels import LocalSentinel
@@ -171,7 +172,7 @@ def _stop_leftovers() -> None:
         server.stop()
 
 
-class LocalServer:
+class LocalServer(Started):
     """A redis-server/valkey-server process this code started (stopped by its pid).
 
     Every start gets a fresh temp dir (log, working dir), ``--save ''`` and
@@ -398,17 +399,6 @@ class LocalServer:
             return server_version(client)
         finally:
             client.close()
-
-    def __enter__(self) -> LocalServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def docker_unavailable_reason(timeout: float = 2.0) -> str | None:
