@@ -128,27 +128,13 @@ async def open_store(mode: str, keyring: Keyring) -> AsyncIterator[Callable[...,
 
 
 @pytest.fixture
-async def make_store(
-    mode: str, redis_url: str, keyring: Keyring
-) -> AsyncIterator[Callable[..., Any]]:
+def make_store(open_store: Callable[..., Any], redis_url: str) -> Callable[..., Any]:
     """Build stores of the test's mode on the engine's server: ``make_store(config=...)``."""
-    made: list[Any] = []
 
     def factory(*, config: Config | None = None, url: str | None = None, **kw: Any) -> Any:
-        kw.setdefault("keyring", keyring)
-        if mode == "sync":
-            made.append(SessionStore.from_url(url or redis_url, config=config, **kw))
-            return SyncAdapter(made[-1])
-        made.append(AsyncSessionStore.from_url(url or redis_url, config=config, **kw))
-        made[-1].mode = "async"
-        return made[-1]
+        return open_store(url or redis_url, config=config, **kw)
 
-    yield factory
-    for item in made:
-        if isinstance(item, AsyncSessionStore):
-            await item.close()
-        else:
-            item.close()
+    return factory
 
 
 @pytest.fixture
