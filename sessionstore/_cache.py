@@ -71,11 +71,6 @@ class NearCache:
         self._healthy = False
         self._heard = float("-inf")
 
-    @property
-    def healthy(self) -> bool:
-        """True while the invalidation connection is up and subscribed."""
-        return self._healthy
-
     def trusted(self, now: float) -> bool:
         """Whether entries may be served now (connection up and heard from recently)."""
         return self._healthy and now - self._heard <= self._trust_window
