@@ -1,14 +1,14 @@
 """Construction shared by ``SessionStore`` and ``AsyncSessionStore``.
 
-The only I/O started here is the shared invalidation listener of the near cache
-(a background thread, one per server and namespace in a process).
+The only I/O started here is the shared invalidation listeners of the near cache
+(background threads, one per followed server and namespace in a process; see ``_follow``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sessionstore import _listener
+from sessionstore import _follow
 from sessionstore._auth import Auth
 from sessionstore._io import check_client
 from sessionstore.errors import InvalidInput
@@ -37,12 +37,12 @@ class StoreBase:
         self._core = Auth(Config() if config is None else config, keyring, on_event)
         # Clients the store creates are closed by close(); a user-owned one is left open.
         self._owns_client = False
-        self._listener: _listener.Listener | None = None
+        self._listener: _follow.Followers | None = None
         cfg = self._core.config
-        spec = _listener.spec_from_client(client)
-        if cfg.near_cache_size and cfg.touch_interval and spec is not None:
-            listener = _listener.acquire(
-                spec, cfg.namespace, cfg.near_cache_size, cfg.touch_interval
+        topology = _follow.topology_of(client)
+        if cfg.near_cache_size and cfg.touch_interval and topology is not None:
+            listener = _follow.acquire(
+                topology, cfg.namespace, cfg.near_cache_size, cfg.touch_interval
             )
             listener.subscribe(self._core.published, self._core.breaker.expedite)
             self._core.attach(listener.cache, listener.pump)
@@ -54,7 +54,7 @@ class StoreBase:
         if listener is not None:
             listener.unsubscribe(self._core.published, self._core.breaker.expedite)
             self._core.near = None
-            _listener.release(listener)
+            _follow.release(listener)
 
     @property
     def config(self) -> Config:

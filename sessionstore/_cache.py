@@ -5,8 +5,9 @@
 
 ``NearCache``: session key -> session state, trusted only while Redis' invalidation
 pushes can be heard (see ``_listener``): entries are dropped on a push for their key,
-everything is dropped when the push connection is lost, nothing is served while it has
-not been heard from for ``trust_window`` seconds, and no entry outlives ``max_age``.
+everything is dropped when a push connection (a ``Link``) is lost, added or removed,
+nothing is served unless every link is up and was heard from within ``trust_window``
+seconds (a cluster has one link per primary), and no entry outlives ``max_age``.
 Pure and thread-safe; clocks are passed in.
 """
 
@@ -17,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
-__all__ = ["NearCache", "TokenCache"]
+__all__ = ["Link", "NearCache", "TokenCache"]
 
 V = TypeVar("V")
 
@@ -68,8 +69,9 @@ class NearCache:
         self._seq = 0
         self._key_seq: OrderedDict[str, int] = OrderedDict()
         self._floor = 0
-        self._healthy = False
-        self._heard = float("-inf")
+        self._links: tuple[Link, ...] = ()
+        self._healthy = False  # every link is up (and there is one)
+        self._heard = float("-inf")  # the least recently heard link
 
     def trusted(self, now: float) -> bool:
         """Whether entries may be served now (connection up and heard from recently)."""
@@ -124,26 +126,75 @@ class NearCache:
                 _, seq = self._key_seq.popitem(last=False)
                 self._floor = max(self._floor, seq)
 
-    def heard(self, now: float) -> None:
-        """The invalidation connection answered (a push or a heartbeat reply)."""
-        self._heard = now
+    def link(self) -> Link:
+        """A new push connection to hear from; untrusted until it is ``up``.
 
-    def up(self, now: float) -> None:
-        """The invalidation connection is subscribed: entries may be stored again."""
+        Adding one flushes the cache: its server may hold writes nobody has heard about.
+        """
+        link = Link(self)
         with self._lock:
+            self._links += (link,)
+            self._flush()
+        return link
+
+    def _up(self, link: Link, now: float) -> None:
+        with self._lock:
+            link.alive, link.last_heard = True, now
             self._seq += 1
             self._floor = self._seq
-            self._healthy = True
-            self._heard = now
+            self._recount()
 
-    def down(self) -> None:
-        """The invalidation connection is lost: forget everything, trust nothing."""
+    def _down(self, link: Link, *, remove: bool = False) -> None:
         with self._lock:
-            self._healthy = False
-            self._seq += 1
-            self._floor = self._seq
-            self._items.clear()
-            self._key_seq.clear()
+            link.alive = False
+            if remove:
+                self._links = tuple(other for other in self._links if other is not link)
+            self._flush()
+
+    def _heard_from(self) -> None:
+        # Unlocked: a stale minimum only makes the cache less trusted for a moment.
+        links = self._links
+        self._heard = min(link.last_heard for link in links) if links else float("-inf")
+
+    def _flush(self) -> None:
+        self._seq += 1
+        self._floor = self._seq
+        self._items.clear()
+        self._key_seq.clear()
+        self._recount()
+
+    def _recount(self) -> None:
+        links = self._links
+        self._healthy = bool(links) and all(link.alive for link in links)
+        self._heard_from()
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+class Link:
+    """One push connection of a ``NearCache``: its state is reported here."""
+
+    __slots__ = ("_cache", "alive", "last_heard")
+
+    def __init__(self, cache: NearCache) -> None:
+        self._cache = cache
+        self.alive = False
+        self.last_heard = float("-inf")
+
+    def up(self, now: float) -> None:
+        """The connection is subscribed: entries may be stored again once all links are."""
+        self._cache._up(self, now)
+
+    def heard(self, now: float) -> None:
+        """The connection answered (a push or a heartbeat reply)."""
+        self.last_heard = now
+        self._cache._heard_from()
+
+    def down(self) -> None:
+        """The connection is lost: forget everything, trust nothing."""
+        self._cache._down(self)
+
+    def close(self) -> None:
+        """The server is no longer followed: forget everything, stop counting this link."""
+        self._cache._down(self, remove=True)

@@ -34,6 +34,7 @@ from sessionstore.testing import (
     URL_ENV,
     Engine,
     LocalCluster,
+    LocalSentinel,
     LocalServer,
     NoServerAvailable,
     docker_redis,
@@ -224,6 +225,25 @@ def fault_cluster() -> Iterator[LocalCluster]:
         pytest.skip(reason)
     with LocalCluster(binary, name="fault-cluster") as cluster:
         yield cluster
+
+
+# How long the sentinels wait before they call a silent primary down.
+SENTINEL_DOWN_AFTER_MS = 500
+
+
+@pytest.fixture
+def sentinel_group() -> Iterator[LocalSentinel]:
+    """A private Sentinel group (its primary gets killed)."""
+    binary = local_binary()
+    if binary is None:
+        reason = "Sentinel tests need valkey-server or redis-server: neither is installed"
+        if in_ci():
+            pytest.fail(f"CI=true: {reason}", pytrace=False)
+        pytest.skip(reason)
+    # A short failover-timeout: a split vote is retried within a second, not after six.
+    down_after = SENTINEL_DOWN_AFTER_MS
+    with LocalSentinel(binary, down_after_ms=down_after, failover_timeout_ms=1000) as group:
+        yield group
 
 
 # Figures the scale-out tests measure (degraded calls, recovery times): printed at the end.

@@ -24,16 +24,17 @@ from sessionstore import (
     TokenExpired,
 )
 from sessionstore.testing import Engine, LocalServer
-from support import script_calls, validate_until_rejected
+from support import script_calls, session_keys, validate_until_rejected
 
 PHONE = Device(id="phone-1", name="Pixel", user_agent="Mozilla/5.0 (Linux; Android 14)")
 
 
-@pytest.fixture
-def single_node(engine: Engine) -> None:
-    """The near cache follows one server; on a cluster the store validates without it."""
-    if engine.cluster is not None:
-        pytest.skip("the near cache is single-node only: cluster stores always ask Redis")
+def node_clients(engine: Engine) -> list[redis.Redis]:
+    """A plain client on every server of the engine (each node of a cluster)."""
+    servers = engine.cluster.nodes if engine.cluster is not None else [engine.server]
+    if servers == [None]:
+        return [redis.Redis.from_url(engine.url)]
+    return [redis.Redis(port=server.port) for server in servers if server is not None]
 
 
 def wait_for(predicate: Callable[[], bool], seconds: float = 5.0) -> bool:
@@ -59,7 +60,6 @@ async def warm(store: Any, token: str) -> None:
     raise AssertionError("the near cache never took the session")
 
 
-@pytest.mark.usefixtures("single_node")
 async def test_hot_validations_make_no_redis_calls(store: Any, redis_client: redis.Redis) -> None:
     pair = await store.login("user-1", device=PHONE)
     await warm(store, pair.access_token)
@@ -73,7 +73,6 @@ async def test_hot_validations_make_no_redis_calls(store: Any, redis_client: red
         await store.validate(pair.access_token)
 
 
-@pytest.mark.usefixtures("single_node")
 async def test_revoke_elsewhere_is_pushed(
     make_store: Callable[..., Any], redis_client: redis.Redis
 ) -> None:
@@ -98,7 +97,6 @@ def validator_core(store: Any) -> Any:
     return store.inner._core if store.mode == "sync" else store._core
 
 
-@pytest.mark.usefixtures("single_node")
 def test_revoke_in_another_process_is_seen(redis_url: str) -> None:
     keyring = Keyring.generate("HS256")
     with SessionStore.from_url(redis_url, keyring=keyring) as store:
@@ -124,16 +122,19 @@ def test_revoke_in_another_process_is_seen(redis_url: str) -> None:
                 process.join()
 
 
-@pytest.mark.usefixtures("single_node")
 async def test_killed_invalidation_connection_serves_nothing_cached(
-    store: Any, redis_client: redis.Redis
+    store: Any, redis_client: redis.Redis, engine: Engine
 ) -> None:
     pair = await store.login("user-1", device=PHONE)
     await warm(store, pair.access_token)
     core = validator_core(store)
-    for client in redis_client.client_list():
-        if client["name"] == "sessionstore-invalidations":
-            redis_client.client_kill_filter(_id=client["id"])
+    # One server's connection is enough: on a cluster, the one the session lives on.
+    for client in node_clients(engine):
+        owns = engine.cluster is None or bool(session_keys(client))
+        for entry in client.client_list() if owns else []:
+            if entry["name"] == "sessionstore-invalidations":
+                client.client_kill_filter(_id=entry["id"])
+        client.close()
     # The store must notice the lost connection and drop everything it cached.
     assert wait_for(lambda: len(core.near) == 0)
     before = script_calls(redis_client)

@@ -7,36 +7,20 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 import redis
 
-from conftest import in_ci
+from conftest import SENTINEL_DOWN_AFTER_MS
 from load import PHONE, Pool, assert_state, under_load
 from sessionstore import Config, Keyring
-from sessionstore.testing import LocalSentinel, LocalServer, local_binary
+from sessionstore.testing import LocalSentinel, LocalServer
 
-DOWN_AFTER_MS = 500
 # What the README documents: the sentinels name the replica down-after-milliseconds plus
 # about 1-2 s (vote, promotion) after the primary dies; the store then needs at most one
 # breaker_reset to try again. Generous here: a shared 2-core machine.
-RECOVERY_BOUND = DOWN_AFTER_MS / 1000 + 10.0
-
-
-@pytest.fixture
-def sentinel_group() -> Iterator[LocalSentinel]:
-    """A private Sentinel group (its primary gets killed)."""
-    binary = local_binary()
-    if binary is None:
-        reason = "Sentinel tests need valkey-server or redis-server: neither is installed"
-        if in_ci():
-            pytest.fail(f"CI=true: {reason}", pytrace=False)
-        pytest.skip(reason)
-    # A short failover-timeout: a split vote is retried within a second, not after six.
-    with LocalSentinel(binary, down_after_ms=DOWN_AFTER_MS, failover_timeout_ms=1000) as group:
-        yield group
+RECOVERY_BOUND = SENTINEL_DOWN_AFTER_MS / 1000 + 10.0
 
 
 async def test_primary_dies_under_load(

@@ -1,0 +1,196 @@
+"""The near cache hears every server that can change its keys: each primary of a cluster
+(through failover and resharding), the primary the sentinels name, and nothing else.
+
+A cached entry is served only while every followed connection is up and heard from; a
+follower added or dropped flushes the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+from redis.crc import key_slot
+
+from sessionstore import Device, SessionRevoked, StoreUnavailable
+from sessionstore._cache import NearCache
+from sessionstore._follow import cluster_primaries
+from sessionstore._wire import ConnSpec
+from sessionstore.keys import user_keys
+from sessionstore.testing import Engine, LocalCluster, LocalSentinel
+from support import script_calls
+from test_caches import validator_core, wait_for, warm
+
+PHONE = Device(id="phone-1", name="Pixel")
+only_cluster = pytest.mark.parametrize("engine", ["cluster"], indirect=True)
+
+
+def followers(store: Any) -> Any:
+    """The shared followers behind a test store of either mode."""
+    return store.inner._listener if store.mode == "sync" else store._listener
+
+
+def ports(store: Any) -> set[int]:
+    """The ports of the servers the store's near cache follows now."""
+    return {port for _, port in followers(store).servers}
+
+
+def test_any_link_down_flushes_and_untrusts() -> None:
+    cache = NearCache(size=10, max_age=60, trust_window=1.0)
+    first, second = cache.link(), cache.link()
+    first.up(0.0)
+    assert not cache.trusted(0.0)  # one of two links is still down
+    second.up(0.0)
+    assert cache.trusted(0.0)
+    assert cache.put("k", "v", cache.begin(), 0.0, 50.0) and cache.get("k", 0.1) == "v"
+    first.heard(0.9)
+    assert cache.get("k", 1.05) is None  # the second link was last heard 1.05 s ago
+    second.heard(1.0)
+    assert cache.get("k", 1.05) == "v"
+    second.down()
+    assert len(cache) == 0 and not cache.trusted(1.05)
+    assert not cache.put("k", "v", cache.begin(), 1.1, 50.0)  # nothing stored while down
+    second.up(2.0)
+    first.heard(2.0)
+    assert cache.put("k", "v", cache.begin(), 2.0, 50.0)
+    third = cache.link()  # a new server: it may have changed anything, unheard
+    assert len(cache) == 0 and not cache.trusted(2.0)
+    third.close()
+    assert cache.trusted(2.0)
+    ticket = cache.begin()
+    second.close()  # dropping a server flushes too, and a read begun before is refused
+    assert len(cache) == 0 and not cache.put("k", "v", ticket, 2.0, 50.0)
+
+
+def test_cluster_slots_reply_names_the_primaries() -> None:
+    asked = ConnSpec(host="10.0.0.9", port=7000)
+    reply = [
+        [0, 5460, [b"10.0.0.1", 7001, b"id1"], [b"10.0.0.4", 7004, b"id4"]],
+        [5461, 5470, [b"", 7000, b"id0"]],  # an empty host: the node we asked
+        [5471, 10922, [b"10.0.0.1", 7001, b"id1"]],
+        [10923, 16383, [b"?", 7002, b"id2"]],  # address not known yet: skipped
+    ]
+    assert cluster_primaries(reply, asked) == {("10.0.0.1", 7001), ("10.0.0.9", 7000)}
+
+
+@only_cluster
+async def test_cluster_store_follows_every_primary(store: Any, engine: Engine) -> None:
+    assert engine.cluster is not None
+    primaries = {server.port for server in engine.cluster.primaries()}
+    await store.login("user-1", device=PHONE)
+    assert wait_for(lambda: ports(store) == primaries), (ports(store), primaries)
+    replicas = {server.port for server in engine.cluster.nodes} - primaries
+    assert replicas and not ports(store) & replicas
+
+
+async def revoked_behind_our_back(
+    store: Any, cluster: LocalCluster, token: str, user_id: str, session_id: str
+) -> None:
+    """Delete the session with a plain client: only the owner's push can tell the store."""
+    core = validator_core(store)
+    await warm(store, token)
+    with cluster.client() as admin:
+        before = script_calls(admin)
+        for _ in range(20):
+            await store.validate(token)  # hot: from the cache
+        assert script_calls(admin) == before
+        assert admin.delete(user_keys("ss", user_id).session(session_id)) == 1
+    assert wait_for(lambda: len(core.near) == 0)
+    with pytest.raises(SessionRevoked):
+        await store.validate(token)
+
+
+@pytest.mark.parametrize("kind", ["graceful", "takeover"])
+async def test_near_cache_follows_a_cluster_failover(
+    fault_cluster: LocalCluster, open_store: Callable[..., Any], kind: str
+) -> None:
+    cluster = fault_cluster
+    with cluster.client() as admin:
+        admin.flushall()
+    store = open_store(cluster.url)
+    pair = await store.login("user-1", device=PHONE)
+    await warm(store, pair.access_token)
+    primary = cluster.owner(user_keys("ss", "user-1").index)
+    replica = cluster.replicas_of(primary)[0]
+    assert wait_for(lambda: ports(store) == {p.port for p in cluster.primaries()})
+    if kind == "graceful":
+        cluster.failover(replica)
+    else:
+        primary.pause()
+        try:
+            time.sleep(0.6)
+            others = [n for n in cluster.nodes if n is not primary]
+            cluster.failover(replica, option="TAKEOVER", wait_for=others)
+        finally:
+            primary.resume()
+    cluster.wait_ready()
+    new_primaries = {p.port for p in cluster.primaries()}
+    assert replica.port in new_primaries and primary.port not in new_primaries
+    assert wait_for(lambda: ports(store) == new_primaries, 10), (ports(store), new_primaries)
+    # The promoted replica's pushes are heard: a revocation there reaches the cache.
+    second = await store.login("user-1", device=PHONE)
+    await revoked_behind_our_back(store, cluster, second.access_token, "user-1", second.session_id)
+
+
+async def test_near_cache_follows_a_resharded_slot(
+    fault_cluster: LocalCluster, open_store: Callable[..., Any]
+) -> None:
+    cluster = fault_cluster
+    with cluster.client() as admin:
+        admin.flushall()
+    store = open_store(cluster.url)
+    pair = await store.login("mover", device=PHONE)
+    await warm(store, pair.access_token)
+    slot = key_slot(user_keys("ss", "mover").index.encode())
+    source = cluster.slot_owner(slot)
+    target = next(p for p in cluster.primaries() if p is not source)
+    # MIGRATE deletes the keys on the source: its push drops the entry.
+    assert cluster.migrate_slot(slot, target) >= 2
+    cluster.wait_ready()
+    core = validator_core(store)
+    assert wait_for(lambda: len(core.near) == 0)
+    # Writes on the new owner are heard from it.
+    await revoked_behind_our_back(store, cluster, pair.access_token, "mover", pair.session_id)
+
+
+async def login_again(store: Any, user_id: str, seconds: float = 10.0) -> Any:
+    """Log in once the client has let go of the dead primary (pooled connections to it
+    fail once each: a write is not retried, so the caller sees StoreUnavailable)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return await store.login(user_id, device=PHONE)
+        except StoreUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+async def test_near_cache_follows_the_sentinel_primary(
+    sentinel_group: LocalSentinel,
+    open_store: Callable[..., Any],
+) -> None:
+    group = sentinel_group
+    store = open_store(group.url)
+    old = group.primary()
+    pair = await store.login("user-1", device=PHONE)
+    assert wait_for(lambda: ports(store) == {old.port})
+    await warm(store, pair.access_token)
+    old.kill()
+    new = group.wait_promoted(old)
+    assert wait_for(lambda: ports(store) == {new.port}, 15), (ports(store), new.port)
+    second = await login_again(store, "user-2")
+    await warm(store, second.access_token)
+    core = validator_core(store)
+    with redis.Redis(port=new.port) as admin:
+        before = script_calls(admin)
+        await store.validate(second.access_token)
+        assert script_calls(admin) == before  # served from the cache
+        assert admin.delete(user_keys("ss", "user-2").session(second.session_id)) == 1
+    assert wait_for(lambda: len(core.near) == 0)
+    with pytest.raises(SessionRevoked):
+        await store.validate(second.access_token)
