@@ -38,6 +38,7 @@ from sessionstore import (
 )
 from sessionstore.keys import user_keys
 from sessionstore.testing import Engine, LocalCluster, redis_binary
+from test_caches import wait_for
 
 only_cluster = pytest.mark.parametrize("engine", ["cluster"], indirect=True)
 LAPTOP = Device(id="laptop-1", name="ThinkPad")
@@ -235,6 +236,12 @@ async def test_tls_and_acl_reach_every_node(
     else:
         classes = {n.connection_class for n in client.get_nodes()}
     assert {c.__name__ for c in classes} == {"SSLConnection"}
+    # The near cache follows every primary over TLS too (CLUSTER SLOTS names TLS ports).
+    inner = store.inner if mode == "sync" else store
+    tls_ports = {tls_cluster.tls_port(node) for node in tls_cluster.primaries()}
+    near = inner._core.near
+    assert wait_for(lambda: near.trusted(time.monotonic()), 10)
+    assert {port for _, port in inner._listener.servers} == tls_ports
     for node in tls_cluster.nodes:  # the store's connections: over TLS, as the ACL user
         tls_port = tls_cluster.tls_port(node)
         with redis.Redis(port=node.port) as admin:
