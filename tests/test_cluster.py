@@ -37,7 +37,7 @@ from sessionstore import (
     StoreUnavailable,
 )
 from sessionstore.keys import user_keys
-from sessionstore.testing import Engine, LocalCluster, redis_binary
+from sessionstore.testing import Engine, LocalCluster, LocalServer, redis_binary
 from test_caches import wait_for
 
 only_cluster = pytest.mark.parametrize("engine", ["cluster"], indirect=True)
@@ -253,6 +253,23 @@ async def test_tls_and_acl_reach_every_node(
         await open_store(untrusted).login("user-1", device=PHONE)
 
 
+def promote(cluster: LocalCluster, replica: LocalServer, kind: str) -> None:
+    """Fail ``replica``'s primary over to it: ``graceful`` (CLUSTER FAILOVER) or
+    ``takeover`` (the primary stalls, as under SIGSTOP, and its replica takes over without
+    its consent; the old primary rejoins as a replica)."""
+    if kind == "graceful":
+        cluster.failover(replica)
+        return
+    primary = next(p for p in cluster.primaries() if replica in cluster.replicas_of(p))
+    primary.pause()
+    try:
+        time.sleep(0.6)
+        others = [n for n in cluster.nodes if n is not primary]
+        cluster.failover(replica, option="TAKEOVER", wait_for=others)
+    finally:
+        primary.resume()
+
+
 @pytest.mark.parametrize("kind", ["graceful", "takeover"])
 async def test_failover_under_load(
     fault_cluster: LocalCluster,
@@ -285,18 +302,7 @@ async def test_failover_under_load(
 
     def fail_over() -> float:
         started = time.monotonic()
-        if kind == "graceful":
-            cluster.failover(replica)
-        else:
-            # The primary stops answering (a stall, as SIGSTOP does), then its replica
-            # takes over without its consent; the old primary rejoins as a replica.
-            primary.pause()
-            try:
-                time.sleep(0.6)
-                others = [n for n in cluster.nodes if n is not primary]
-                cluster.failover(replica, option="TAKEOVER", wait_for=others)
-            finally:
-                primary.resume()
+        promote(cluster, replica, kind)
         took = time.monotonic() - started
         cluster.wait_ready()
         return took

@@ -24,6 +24,7 @@ from sessionstore.keys import user_keys
 from sessionstore.testing import Engine, LocalCluster, LocalSentinel
 from support import script_calls
 from test_caches import validator_core, wait_for, warm
+from test_cluster import promote
 
 PHONE = Device(id="phone-1", name="Pixel")
 only_cluster = pytest.mark.parametrize("engine", ["cluster"], indirect=True)
@@ -104,29 +105,28 @@ async def revoked_behind_our_back(
         await store.validate(token)
 
 
+async def warm_store(
+    cluster: LocalCluster, open_store: Callable[..., Any], user_id: str
+) -> tuple[Any, Any]:
+    """A store on the emptied cluster, and a session of ``user_id`` in its near cache."""
+    with cluster.client() as admin:
+        admin.flushall()
+    store = open_store(cluster.url)
+    pair = await store.login(user_id, device=PHONE)
+    await warm(store, pair.access_token)
+    return store, pair
+
+
 @pytest.mark.parametrize("kind", ["graceful", "takeover"])
 async def test_near_cache_follows_a_cluster_failover(
     fault_cluster: LocalCluster, open_store: Callable[..., Any], kind: str
 ) -> None:
     cluster = fault_cluster
-    with cluster.client() as admin:
-        admin.flushall()
-    store = open_store(cluster.url)
-    pair = await store.login("user-1", device=PHONE)
-    await warm(store, pair.access_token)
+    store, _ = await warm_store(cluster, open_store, "user-1")
     primary = cluster.owner(user_keys("ss", "user-1").index)
     replica = cluster.replicas_of(primary)[0]
     assert wait_for(lambda: ports(store) == {p.port for p in cluster.primaries()})
-    if kind == "graceful":
-        cluster.failover(replica)
-    else:
-        primary.pause()
-        try:
-            time.sleep(0.6)
-            others = [n for n in cluster.nodes if n is not primary]
-            cluster.failover(replica, option="TAKEOVER", wait_for=others)
-        finally:
-            primary.resume()
+    promote(cluster, replica, kind)
     cluster.wait_ready()
     new_primaries = {p.port for p in cluster.primaries()}
     assert replica.port in new_primaries and primary.port not in new_primaries
@@ -140,11 +140,7 @@ async def test_near_cache_follows_a_resharded_slot(
     fault_cluster: LocalCluster, open_store: Callable[..., Any]
 ) -> None:
     cluster = fault_cluster
-    with cluster.client() as admin:
-        admin.flushall()
-    store = open_store(cluster.url)
-    pair = await store.login("mover", device=PHONE)
-    await warm(store, pair.access_token)
+    store, pair = await warm_store(cluster, open_store, "mover")
     slot = key_slot(user_keys("ss", "mover").index.encode())
     source = cluster.slot_owner(slot)
     target = next(p for p in cluster.primaries() if p is not source)
