@@ -2,11 +2,12 @@
 
 A diagnostic beside ``make bench`` (not part of it): on a private server, the parts of a
 first-time validation are timed as interleaved rows (the same harness, medians of rounds):
-the token check alone (ours vs ``jwt.decode``), the Redis call alone (the ``check`` script
-as ``validate`` sends it vs the naive ``GET``), the reply parsing alone, and whole calls;
-then the same for the async path (one pipeline of 1000 script calls vs 1000 concurrent
-``GET``). The server's own time per command comes from ``INFO commandstats``. Private
-names of the library (``store._core``) are used read-only, to build the exact calls.
+the token check alone (ours vs ``jwt.decode``), the Redis read alone (the command
+``validate`` sends, through redis-py and on the store's direct path, vs the naive ``GET``),
+the reply parsing alone, and whole calls; then the async path (a redis-py pipeline of 1000
+reads, 1000 concurrent validations through the batcher, 1000 concurrent ``GET``, a gather
+of no-ops). The server's own time per command comes from ``INFO commandstats``. Private
+names of the library (``store._core``, ``store._direct``) are used read-only.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from benchmarks.harness import Case, RowResult, Runner, Settings, run_group
 from benchmarks.report import format_table, row_lines
 from benchmarks.server import open_server
 from benchmarks.validate import cycling, pyjwt_decoder
-from sessionstore import Principal
+from sessionstore import AsyncSessionStore, Config, Principal
 from sessionstore._core import Call
-from sessionstore._io import eval_args
+from sessionstore._io import command_args, eval_args
 from sessionstore.tokens import verify_access_token
 
 __all__ = ["main"]
@@ -46,6 +47,13 @@ def _calls(ctx: Context, tokens: Sequence[str]) -> list[Call[Principal]]:
     if not all(isinstance(call, Call) for call in calls):
         raise RuntimeError("validate answered without Redis")
     return calls  # type: ignore[return-value]
+
+
+def _send(client: redis.Redis, call: Call[Any]) -> Any:
+    """The command ``call`` stands for, as the sync shell sends it (no parse)."""
+    if call.command is not None:
+        return client.execute_command(*command_args(call))  # type: ignore[no-untyped-call]
+    return client.evalsha(call.script.sha, *eval_args(call))
 
 
 def _timed_each(items: Sequence[Any], work: Callable[[Any], Any]) -> Runner:
@@ -67,10 +75,16 @@ def sync_cases(ctx: Context, tokens: list[str]) -> list[Case]:
     now = time.time()  # the tokens are minutes old at most: one clock reading will do
     calls = _calls(ctx, tokens)
     client: redis.Redis = ctx.store.client
-    replies = [client.evalsha(c.script.sha, *eval_args(c)) for c in calls]
-    size = sum(len(part) for part in replies[0] if isinstance(part, bytes))
+    replies = [_send(client, c) for c in calls]
+    first = replies[0]
+    parts = list(first.items()) if isinstance(first, dict) else first
+    flat = [b for part in parts for b in (part if isinstance(part, tuple) else (part,))]
+    size = sum(len(b) for b in flat if b is not None)
     plain = ctx.plain_client()
     uncached = ctx.open_store(token_cache_size=0, near_cache_size=0)
+    direct = uncached._direct
+    if direct is None:
+        raise RuntimeError("the store's client does not take the direct path")
     key = f"{ctx.namespace}:revoked:nothing"
     pairs = list(zip(calls, replies, strict=True))
     return [
@@ -81,13 +95,17 @@ def sync_cases(ctx: Context, tokens: list[str]) -> list[Case]:
         ),
         Case("GET (plain client)", _timed_each([key], plain.get)),
         Case(
-            "EVALSHA check, reply unparsed",
-            _timed_each(calls, lambda c: client.evalsha(c.script.sha, *eval_args(c))),
-            note=f"reply {len(replies[0])} items, {size} B",
+            f"{calls[0].command or 'EVALSHA check'} via redis-py, reply unparsed",
+            _timed_each(calls, lambda c: _send(client, c)),
+            note=f"reply {len(parts)} items, {size} B",
         ),
-        Case("parse the check reply", _timed_each(pairs, lambda p: p[0].parse(p[1]))),
+        Case(
+            f"{calls[0].command or 'EVALSHA check'} on the direct path, unparsed",
+            _timed_each(calls, direct.execute),
+        ),
+        Case("parse the reply", _timed_each(pairs, lambda p: p[0].parse(p[1]))),
         Case("core.validate: gate + Call, no I/O", cycling(tokens, uncached._core.validate)),
-        Case("store._run(call): EVALSHA + parse", _timed_each(calls, uncached._run)),
+        Case("store._run(call): send + parse", _timed_each(calls, uncached._run)),
         Case("validate, caches off", cycling(tokens, uncached.validate)),
         Case(
             "naive: jwt.decode + GET", cycling(tokens, lambda t: plain.get(key + decode(t)["jti"]))
@@ -100,9 +118,17 @@ def async_cases(
     loop: asyncio.AbstractEventLoop,
     tokens: list[str],
     clients: list[redis.asyncio.Redis],
+    stores: list[AsyncSessionStore],
 ) -> list[Case]:
-    """Per-op cost of 1000-call batches: the pipeline alone, GETs alone, gathers alone."""
+    """Per-op cost of 1000-call batches: the pipeline alone, GETs alone, gathers alone,
+    and whole async validations (caches off) through the batcher's direct path."""
     calls = _calls(ctx, tokens)
+    store = AsyncSessionStore.from_url(
+        ctx.server.url,
+        keyring=ctx.keyring,
+        config=Config(namespace=ctx.namespace, token_cache_size=0, near_cache_size=0),
+    )
+    stores.append(store)
     client = redis.asyncio.Redis.from_url(ctx.server.url)
     pool = redis.asyncio.BlockingConnectionPool.from_url(ctx.server.url, max_connections=100)
     plain = redis.asyncio.Redis.from_pool(pool)
@@ -112,8 +138,14 @@ def async_cases(
     async def pipeline(batch: list[Call[Principal]]) -> None:
         pipe = client.pipeline(transaction=False)
         for call in batch:
-            pipe.evalsha(call.script.sha, *eval_args(call))
+            if call.command is not None:
+                pipe.execute_command(*command_args(call))
+            else:
+                pipe.evalsha(call.script.sha, *eval_args(call))
         await pipe.execute()
+
+    async def validations(batch: list[str]) -> None:
+        await asyncio.gather(*(store.validate(token) for token in batch))
 
     async def gets(n: int) -> None:
         await asyncio.gather(*(plain.get(key) for _ in range(n)))
@@ -133,10 +165,16 @@ def async_cases(
         return run
 
     cycle = itertools.cycle(calls)
+    token_cycle = itertools.cycle(tokens)
     return [
         Case(
-            "pipeline of 1000 EVALSHA check (async)",
+            f"pipeline of 1000 {calls[0].command or 'EVALSHA'} (async)",
             batched(lambda n: pipeline(list(itertools.islice(cycle, n)))),
+            unit=1000,
+        ),
+        Case(
+            "1000 concurrent validate, caches off (async)",
+            batched(lambda n: validations(list(itertools.islice(token_cycle, n)))),
             unit=1000,
         ),
         Case("1000 concurrent GET, pool of 100 (async)", batched(gets), unit=1000),
@@ -153,7 +191,7 @@ def _server_usec(client: redis.Redis) -> dict[str, float]:
     return {
         name.removeprefix("cmdstat_"): float(entry["usec_per_call"])
         for name, entry in stats.items()
-        if name in ("cmdstat_get", "cmdstat_evalsha")
+        if name in ("cmdstat_get", "cmdstat_evalsha", "cmdstat_hgetall", "cmdstat_hmget")
     }
 
 
@@ -167,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ctx = Context.open(server, "breakdown")
         loop = asyncio.new_event_loop()
         clients: list[redis.asyncio.Redis] = []
+        stores: list[AsyncSessionStore] = []
         try:
             ctx.load_scripts()
             pairs = bulk.login_many(ctx.store, ctx.owners("breakdown", _SESSIONS))
@@ -174,9 +213,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             ctx.admin.config_resetstat()
             rows: list[RowResult] = run_group("sync parts", sync_cases(ctx, tokens), settings)
             usec = _server_usec(ctx.admin)
-            cases = async_cases(ctx, loop, tokens, clients)
+            cases = async_cases(ctx, loop, tokens, clients, stores)
             rows += run_group("async parts", cases, settings)
         finally:
+            for store in stores:
+                loop.run_until_complete(store.close())
             for client in clients:
                 loop.run_until_complete(client.aclose())
             loop.close()

@@ -12,7 +12,8 @@ from typing import Any
 
 from sessionstore import _binding, _codec, _marker, events
 from sessionstore._cache import NearCache, TokenCache
-from sessionstore._core import Call, Core, fail_closed
+from sessionstore._check import Check, Verified, principal_of
+from sessionstore._core import Call, Core
 from sessionstore._policy import Breaker
 from sessionstore.errors import (
     DeviceBindingError,
@@ -22,7 +23,7 @@ from sessionstore.errors import (
     SessionRevoked,
     StoreUnavailable,
 )
-from sessionstore.keys import decode_user_id, user_keys
+from sessionstore.keys import UserKeys, decode_user_id, user_keys
 from sessionstore.models import Config, Device, Principal, Session, TokenPair
 from sessionstore.scripts import SCRIPTS
 from sessionstore.tokens import (
@@ -36,6 +37,8 @@ from sessionstore.tokens import (
 )
 
 __all__ = ["Auth"]
+
+_KEYS_MEMO = 4096
 
 
 class Auth(Core):
@@ -51,9 +54,11 @@ class Auth(Core):
         self.breaker = Breaker(config.breaker_failures, config.breaker_reset)
         self.marker = _marker.Marker(config.namespace, config.marker_interval)
         size = config.token_cache_size
-        self.tokens: TokenCache[_Verified] | None = (
-            TokenCache(size, config.leeway) if size else None
-        )
+        self.tokens: TokenCache[Verified] | None = TokenCache(size, config.leeway) if size else None
+        self._binding = config.device_binding != "off"
+        # user id -> its keys: a user's tokens come back (new sessions, refreshed tokens)
+        # long after any one token has left the token cache. Bounded by clearing.
+        self._keys: dict[str, UserKeys] = {}
 
     def attach(self, near: NearCache, pump: Callable[[], None]) -> None:
         """Serve hot validations from ``near``, kept current by Redis' pushes via ``pump``."""
@@ -206,7 +211,14 @@ class Auth(Core):
         claims = self.verify(access_token)
         return self.revoke(claims.user_id, claims.session_id, "logout")
 
-    def _verified(self, access_token: object, now: float) -> _Verified:
+    def _user_keys(self, user_id: str) -> UserKeys:
+        keys = user_keys(self.config.namespace, user_id)
+        if len(self._keys) >= _KEYS_MEMO:
+            self._keys.clear()
+        self._keys[user_id] = keys
+        return keys
+
+    def _verified(self, access_token: object, now: float) -> Verified:
         cache = self.tokens
         snapshot: object = None
         if cache is not None and type(access_token) is str:
@@ -219,9 +231,15 @@ class Auth(Core):
         except InvalidToken as err:
             self.emit(events.ValidationFailed(reason=type(err).__name__))
             raise
-        keys = user_keys(self.config.namespace, claims.user_id)
-        verified = _Verified(claims, keys.index, keys.session(claims.session_id))
-        if cache is not None and isinstance(access_token, str):
+        keys = self._keys.get(claims.user_id)
+        if keys is None:
+            keys = self._user_keys(claims.user_id)
+        verified = Verified(claims, keys.index, keys.session(claims.session_id))
+        if cache is None:
+            verified.repeat = True  # no doorkeeper: every session is worth caching
+        elif type(access_token) is str and cache.admit(access_token):
+            # Seen before (the doorkeeper remembers): worth keeping from now on.
+            verified.repeat = True
             cache.put(access_token, verified, claims.expires_at, snapshot)
         return verified
 
@@ -232,7 +250,8 @@ class Auth(Core):
 
         ``ip`` and ``user_agent`` describe the request, for ``Config.device_binding``.
         """
-        verified = self._verified(access_token, time.time())
+        now = time.time()
+        verified = self._verified(access_token, now)
         claims = verified.claims
         near = self.near
         if near is not None and near.get(verified.key, time.monotonic()) is not None:
@@ -240,75 +259,22 @@ class Auth(Core):
             self.pump()
             session = near.get(verified.key, time.monotonic())
             if session is not None:
-                self._bind(claims, session, ip, user_agent)
+                if self._binding:
+                    self._bind(claims, session, ip, user_agent)
                 memo = verified.memo
                 if memo is None or memo[0] is not session:
-                    verified.memo = memo = (session, _principal(claims, session=session))
+                    verified.memo = memo = (session, principal_of(claims, session=session))
                 return memo[1]
-        if self.revoked.is_revoked(claims.user_id, claims.session_id, time.time()):
+        if self.revoked.is_revoked(claims.user_id, claims.session_id, now):
             # Heard of (pushed, or revoked here): sessions are never recreated, so refuse.
             err = SessionRevoked("session was revoked (announced)")
             self._failed(claims, err)
             raise err
         if not self.breaker.allow(time.monotonic()):
             return self._degraded(claims, None)
-        return self._session_read(verified, near, ip, user_agent)
-
-    def _session_read(
-        self,
-        verified: _Verified,
-        near: NearCache | None,
-        ip: str | None,
-        user_agent: str | None,
-    ) -> Call[Principal]:
-        """One HGETALL: the hash's TTL is its idle/absolute deadline on the server's clock,
-        so a reply proves the session live. The check script runs only when a touch is due,
-        or to tell an expired session from a revoked one."""
-        claims = verified.claims
-        ticket = near.begin() if near is not None else 0
-        interval_us = self.config.touch_interval * 1_000_000
-
-        def principal(fields: Mapping[bytes, bytes]) -> Principal:
-            self._reachable()
-            session = _codec.parse_session(claims.user_id, claims.session_id, fields)
-            self._bind(claims, session, ip, user_agent)
-            if near is not None:
-                now, mono = time.time(), time.monotonic()
-                deadline = min(session.idle_expires_at, session.absolute_expires_at)
-                near.put(verified.key, session, ticket, mono, mono + deadline - now)
-            return _principal(claims, session=session)
-
-        def checked(reply: Any) -> Principal:
-            if isinstance(reply, list):
-                return principal(_codec.parse_fields(reply))
-            self._reachable()
-            err = self.gone(claims.user_id, claims.session_id, reply)
-            self._failed(claims, err)
-            raise err
-
-        def fail(err: Exception, unreachable: bool) -> Principal:
-            if not unreachable:
-                self._reachable()
-                return fail_closed(err, unreachable)  # type: ignore[no-any-return]
-            if self.breaker.failure(time.monotonic()):
-                self.emit(events.DegradedEntered())
-            return self._degraded(claims, err)
-
-        keys = (verified.index, verified.key)
-
-        def script(interval_us: int) -> Call[Principal]:
-            args = (claims.session_id, interval_us // 1000)
-            return Call(SCRIPTS["check"], keys, args, checked, fail)
-
-        def then(reply: Mapping[bytes, bytes]) -> Call[Principal] | None:
-            if not reply:
-                return script(-1000)  # gone: the script says whether expired or revoked
-            if time.time() * 1_000_000 - int(reply[b"s"]) >= interval_us:
-                return script(interval_us)  # touch due (the script re-checks on its clock)
-            return None
-
-        read = (verified.key,)
-        return Call(SCRIPTS["check"], read, (), principal, fail, command="HGETALL", then=then)
+        # A token seen for the first time stays out of both caches (see TokenCache.admit):
+        # its session is cached from the second sighting on.
+        return Check(self, verified, near if verified.repeat else None, ip, user_agent).read()
 
     def _reachable(self) -> None:
         ended = self.breaker.success(time.monotonic())
@@ -356,28 +322,4 @@ class Auth(Core):
             error = SessionRevoked("session was revoked (known to this process)")
             self._failed(claims, error)
             raise error
-        return _principal(claims, session=None)
-
-
-class _Verified:
-    """A verified token, its keys, and the last Principal built from a cached session."""
-
-    __slots__ = ("claims", "index", "key", "memo")
-
-    def __init__(self, claims: AccessClaims, index: str, key: str) -> None:
-        self.claims = claims
-        self.index = index
-        self.key = key
-        self.memo: tuple[Session, Principal] | None = None
-
-
-def _principal(claims: AccessClaims, *, session: Any) -> Principal:
-    return Principal(
-        user_id=claims.user_id,
-        session_id=claims.session_id,
-        claims=claims.claims,
-        session=session,
-        degraded=session is None,
-        issued_at=claims.issued_at,
-        expires_at=claims.expires_at,
-    )
+        return principal_of(claims, session=None)

@@ -14,6 +14,7 @@ Pure and thread-safe; clocks are passed in.
 from __future__ import annotations
 
 import threading
+from array import array
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
@@ -31,6 +32,26 @@ class TokenCache(Generic[V]):
         self._leeway = leeway
         self._lock = threading.Lock()
         self._items: OrderedDict[str, tuple[V, int, object]] = OrderedDict()
+        # The doorkeeper of ``admit``: hashes of tokens offered once, one slot per hash
+        # value (a power of two >= 2 * size), overwritten freely.
+        slots = 1 << max(4, (2 * size - 1).bit_length())
+        self._seen = array("q", bytes(8 * slots))
+        self._mask = slots - 1
+
+    def admit(self, token: str) -> bool:
+        """True when ``token`` was offered before; the first time, only note that it was.
+
+        Most tokens validated once do not come back before they expire (one request per
+        token, or a token per request): caching them on first sight would cost every such
+        request an insert and evict entries that do get reused. A collision (another token
+        that left its hash in the same slot) at worst admits a token one sighting early.
+        """
+        h = hash(token)
+        slot = h & self._mask
+        if self._seen[slot] == h:
+            return True
+        self._seen[slot] = h  # racing threads may overwrite each other: a missed admission
+        return False
 
     def get(self, token: str, now: float, snapshot: object) -> V | None:
         """The cached value if still fresh under the same keyring snapshot."""

@@ -7,7 +7,7 @@ a session hash stays listpack-encoded under Redis' default ``hash-max-listpack-v
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -17,13 +17,18 @@ from sessionstore.models import Device, Session
 
 __all__ = [
     "CHUNK",
+    "DATA_SLOTS",
+    "META_SLOTS",
+    "ROW_FIELDS",
     "check_claims",
     "check_device",
     "chunk_fields",
     "encode_data",
     "encode_meta",
     "parse_fields",
+    "parse_row",
     "parse_session",
+    "row_fits",
 ]
 
 CHUNK = 64
@@ -110,31 +115,86 @@ def parse_fields(flat: Sequence[bytes]) -> dict[bytes, bytes]:
     return dict(zip(it, it, strict=True))
 
 
-def _join(fields: Mapping[bytes, bytes], prefix: bytes, count: int | None = None) -> bytes:
+# Chunk field names, built once (b"m0", b"m1", ...): parsing runs on every validation.
+_NAMES = {prefix: tuple(b"%s%d" % (prefix, n) for n in range(64)) for prefix in (b"m", b"d")}
+
+
+def _join(fields: Mapping[bytes, bytes], prefix: bytes, count: int = -1) -> bytes:
+    """Chunks ``prefix0, prefix1, ...`` joined: ``count`` of them, or up to the first gap."""
+    names = _NAMES[prefix]
     parts = []
     n = 0
-    while count is None or n < count:
-        part = fields.get(prefix + str(n).encode())
+    while n != count:
+        part = fields.get(names[n] if n < 64 else b"%s%d" % (prefix, n))
         if part is None:
             break
         parts.append(part)
         n += 1
-    return b"".join(parts)
+    return parts[0] if n == 1 else b"".join(parts)
 
 
 def parse_session(user_id: str, session_id: str, fields: Mapping[bytes, bytes]) -> Session:
     """Build a ``Session`` from its hash fields (times from ms to seconds)."""
-    name, user_agent, ip, claims = _meta_decoder.decode(_join(fields, b"m"))
-    data_count = int(fields.get(b"dn", b"0"))
-    data = _data_decoder.decode(_join(fields, b"d", data_count)) if data_count else {}
+    data_count = int(fields.get(b"dn") or 0)
+    return _session(
+        user_id,
+        session_id,
+        (fields[b"c"], fields[b"s"], fields[b"e"], fields[b"a"], fields[b"v"]),
+        _join(fields, b"m"),
+        _join(fields, b"d", data_count) if data_count else b"",
+    )
+
+
+# A validation reads a session with HMGET of these fields: fixed positions, no field names
+# in the reply, no dict to build. Blobs longer than the slots need the whole hash.
+META_SLOTS = 8
+DATA_SLOTS = 4
+ROW_FIELDS: tuple[str, ...] = (
+    *("c", "s", "e", "a", "v", "dn"),
+    *(f"m{n}" for n in range(META_SLOTS)),
+    *(f"d{n}" for n in range(DATA_SLOTS)),
+)
+_M0 = 6
+_D0 = _M0 + META_SLOTS
+
+
+def row_fits(row: Sequence[bytes | None]) -> bool:
+    """Whether an HMGET of ``ROW_FIELDS`` holds the whole session (its blobs fit the slots).
+
+    A live session's row has every fixed field; a gone one has none (check ``row[1]``).
+    """
+    return row[_D0 - 1] is None and int(row[5] or 0) <= DATA_SLOTS
+
+
+def parse_row(user_id: str, session_id: str, row: Sequence[bytes | None]) -> Session:
+    """Build a ``Session`` from an HMGET of ``ROW_FIELDS`` that ``row_fits``."""
+    # A live session has every fixed field, and its chunks fill the first slots, so none
+    # of the values used here is None.
+    values = cast("Sequence[bytes]", row)
+    meta = row[_M0:_D0]
+    data_count = int(values[5] or 0)
+    return _session(
+        user_id,
+        session_id,
+        values[:5],
+        b"".join(values[_M0 : _M0 + meta.index(None)]),
+        b"".join(values[_D0 : _D0 + data_count]) if data_count else b"",
+    )
+
+
+def _session(
+    user_id: str, session_id: str, fixed: Sequence[bytes], meta: bytes, data: bytes
+) -> Session:
+    created, seen, idle, absolute, device_id = fixed
+    name, user_agent, ip, claims = _meta_decoder.decode(meta)
     return Session(
         user_id=user_id,
         session_id=session_id,
-        device=Device(id=fields[b"v"].decode(), name=name, user_agent=user_agent, ip=ip),
-        created_at=int(fields[b"c"]) / 1e6,
-        last_seen_at=int(fields[b"s"]) / 1e6,
-        idle_expires_at=int(fields[b"e"]) / 1000,
-        absolute_expires_at=int(fields[b"a"]) / 1000,
-        data=data,
+        device=Device(id=device_id.decode(), name=name, user_agent=user_agent, ip=ip),
+        created_at=int(created) / 1e6,
+        last_seen_at=int(seen) / 1e6,
+        idle_expires_at=int(idle) / 1000,
+        absolute_expires_at=int(absolute) / 1000,
+        data=_data_decoder.decode(data) if data else {},
         claims=claims,
     )

@@ -38,13 +38,16 @@ def fail_closed(err: Exception, unreachable: bool) -> Any:
     raise ScriptError(f"Redis answered with an error: {err}") from err
 
 
-@dataclass(frozen=True)
+# slots, not frozen: a frozen dataclass pays an object.__setattr__ per field, and one Call is
+# built per request. Treat a Call as immutable all the same.
+@dataclass(slots=True)
 class Call(Generic[T]):
     """One script invocation (or one plain read) and what to make of its outcome.
 
-    With ``command`` set, the shells send that read-only command on ``keys`` instead of
-    the script. ``then`` may turn a reply into a follow-up call whose result is the
-    result (e.g. a read that finds a touch due); None means ``parse`` the reply.
+    With ``command`` set, the shells send that read-only command instead of the script:
+    the command, ``keys``, then ``args``. ``then`` may turn a reply into a follow-up call
+    whose result is the result (e.g. a read that finds a touch due); None means ``parse``
+    the reply.
     """
 
     script: Script

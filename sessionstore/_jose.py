@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any, Final, TypeAlias
 
 import jwt
+import msgspec
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
@@ -150,12 +151,30 @@ def json_claims(claims: object, reserved: frozenset[str]) -> dict[str, Any]:
     return decoded
 
 
+_FAST_DECODER: Final = msgspec.json.Decoder()
+_FAST_ENCODER: Final = msgspec.json.Encoder()
+
+
 def json_object(segment: bytes, what: str) -> dict[str, Any]:
     """Decode one JWS segment (charset already matched) as a strict JSON object."""
     try:
-        value = strict_loads(b64u_decode_checked(segment).decode("utf-8"))
-    except (ValueError, RecursionError) as err:
+        raw = b64u_decode_checked(segment)
+    except ValueError as err:
         raise MalformedToken(f"{what} is not valid base64url JSON") from err
+    # Fast path (msgspec is ~5x faster than json here): the text is taken as msgspec parsed
+    # it only when it is byte for byte msgspec's own encoding of the result. An encoded dict
+    # never repeats a name, so such a text has no duplicate member at any depth, nor
+    # anything else the strict parser refuses. Any other text (escapes written differently,
+    # whitespace, 1E5, a duplicate) gets the strict parser and its verdict.
+    try:
+        value: Any = _FAST_DECODER.decode(raw)
+    except (msgspec.MsgspecError, ValueError, RecursionError):
+        value = None
+    if type(value) is not dict or _FAST_ENCODER.encode(value) != raw:
+        try:
+            value = strict_loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError) as err:
+            raise MalformedToken(f"{what} is not valid base64url JSON") from err
     if type(value) is not dict:
         raise MalformedToken(f"{what} is not a JSON object")
     return value
@@ -248,7 +267,7 @@ class KeyEntry:
         self.private = private
         self.public = public if private is None else private.public_key()
         # Keyed once: copying a keyed HMAC skips re-deriving the pads on every verify.
-        self._mac = None if secret is None else hmac.new(secret, digestmod=_HMAC_DIGESTS[alg])
+        self._mac = None if secret is None else _keyed_mac(secret, _HMAC_DIGESTS[alg])
         self._algorithm: Algorithm = jwt.get_algorithm_by_name(alg)
         if secret is not None:
             self.sig_len = HMAC_SIZES[alg]
@@ -306,6 +325,20 @@ class KeyEntry:
 
     def __repr__(self) -> str:
         return f"KeyEntry(kid={self.kid!r}, alg={self.alg!r}, private={self.can_sign})"
+
+
+def _keyed_mac(secret: bytes, digest: str) -> Any:
+    """A keyed HMAC whose copy/update/digest are C calls (OpenSSL's, where CPython has it).
+
+    ``hmac.HMAC.copy`` is Python code around the same object: a third of the cost of a
+    verify on a short token.
+    """
+    try:
+        import _hashlib
+
+        return _hashlib.hmac_new(secret, digestmod=digest)
+    except (ImportError, AttributeError, ValueError):
+        return hmac.new(secret, digestmod=digest)
 
 
 def _refresh_material(secret: bytes | None, private: PrivateKey | None) -> bytes | None:

@@ -11,7 +11,7 @@ from sessionstore import _admin, _connect, _durable
 from sessionstore._base import StoreBase
 from sessionstore._batch import Batcher
 from sessionstore._core import Call, fail_closed
-from sessionstore._io import DRIVER_ERRORS, eval_args, failed, is_unreachable
+from sessionstore._io import DRIVER_ERRORS, command_args, eval_args, failed, is_unreachable
 from sessionstore.events import EventHook
 from sessionstore.models import Config, Device, DeviceSessions, Principal, Session, TokenPair
 from sessionstore.tokens import Keyring
@@ -36,7 +36,7 @@ class AsyncSessionStore(StoreBase):
         on_event: EventHook | None = None,
     ) -> None:
         super().__init__(client, keyring=keyring, config=config, on_event=on_event)
-        self._batcher = Batcher(client, self._run)
+        self._batcher = Batcher(client)
 
     @classmethod
     def from_url(
@@ -62,7 +62,7 @@ class AsyncSessionStore(StoreBase):
         wait = self._core.wait_for(call)
         try:
             if call.command is not None:
-                reply = await self._client.execute_command(call.command, *call.keys)
+                reply = await self._client.execute_command(*command_args(call))
             elif wait is None:
                 try:
                     reply = await self._client.evalsha(call.script.sha, *eval_args(call))
@@ -128,7 +128,7 @@ class AsyncSessionStore(StoreBase):
         chore = self._core.housekeeping()
         if chore is not None:
             await self._run(chore)
-        return await self._batcher.run(step)
+        return await self._batcher.submit(step)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         """Rotate a refresh token into a new pair."""

@@ -7,10 +7,10 @@ from typing import Any, TypeVar
 
 from redis.exceptions import NoScriptError
 
-from sessionstore import _admin, _connect, _durable
+from sessionstore import _admin, _connect, _direct, _durable
 from sessionstore._base import StoreBase
 from sessionstore._core import Call, fail_closed
-from sessionstore._io import DRIVER_ERRORS, eval_args, failed, is_unreachable
+from sessionstore._io import DRIVER_ERRORS, command_args, eval_args, failed, is_unreachable
 from sessionstore.events import EventHook
 from sessionstore.models import Config, Device, DeviceSessions, Principal, Session, TokenPair
 from sessionstore.tokens import Keyring
@@ -22,6 +22,18 @@ T = TypeVar("T")
 
 class SessionStore(StoreBase):
     """Sessions and stateful JWTs on Redis, for synchronous code (thread-safe)."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        keyring: Keyring | None = None,
+        config: Config | None = None,
+        on_event: EventHook | None = None,
+    ) -> None:
+        super().__init__(client, keyring=keyring, config=config, on_event=on_event)
+        # A plain single-server client: commands go straight onto its connections.
+        self._direct = _direct.sync_direct(client)
 
     @classmethod
     def from_url(
@@ -46,8 +58,10 @@ class SessionStore(StoreBase):
             self._run(chore)
         wait = self._core.wait_for(call)
         try:
-            if call.command is not None:
-                reply = self._client.execute_command(call.command, *call.keys)
+            if wait is None and self._direct is not None:
+                reply = self._direct.execute(call)
+            elif call.command is not None:
+                reply = self._client.execute_command(*command_args(call))
             elif wait is None:
                 try:
                     reply = self._client.evalsha(call.script.sha, *eval_args(call))
@@ -152,6 +166,8 @@ class SessionStore(StoreBase):
 
     def close(self) -> None:
         """Close the client if this store created it."""
+        if self._direct is not None:
+            self._direct.close()
         self._detach()
         if self._owns_client:
             self._client.close()

@@ -321,7 +321,7 @@ def verify_access_token(
     raw = token.encode("ascii")
     segments = raw.split(b".")
     # translate() with a delete set leaves exactly the bytes outside base64url and '.'.
-    if len(segments) != 3 or raw.translate(None, _JWS_CHARS) or not all(segments):
+    if len(segments) != 3 or raw.translate(None, _JWS_CHARS) or b"" in segments:
         raise MalformedToken("token is not a compact JWS")
     head, body, signature = segments
     state = keyring._state
@@ -352,8 +352,12 @@ def verify_access_token(
     jti = payload.get("jti")
     if type(jti) is not str or not 1 <= len(jti) <= 64:
         raise _claim_error("jti", payload, "a string of 1..64 chars")
-    iat = _numeric(payload, "iat")
-    exp = _numeric(payload, "exp")
+    iat = payload.get("iat")
+    if type(iat) is not int or not 0 <= iat <= _MAX:
+        raise _claim_error("iat", payload, "an integer NumericDate")
+    exp = payload.get("exp")
+    if type(exp) is not int or not 0 <= exp <= _MAX:
+        raise _claim_error("exp", payload, "an integer NumericDate")
     nbf = _numeric(payload, "nbf") if "nbf" in payload else None
     # Only a str can equal a str, so one comparison checks both type and value.
     if payload.get("iss") != config.issuer:

@@ -197,17 +197,23 @@ async def test_auto_batching_isolates_each_caller(
         await batched(store, redis_client)
 
 
-async def batched(store: AsyncSessionStore, redis_client: redis.Redis) -> None:
-    """Concurrent validations of every outcome, sent as one pipeline."""
-    good = [await store.login(f"user-{n}", device=PHONE) for n in range(20)]
-    revoked = await store.login("user-r", device=PHONE)
-    await store.revoke("user-r", revoked.session_id)
+async def wrong_type_session(store: Any, redis_client: redis.Redis) -> Any:
+    """A session whose hash was replaced by a string: validating it is a ``ScriptError``."""
     broken = await store.login("user-b", device=PHONE)
     key = next(
         k for k in redis_client.scan_iter(match="ss:*:s:*") if broken.session_id.encode() in k
     )
     redis_client.delete(key)
     redis_client.set(key, "not a hash", px=60_000)
+    return broken
+
+
+async def batched(store: AsyncSessionStore, redis_client: redis.Redis) -> None:
+    """Concurrent validations of every outcome, sent as one pipeline."""
+    good = [await store.login(f"user-{n}", device=PHONE) for n in range(20)]
+    revoked = await store.login("user-r", device=PHONE)
+    await store.revoke("user-r", revoked.session_id)
+    broken = await wrong_type_session(store, redis_client)
     batcher = store._batcher
     assert batcher is not None
     flushes = batcher.flushes

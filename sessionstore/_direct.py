@@ -1,0 +1,341 @@
+"""Direct I/O on a plain client's own connections: hand-packed RESP, replies read by hiredis.
+
+redis-py's client layer costs more per command than a loopback round trip (connection pool
+bookkeeping, the retry wrapper, observability hooks, response callbacks, a poll of the
+socket on every checkout). For a client that is redis-py's plain single-server one (its
+own pool and connection classes, RESP2, no driver retries, no client-side cache), the
+shells skip that layer: the sync store keeps a few connections checked out of the client's
+pool (one per thread validating at once) and talks on them with ``send_packed_command`` /
+``read_response``; the async batcher holds one connection, writes each batch on it as one
+buffer without awaiting, and one reader task parses the replies with one hiredis reader
+(auto-pipelining). Idle connections the server closed are replaced before use, as the pool
+does at checkout. Error replies become the exceptions redis-py's own parser makes
+(``NoScriptError``, ``BusyLoadingError``, ...), socket failures its ``ConnectionError`` and
+``TimeoutError``, so the shells' error mapping (``_io``) is unchanged. Anything else (a
+cluster, Sentinel, RESP3, a client with retries) stays on redis-py's path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import select
+import sys
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import hiredis
+import redis
+import redis.asyncio
+import redis.asyncio.connection as aconn
+import redis.connection as sconn
+from redis import exceptions as rx
+from redis._parsers import BaseParser
+
+from sessionstore._core import Call
+from sessionstore._io import eval_args
+
+__all__ = ["AsyncDirect", "SyncDirect", "async_direct", "pack", "pack_eval", "sync_direct"]
+
+# Not BlockingConnectionPool: whoever bounds a pool's connections would find some held here.
+_SYNC_POOLS = (sconn.ConnectionPool,)
+_SYNC_CONNECTIONS = (sconn.Connection, sconn.SSLConnection, sconn.UnixDomainSocketConnection)
+_ASYNC_POOLS = (aconn.ConnectionPool,)
+_ASYNC_CONNECTIONS = (aconn.Connection, aconn.SSLConnection, aconn.UnixDomainSocketConnection)
+_READ_SIZE = 1 << 16
+Settle = Callable[[Call[Any], "asyncio.Future[Any]", Any], None]
+"""settle(call, future, reply or error): resolve one caller."""
+_Pending = tuple[Call[Any], "asyncio.Future[Any]", bool]  # (call, future, may retry as EVAL)
+
+
+def _plain_pool(
+    client: Any, client_type: type, pools: tuple[type, ...], conns: tuple[type, ...]
+) -> Any:
+    """The client's pool when the direct path may use it, else None."""
+    # Exact types only: a subclass may have overridden execute_command for a reason.
+    if type(client) is not client_type:
+        return None
+    if getattr(client, "single_connection_client", False) or getattr(client, "connection", None):
+        return None  # a single-connection client serialises commands itself
+    pool: Any = getattr(client, "connection_pool", None)
+    if type(pool) not in pools or pool.connection_class not in conns:
+        return None
+    if getattr(pool, "cache", None) is not None:
+        return None  # client-side caching answers some reads from memory
+    kwargs = pool.connection_kwargs
+    if kwargs.get("protocol") not in (None, 2, "2"):
+        return None  # RESP3 interleaves pushes with replies
+    # The user's retry settings apply: redis-py's path honours them. (A connection retries
+    # when given a Retry that does, or retry_on_timeout / retry_on_error without one.)
+    retry = kwargs.get("retry")
+    if retry is not None:
+        retries = retry.get_retries()
+    else:
+        retries = bool(kwargs.get("retry_on_timeout") or kwargs.get("retry_on_error"))
+    return None if retries else pool
+
+
+def sync_direct(client: Any) -> SyncDirect | None:
+    """A ``SyncDirect`` on ``client``'s pool, or None when the client does not qualify."""
+    pool = _plain_pool(client, redis.Redis, _SYNC_POOLS, _SYNC_CONNECTIONS)
+    return None if pool is None else SyncDirect(pool)
+
+
+def async_direct(client: Any, settle: Settle) -> AsyncDirect | None:
+    """An ``AsyncDirect`` on ``client``'s pool, or None when the client does not qualify."""
+    pool = _plain_pool(client, redis.asyncio.Redis, _ASYNC_POOLS, _ASYNC_CONNECTIONS)
+    return None if pool is None else AsyncDirect(pool, settle)
+
+
+# hiredis' C packer: what redis-py itself packs with when hiredis is installed.
+_pack: Callable[[tuple[Any, ...]], bytes] = hiredis.pack_command
+
+
+def pack(call: Call[Any]) -> bytes:
+    """The RESP of ``call``: its read command, or EVALSHA of its script."""
+    if call.command is not None:
+        return _pack((call.command, *call.keys, *call.args))
+    return _pack(("EVALSHA", call.script.sha, *eval_args(call)))
+
+
+def pack_eval(call: Call[Any]) -> bytes:
+    """The RESP of EVAL of ``call``'s script (after NOSCRIPT: it loads the script again)."""
+    return _pack(("EVAL", call.script.source, *eval_args(call)))
+
+
+def _reply(call: Call[Any], reply: Any) -> Any:
+    """What redis-py's response callback would make of ``reply`` (HGETALL: a dict)."""
+    if call.command == "HGETALL" and type(reply) is list:
+        it = iter(reply)
+        return dict(zip(it, it, strict=True))
+    return reply
+
+
+class SyncDirect:
+    """Runs one call at a time per thread on connections checked out of the client's pool.
+
+    Idle connections wait in a LIFO list (``pop``/``append`` are atomic), so threads never
+    share one; a thread finding none checks another out. ``close`` hands them back.
+    """
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self._idle: list[Any] = []
+        self._held: list[Any] = []
+        _LIVE.add(self)
+
+    def execute(self, call: Call[Any]) -> Any:
+        """The reply to ``call`` (an error reply raises, as redis-py does)."""
+        try:
+            conn = self._idle.pop()
+        except IndexError:
+            conn = self._checkout()
+        else:
+            _refresh(conn)
+        try:
+            conn.send_packed_command((pack(call),))
+            try:
+                reply = conn.read_response()
+            except rx.NoScriptError:
+                # After a restart or SCRIPT FLUSH: EVAL loads the script again.
+                conn.send_packed_command((pack_eval(call),))
+                reply = conn.read_response()
+        finally:
+            # A connection that failed was disconnected by redis-py: it reconnects on use.
+            self._idle.append(conn)
+        return _reply(call, reply)
+
+    def _checkout(self) -> Any:
+        conn = self._pool.get_connection()  # connected and checked, like any checkout
+        self._held.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Give every connection back to the pool."""
+        held, self._held, self._idle = self._held, [], []
+        for conn in held:
+            self._pool.release(conn)
+
+    def _forget(self) -> None:
+        # In a forked child: the parent's sockets are not ours to use or to close.
+        self._held, self._idle = [], []
+
+
+def _refresh(conn: Any) -> None:
+    """Disconnect an idle connection that has something to read (the server closed it, or
+    it is out of step), as the pool does at checkout; it reconnects when next used."""
+    sock = getattr(conn, "_sock", None)
+    if sock is None:
+        return  # not connected: the next send connects
+    try:
+        readable = select.select([sock], [], [], 0)[0]
+    except (OSError, ValueError):
+        readable = [sock]
+    if readable:
+        conn.disconnect()
+
+
+_LIVE: weakref.WeakSet[SyncDirect] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for direct in list(_LIVE):
+        direct._forget()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+class AsyncDirect:
+    """Auto-pipelining on one connection held out of the client's pool.
+
+    A batch is written the moment it is flushed (a plain write on the connection's
+    transport, no await), so Redis works on it while the event loop goes on gating the
+    next requests; one reader task reads the replies in order and hands each, with its
+    call and future, to ``settle``. A failure of the connection (closed, timed out, out
+    of step) settles every pending call with redis-py's exception, drops the connection
+    and lets ``open`` take another. NOSCRIPT (after a restart or SCRIPT FLUSH) is answered
+    by sending that call again as EVAL.
+    """
+
+    def __init__(self, pool: Any, settle: Settle) -> None:
+        self._pool = pool
+        self._settle = settle
+        self._conn: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock: asyncio.Lock | None = None
+        self._ok = False  # the held connection is up and in step: writes may go out
+        self._pending: deque[_Pending] = deque()
+        self._reading: asyncio.Task[None] | None = None
+
+    def ready(self) -> bool:
+        """Whether ``write`` may be called now (in this event loop, on a live connection)."""
+        return self._ok and self._loop is asyncio.get_running_loop() and _alive(self._conn)
+
+    def write(self, batch: list[tuple[Call[Any], asyncio.Future[Any]]]) -> None:
+        """Send ``batch`` now (``ready()`` must hold); replies are settled as they come."""
+        self._conn._writer.write(b"".join([pack(call) for call, _ in batch]))
+        self._pending.extend([(call, future, True) for call, future in batch])
+        if self._reading is None:
+            self._reading = asyncio.get_running_loop().create_task(self._read(self._conn))
+
+    async def open(self) -> None:
+        """Make ``ready()`` hold: check a connection out of the pool (raises driver errors)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            # First use, or the store moved to another event loop: what was held belongs
+            # to the old one.
+            self._ok, self._loop, self._lock = False, loop, asyncio.Lock()
+            self._pending.clear()
+            self._reading = None
+            old, self._conn = self._conn, None
+            if old is not None:
+                await self._pool.release(old)
+        assert self._lock is not None
+        async with self._lock:
+            if self._ok and _alive(self._conn):
+                return
+            self._ok = False
+            if self._reading is not None:
+                # Replies are pending on a connection that died: the reader settles them
+                # and drops it.
+                await asyncio.gather(self._reading, return_exceptions=True)
+            conn = self._conn
+            if conn is None:
+                self._conn = conn = await self._pool.get_connection()
+            elif conn.is_connected:
+                await conn.disconnect()  # closed by the server while idle
+            if not conn.is_connected:
+                await conn.connect()
+            self._ok = True
+
+    @property
+    def reading(self) -> asyncio.Task[None] | None:
+        """The task reading replies, while some are pending."""
+        return self._reading
+
+    async def close(self) -> None:
+        """Give the connection back to the pool (call once nothing is pending)."""
+        conn, self._conn, self._ok = self._conn, None, False
+        if conn is not None and self._loop is asyncio.get_running_loop():
+            await self._pool.release(conn)
+
+    async def _read(self, conn: Any) -> None:
+        pending = self._pending
+        parser = hiredis.Reader(protocolError=rx.InvalidResponse, replyError=BaseParser.parse_error)
+        reader: asyncio.StreamReader = conn._reader
+        timeout = conn.socket_timeout
+        try:
+            while pending:
+                data = await _chunk(reader, timeout)
+                if not data:
+                    raise rx.ConnectionError("Connection closed by server.")
+                parser.feed(data)
+                while pending and (reply := parser.gets()) is not False:
+                    call, future, again = pending.popleft()
+                    if again and isinstance(reply, rx.NoScriptError):
+                        # After a restart or SCRIPT FLUSH: EVAL loads the script again.
+                        conn._writer.write(pack_eval(call))
+                        pending.append((call, future, False))
+                    else:
+                        self._settle(call, future, _reply(call, reply))
+            if parser.has_data():
+                raise rx.InvalidResponse("the server sent more replies than commands")
+        except asyncio.TimeoutError as err:  # before OSError: a subclass of it since 3.11
+            await self._drop(conn, _caused(rx.TimeoutError("Timeout reading from Redis"), err))
+        except OSError as err:
+            failure = rx.ConnectionError(f"Error while reading from Redis: {err}")
+            await self._drop(conn, _caused(failure, err))
+        except rx.RedisError as err:  # closed by the server, or a reply out of step
+            await self._drop(conn, err)
+        except BaseException:
+            # Cancelled (the loop is shutting down): nobody will read these replies.
+            self._ok, self._conn, self._reading = False, None, None
+            for _, future, _ in pending:
+                future.cancel()
+            pending.clear()
+            raise
+        finally:
+            if self._reading is asyncio.current_task():
+                self._reading = None
+
+    async def _drop(self, conn: Any, err: Exception) -> None:
+        """Settle everything in flight with ``err``; the connection goes back disconnected."""
+        # All state changes first (no await in between): new batches wait for open().
+        self._ok, self._conn, self._reading = False, None, None
+        failed = list(self._pending)
+        self._pending.clear()
+        for call, future, _ in failed:
+            self._settle(call, future, err)
+        try:
+            await conn.disconnect(nowait=True)
+        finally:
+            await self._pool.release(conn)
+
+
+def _alive(conn: Any) -> bool:
+    """Whether the loop has not yet seen ``conn`` closed (EOF, an error, a closing writer)."""
+    reader, writer = conn._reader, conn._writer
+    if reader is None or writer is None:
+        return False
+    return not (reader.at_eof() or reader.exception() is not None or writer.is_closing())
+
+
+def _caused(err: Exception, cause: BaseException) -> Exception:
+    err.__cause__ = cause
+    return err
+
+
+if sys.version_info >= (3, 11):
+
+    async def _chunk(reader: asyncio.StreamReader, timeout: float | None) -> bytes:
+        async with asyncio.timeout(timeout):
+            return await reader.read(_READ_SIZE)
+
+else:  # pragma: no cover - Python 3.10
+
+    async def _chunk(reader: asyncio.StreamReader, timeout: float | None) -> bytes:
+        return await asyncio.wait_for(reader.read(_READ_SIZE), timeout)

@@ -1,0 +1,449 @@
+"""The fast paths of validation return exactly what the plain paths would.
+
+Guards, against real servers: the direct I/O path (hand-packed RESP on the client's own
+connections; the async batcher's pipelining on one held connection) and who takes it,
+per-caller outcomes in one batch, NOSCRIPT after SCRIPT FLUSH, a connection lost
+mid-batch (degraded answers, then recovery), an idle connection the server closed, the
+HMGET read and its follow-ups (a touch that is due, blobs larger than its slots), the
+caches' doorkeeper, threads sharing the sync store, and the token gate's JSON fast path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import msgspec
+import pytest
+import redis
+import redis.asyncio
+import redis.cluster
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from sessionstore import (
+    AsyncSessionStore,
+    Config,
+    Device,
+    InvalidSignature,
+    Keyring,
+    MalformedToken,
+    ScriptError,
+    SessionExpired,
+    SessionRevoked,
+    SessionStore,
+    _jose,
+)
+from sessionstore._cache import TokenCache
+from sessionstore.testing import Engine, LocalServer
+from support import script_calls
+from test_caches import wrong_type_session
+
+PHONE = Device(id="phone-1", name="Pixel", user_agent="Mozilla/5.0 (Linux; Android 14)", ip="::1")
+# Blobs past the HMGET's slots (8 meta chunks, 4 data chunks of 64 bytes): the whole hash
+# is read in a second step.
+BIG = Device(id="big-1", name="Big", user_agent="M" * 1000, ip="10.0.0.1")
+BIG_DATA = {"cart": list(range(200))}
+
+
+def core_of(store: Any) -> Any:
+    """The pure core behind a test store of either mode."""
+    return store.inner._core if store.mode == "sync" else store._core
+
+
+def takes_direct_path(store: Any) -> bool:
+    """Whether the store's validations bypass redis-py's client layer."""
+    if isinstance(store, SessionStore):
+        return store._direct is not None
+    if isinstance(store, AsyncSessionStore):
+        return store._batcher.direct
+    return takes_direct_path(store.inner)
+
+
+def commands(client: redis.Redis, name: str) -> int:
+    """How many times the server (every primary) ran command ``name`` so far."""
+    stats = client.info("commandstats")
+    if isinstance(client, redis.cluster.RedisCluster) and not any(
+        str(k).startswith("cmdstat_") for k in stats
+    ):
+        return sum(int(node.get(f"cmdstat_{name}", {}).get("calls", 0)) for node in stats.values())
+    entry = stats.get(f"cmdstat_{name}", {})
+    return int(entry.get("calls", 0)) if isinstance(entry, dict) else 0
+
+
+def single_node(engine: Engine) -> None:
+    if engine.cluster is not None:
+        pytest.skip("single-server behaviour (a cluster client takes redis-py's pipeline)")
+
+
+async def validate_all(store: Any, tokens: list[str]) -> list[Any]:
+    """Every token validated concurrently (one batch in async mode), outcomes in order."""
+    return await asyncio.gather(*(store.validate(t) for t in tokens), return_exceptions=True)
+
+
+# --- who takes the direct path ------------------------------------------------------------
+
+
+async def test_stores_from_url_take_the_direct_path_on_one_server(
+    store: Any, engine: Engine
+) -> None:
+    assert takes_direct_path(store) == (engine.cluster is None)
+    pair = await store.login("user-1", device=PHONE)
+    assert (await store.validate(pair.access_token)).session_id == pair.session_id
+
+
+@pytest.mark.parametrize(
+    ("options", "direct"),
+    [
+        ({}, True),
+        ({"retry": Retry(NoBackoff(), 2)}, False),  # the user's retries apply
+        ({"retry_on_timeout": True}, False),
+        ({"protocol": 3}, False),  # RESP3 interleaves pushes with replies
+        ({"single_connection_client": True}, False),
+    ],
+    ids=["plain", "retries", "retry_on_timeout", "resp3", "single_connection"],
+)
+async def test_user_clients_take_the_direct_path_only_when_plain(
+    redis_url: str, engine: Engine, keyring: Keyring, options: dict[str, Any], direct: bool
+) -> None:
+    single_node(engine)
+    sync_client = redis.Redis.from_url(redis_url, **options)
+    async_client = redis.asyncio.Redis.from_url(redis_url, **options)
+    try:
+        sync_store = SessionStore(sync_client, keyring=keyring)
+        async_store = AsyncSessionStore(async_client, keyring=keyring)
+        assert takes_direct_path(sync_store) is direct
+        assert takes_direct_path(async_store) is direct
+        pair = sync_store.login("user-1", device=PHONE)
+        for _ in range(2):  # first sighting, then through the caches' admission
+            assert sync_store.validate(pair.access_token).session_id == pair.session_id
+            assert (await async_store.validate(pair.access_token)).session_id == pair.session_id
+        await async_store.revoke("user-1", pair.session_id)
+        with pytest.raises(SessionRevoked):
+            sync_store.validate(pair.access_token)
+        with pytest.raises(SessionRevoked):
+            await async_store.validate(pair.access_token)
+        sync_store.close()
+        await async_store.close()
+    finally:
+        sync_client.close()
+        await async_client.aclose()
+
+
+async def test_a_bounded_pool_stays_on_redis_py(
+    redis_url: str, engine: Engine, keyring: Keyring
+) -> None:
+    """Connections held out of a BlockingConnectionPool would count against its bound."""
+    single_node(engine)
+    sync_pool = redis.BlockingConnectionPool.from_url(redis_url, max_connections=2)
+    async_pool = redis.asyncio.BlockingConnectionPool.from_url(redis_url, max_connections=2)
+    sync_store = SessionStore(redis.Redis(connection_pool=sync_pool), keyring=keyring)
+    async_store = AsyncSessionStore(
+        redis.asyncio.Redis(connection_pool=async_pool), keyring=keyring
+    )
+    try:
+        assert not takes_direct_path(sync_store) and not takes_direct_path(async_store)
+        pair = sync_store.login("user-1", device=PHONE)
+        assert (await async_store.validate(pair.access_token)).session_id == pair.session_id
+    finally:
+        sync_store.close()
+        await async_store.close()
+        sync_pool.disconnect()
+        await async_pool.disconnect()
+
+
+def test_a_subclassed_client_stays_on_redis_py(redis_url: str, engine: Engine) -> None:
+    single_node(engine)
+
+    class Instrumented(redis.Redis):
+        pass
+
+    client = Instrumented.from_url(redis_url)
+    try:
+        store = SessionStore(client, keyring=Keyring.generate("HS256"))
+        assert not takes_direct_path(store)
+        pair = store.login("user-1", device=PHONE)
+        assert store.validate(pair.access_token).session_id == pair.session_id
+        store.close()
+    finally:
+        client.close()
+
+
+# --- one batch, every outcome ---------------------------------------------------------------
+
+
+async def test_each_caller_gets_its_own_outcome(
+    make_store: Callable[..., Any], redis_client: redis.Redis
+) -> None:
+    store = make_store(config=Config(touch_interval=3600))
+    good = [await store.login(f"user-{n % 30}", device=PHONE) for n in range(120)]
+    big = await store.login("user-big", device=BIG, data=BIG_DATA)
+    revoked = await store.login("user-r", device=PHONE)
+    await store.revoke("user-r", revoked.session_id)
+    broken = await wrong_type_session(store, redis_client)
+    forged = good[0].access_token[:-4] + ("AAAA" if good[0].access_token[-4:] != "AAAA" else "BBBB")
+    tokens = [p.access_token for p in good]
+    tokens += [big.access_token, revoked.access_token, broken.access_token, "x.y", forged]
+    for _ in range(2):  # first sighting, then with the token cache admitting them
+        results = await validate_all(store, tokens)
+        for pair, result in zip(good, results, strict=False):
+            assert not isinstance(result, BaseException), result
+            assert result.session_id == pair.session_id and not result.degraded
+            assert result.session is not None and result.session.device == PHONE
+        whole = results[120]
+        assert not isinstance(whole, BaseException), whole
+        assert whole.session is not None and whole.session.device == BIG
+        assert whole.session.data == BIG_DATA
+        assert isinstance(results[121], SessionRevoked)
+        assert isinstance(results[122], ScriptError)  # WRONGTYPE: never the fallback
+        assert isinstance(results[123], MalformedToken)
+        assert isinstance(results[124], InvalidSignature)
+
+
+async def test_one_batch_per_loop_turn(redis_url: str, keyring: Keyring, engine: Engine) -> None:
+    async with AsyncSessionStore.from_url(redis_url, keyring=keyring) as store:
+        pairs = [await store.login(f"user-{n}", device=PHONE) for n in range(50)]
+        batcher = store._batcher
+        flushes = batcher.flushes
+        results = await validate_all(store, [p.access_token for p in pairs])
+        assert batcher.flushes == flushes + 1
+        assert [r.session_id for r in results] == [p.session_id for p in pairs]
+        assert batcher.direct == (engine.cluster is None)
+
+
+# --- follow-ups of the HMGET read -----------------------------------------------------------
+
+
+async def test_sessions_larger_than_the_read_slots_are_read_whole(
+    store: Any, redis_client: redis.Redis
+) -> None:
+    # Meta of exactly 8 chunks fills the last slot: whether a 9th exists is unknown.
+    edge = Device(id="edge-1", name="E", user_agent="u" * 470, ip="")
+    cases = [(PHONE, {"a": 1}), (BIG, {}), (PHONE, BIG_DATA), (edge, {}), (BIG, BIG_DATA)]
+    for device, data in cases:
+        pair = await store.login("user-1", device=device, data=data)
+        for _ in range(2):
+            before = commands(redis_client, "hgetall")
+            principal = await store.validate(pair.access_token)
+            assert principal.session is not None
+            assert principal.session.device == device and principal.session.data == data
+            followed = commands(redis_client, "hgetall") > before
+            assert followed == (device is not PHONE or data is BIG_DATA), (device.id, data)
+
+
+async def test_a_due_touch_or_a_gone_session_runs_the_check_script(
+    make_store: Callable[..., Any], redis_client: redis.Redis
+) -> None:
+    store = make_store(config=Config(idle_ttl=30, touch_interval=1))
+    pairs = [await store.login(f"user-{n}", device=PHONE) for n in range(5)]
+    expiring = await store.login("user-1", device=PHONE, idle_ttl=1)
+    revoked = await store.login("user-1", device=PHONE)
+    await store.revoke("user-1", revoked.session_id)
+    first = await validate_all(store, [p.access_token for p in pairs])
+    time.sleep(1.1)
+    before = commands(redis_client, "evalsha") + commands(redis_client, "eval")
+    tokens = [p.access_token for p in pairs] + [expiring.access_token, revoked.access_token]
+    again = await validate_all(store, tokens)
+    # 5 touches and 1 expiry; the revoked session is refused here (revoked by this store).
+    assert commands(redis_client, "evalsha") + commands(redis_client, "eval") >= before + 6
+    for old, new in zip(first, again, strict=False):
+        assert new.session.last_seen_at > old.session.last_seen_at  # touched
+        assert new.session.idle_expires_at > old.session.idle_expires_at
+    assert isinstance(again[5], SessionExpired)
+    assert isinstance(again[6], SessionRevoked) and not isinstance(again[6], SessionExpired)
+
+
+# --- scripts flushed, connections lost ------------------------------------------------------
+
+
+async def test_noscript_after_script_flush_loads_the_script_again(
+    make_store: Callable[..., Any], redis_client: redis.Redis
+) -> None:
+    # touch_interval=0: every validation runs the check script after its read.
+    store = make_store(config=Config(touch_interval=0))
+    pairs = [await store.login(f"user-{n}", device=PHONE) for n in range(30)]
+    for _ in range(2):
+        redis_client.script_flush()
+        before = commands(redis_client, "eval")
+        results = await validate_all(store, [p.access_token for p in pairs])
+        for pair, result in zip(pairs, results, strict=True):
+            assert not isinstance(result, BaseException), result
+            assert result.session_id == pair.session_id and not result.degraded
+        assert commands(redis_client, "eval") > before  # NOSCRIPT answered with EVAL
+
+
+@pytest.mark.parametrize("loss", ["killed", "stalled"])
+async def test_connection_lost_mid_batch_degrades_every_caller(
+    make_store: Callable[..., Any], fault_server: LocalServer, loss: str
+) -> None:
+    config = Config(socket_timeout=0.25, breaker_failures=1, breaker_reset=0.2)
+    store = make_store(url=fault_server.url, config=config)
+    pairs = [await store.login(f"user-{n}", device=PHONE) for n in range(40)]
+    tokens = [p.access_token for p in pairs]
+    assert not any(p.degraded for p in await validate_all(store, tokens))
+    fault_server.pause()  # the batch is written, its replies never come...
+    killer = threading.Timer(0.1, fault_server.kill) if loss == "killed" else None
+    if killer is not None:
+        killer.start()  # ...and the server dies while the callers wait
+    start = time.perf_counter()
+    try:
+        results = await validate_all(store, tokens)
+    finally:
+        if killer is not None:
+            killer.join()
+    elapsed = time.perf_counter() - start
+    for result in results:
+        assert not isinstance(result, BaseException), result
+        assert result.degraded and result.session is None
+    assert elapsed < 4 * config.socket_timeout  # one timeout at most, for the whole batch
+    if loss == "stalled":
+        fault_server.resume()
+    else:
+        fault_server.restart()
+    time.sleep(config.breaker_reset + 0.1)
+    if loss == "stalled":
+        probe = await store.validate(tokens[0])  # the breaker's probe closes it...
+        assert not probe.degraded
+        back = await validate_all(store, tokens)  # ...and the held connection is replaced
+        assert all(not r.degraded and r.session is not None for r in back)
+    else:
+        with pytest.raises(SessionRevoked):  # back, but empty
+            await store.validate(tokens[0])
+        fresh = await store.login("user-1", device=PHONE)
+        assert not (await store.validate(fresh.access_token)).degraded
+
+
+async def test_an_idle_connection_the_server_closed_is_replaced(
+    make_store: Callable[..., Any], redis_client: redis.Redis, engine: Engine
+) -> None:
+    single_node(engine)
+    existing = {client["id"] for client in redis_client.client_list()}
+    store = make_store(config=Config(near_cache_size=0))
+    pair = await store.login("user-1", device=PHONE)
+    await store.validate(pair.access_token)
+    mine = [c["id"] for c in redis_client.client_list() if c["id"] not in existing]
+    assert mine  # the store's own connections (a server's timeout, a proxy, CLIENT KILL)
+    for client_id in mine:
+        redis_client.client_kill_filter(_id=client_id)
+    await asyncio.sleep(0.05)  # the event loop sees the connection closed
+    for _ in range(3):
+        principal = await store.validate(pair.access_token)
+        assert not principal.degraded and principal.session is not None
+    assert not core_of(store).breaker.is_open
+
+
+# --- caches: the doorkeeper -----------------------------------------------------------------
+
+
+async def test_a_token_is_cached_from_its_second_sighting(
+    make_store: Callable[..., Any], redis_client: redis.Redis
+) -> None:
+    store = make_store()
+    core = core_of(store)
+    pair = await store.login("user-1", device=PHONE)
+    await store.validate(pair.access_token)
+    assert len(core.tokens) == 0 and len(core.near) == 0  # a one-off request pays no insert
+    await store.validate(pair.access_token)
+    assert len(core.tokens) == 1
+    deadline = time.monotonic() + 5
+    while len(core.near) == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)  # the listener may not be subscribed yet
+        await store.validate(pair.access_token)
+    assert len(core.near) == 1
+    before = script_calls(redis_client)
+    for _ in range(20):
+        assert (await store.validate(pair.access_token)).session is not None
+    assert script_calls(redis_client) == before
+
+
+async def test_without_a_token_cache_the_first_sighting_is_cached(
+    make_store: Callable[..., Any],
+) -> None:
+    store = make_store(config=Config(token_cache_size=0))
+    core = core_of(store)
+    pair = await store.login("user-1", device=PHONE)
+    deadline = time.monotonic() + 5
+    await store.validate(pair.access_token)
+    while len(core.near) == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+        await store.validate(pair.access_token)
+    assert len(core.near) == 1
+
+
+def test_doorkeeper_admits_the_second_sighting() -> None:
+    cache: TokenCache[str] = TokenCache(8, leeway=0)
+    tokens = [f"token-{n}" for n in range(100)]
+    assert not any(cache.admit(t) for t in tokens[:1])
+    assert cache.admit(tokens[0]) and cache.admit(tokens[0])
+    # Evicted from its slot by other tokens: admitted late, never wrongly refused forever.
+    for t in tokens:
+        cache.admit(t)
+    assert cache.admit(tokens[-1])
+
+
+# --- threads on the sync store --------------------------------------------------------------
+
+
+def test_threads_share_the_sync_store(redis_url: str, keyring: Keyring) -> None:
+    with SessionStore.from_url(redis_url, keyring=keyring) as store:
+        pairs = [store.login(f"user-{n}", device=PHONE) for n in range(40)]
+
+        def work(offset: int) -> list[bool]:
+            picked = [pairs[(offset + n) % len(pairs)] for n in range(120)]
+            return [store.validate(p.access_token).session_id == p.session_id for p in picked]
+
+        with ThreadPoolExecutor(8) as pool:
+            outcomes = list(pool.map(work, range(8)))
+        assert all(all(row) for row in outcomes)
+
+
+# --- the gate's JSON fast path --------------------------------------------------------------
+
+_keys = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=8)
+_scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=12)
+_values = st.recursive(
+    _scalars | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_keys, inner, max_size=4),
+    max_leaves=12,
+)
+_objects = st.dictionaries(_keys, _values, max_size=6)
+
+
+def _segment(text: str | bytes) -> bytes:
+    raw = text.encode("utf-8") if isinstance(text, str) else text
+    return base64.urlsafe_b64encode(raw).rstrip(b"=")
+
+
+@settings(max_examples=300, deadline=None)
+@given(_objects, st.sampled_from(["compact", "ascii", "spaced", "msgspec"]))
+def test_json_fast_path_agrees_with_the_strict_parser(obj: dict[str, Any], style: str) -> None:
+    text: str | bytes
+    if style == "msgspec":
+        text = msgspec.json.encode(obj)
+    else:
+        separators = (", ", ": ") if style == "spaced" else (",", ":")
+        text = json.dumps(obj, separators=separators, ensure_ascii=style == "ascii")
+    raw = text.decode("utf-8") if isinstance(text, bytes) else text
+    assert _jose.json_object(_segment(text), "payload") == _jose.strict_loads(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_objects.filter(bool), st.booleans(), st.booleans())
+def test_json_fast_path_refuses_duplicates_at_any_depth(
+    obj: dict[str, Any], nested: bool, compact: bool
+) -> None:
+    name = next(iter(obj))
+    member = f"{json.dumps(name)}:{json.dumps(obj[name])}"
+    body = msgspec.json.encode(obj).decode() if compact else json.dumps(obj)
+    inner = f"{body[:-1]},{member}}}"
+    body = f'{{"outer":{inner}}}' if nested else inner
+    with pytest.raises(MalformedToken):
+        _jose.json_object(_segment(body), "payload")
