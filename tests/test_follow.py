@@ -88,6 +88,23 @@ async def test_cluster_store_follows_every_primary(store: Any, engine: Engine) -
     assert replicas and not ports(store) & replicas
 
 
+async def cache_serves(store: Any, token: str, admin: Any, seconds: float = 5.0) -> bool:
+    """Whether 20 validations in a row are answered without a command reaching Redis.
+
+    Retried for a few seconds: on a loaded machine a heartbeat reply can come later than
+    the trust window, and then the store rightly asks Redis instead.
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        before = script_calls(admin)
+        for _ in range(20):
+            await store.validate(token)
+        if script_calls(admin) == before:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
 async def revoked_behind_our_back(
     store: Any, cluster: LocalCluster, token: str, user_id: str, session_id: str
 ) -> None:
@@ -95,10 +112,7 @@ async def revoked_behind_our_back(
     core = validator_core(store)
     await warm(store, token)
     with cluster.client() as admin:
-        before = script_calls(admin)
-        for _ in range(20):
-            await store.validate(token)  # hot: from the cache
-        assert script_calls(admin) == before
+        assert await cache_serves(store, token, admin)
         assert admin.delete(user_keys("ss", user_id).session(session_id)) == 1
     assert wait_for(lambda: len(core.near) == 0)
     with pytest.raises(SessionRevoked):
@@ -183,9 +197,7 @@ async def test_near_cache_follows_the_sentinel_primary(
     await warm(store, second.access_token)
     core = validator_core(store)
     with redis.Redis(port=new.port) as admin:
-        before = script_calls(admin)
-        await store.validate(second.access_token)
-        assert script_calls(admin) == before  # served from the cache
+        assert await cache_serves(store, second.access_token, admin)
         assert admin.delete(user_keys("ss", "user-2").session(second.session_id)) == 1
     assert wait_for(lambda: len(core.near) == 0)
     with pytest.raises(SessionRevoked):
