@@ -25,7 +25,7 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import cast
+from typing import NoReturn, cast
 
 import pytest
 import redis
@@ -65,6 +65,20 @@ KeyspaceAudit = Callable[["redis.Redis", str], None]
 def in_ci() -> bool:
     """True under ``CI=true``, where a missing local engine is a failure, not a skip."""
     return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+def unavailable(reason: str) -> NoReturn:
+    """A missing engine or tool: fail under ``CI=true``, else skip, saying why."""
+    if in_ci():
+        pytest.fail(f"CI=true: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def needed(binary: str | None, reason: str) -> str:
+    """``binary`` when installed; otherwise ``unavailable(reason)``."""
+    if binary is None:
+        unavailable(reason)
+    return binary
 
 
 def missing_local_engines() -> list[str]:
@@ -200,12 +214,10 @@ def keyspace_audit() -> KeyspaceAudit:
 @pytest.fixture
 def fault_server() -> Iterator[LocalServer]:
     """A private server (valkey preferred, else redis7) to pause, kill or restart."""
-    binary = valkey_binary() or redis_binary()
-    if binary is None:
-        reason = "fault_server needs valkey-server or redis-server: neither is installed"
-        if in_ci():
-            pytest.fail(f"CI=true: {reason}", pytrace=False)
-        pytest.skip(reason)
+    binary = needed(
+        valkey_binary() or redis_binary(),
+        "fault_server needs valkey-server or redis-server: neither is installed",
+    )
     with LocalServer(binary, name=f"fault-{Path(binary).name}") as server:
         yield server
 
@@ -217,12 +229,9 @@ def fault_cluster() -> Iterator[LocalCluster]:
     Shared by those tests (a cluster takes seconds to form): each leaves it healthy, every
     node running and the cluster ready, whichever roles and slots it moved.
     """
-    binary = local_binary()
-    if binary is None:
-        reason = "fault_cluster needs valkey-server or redis-server: neither is installed"
-        if in_ci():
-            pytest.fail(f"CI=true: {reason}", pytrace=False)
-        pytest.skip(reason)
+    binary = needed(
+        local_binary(), "fault_cluster needs valkey-server or redis-server: neither is installed"
+    )
     with LocalCluster(binary, name="fault-cluster") as cluster:
         yield cluster
 
@@ -234,12 +243,9 @@ SENTINEL_DOWN_AFTER_MS = 500
 @pytest.fixture
 def sentinel_group() -> Iterator[LocalSentinel]:
     """A private Sentinel group (its primary gets killed)."""
-    binary = local_binary()
-    if binary is None:
-        reason = "Sentinel tests need valkey-server or redis-server: neither is installed"
-        if in_ci():
-            pytest.fail(f"CI=true: {reason}", pytrace=False)
-        pytest.skip(reason)
+    binary = needed(
+        local_binary(), "Sentinel tests need valkey-server or redis-server: neither is installed"
+    )
     # A short failover-timeout: a split vote is retried within a second, not after six.
     down_after = SENTINEL_DOWN_AFTER_MS
     with LocalSentinel(binary, down_after_ms=down_after, failover_timeout_ms=1000) as group:

