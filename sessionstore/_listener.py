@@ -100,7 +100,7 @@ class Listener:
             self._last_pump = now
             sock = self._sock
             if sock is not None:
-                self._drain(sock, block=False)
+                self._drain(sock)
         except OSError:
             self._close()
         finally:
@@ -167,10 +167,11 @@ class Listener:
                         return
                     # Non-blocking: a pump may have drained what select() saw, and a recv
                     # blocked while holding the lock would stop every pump until more data.
-                    self._drain(sock, block=False)
+                    self._drain(sock)
 
-    def _drain(self, sock: socket.socket, *, block: bool) -> None:
-        if not block and not select.select([sock], [], [], 0)[0]:
+    def _drain(self, sock: socket.socket) -> None:
+        """Apply what has arrived on ``sock``, without waiting for more."""
+        if not select.select([sock], [], [], 0)[0]:
             return
         try:
             data = sock.recv(1 << 16)
