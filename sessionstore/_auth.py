@@ -234,7 +234,8 @@ class Auth(Core):
         keys = self._keys.get(claims.user_id)
         if keys is None:
             keys = self._user_keys(claims.user_id)
-        verified = Verified(claims, keys.index, keys.session(claims.session_id))
+        key = keys.session(claims.session_id)
+        verified = Verified(claims, key, keys.index, (key,))
         if cache is None:
             verified.repeat = True  # no doorkeeper: every session is worth caching
         elif type(access_token) is str and cache.admit(access_token):
@@ -274,7 +275,7 @@ class Auth(Core):
             return self._degraded(claims, None)
         # A token seen for the first time stays out of both caches (see TokenCache.admit):
         # its session is cached from the second sighting on.
-        return Check(self, verified, near if verified.repeat else None, ip, user_agent).read()
+        return Check(self, verified, near if verified.repeat else None, ip, user_agent)
 
     def _reachable(self) -> None:
         ended = self.breaker.success(time.monotonic())

@@ -10,6 +10,8 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from sessionstore import _codec, events
 from sessionstore._cache import NearCache
 from sessionstore._core import Call, fail_closed
@@ -27,27 +29,38 @@ _CHECK = SCRIPTS["check"]
 READ_FIELDS = _codec.ROW_FIELDS
 
 
-class Verified:
-    """A verified token, its keys, and the last Principal built from a cached session."""
+class Verified(msgspec.Struct, gc=False):
+    """A verified token, its keys, and the last Principal built from a cached session.
 
-    __slots__ = ("claims", "key", "keys", "memo", "read", "repeat")
+    Not tracked by the garbage collector (``gc=False``): one is built per first-time
+    validation and lives across its round trip, and nothing it holds refers back to it.
+    """
 
-    def __init__(self, claims: AccessClaims, index: str, key: str) -> None:
-        self.claims = claims
-        self.key = key
-        self.read = (key,)  # the KEYS of the plain reads
-        self.keys = (index, key)  # the KEYS of the check script
-        self.memo: tuple[Session, Principal] | None = None
-        self.repeat = False  # seen before: cached, and its session may be
+    claims: AccessClaims
+    key: str  # the session hash
+    index: str  # the user's session index
+    read: tuple[str]  # the KEYS of the plain reads
+    memo: tuple[Session, Principal] | None = None
+    repeat: bool = False  # seen before: cached, and its session may be
+
+    @property
+    def keys(self) -> tuple[str, str]:
+        """The KEYS of the check script."""
+        return (self.index, self.key)
 
 
-class Check:
-    """One validation's trip to Redis: a plain HMGET, the check script only if needed.
+class Check(Call[Principal]):
+    """One validation's trip to Redis, and its first call: a plain HMGET.
 
     The hash's TTL is its idle/absolute deadline on the server's clock, so a reply proves
     the session live. The check script runs only when a touch is due, or to tell an
     expired session from a revoked one; a plain HGETALL follows for a session whose blobs
-    outgrow the HMGET's slots. (A class, not closures: one is built per request.)
+    outgrow the HMGET's slots.
+
+    A Check is its own ``Call`` (the HMGET of ``READ_FIELDS``): ``parse``, ``fail`` and
+    ``then`` are its methods. One object per request then carries the whole validation
+    across the round trip, instead of a Call, three bound methods and this state: with a
+    thousand validations in flight, fewer live objects means less garbage collector work.
     """
 
     __slots__ = ("auth", "ip", "near", "ticket", "user_agent", "verified")
@@ -60,17 +73,18 @@ class Check:
         ip: str | None,
         user_agent: str | None,
     ) -> None:
+        # Call's fields, set here: parse, fail and then are the methods below.
+        self.script = _CHECK
+        self.keys = verified.read
+        self.args = READ_FIELDS
+        self.durable = False
+        self.command = "HMGET"
         self.auth = auth
         self.verified = verified
         self.near = near
         self.ticket = 0 if near is None else near.begin()
         self.ip = ip
         self.user_agent = user_agent
-
-    def read(self) -> Call[Principal]:
-        """The HMGET of the session's fixed fields and first blob chunks (``READ_FIELDS``)."""
-        keys, parse, then = self.verified.read, self.principal, self.then
-        return Call(_CHECK, keys, READ_FIELDS, parse, self.fail, command="HMGET", then=then)
 
     def then(self, row: list[bytes | None]) -> Call[Principal] | None:
         """The follow-up an HMGET reply needs (gone, touch due, blobs too big), or None."""
@@ -95,7 +109,7 @@ class Check:
         args = (verified.claims.session_id, interval_us // 1000)
         return Call(_CHECK, verified.keys, args, self.checked, self.fail)
 
-    def principal(self, row: list[bytes | None]) -> Principal:
+    def parse(self, row: list[bytes | None]) -> Principal:
         """The Principal of a live session's HMGET row (see ``then``)."""
         claims = self.verified.claims
         return self._built(_codec.parse_row(claims.user_id, claims.session_id, row))

@@ -47,7 +47,6 @@ _ASYNC_CONNECTIONS = (aconn.Connection, aconn.SSLConnection, aconn.UnixDomainSoc
 _READ_SIZE = 1 << 16
 Settle = Callable[[Call[Any], "asyncio.Future[Any]", Any], None]
 """settle(call, future, reply or error): resolve one caller."""
-_Pending = tuple[Call[Any], "asyncio.Future[Any]", bool]  # (call, future, may retry as EVAL)
 
 
 def _plain_pool(
@@ -208,17 +207,21 @@ class AsyncDirect:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock: asyncio.Lock | None = None
         self._ok = False  # the held connection is up and in step: writes may go out
-        self._pending: deque[_Pending] = deque()
+        # Calls awaiting a reply, in order, and their callers' futures, side by side.
+        self._calls: deque[Call[Any]] = deque()
+        self._futures: deque[asyncio.Future[Any]] = deque()
+        self._reloaded: set[asyncio.Future[Any]] = set()  # callers re-sent as EVAL once
         self._reading: asyncio.Task[None] | None = None
 
     def ready(self) -> bool:
         """Whether ``write`` may be called now (in this event loop, on a live connection)."""
         return self._ok and self._loop is asyncio.get_running_loop() and _alive(self._conn)
 
-    def write(self, batch: list[tuple[Call[Any], asyncio.Future[Any]]]) -> None:
-        """Send ``batch`` now (``ready()`` must hold); replies are settled as they come."""
-        self._conn._writer.write(b"".join([pack(call) for call, _ in batch]))
-        self._pending.extend([(call, future, True) for call, future in batch])
+    def write(self, calls: list[Call[Any]], futures: list[asyncio.Future[Any]]) -> None:
+        """Send ``calls`` now (``ready()`` must hold); each reply settles its future."""
+        self._conn._writer.write(b"".join([pack(call) for call in calls]))
+        self._calls.extend(calls)
+        self._futures.extend(futures)
         if self._reading is None:
             self._reading = asyncio.get_running_loop().create_task(self._read(self._conn))
 
@@ -229,7 +232,7 @@ class AsyncDirect:
             # First use, or the store moved to another event loop: what was held belongs
             # to the old one.
             self._ok, self._loop, self._lock = False, loop, asyncio.Lock()
-            self._pending.clear()
+            self._forget()
             self._reading = None
             old, self._conn = self._conn, None
             if old is not None:
@@ -264,24 +267,28 @@ class AsyncDirect:
             await self._pool.release(conn)
 
     async def _read(self, conn: Any) -> None:
-        pending = self._pending
+        calls, futures, reloaded = self._calls, self._futures, self._reloaded
         parser = hiredis.Reader(protocolError=rx.InvalidResponse, replyError=BaseParser.parse_error)
         reader: asyncio.StreamReader = conn._reader
         timeout = conn.socket_timeout
         try:
-            while pending:
+            while calls:
                 data = await _chunk(reader, timeout)
                 if not data:
                     raise rx.ConnectionError("Connection closed by server.")
                 parser.feed(data)
-                while pending and (reply := parser.gets()) is not False:
-                    call, future, again = pending.popleft()
-                    if again and isinstance(reply, rx.NoScriptError):
+                while calls and (reply := parser.gets()) is not False:
+                    call, future = calls.popleft(), futures.popleft()
+                    if isinstance(reply, rx.NoScriptError) and future not in reloaded:
                         # After a restart or SCRIPT FLUSH: EVAL loads the script again.
                         conn._writer.write(pack_eval(call))
-                        pending.append((call, future, False))
-                    else:
-                        self._settle(call, future, _reply(call, reply))
+                        calls.append(call)
+                        futures.append(future)
+                        reloaded.add(future)
+                        continue
+                    if reloaded:
+                        reloaded.discard(future)
+                    self._settle(call, future, _reply(call, reply))
             if parser.has_data():
                 raise rx.InvalidResponse("the server sent more replies than commands")
         except asyncio.TimeoutError as err:  # before OSError: a subclass of it since 3.11
@@ -294,21 +301,27 @@ class AsyncDirect:
         except BaseException:
             # Cancelled (the loop is shutting down): nobody will read these replies.
             self._ok, self._conn, self._reading = False, None, None
-            for _, future, _ in pending:
+            for future in futures:
                 future.cancel()
-            pending.clear()
+            self._forget()
             raise
         finally:
             if self._reading is asyncio.current_task():
                 self._reading = None
 
+    def _forget(self) -> None:
+        """Forget every call in flight (their replies will never be read)."""
+        self._calls.clear()
+        self._futures.clear()
+        self._reloaded.clear()
+
     async def _drop(self, conn: Any, err: Exception) -> None:
         """Settle everything in flight with ``err``; the connection goes back disconnected."""
         # All state changes first (no await in between): new batches wait for open().
         self._ok, self._conn, self._reading = False, None, None
-        failed = list(self._pending)
-        self._pending.clear()
-        for call, future, _ in failed:
+        failed = list(zip(self._calls, self._futures, strict=True))
+        self._forget()
+        for call, future in failed:
             self._settle(call, future, err)
         try:
             await conn.disconnect(nowait=True)

@@ -1,4 +1,12 @@
-"""Typed records of sessionstore: frozen, keyword-only msgspec Structs."""
+"""Typed records of sessionstore: frozen, keyword-only msgspec Structs.
+
+The records every validation returns (``Principal``, its ``Session`` and ``Device``) are
+not tracked by Python's garbage collector (msgspec's ``gc=False``): under load thousands
+are alive at once, and tracked ones would be traversed again by every full collection.
+They are freed by reference counting like any object; the one thing to avoid is a
+reference cycle through them (storing a Principal inside its own ``claims`` or
+``session.data`` dict), which the collector could then never free.
+"""
 
 from __future__ import annotations
 
@@ -103,7 +111,7 @@ def _require_int(name: str, value: object, *, minimum: int) -> None:
         raise InvalidInput(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
-class Device(msgspec.Struct, frozen=True, kw_only=True):
+class Device(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The device a session was created on; ``id`` groups sessions per device."""
 
     id: str
@@ -112,7 +120,7 @@ class Device(msgspec.Struct, frozen=True, kw_only=True):
     ip: str = ""
 
 
-class Session(msgspec.Struct, frozen=True, kw_only=True):
+class Session(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One active session as stored in Redis (times are Unix seconds, server clock)."""
 
     user_id: str
@@ -149,7 +157,7 @@ class TokenPair(msgspec.Struct, frozen=True, kw_only=True):
     __str__ = __repr__
 
 
-class Principal(msgspec.Struct, frozen=True, kw_only=True):
+class Principal(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Who a validated access token speaks for.
 
     ``claims`` holds the caller's claims from login; ``session`` is None when the

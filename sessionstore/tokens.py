@@ -221,8 +221,11 @@ def _seconds(name: str, value: object) -> float:
 # --- access tokens ----------------------------------------------------------------------------
 
 
-class AccessClaims(msgspec.Struct, frozen=True, kw_only=True):
-    """The verified content of an access token: registered claims as attributes."""
+class AccessClaims(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """The verified content of an access token: registered claims as attributes.
+
+    Untracked by the garbage collector (``gc=False``), like the records of ``models``.
+    """
 
     user_id: str
     session_id: str
