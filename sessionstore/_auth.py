@@ -219,15 +219,15 @@ class Auth(Core):
         return keys
 
     def _verified(self, access_token: object, now: float) -> Verified:
-        cache = self.tokens
+        cache, keyring = self.tokens, self.keyring
         snapshot: object = None
         if cache is not None and type(access_token) is str:
-            snapshot = self.keyring._live()
+            snapshot = keyring._live()
             hit = cache.get(access_token, now, snapshot)
             if hit is not None:
                 return hit
         try:
-            claims = verify_access_token(self.keyring, access_token, config=self.config, now=now)
+            claims = verify_access_token(keyring, access_token, config=self.config, now=now)
         except InvalidToken as err:
             self.emit(events.ValidationFailed(reason=type(err).__name__))
             raise
@@ -251,11 +251,11 @@ class Auth(Core):
 
         ``ip`` and ``user_agent`` describe the request, for ``Config.device_binding``.
         """
-        now = time.time()
+        now, mono = time.time(), time.monotonic()
         verified = self._verified(access_token, now)
         claims = verified.claims
         near = self.near
-        if near is not None and near.get(verified.key, time.monotonic()) is not None:
+        if near is not None and near.get(verified.key, mono) is not None:
             # A hit: apply the pushes that already arrived, then look again.
             self.pump()
             session = near.get(verified.key, time.monotonic())
@@ -271,7 +271,7 @@ class Auth(Core):
             err = SessionRevoked("session was revoked (announced)")
             self._failed(claims, err)
             raise err
-        if not self.breaker.allow(time.monotonic()):
+        if not self.breaker.allow(mono):
             return self._degraded(claims, None)
         # A token seen for the first time stays out of both caches (see TokenCache.admit):
         # its session is cached from the second sighting on.

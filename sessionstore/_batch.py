@@ -6,12 +6,15 @@ written as one buffer on one connection of the client's pool and its replies par
 hiredis reader (``_direct``); on any other client (a cluster, Sentinel, RESP3, retries) it
 is one redis-py pipeline. Each caller gets its own result or its own error: one failing
 call never fails the others. A reply that asks for a follow-up call (a touch that is due)
-joins the next batch instead of costing a task of its own.
+joins the next batch instead of costing a task of its own, and so does the store's
+housekeeping when it is due (asked once per batch, not once per call).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from redis.exceptions import NoScriptError
@@ -22,14 +25,17 @@ from sessionstore._io import DRIVER_ERRORS, command_args, eval_args, failed
 
 __all__ = ["Batcher"]
 
+logger = logging.getLogger("sessionstore")
+
 T = TypeVar("T")
 
 
 class Batcher:
     """Queues calls and flushes them as one round trip per loop turn."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, chores: Callable[[], Call[None] | None]) -> None:
         self._client = client
+        self._chores = chores  # the store's housekeeping call when one is due, else None
         self._direct = _direct.async_direct(client, self._settle)
         # The calls of this loop turn and their callers' futures, side by side (no tuple
         # per call: a thousand in flight are a thousand fewer objects for the collector).
@@ -59,6 +65,13 @@ class Batcher:
         self.flushes += 1
         calls, futures = self._calls, self._futures
         self._calls, self._futures = [], []
+        chore = self._chores()
+        if chore is not None:
+            # Nobody awaits it: its outcome is its own business (events, a log line).
+            done = asyncio.get_running_loop().create_future()
+            done.add_done_callback(_discard)
+            calls.append(chore)
+            futures.append(done)
         direct = self._direct
         if direct is not None and direct.ready():
             direct.write(calls, futures)
@@ -95,7 +108,8 @@ class Batcher:
             if isinstance(reply, Exception):
                 result = failed(call, reply)
             else:
-                follow = None if call.then is None else call.then(reply)
+                then = call.then
+                follow = None if then is None else then(reply)
                 if follow is not None:
                     self._enqueue(follow, future)  # its result is the caller's result
                     return
@@ -138,3 +152,10 @@ class Batcher:
                 break
         if direct is not None:
             await direct.close()
+
+
+def _discard(future: asyncio.Future[Any]) -> None:
+    """Log what a housekeeping call raised (its expected failures it reports itself)."""
+    err = None if future.cancelled() else future.exception()
+    if err is not None:
+        logger.warning("sessionstore housekeeping failed: %r", err)

@@ -58,12 +58,18 @@ class Check(Call[Principal]):
     outgrow the HMGET's slots.
 
     A Check is its own ``Call`` (the HMGET of ``READ_FIELDS``): ``parse``, ``fail`` and
-    ``then`` are its methods. One object per request then carries the whole validation
-    across the round trip, instead of a Call, three bound methods and this state: with a
-    thousand validations in flight, fewer live objects means less garbage collector work.
+    ``then`` are its methods, and the fields every read shares are class attributes (both
+    shadow ``Call``'s slots of the same names). One object per request then carries the
+    whole validation across the round trip, instead of a Call, three bound methods and
+    this state: with a thousand validations in flight, fewer live objects means less
+    garbage collector work.
     """
 
     __slots__ = ("auth", "ip", "near", "ticket", "user_agent", "verified")
+    script = _CHECK
+    args: tuple[str, ...] = READ_FIELDS
+    durable = False
+    command: str | None = "HMGET"
 
     def __init__(
         self,
@@ -73,12 +79,7 @@ class Check(Call[Principal]):
         ip: str | None,
         user_agent: str | None,
     ) -> None:
-        # Call's fields, set here: parse, fail and then are the methods below.
-        self.script = _CHECK
-        self.keys = verified.read
-        self.args = READ_FIELDS
-        self.durable = False
-        self.command = "HMGET"
+        self.keys = verified.read  # the one Call field that differs per request
         self.auth = auth
         self.verified = verified
         self.near = near
@@ -101,7 +102,7 @@ class Check(Call[Principal]):
             )
         return None
 
-    def _all(self, fields: Mapping[bytes, bytes]) -> Call[Principal] | None:
+    def _all(self, fields: Mapping[bytes, bytes] | list[bytes]) -> Call[Principal] | None:
         return self._script(-1000) if not fields else None  # gone since the HMGET
 
     def _script(self, interval_us: int) -> Call[Principal]:
@@ -114,9 +115,12 @@ class Check(Call[Principal]):
         claims = self.verified.claims
         return self._built(_codec.parse_row(claims.user_id, claims.session_id, row))
 
-    def principal_all(self, fields: Mapping[bytes, bytes]) -> Principal:
-        """The Principal of a live session's whole hash."""
+    def principal_all(self, fields: Mapping[bytes, bytes] | list[bytes]) -> Principal:
+        """The Principal of a live session's whole hash (HGETALL: redis-py makes it a dict,
+        the direct path leaves it a flat list of names and values)."""
         claims = self.verified.claims
+        if isinstance(fields, list):
+            fields = _codec.parse_fields(fields)
         return self._built(_codec.parse_session(claims.user_id, claims.session_id, fields))
 
     def _built(self, session: Session) -> Principal:
@@ -135,7 +139,7 @@ class Check(Call[Principal]):
     def checked(self, reply: Any) -> Principal:
         """The check script's reply: the session's fields, or why it is gone."""
         if isinstance(reply, list):
-            return self.principal_all(_codec.parse_fields(reply))
+            return self.principal_all(reply)
         raise self._gone(reply)
 
     def _gone(self, code: int) -> SessionRevoked:

@@ -94,22 +94,47 @@ _pack: Callable[[tuple[Any, ...]], bytes] = hiredis.pack_command
 
 def pack(call: Call[Any]) -> bytes:
     """The RESP of ``call``: its read command, or EVALSHA of its script."""
-    if call.command is not None:
-        return _pack((call.command, *call.keys, *call.args))
-    return _pack(("EVALSHA", call.script.sha, *eval_args(call)))
+    command = call.command
+    if command is None:
+        return _pack(("EVALSHA", call.script.sha, *eval_args(call)))
+    keys, args = call.keys, call.args
+    frame = _FRAMES.get(id(args))
+    if frame is None or frame[0] is not args or frame[1] != command or frame[2] != len(keys):
+        frame = _frame(command, len(keys), args)
+    if len(keys) == 1:
+        return frame[3] + _bulk(keys[0]) + frame[4]
+    return b"".join([frame[3], *[_bulk(key) for key in keys], frame[4]])
+
+
+# A read differs from one request to the next only in its keys (the HMGET of a validation
+# names the same fields every time): the RESP before and after the keys is packed once per
+# arguments tuple, found by identity (they are constants), bounded by clearing.
+_Frame = tuple[tuple[Any, ...], str, int, bytes, bytes]
+_FRAMES: dict[int, _Frame] = {}
+
+
+def _frame(command: str, nkeys: int, args: tuple[Any, ...]) -> _Frame:
+    if len(_FRAMES) >= 16:
+        _FRAMES.clear()
+    head = b"*%d\r\n%s" % (1 + nkeys + len(args), _bulk(command))
+    frame = _FRAMES[id(args)] = (args, command, nkeys, head, b"".join(map(_bulk, args)))
+    return frame
+
+
+def _bulk(value: str | bytes | int) -> bytes:
+    """One RESP bulk string, as ``pack_command`` writes it (text as UTF-8, ints in decimal)."""
+    if isinstance(value, str):
+        data = value.encode()
+    elif isinstance(value, bytes):
+        data = value
+    else:
+        data = b"%d" % value
+    return b"$%d\r\n%s\r\n" % (len(data), data)
 
 
 def pack_eval(call: Call[Any]) -> bytes:
     """The RESP of EVAL of ``call``'s script (after NOSCRIPT: it loads the script again)."""
     return _pack(("EVAL", call.script.source, *eval_args(call)))
-
-
-def _reply(call: Call[Any], reply: Any) -> Any:
-    """What redis-py's response callback would make of ``reply`` (HGETALL: a dict)."""
-    if call.command == "HGETALL" and type(reply) is list:
-        it = iter(reply)
-        return dict(zip(it, it, strict=True))
-    return reply
 
 
 class SyncDirect:
@@ -144,7 +169,7 @@ class SyncDirect:
         finally:
             # A connection that failed was disconnected by redis-py: it reconnects on use.
             self._idle.append(conn)
-        return _reply(call, reply)
+        return reply
 
     def _checkout(self) -> Any:
         conn = self._pool.get_connection()  # connected and checked, like any checkout
@@ -288,7 +313,7 @@ class AsyncDirect:
                         continue
                     if reloaded:
                         reloaded.discard(future)
-                    self._settle(call, future, _reply(call, reply))
+                    self._settle(call, future, reply)
             if parser.has_data():
                 raise rx.InvalidResponse("the server sent more replies than commands")
         except asyncio.TimeoutError as err:  # before OSError: a subclass of it since 3.11

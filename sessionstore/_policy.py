@@ -105,5 +105,7 @@ class RevocationMemory:
 
     def is_revoked(self, user_id: str, session_id: str, now: float) -> bool:
         """Whether this session is known dead."""
+        if not self._until:
+            return False
         until = self._until.get((user_id, session_id))
         return until is not None and until >= now

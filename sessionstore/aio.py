@@ -36,7 +36,7 @@ class AsyncSessionStore(StoreBase):
         on_event: EventHook | None = None,
     ) -> None:
         super().__init__(client, keyring=keyring, config=config, on_event=on_event)
-        self._batcher = Batcher(client)
+        self._batcher = Batcher(client, self._core.housekeeping)
 
     @classmethod
     def from_url(
@@ -125,9 +125,6 @@ class AsyncSessionStore(StoreBase):
         step = self._core.validate(access_token, ip=ip, user_agent=user_agent)
         if isinstance(step, Principal):
             return step
-        chore = self._core.housekeeping()
-        if chore is not None:
-            await self._run(chore)
         return await self._batcher.submit(step)
 
     async def refresh(self, refresh_token: str) -> TokenPair:

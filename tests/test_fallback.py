@@ -155,3 +155,25 @@ async def test_data_loss_is_reported(
     assert await store.sessions("user-1") == []
     lost = [e for e in seen if isinstance(e, events.DataLost)]
     assert len(lost) == 1 and "vanished" in lost[0].detail
+
+
+async def test_validations_alone_carry_the_data_loss_check(
+    make_store: Callable[..., Any], fault_server: LocalServer
+) -> None:
+    # A service that only validates (the async store asks for its housekeeping once per
+    # batch of validations, not per call) still hears that Redis lost its data.
+    seen: list[events.Event] = []
+    store = make_store(
+        url=fault_server.url, config=Config(marker_interval=0.1), on_event=seen.append
+    )
+    pair = await store.login("user-1", device=PHONE)
+    assert not (await store.validate(pair.access_token)).degraded
+    admin = redis.Redis.from_url(fault_server.url)
+    admin.flushall()  # as a restart without persistence would
+    admin.close()
+    time.sleep(0.15)
+    for _ in range(2):  # the check may share the batch of the first of these
+        with pytest.raises(SessionRevoked):
+            await store.validate(pair.access_token)
+    lost = [e for e in seen if isinstance(e, events.DataLost)]
+    assert len(lost) == 1 and "vanished" in lost[0].detail
