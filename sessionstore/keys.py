@@ -11,7 +11,8 @@ import base64
 import binascii
 import re
 import secrets
-from dataclasses import dataclass
+
+import msgspec
 
 from sessionstore.errors import InvalidInput
 
@@ -33,10 +34,10 @@ MAX_USER_ID_CHARS = 256
 MAX_DEVICE_ID_BYTES = 64
 _SESSION_ID = re.compile(r"[A-Za-z0-9_-]{22}")
 _ENCODED = re.compile(r"[A-Za-z0-9_-]{2,342}")
+_TO_URL = bytes.maketrans(b"+/", b"-_")
 
 
-@dataclass(frozen=True, slots=True)
-class UserKeys:
+class UserKeys(msgspec.Struct, frozen=True, gc=False):
     """The keys of one user: session prefix (``<prefix><sid>``) and index."""
 
     prefix: str
@@ -84,8 +85,8 @@ def check_device_id(device_id: object) -> str:
 
 def encode_user_id(user_id: str) -> str:
     """The base64url (unpadded) form of a checked user id."""
-    raw = base64.urlsafe_b64encode(check_user_id(user_id).encode("utf-8"))
-    return raw.rstrip(b"=").decode("ascii")
+    raw = binascii.b2a_base64(check_user_id(user_id).encode("utf-8"), newline=False)
+    return raw.rstrip(b"=").translate(_TO_URL).decode("ascii")
 
 
 def decode_user_id(encoded: str) -> str:

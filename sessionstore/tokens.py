@@ -328,14 +328,17 @@ def verify_access_token(
         raise MalformedToken("token is not a compact JWS")
     head, body, signature = segments
     state = keyring._state
-    key = state.headers.get(head) or state.header_key(head)
+    key = state.headers.get(head)
+    known = key is not None
+    if key is None:
+        key = state.header_key(head)
     if state.retire and key.kid in state.retire:
         keyring._entry(key.kid)
     # The signature is checked before the payload is decoded: unauthenticated bytes never
     # reach the JSON parser.
     if not key.verify(raw[: len(head) + 1 + len(body)], signature):
         raise InvalidSignature("signature does not verify")
-    if head not in state.headers:
+    if not known:
         state.remember(head, key)
     payload = _jose.json_object(body, "payload")
 
