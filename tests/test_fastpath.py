@@ -42,6 +42,7 @@ from sessionstore import (
     SessionStore,
     _jose,
 )
+from sessionstore._batch import WRITE_AT
 from sessionstore._cache import TokenCache
 from sessionstore.testing import Engine, LocalServer
 from support import script_calls
@@ -217,6 +218,22 @@ async def test_one_batch_per_loop_turn(redis_url: str, keyring: Keyring, engine:
         assert batcher.flushes == flushes + 1
         assert [r.session_id for r in results] == [p.session_id for p in pairs]
         assert batcher.direct == (engine.cluster is None)
+
+
+async def test_a_long_turn_is_written_in_slices(
+    redis_url: str, keyring: Keyring, engine: Engine
+) -> None:
+    # On the direct path a turn that queues WRITE_AT calls writes them at once (Redis works
+    # while the turn goes on); a cluster's pipeline waits for the end of the turn.
+    async with AsyncSessionStore.from_url(redis_url, keyring=keyring) as store:
+        count = 2 * WRITE_AT + 7
+        pairs = [await store.login(f"user-{n % 40}", device=PHONE) for n in range(count)]
+        await store.validate(pairs[0].access_token)  # the connection is open from now on
+        batcher = store._batcher
+        flushes = batcher.flushes
+        results = await validate_all(store, [p.access_token for p in pairs])
+        assert [r.session_id for r in results] == [p.session_id for p in pairs]
+        assert batcher.flushes == flushes + (3 if engine.cluster is None else 1)
 
 
 # --- follow-ups of the HMGET read -----------------------------------------------------------
