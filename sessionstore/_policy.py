@@ -35,6 +35,11 @@ class Breaker:
         return self._outage_started
 
     @property
+    def quiet(self) -> bool:
+        """No failure since the last success: ``success`` would change nothing."""
+        return not (self._streak or self._probing)
+
+    @property
     def is_open(self) -> bool:
         """True while calls are being short-circuited."""
         return self._streak >= self._threshold

@@ -379,13 +379,20 @@ def verify_access_token(
         raise InvalidClaim("token was issued in the future", claim="iat")
     if exp - iat > config.access_ttl + leeway:
         raise InvalidClaim("token lifetime exceeds access_ttl", claim="exp")
+    # sub, sid, jti, iat and exp are present (checked above): a payload of exactly those
+    # and the other registered names it holds carries no claims of the caller's.
+    registered = 5 + ("iss" in payload) + ("aud" in payload) + (nbf is not None)
+    if len(payload) == registered + ("typ" in payload):
+        claims: dict[str, Any] = {}
+    else:
+        claims = {name: value for name, value in payload.items() if name not in RESERVED_CLAIMS}
     return AccessClaims(
         user_id=sub,
         session_id=sid,
         token_id=jti,
         issued_at=iat,
         expires_at=exp,
-        claims={name: value for name, value in payload.items() if name not in RESERVED_CLAIMS},
+        claims=claims,
     )
 
 
