@@ -166,19 +166,27 @@ def row_fits(row: Sequence[bytes | None]) -> bool:
     return row[_D0 - 1] is None and int(row[5] or 0) <= DATA_SLOTS
 
 
-def parse_row(user_id: str, session_id: str, row: Sequence[bytes | None]) -> Session:
+def parse_row(user_id: str, session_id: str, row: list[bytes | None]) -> Session:
     """Build a ``Session`` from an HMGET of ``ROW_FIELDS`` that ``row_fits``."""
-    # A live session has every fixed field, and its chunks fill the first slots, so none
-    # of the values used here is None.
-    values = cast("Sequence[bytes]", row)
-    meta = row[_M0:_D0]
-    data_count = int(values[5] or 0)
-    return _session(
-        user_id,
-        session_id,
-        values[:5],
-        b"".join(values[_M0 : _M0 + meta.index(None)]),
-        b"".join(values[_D0 : _D0 + data_count]) if data_count else b"",
+    # A live session has every fixed field, and its chunks fill the first slots (the last
+    # meta slot is empty), so none of the values used here is None. Built in place rather
+    # than through _session: this runs on every validation that reads Redis.
+    values = cast("list[bytes]", row)
+    count = int(values[5] or 0)
+    name, user_agent, ip, claims = _meta_decoder.decode(
+        b"".join(values[_M0 : row.index(None, _M0)])
+    )
+    data = values[_D0] if count == 1 else b"".join(values[_D0 : _D0 + count])
+    return Session(
+        user_id=user_id,
+        session_id=session_id,
+        device=Device(id=values[4].decode(), name=name, user_agent=user_agent, ip=ip),
+        created_at=int(values[0]) / 1e6,
+        last_seen_at=int(values[1]) / 1e6,
+        idle_expires_at=int(values[2]) / 1000,
+        absolute_expires_at=int(values[3]) / 1000,
+        data=_data_decoder.decode(data) if count else {},
+        claims=claims,
     )
 
 

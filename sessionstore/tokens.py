@@ -336,7 +336,7 @@ def verify_access_token(
         keyring._entry(key.kid)
     # The signature is checked before the payload is decoded: unauthenticated bytes never
     # reach the JSON parser.
-    if not key.verify(raw[: len(head) + 1 + len(body)], signature):
+    if not key.verify_jws(head, body, signature):
         raise InvalidSignature("signature does not verify")
     if not known:
         state.remember(head, key)
