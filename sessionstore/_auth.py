@@ -56,6 +56,7 @@ class Auth(Core):
         size = config.token_cache_size
         self.tokens: TokenCache[Verified] | None = TokenCache(size, config.leeway) if size else None
         self._binding = config.device_binding != "off"
+        self.touch_us = config.touch_interval * 1_000_000  # read on every validation
         # user id -> its keys: a user's tokens come back (new sessions, refreshed tokens)
         # long after any one token has left the token cache. Bounded by clearing.
         self._keys: dict[str, UserKeys] = {}

@@ -92,7 +92,7 @@ class Check(Call[Principal]):
         seen = row[1]
         if seen is None:
             return self._script(-1000)  # gone: the script says whether expired or revoked
-        interval_us = self.auth.config.touch_interval * 1_000_000
+        interval_us = self.auth.touch_us
         if time.time() * 1_000_000 - int(seen) >= interval_us:
             return self._script(interval_us)  # touch due (the script re-checks on its clock)
         if not _codec.row_fits(row):
