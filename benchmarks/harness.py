@@ -193,10 +193,13 @@ def _calibrate(case: Case, settings: Settings) -> int:
         timed(case.run, _units(max(2, case.fixed_ops // 4), unit))
         return _units(case.fixed_ops, unit)
     budget_ns = settings.warmup_seconds * 1e9
-    spent_ns, n, rate = 0, _units(8, unit), 0.0
-    while spent_ns < budget_ns:
+    spent_ns, n, rate, runs = 0, _units(8, unit), 0.0, 0
+    # At least two runs: the rate comes from a warm one, never from the first (which may
+    # open connections, e.g. a pool's 100 for a row of 1000-call gathers).
+    while spent_ns < budget_ns or runs < 2:
         ns = timed(case.run, n)
         spent_ns += ns
+        runs += 1
         rate = n / ns
         # Grow the batch, never past what the rest of the warm-up budget allows.
         n = _units(int(min(n * 2, max(8, rate * (budget_ns - spent_ns)), settings.max_ops)), unit)
