@@ -50,7 +50,8 @@ class Batcher:
         self._calls: list[Call[Any]] = []
         self._futures: list[asyncio.Future[Any]] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self._scheduled = False
+        # The loop whose next turn flushes the queue, while a flush is scheduled.
+        self._scheduled: asyncio.AbstractEventLoop | None = None
         self.flushes = 0  # round trips sent: what batching saves is visible
 
     @property
@@ -65,19 +66,36 @@ class Batcher:
         return future
 
     def _enqueue(self, call: Call[Any], future: asyncio.Future[Any]) -> None:
+        loop = asyncio.get_running_loop()
+        if self._scheduled is not loop:
+            if self._scheduled is not None:
+                # Queued in another loop that stopped before its flush ran: those callers
+                # can only be answered there, and it is gone.
+                self._calls, self._futures = [], []
+            self._scheduled = loop
+            loop.call_soon(self._flush)
         calls, futures = self._calls, self._futures
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
         calls.append(call)
         futures.append(future)
         if len(calls) >= WRITE_AT and self._direct is not None and self._direct.ready():
             self.flushes += 1
             self._calls, self._futures = [], []
-            self._direct.write(calls, futures)
+            self._write(self._direct, calls, futures)
+
+    def _write(
+        self, direct: _direct.AsyncDirect, calls: list[Call[Any]], futures: list[Any]
+    ) -> None:
+        try:
+            direct.write(calls, futures)
+        except Exception as err:  # nothing was sent (a call that cannot be packed)
+            for future in futures:
+                if not future.done():
+                    future.set_exception(err)
 
     def _flush(self) -> None:
-        self._scheduled = False
+        if self._scheduled is not asyncio.get_running_loop():
+            return  # a stale callback of a loop this batcher has left
+        self._scheduled = None
         calls, futures = self._calls, self._futures
         self._calls, self._futures = [], []
         chore = self._chores()
@@ -92,7 +110,7 @@ class Batcher:
         self.flushes += 1
         direct = self._direct
         if direct is not None and direct.ready():
-            direct.write(calls, futures)
+            self._write(direct, calls, futures)
             return
         task = asyncio.get_running_loop().create_task(self._send(calls, futures))
         self._tasks.add(task)  # keep a reference until it is done
@@ -164,7 +182,7 @@ class Batcher:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
             elif direct is not None and direct.reading is not None:
                 await asyncio.gather(direct.reading, return_exceptions=True)
-            elif self._calls:
+            elif self._calls or self._scheduled is asyncio.get_running_loop():
                 await asyncio.sleep(0)  # a flush is scheduled for this loop turn
             else:
                 break

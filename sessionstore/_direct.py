@@ -123,12 +123,14 @@ def _frame(command: str, nkeys: int, args: tuple[Any, ...]) -> _Frame:
 
 def _bulk(value: str | bytes | int) -> bytes:
     """One RESP bulk string, as ``pack_command`` writes it (text as UTF-8, ints in decimal)."""
-    if isinstance(value, str):
+    if type(value) is str:
         data = value.encode()
-    elif isinstance(value, bytes):
+    elif type(value) is bytes:
         data = value
-    else:
+    elif type(value) is int:
         data = b"%d" % value
+    else:  # a float, a subclass: hiredis' own rules (and its TypeError)
+        return _pack((value,))[4:]  # without the "*1\r\n" header
     return b"$%d\r\n%s\r\n" % (len(data), data)
 
 

@@ -304,14 +304,18 @@ class KeyEntry:
         if self._mac is None:
             return self.verify(b"%s.%s" % (head, body), signature)
         prefixed = self._prefixed.get(head)
+        known = prefixed is not None
         if prefixed is None:
             prefixed = self._mac.copy()
             prefixed.update(head + b".")
-            if len(self._prefixed) < _HEADER_CACHE_SIZE:
-                self._prefixed[head] = prefixed
         mac = prefixed.copy()
         mac.update(body)
-        return hmac.compare_digest(b64u_bytes(mac.digest()), signature)
+        valid = hmac.compare_digest(b64u_bytes(mac.digest()), signature)
+        # Kept only for a header whose token verified (like KeySet.remember): a forger's
+        # header variants never fill the cache.
+        if valid and not known and len(self._prefixed) < _HEADER_CACHE_SIZE:
+            self._prefixed[head] = prefixed
+        return valid
 
     def verify(self, signing_input: bytes, signature: bytes) -> bool:
         """Check ``signature`` (base64url, charset already checked) over ``signing_input``."""

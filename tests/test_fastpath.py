@@ -236,6 +236,39 @@ async def test_a_long_turn_is_written_in_slices(
         assert batcher.flushes == flushes + (3 if engine.cluster is None else 1)
 
 
+def test_a_store_left_by_a_loop_that_stopped_mid_turn_serves_the_next_loop(
+    redis_url: str, keyring: Keyring
+) -> None:
+    # A validation queued in a loop that stopped before its flush ran (a test's loop torn
+    # down, a request cut off at shutdown) must not leave the store waiting for that flush:
+    # the next loop's validations go out. (Nothing else touched Redis in the first loop:
+    # redis-py's asyncio connections belong to the loop that opened them.)
+    with SessionStore.from_url(redis_url, keyring=keyring) as sync_store:
+        pair = sync_store.login("user-1", device=PHONE)
+    store = AsyncSessionStore.from_url(redis_url, keyring=keyring)
+    first = asyncio.new_event_loop()
+    tasks: list[asyncio.Task[Any]] = []
+
+    async def start_then_stop() -> None:
+        tasks.append(first.create_task(store.validate(pair.access_token)))
+        await asyncio.sleep(0)  # the task queues its call and schedules the flush...
+        first.stop()  # ...which this turn ends before
+
+    tasks.append(first.create_task(start_then_stop()))
+    first.run_forever()
+    first.close()
+    assert not tasks[1].done()  # the validation: stranded in the stopped loop, as intended
+    second = asyncio.new_event_loop()
+    try:
+        principal = second.run_until_complete(
+            asyncio.wait_for(store.validate(pair.access_token), timeout=5)
+        )
+        assert principal.session_id == pair.session_id and not principal.degraded
+        second.run_until_complete(store.close())
+    finally:
+        second.close()
+
+
 # --- follow-ups of the HMGET read -----------------------------------------------------------
 
 

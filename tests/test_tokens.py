@@ -884,3 +884,24 @@ def test_issue_refresh_refuses(ctx: Ctx, changes: Mapping[str, Any]) -> None:
     arguments: dict[str, Any] = {"user_id": "u", "session_id": SID, "generation": 1, **changes}
     with pytest.raises(InvalidInput):
         issue_refresh_token(ctx.keyring, **arguments)
+
+
+def test_a_forged_header_variant_is_never_cached() -> None:
+    # The HMAC state after a header is kept per header text, but only once a token with
+    # that header verified: a forger's variants (same key, other whitespace) never fill it.
+    keyring = Keyring.generate("HS256", kid="hs-cache")
+    token, _ = issue(keyring)
+    key = keyring._state.keys["hs-cache"]
+    verify(keyring, token)
+    head, body, _ = token.split(".")
+    assert list(key._prefixed) == [head.encode()]
+    header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    variant = segment(json.dumps(header, separators=(", ", ": ")))
+    forged = f"{variant}.{body}.{b64(secrets.token_bytes(32))}"
+    with pytest.raises(InvalidSignature):
+        verify(keyring, forged)
+    assert list(key._prefixed) == [head.encode()]
+    assert key.secret is not None
+    mac = hmac.digest(key.secret, f"{variant}.{body}".encode("ascii"), "sha256")
+    verify(keyring, f"{variant}.{body}.{b64(mac)}")  # the key holder's own variant
+    assert list(key._prefixed) == [head.encode(), variant.encode()]
