@@ -61,12 +61,14 @@ class Batcher:
 
     def submit(self, call: Call[T]) -> asyncio.Future[T]:
         """Queue ``call`` with the others of this loop turn; await the future for its result."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._enqueue(call, future)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._enqueue(loop, call, future)
         return future
 
-    def _enqueue(self, call: Call[Any], future: asyncio.Future[Any]) -> None:
-        loop = asyncio.get_running_loop()
+    def _enqueue(
+        self, loop: asyncio.AbstractEventLoop, call: Call[Any], future: asyncio.Future[Any]
+    ) -> None:
         if self._scheduled is not loop:
             if self._scheduled is not None:
                 # Queued in another loop that stopped before its flush ran: those callers
@@ -147,7 +149,8 @@ class Batcher:
                 then = call.then
                 follow = None if then is None else then(reply)
                 if follow is not None:
-                    self._enqueue(follow, future)  # its result is the caller's result
+                    # Its result is the caller's result.
+                    self._enqueue(future.get_loop(), follow, future)
                     return
                 result = call.parse(reply)
         except Exception as err:  # handed to exactly that caller
