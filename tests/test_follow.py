@@ -22,7 +22,7 @@ from sessionstore._follow import cluster_primaries
 from sessionstore._wire import ConnSpec
 from sessionstore.keys import user_keys
 from sessionstore.testing import Engine, LocalCluster, LocalSentinel
-from support import script_calls
+from support import cache_serves
 from test_caches import validator_core, wait_for, warm
 from test_cluster import promote
 
@@ -86,23 +86,6 @@ async def test_cluster_store_follows_every_primary(store: Any, engine: Engine) -
     assert wait_for(lambda: ports(store) == primaries), (ports(store), primaries)
     replicas = {server.port for server in engine.cluster.nodes} - primaries
     assert replicas and not ports(store) & replicas
-
-
-async def cache_serves(store: Any, token: str, admin: Any, seconds: float = 5.0) -> bool:
-    """Whether 20 validations in a row are answered without a command reaching Redis.
-
-    Retried for a few seconds: on a loaded machine a heartbeat reply can come later than
-    the trust window, and then the store rightly asks Redis instead.
-    """
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        before = script_calls(admin)
-        for _ in range(20):
-            await store.validate(token)
-        if script_calls(admin) == before:
-            return True
-        await asyncio.sleep(0.05)
-    return False
 
 
 async def revoked_behind_our_back(
