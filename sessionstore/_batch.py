@@ -125,7 +125,7 @@ class Batcher:
                 # First use, or the connection was lost: take one (no await after it: the
                 # batch is written before anything else can break it again).
                 await direct.open()
-                direct.write(calls, futures)
+                self._write(direct, calls, futures)
                 return
             replies = await self._execute(calls)
         except DRIVER_ERRORS as err:

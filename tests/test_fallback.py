@@ -138,42 +138,36 @@ async def test_server_errors_never_open_the_fallback(
     admin.close()
 
 
-async def test_data_loss_is_reported(
-    make_store: Callable[..., Any], fault_server: LocalServer
-) -> None:
-    seen: list[events.Event] = []
-    store = make_store(
-        url=fault_server.url, config=Config(marker_interval=0.1), on_event=seen.append
-    )
-    await store.login("user-1", device=PHONE)
-    await store.sessions("user-1")
-    assert not [e for e in seen if isinstance(e, events.DataLost)]
-    admin = redis.Redis.from_url(fault_server.url)
-    admin.flushall()  # as a restart without persistence would
-    admin.close()
-    time.sleep(0.15)
+async def _listing(store: Any, token: str) -> None:
     assert await store.sessions("user-1") == []
-    lost = [e for e in seen if isinstance(e, events.DataLost)]
-    assert len(lost) == 1 and "vanished" in lost[0].detail
 
 
-async def test_validations_alone_carry_the_data_loss_check(
-    make_store: Callable[..., Any], fault_server: LocalServer
-) -> None:
+async def _validating(store: Any, token: str) -> None:
     # A service that only validates (the async store asks for its housekeeping once per
-    # batch of validations, not per call) still hears that Redis lost its data.
+    # batch of validations, not per call) hears of the loss too.
+    for _ in range(2):  # the check may share the batch of the first of these
+        with pytest.raises(SessionRevoked):
+            await store.validate(token)
+
+
+@pytest.mark.parametrize("use", [_listing, _validating], ids=["listing", "validating"])
+async def test_data_loss_is_reported(
+    make_store: Callable[..., Any],
+    fault_server: LocalServer,
+    use: Callable[[Any, str], Awaitable[None]],
+) -> None:
     seen: list[events.Event] = []
     store = make_store(
         url=fault_server.url, config=Config(marker_interval=0.1), on_event=seen.append
     )
     pair = await store.login("user-1", device=PHONE)
     assert not (await store.validate(pair.access_token)).degraded
+    assert await store.sessions("user-1") != []
+    assert not [e for e in seen if isinstance(e, events.DataLost)]
     admin = redis.Redis.from_url(fault_server.url)
     admin.flushall()  # as a restart without persistence would
     admin.close()
     time.sleep(0.15)
-    for _ in range(2):  # the check may share the batch of the first of these
-        with pytest.raises(SessionRevoked):
-            await store.validate(pair.access_token)
+    await use(store, pair.access_token)
     lost = [e for e in seen if isinstance(e, events.DataLost)]
     assert len(lost) == 1 and "vanished" in lost[0].detail
