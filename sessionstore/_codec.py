@@ -169,40 +169,26 @@ def row_fits(row: Sequence[bytes | None]) -> bool:
 def parse_row(user_id: str, session_id: str, row: list[bytes | None]) -> Session:
     """Build a ``Session`` from an HMGET of ``ROW_FIELDS`` that ``row_fits``."""
     # A live session has every fixed field, and its chunks fill the first slots (the last
-    # meta slot is empty), so none of the values used here is None. Built in place rather
-    # than through _session: this runs on every validation that reads Redis.
+    # meta slot is empty), so none of the values used here is None.
     values = cast("list[bytes]", row)
     count = int(values[5] or 0)
-    name, user_agent, ip, claims = _meta_decoder.decode(
-        b"".join(values[_M0 : row.index(None, _M0)])
-    )
     data = values[_D0] if count == 1 else b"".join(values[_D0 : _D0 + count])
-    return Session(
-        user_id=user_id,
-        session_id=session_id,
-        device=Device(id=values[4].decode(), name=name, user_agent=user_agent, ip=ip),
-        created_at=int(values[0]) / 1e6,
-        last_seen_at=int(values[1]) / 1e6,
-        idle_expires_at=int(values[2]) / 1000,
-        absolute_expires_at=int(values[3]) / 1000,
-        data=_data_decoder.decode(data) if count else {},
-        claims=claims,
-    )
+    return _session(user_id, session_id, values, b"".join(values[_M0 : row.index(None, _M0)]), data)
 
 
 def _session(
     user_id: str, session_id: str, fixed: Sequence[bytes], meta: bytes, data: bytes
 ) -> Session:
-    created, seen, idle, absolute, device_id = fixed
+    """``fixed`` starts with c, s, e, a, v (a whole HMGET row will do: no slice per call)."""
     name, user_agent, ip, claims = _meta_decoder.decode(meta)
     return Session(
         user_id=user_id,
         session_id=session_id,
-        device=Device(id=device_id.decode(), name=name, user_agent=user_agent, ip=ip),
-        created_at=int(created) / 1e6,
-        last_seen_at=int(seen) / 1e6,
-        idle_expires_at=int(idle) / 1000,
-        absolute_expires_at=int(absolute) / 1000,
+        device=Device(id=fixed[4].decode(), name=name, user_agent=user_agent, ip=ip),
+        created_at=int(fixed[0]) / 1e6,
+        last_seen_at=int(fixed[1]) / 1e6,
+        idle_expires_at=int(fixed[2]) / 1000,
+        absolute_expires_at=int(fixed[3]) / 1000,
         data=_data_decoder.decode(data) if data else {},
         claims=claims,
     )

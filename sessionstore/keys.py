@@ -14,6 +14,7 @@ import secrets
 
 import msgspec
 
+from sessionstore._jose import b64u_encode
 from sessionstore.errors import InvalidInput
 
 __all__ = [
@@ -34,7 +35,6 @@ MAX_USER_ID_CHARS = 256
 MAX_DEVICE_ID_BYTES = 64
 _SESSION_ID = re.compile(r"[A-Za-z0-9_-]{22}")
 _ENCODED = re.compile(r"[A-Za-z0-9_-]{2,342}")
-_TO_URL = bytes.maketrans(b"+/", b"-_")
 
 
 class UserKeys(msgspec.Struct, frozen=True, gc=False):
@@ -85,8 +85,7 @@ def check_device_id(device_id: object) -> str:
 
 def encode_user_id(user_id: str) -> str:
     """The base64url (unpadded) form of a checked user id."""
-    raw = binascii.b2a_base64(check_user_id(user_id).encode("utf-8"), newline=False)
-    return raw.rstrip(b"=").translate(_TO_URL).decode("ascii")
+    return b64u_encode(check_user_id(user_id).encode("utf-8"))
 
 
 def decode_user_id(encoded: str) -> str:
