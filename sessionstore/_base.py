@@ -6,7 +6,7 @@ The only I/O started here is the shared invalidation listeners of the near cache
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from sessionstore import _follow
 from sessionstore._auth import Auth
@@ -18,9 +18,15 @@ from sessionstore.tokens import Keyring
 
 __all__ = ["StoreBase"]
 
+S = TypeVar("S", bound="StoreBase")
+
 
 class StoreBase:
-    """Holds the client, the pure core and the ownership flag of both shells."""
+    """Holds the client, the pure core and the ownership flag of both shells.
+
+    A shell adds what is its own through two hooks: ``_new_client`` (the client
+    ``from_url`` makes) and ``_start`` (its set-up around the client).
+    """
 
     def __init__(
         self,
@@ -47,6 +53,33 @@ class StoreBase:
             listener.subscribe(self._core.published, self._core.breaker.expedite)
             self._core.attach(listener.cache, listener.pump)
             self._listener = listener
+        self._start(client)
+
+    @classmethod
+    def from_url(
+        cls: type[S],
+        url: str,
+        *,
+        keyring: Keyring | None = None,
+        config: Config | None = None,
+        on_event: EventHook | None = None,
+        **options: Any,
+    ) -> S:
+        """A store on a client it creates (and closes): no driver retries, bounded timeouts."""
+        config = Config() if config is None else config
+        store = cls(
+            cls._new_client(url, config, options), keyring=keyring, config=config, on_event=on_event
+        )
+        store._owns_client = True
+        return store
+
+    @staticmethod
+    def _new_client(url: str, config: Config, options: dict[str, Any]) -> Any:
+        """The redis-py client ``from_url`` makes (sync or asyncio: the shell's own)."""
+        raise NotImplementedError
+
+    def _start(self, client: Any) -> None:
+        """The shell's own set-up around ``client`` (its fast path, its batcher)."""
 
     def _detach(self) -> None:
         """Give back the shared invalidation listener (the last store stops it)."""

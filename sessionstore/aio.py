@@ -12,9 +12,7 @@ from sessionstore._base import StoreBase
 from sessionstore._batch import Batcher
 from sessionstore._core import Call, fail_closed
 from sessionstore._io import DRIVER_ERRORS, command_args, eval_args, failed, is_unreachable
-from sessionstore.events import EventHook
 from sessionstore.models import Config, Device, DeviceSessions, Principal, Session, TokenPair
-from sessionstore.tokens import Keyring
 
 __all__ = ["AsyncSessionStore"]
 
@@ -27,33 +25,12 @@ class AsyncSessionStore(StoreBase):
     Concurrent ``validate`` calls of one event loop are sent as one pipeline per loop turn.
     """
 
-    def __init__(
-        self,
-        client: Any,
-        *,
-        keyring: Keyring | None = None,
-        config: Config | None = None,
-        on_event: EventHook | None = None,
-    ) -> None:
-        super().__init__(client, keyring=keyring, config=config, on_event=on_event)
+    def _start(self, client: Any) -> None:
         self._batcher = Batcher(client, self._core.housekeeping)
 
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        keyring: Keyring | None = None,
-        config: Config | None = None,
-        on_event: EventHook | None = None,
-        **options: Any,
-    ) -> AsyncSessionStore:
-        """A store on a client it creates (and closes): no driver retries, bounded timeouts."""
-        config = Config() if config is None else config
-        client = _connect.async_client(url, config, options)
-        store = cls(client, keyring=keyring, config=config, on_event=on_event)
-        store._owns_client = True
-        return store
+    @staticmethod
+    def _new_client(url: str, config: Config, options: dict[str, Any]) -> Any:
+        return _connect.async_client(url, config, options)
 
     async def _run(self, call: Call[T]) -> T:
         chore = self._core.housekeeping()

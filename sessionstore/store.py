@@ -11,9 +11,7 @@ from sessionstore import _admin, _connect, _direct, _durable
 from sessionstore._base import StoreBase
 from sessionstore._core import Call, fail_closed
 from sessionstore._io import DRIVER_ERRORS, command_args, eval_args, failed, is_unreachable
-from sessionstore.events import EventHook
 from sessionstore.models import Config, Device, DeviceSessions, Principal, Session, TokenPair
-from sessionstore.tokens import Keyring
 
 __all__ = ["SessionStore"]
 
@@ -23,34 +21,13 @@ T = TypeVar("T")
 class SessionStore(StoreBase):
     """Sessions and stateful JWTs on Redis, for synchronous code (thread-safe)."""
 
-    def __init__(
-        self,
-        client: Any,
-        *,
-        keyring: Keyring | None = None,
-        config: Config | None = None,
-        on_event: EventHook | None = None,
-    ) -> None:
-        super().__init__(client, keyring=keyring, config=config, on_event=on_event)
+    def _start(self, client: Any) -> None:
         # A plain single-server client: commands go straight onto its connections.
         self._direct = _direct.sync_direct(client)
 
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        keyring: Keyring | None = None,
-        config: Config | None = None,
-        on_event: EventHook | None = None,
-        **options: Any,
-    ) -> SessionStore:
-        """A store on a client it creates (and closes): no driver retries, bounded timeouts."""
-        config = Config() if config is None else config
-        client = _connect.sync_client(url, config, options)
-        store = cls(client, keyring=keyring, config=config, on_event=on_event)
-        store._owns_client = True
-        return store
+    @staticmethod
+    def _new_client(url: str, config: Config, options: dict[str, Any]) -> Any:
+        return _connect.sync_client(url, config, options)
 
     def _run(self, call: Call[T]) -> T:
         chore = self._core.housekeeping()

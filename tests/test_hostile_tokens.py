@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from forge import SID, b64, claim_set, segment
 from sessionstore import Config, Device, Keyring, SessionRevoked
 from sessionstore.errors import (
     DisallowedAlgorithm,
@@ -42,7 +43,6 @@ from sessionstore.tokens import issue_refresh_token, verify_access_token
 
 CONFIG = Config(issuer="https://auth.example", audience="api.example")
 NOW = int(time.time())
-SID = "S" * 21 + "A"
 HS: dict[str, object] = {"alg": "HS256", "kid": "hs1", "typ": "at+jwt"}
 ES: dict[str, object] = {"alg": "ES256", "kid": "es1", "typ": "at+jwt"}
 ED: dict[str, object] = {"alg": "EdDSA", "kid": "ed1", "typ": "at+jwt"}
@@ -51,32 +51,9 @@ P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 PHONE = Device(id="phone-1", name="Pixel")
 
 
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def seg(part: object) -> str:
-    """A JOSE segment: bytes and str as given, anything else as compact JSON."""
-    if isinstance(part, bytes):
-        return b64(part)
-    if isinstance(part, str):
-        return b64(part.encode("utf-8"))
-    return b64(json.dumps(part, separators=(",", ":")).encode("utf-8"))
-
-
 def claims(**changes: object) -> dict[str, object]:
     """Valid claims at NOW; a change to ``None`` removes the claim."""
-    body: dict[str, object] = {
-        "iss": CONFIG.issuer,
-        "sub": "user-1",
-        "aud": CONFIG.audience,
-        "iat": NOW,
-        "exp": NOW + CONFIG.access_ttl,
-        "jti": "jti-1",
-        "sid": SID,
-    }
-    body.update(changes)
-    return {name: value for name, value in body.items() if value is not None}
+    return claim_set(CONFIG, NOW, **changes)
 
 
 def header(base: dict[str, object], **changes: object) -> dict[str, object]:
@@ -112,7 +89,7 @@ class Forge:
 
     @staticmethod
     def signing_input(head: object, body: object) -> str:
-        return f"{seg(head)}.{seg(claims() if body is None else body)}"
+        return f"{segment(head)}.{segment(claims() if body is None else body)}"
 
     def hs(
         self,
@@ -325,7 +302,7 @@ SIGNATURE = [
     ),
     Case(
         "payload swapped under a genuine signature",
-        lambda f: f"{seg(HS)}.{seg(claims(sub='admin'))}.{f.valid().rsplit('.', 1)[1]}",
+        lambda f: f"{segment(HS)}.{segment(claims(sub='admin'))}.{f.valid().rsplit('.', 1)[1]}",
         InvalidSignature,
     ),
     Case("ECDSA psychic signature r=s=0", lambda f: es_raw(f, bytes(64)), InvalidSignature),
@@ -392,8 +369,10 @@ SHAPE = [
         "JSON serialisation (general)",
         lambda f: json.dumps(
             {
-                "payload": seg(claims()),
-                "signatures": [{"protected": seg(HS), "signature": f.valid().rsplit(".", 1)[1]}],
+                "payload": segment(claims()),
+                "signatures": [
+                    {"protected": segment(HS), "signature": f.valid().rsplit(".", 1)[1]}
+                ],
             }
         ),
         MalformedToken,
@@ -402,8 +381,8 @@ SHAPE = [
         "JSON serialisation (flattened)",
         lambda f: json.dumps(
             {
-                "payload": seg(claims()),
-                "protected": seg(HS),
+                "payload": segment(claims()),
+                "protected": segment(HS),
                 "signature": f.valid().rsplit(".", 1)[1],
             }
         ),

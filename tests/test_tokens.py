@@ -22,6 +22,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, rsa
 
+from forge import SID, b64, claim_set, segment
 from sessionstore.errors import (
     DisallowedAlgorithm,
     InvalidClaim,
@@ -52,37 +53,12 @@ ASYMMETRIC = ["ES256", "EdDSA", "RS256", "PS256"]
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "k", "oth"}
 CONFIG = Config(issuer="https://auth.example", audience="api.example")
 NOW = 1_700_000_000
-SID = "S" * 21 + "A"
 HEADER = {"alg": "HS256", "kid": "hs1", "typ": "at+jwt"}
 
 
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def segment(part: object) -> str:
-    """A JOSE segment: bytes and str are encoded as given, anything else as compact JSON."""
-    if isinstance(part, bytes):
-        return b64(part)
-    if isinstance(part, str):
-        return b64(part.encode("utf-8"))
-    return b64(json.dumps(part, separators=(",", ":")).encode("utf-8"))
-
-
 def payload(**changes: object) -> dict[str, object]:
-    """Valid claims at NOW; a change to ``None`` removes the claim."""
-    claims: dict[str, object] = {
-        "iss": CONFIG.issuer,
-        "sub": "user-1",
-        "aud": CONFIG.audience,
-        "iat": NOW,
-        "exp": NOW + CONFIG.access_ttl,
-        "jti": "jti-1",
-        "sid": SID,
-        "role": "admin",
-    }
-    claims.update(changes)
-    return {name: value for name, value in claims.items() if value is not None}
+    """Valid claims at NOW (with one claim of the caller's); ``None`` removes a claim."""
+    return claim_set(CONFIG, NOW, **{"role": "admin", **changes})
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import parse_qs
 
 from sessionstore.errors import (
@@ -33,6 +33,7 @@ __all__ = [
     "SAFE_METHODS",
     "AuthState",
     "Cookie",
+    "CookieMethods",
     "CookieSettings",
     "Credentials",
     "HttpAuth",
@@ -354,3 +355,24 @@ def form_field(body: bytes, name: str) -> str | None:
     except (UnicodeDecodeError, ValueError):
         return None
     return values[0] if values else None
+
+
+R = TypeVar("R")
+
+
+class CookieMethods(Generic[R]):
+    """The cookie methods of both integrations, on their framework's response type ``R``."""
+
+    http: HttpAuth
+
+    def csrf_token(self, principal: Principal) -> str:
+        """The CSRF token to put in the forms of ``principal``'s pages."""
+        return self.http.csrf_token(principal.session_id)
+
+    def set_login_cookies(self, response: R, pair: TokenPair) -> None:
+        """Set the access, refresh and CSRF cookies of ``pair`` on ``response``."""
+        set_cookies(response, self.http.login_cookies(pair))
+
+    def clear_cookies(self, response: R) -> None:
+        """Delete the three cookies on ``response``."""
+        delete_cookies(response, self.http.logout_cookies())

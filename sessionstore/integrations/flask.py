@@ -47,7 +47,7 @@ def _response(reply: Reply) -> Response:
     return response
 
 
-class SessionAuth:
+class SessionAuth(_http.CookieMethods[Response]):
     """A Flask extension authenticating requests against a ``SessionStore``.
 
     ``csrf_secret`` (>= 32 bytes) must be the same in every process serving the same
@@ -148,18 +148,6 @@ class SessionAuth:
             return wrapper  # type: ignore[return-value]
 
         return decorate(view) if view is not None else decorate
-
-    def csrf_token(self, principal: Principal) -> str:
-        """The CSRF token to put in the forms of ``principal``'s pages."""
-        return self.http.csrf_token(principal.session_id)
-
-    def set_login_cookies(self, response: Response, pair: TokenPair) -> None:
-        """Set the access, refresh and CSRF cookies of ``pair`` on ``response``."""
-        _http.set_cookies(response, self.http.login_cookies(pair))
-
-    def clear_cookies(self, response: Response) -> None:
-        """Delete the three cookies on ``response``."""
-        _http.delete_cookies(response, self.http.logout_cookies())
 
     def refresh(self, response: Response, token: str | None = None) -> TokenPair:
         """Rotate the refresh cookie (or ``token``) and set the new cookies; 401 on failure."""

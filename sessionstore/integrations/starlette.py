@@ -85,7 +85,7 @@ def _response(reply: Reply) -> Response:
     return JSONResponse(reply.body(), status_code=reply.status, headers=dict(reply.headers))
 
 
-class SessionAuth:
+class SessionAuth(_http.CookieMethods[Response]):
     """Authentication of Starlette/FastAPI requests against an ``AsyncSessionStore``.
 
     ``csrf_secret`` (>= 32 bytes) must be the same in every process serving the same
@@ -167,18 +167,6 @@ class SessionAuth:
             return self.http.require(await self._state(request), fresh=True)
         except Refused as refused:
             raise AuthRefused(refused.reply) from None
-
-    def csrf_token(self, principal: Principal) -> str:
-        """The CSRF token to put in the forms of ``principal``'s pages."""
-        return self.http.csrf_token(principal.session_id)
-
-    def set_login_cookies(self, response: Response, pair: TokenPair) -> None:
-        """Set the access, refresh and CSRF cookies of ``pair`` on ``response``."""
-        _http.set_cookies(response, self.http.login_cookies(pair))
-
-    def clear_cookies(self, response: Response) -> None:
-        """Delete the three cookies on ``response``."""
-        _http.delete_cookies(response, self.http.logout_cookies())
 
     async def refresh(
         self, request: Request, response: Response, token: str | None = None
