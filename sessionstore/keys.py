@@ -14,7 +14,7 @@ import secrets
 
 import msgspec
 
-from sessionstore._jose import b64u_encode
+from sessionstore._strict import b64u_encode
 from sessionstore.errors import InvalidInput
 
 __all__ = [

@@ -20,7 +20,7 @@ from typing import Any, Final
 import jwt
 import msgspec
 
-from sessionstore import _jose
+from sessionstore import _jose, _strict
 from sessionstore._jose import KeyEntry, KeySet
 from sessionstore.errors import (
     InvalidClaim,
@@ -98,7 +98,7 @@ class Keyring:
         if isinstance(jwks, str | bytes):
             try:
                 text = jwks.decode("utf-8") if isinstance(jwks, bytes) else jwks
-                data = _jose.strict_loads(text)
+                data = _strict.strict_loads(text)
             except (ValueError, RecursionError) as err:
                 raise InvalidInput("JWK Set is not valid JSON") from err
         keys = data.get("keys") if isinstance(data, Mapping) else None
@@ -256,7 +256,7 @@ def issue_access_token(
     expires = issued_at + config.access_ttl
     if expires_at is not None:
         expires = min(expires, math.floor(_seconds("expires_at", expires_at)))
-    extra = _jose.json_claims(claims, RESERVED_CLAIMS)
+    extra = _strict.json_claims(claims, RESERVED_CLAIMS)
     key = keyring._signer(None)
     token_id = secrets.token_urlsafe(12)
     payload = {
@@ -340,7 +340,7 @@ def verify_access_token(
         raise InvalidSignature("signature does not verify")
     if not known:
         state.remember(head, key)
-    payload = _jose.json_object(body, "payload")
+    payload = _strict.json_object(body, "payload")
 
     sub = payload.get("sub")
     # The user id builds Redis keys next: refuse here what check_user_id would refuse there
@@ -409,7 +409,7 @@ class RefreshClaims(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _refresh_mac(refresh_key: bytes, body: str) -> str:
-    return _jose.b64u_encode(hmac.digest(refresh_key, body.encode("utf-8"), "sha256"))
+    return _strict.b64u_encode(hmac.digest(refresh_key, body.encode("utf-8"), "sha256"))
 
 
 def issue_refresh_token(
@@ -429,7 +429,7 @@ def issue_refresh_token(
         raise InvalidInput(f"key {key.kid!r} cannot issue refresh tokens")
     body = (
         f"{REFRESH_PREFIX}{encode_user_id(user_id)}.{session_id}.{generation}."
-        f"{_jose.b64u_encode(key.kid.encode('utf-8'))}"
+        f"{_strict.b64u_encode(key.kid.encode('utf-8'))}"
     )
     return f"{body}.{_refresh_mac(key.refresh_key, body)}"
 
@@ -451,7 +451,7 @@ def parse_refresh_token(keyring: Keyring, token: object, *, max_bytes: int) -> R
     try:
         user_id = decode_user_id(encoded_user)
         check_session_id(session_id)
-        kid = _jose.b64u_decode(encoded_kid).decode("utf-8")
+        kid = _strict.b64u_decode(encoded_kid).decode("utf-8")
     except (InvalidInput, ValueError) as err:
         raise MalformedToken("refresh token is malformed") from err
     key = keyring._entry(kid)

@@ -1,6 +1,6 @@
 """The token gate's base64url decoding agrees with the standard library's, strictly.
 
-``_jose.b64u_decode_checked`` decodes through msgspec (faster than ``binascii``); whatever
+``_strict.b64u_decode_checked`` decodes through msgspec (faster than ``binascii``); whatever
 the text, it must return the bytes ``base64.urlsafe_b64decode`` returns, and refuse every
 text that is not the canonical unpadded encoding of its bytes.
 """
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sessionstore import _jose
+from sessionstore import _strict
 
 _URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
@@ -24,14 +24,14 @@ def _unpadded(data: bytes) -> bytes:
 
 @given(st.binary(max_size=600))
 def test_the_encoding_of_any_bytes_decodes_to_them(data: bytes) -> None:
-    assert _jose.b64u_decode_checked(_unpadded(data)) == data
+    assert _strict.b64u_decode_checked(_unpadded(data)) == data
 
 
 @given(st.text(_URL_ALPHABET, max_size=200))
 def test_any_text_of_the_alphabet_decodes_only_when_canonical(text: str) -> None:
     segment = text.encode("ascii")
     try:
-        decoded = _jose.b64u_decode_checked(segment)
+        decoded = _strict.b64u_decode_checked(segment)
     except ValueError:
         # Refused: the text is not the canonical encoding of any bytes.
         padded = segment + b"=" * (-len(segment) % 4)
@@ -46,4 +46,4 @@ def test_any_text_of_the_alphabet_decodes_only_when_canonical(text: str) -> None
 )
 def test_non_canonical_texts_are_refused(segment: bytes) -> None:
     with pytest.raises(ValueError):
-        _jose.b64u_decode_checked(segment)
+        _strict.b64u_decode_checked(segment)

@@ -40,7 +40,7 @@ from sessionstore import (
     SessionExpired,
     SessionRevoked,
     SessionStore,
-    _jose,
+    _strict,
 )
 from sessionstore._batch import WRITE_AT
 from sessionstore._cache import TokenCache
@@ -480,7 +480,7 @@ def test_json_fast_path_agrees_with_the_strict_parser(obj: dict[str, Any], style
         separators = (", ", ": ") if style == "spaced" else (",", ":")
         text = json.dumps(obj, separators=separators, ensure_ascii=style == "ascii")
     raw = text.decode("utf-8") if isinstance(text, bytes) else text
-    assert _jose.json_object(_segment(text), "payload") == _jose.strict_loads(raw)
+    assert _strict.json_object(_segment(text), "payload") == _strict.strict_loads(raw)
 
 
 @settings(max_examples=300, deadline=None)
@@ -494,4 +494,4 @@ def test_json_fast_path_refuses_duplicates_at_any_depth(
     inner = f"{body[:-1]},{member}}}"
     body = f'{{"outer":{inner}}}' if nested else inner
     with pytest.raises(MalformedToken):
-        _jose.json_object(_segment(body), "payload")
+        _strict.json_object(_segment(body), "payload")
