@@ -68,7 +68,7 @@ def b64u_decode_checked(segment: bytes) -> bytes:
     # The charset is checked, so the quoted text is a JSON string without escapes.
     try:
         return _BASE64.decode(b'"%s%s"' % (segment.translate(_FROM_URL), _PAD[rem]))
-    except msgspec.ValidationError as err:  # unreachable for a checked charset
+    except msgspec.DecodeError as err:  # unreachable for a checked charset
         raise ValueError("invalid base64url") from err
 
 

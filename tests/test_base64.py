@@ -8,9 +8,10 @@ text that is not the canonical unpadded encoding of its bytes.
 from __future__ import annotations
 
 import base64
+import contextlib
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from sessionstore import _strict
@@ -46,4 +47,14 @@ def test_any_text_of_the_alphabet_decodes_only_when_canonical(text: str) -> None
 )
 def test_non_canonical_texts_are_refused(segment: bytes) -> None:
     with pytest.raises(ValueError):
+        _strict.b64u_decode_checked(segment)
+
+
+@given(st.binary(max_size=100))
+@example(b"\x00\x01\x02\x03")  # msgspec: malformed JSON
+@example(b'AB"C')  # msgspec: a string that ends early
+@example(b"AB\\C")  # msgspec: an escape
+def test_bytes_outside_the_charset_never_raise_anything_but_value_error(segment: bytes) -> None:
+    # Callers check the charset first; even without that, nothing but a ValueError comes out.
+    with contextlib.suppress(ValueError):
         _strict.b64u_decode_checked(segment)
