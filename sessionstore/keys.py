@@ -7,14 +7,12 @@ without padding: it can never hold ``{ } : * ?`` or whitespace.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import secrets
 
 import msgspec
 
-from sessionstore._strict import b64u_encode
+from sessionstore._strict import b64u_decode_checked, b64u_encode
 from sessionstore.errors import InvalidInput
 
 __all__ = [
@@ -93,13 +91,11 @@ def decode_user_id(encoded: str) -> str:
     if not isinstance(encoded, str) or not _ENCODED.fullmatch(encoded):
         raise InvalidInput("encoded user id is not base64url")
     try:
-        raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-        user_id = raw.decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError) as err:
-        raise InvalidInput("encoded user id is not base64url UTF-8") from err
-    if encode_user_id(user_id) != encoded:
-        raise InvalidInput("encoded user id is not canonical")
-    return user_id
+        # The strict decoder refuses a non-canonical encoding (padding bits, length).
+        user_id = b64u_decode_checked(encoded.encode("ascii")).decode("utf-8")
+    except ValueError as err:  # UnicodeDecodeError included
+        raise InvalidInput("encoded user id is not canonical base64url UTF-8") from err
+    return check_user_id(user_id)
 
 
 def user_keys(namespace: str, user_id: str) -> UserKeys:
