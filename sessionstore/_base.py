@@ -46,14 +46,17 @@ class StoreBase:
         self._listener: _follow.Followers | None = None
         cfg = self._core.config
         topology = _follow.topology_of(client)
-        if cfg.near_cache_size and cfg.touch_interval and topology is not None:
-            listener = _follow.acquire(
-                topology, cfg.namespace, cfg.near_cache_size, cfg.touch_interval
-            )
-            listener.subscribe(self._core.published, self._core.breaker.expedite)
-            self._core.attach(listener.cache, listener.pump)
-            self._listener = listener
-        self._start(client)
+        try:
+            if cfg.near_cache_size and cfg.touch_interval and topology is not None:
+                listener = self._listener = _follow.acquire(
+                    topology, cfg.namespace, cfg.near_cache_size, cfg.touch_interval
+                )
+                listener.subscribe(self._core.published, self._core.breaker.expedite)
+                self._core.attach(listener.cache, listener.pump)
+            self._start(client)
+        except BaseException:
+            self._detach()  # a store that failed to start leaves no listener thread behind
+            raise
 
     @classmethod
     def from_url(
@@ -67,6 +70,9 @@ class StoreBase:
     ) -> S:
         """A store on a client it creates (and closes): no driver retries, bounded timeouts."""
         config = Config() if config is None else config
+        # Nothing to close if the constructor refuses (say, a bad keyring): redis-py's
+        # clients connect on first use (a sync cluster client reads the slot map, then
+        # lets that connection go).
         store = cls(
             cls._new_client(url, config, options), keyring=keyring, config=config, on_event=on_event
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -226,3 +227,21 @@ async def batched(store: AsyncSessionStore, redis_client: redis.Redis) -> None:
     assert isinstance(results[20], SessionRevoked)
     assert isinstance(results[21], ScriptError)
     assert isinstance(results[22], MalformedToken) and isinstance(results[22], InvalidToken)
+
+
+def test_a_store_that_fails_to_start_leaves_no_listener_behind(redis_client: Any) -> None:
+    def ours() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name.startswith("sessionstore-")}
+
+    before = ours()
+    started: list[set[threading.Thread]] = []
+
+    class Failing(SessionStore):
+        def _start(self, client: Any) -> None:
+            started.append(ours() - before)
+            raise RuntimeError("the shell failed to start")
+
+    with pytest.raises(RuntimeError, match="failed to start"):
+        Failing(redis_client, config=Config(namespace="failing-start"))
+    assert started and started[0]  # its namespace had a listener thread of its own
+    assert ours() == before
