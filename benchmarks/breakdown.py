@@ -6,7 +6,9 @@ the token check alone (ours vs ``jwt.decode``), the Redis read alone (the comman
 ``validate`` sends, through redis-py and on the store's direct path, vs the naive ``GET``),
 the reply parsing alone, and whole calls; then the async path (a redis-py pipeline of 1000
 reads, 1000 concurrent validations through the batcher, 1000 concurrent ``GET``, a gather
-of no-ops). The server's own time per command comes from ``INFO commandstats``. Private
+of no-ops, and a gather of coroutines that each await a future one callback resolves: the
+floor of any auto-batching design in asyncio), each 1000 at a time like ``make bench``'s
+async rows. The server's own time per command comes from ``INFO commandstats``. Private
 names of the library (``store._core``, ``store._direct``) are used read-only.
 """
 
@@ -17,7 +19,7 @@ import asyncio
 import itertools
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from time import perf_counter_ns
 from typing import Any
 
@@ -156,10 +158,36 @@ def async_cases(
     async def noops(n: int) -> None:
         await asyncio.gather(*(nothing() for _ in range(n)))
 
-    def batched(work: Callable[[int], Any]) -> Runner:
+    # The least an auto-batched request can cost in asyncio: its task, its future, and
+    # one callback of the loop turn that resolves every future of the batch.
+    queued: list[asyncio.Future[None]] = []
+
+    def resolve() -> None:
+        batch = queued[:]
+        queued.clear()
+        for future in batch:
+            future.set_result(None)
+
+    async def waiter() -> None:
+        future = loop.create_future()
+        if not queued:
+            loop.call_soon(resolve)
+        queued.append(future)
+        await future
+
+    async def waiters(n: int) -> None:
+        await asyncio.gather(*(waiter() for _ in range(n)))
+
+    def batched(work: Callable[[int], Awaitable[Any]]) -> Runner:
+        """``n`` operations as ``work(1000)`` awaited ``n / 1000`` times in a row."""
+
+        async def units(n: int) -> None:
+            for _ in range(n // 1000):
+                await work(1000)
+
         def run(n: int) -> int:
             start = perf_counter_ns()
-            loop.run_until_complete(work(n))
+            loop.run_until_complete(units(n))
             return perf_counter_ns() - start
 
         return run
@@ -181,6 +209,12 @@ def async_cases(
         Case(
             "gather of 1000 no-op coroutines",
             batched(noops),
+            unit=1000,
+        ),
+        Case(
+            "gather of 1000 awaiting a batch-resolved future",
+            batched(waiters),
+            note="the asyncio floor of auto-batching",
             unit=1000,
         ),
     ]
