@@ -1,6 +1,7 @@
 # One command per job; CI (.ci/run) calls the same targets.
 #   make test [PYTEST_ARGS='-k foo -x']   make lint   make fmt   make bench   make demo
 #   make hardening (docs/hardening.md)    make fuzz [FUZZ_SECONDS=600]
+#   make compat (core suite on the lowest and newest allowed redis-py, hiredis, PyJWT, msgspec)
 #   make clean (build artefacts)          make distclean (also the venv)
 
 PYTHON ?= python3
@@ -11,7 +12,7 @@ STAMP := $(VENV)/.sessionstore-dev-installed
 PYTEST_ARGS ?=
 LINT_PATHS := sessionstore tests benchmarks hardening fuzz
 
-.PHONY: install test lint fmt bench demo hardening fuzz clean distclean
+.PHONY: install test compat lint fmt bench demo hardening fuzz clean distclean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +25,20 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The dependency ranges of pyproject.toml, at both ends: a venv each (.venv-lowest pinned by
+# .ci/lowest.txt, .venv-newest upgraded to the newest allowed), running the core suite.
+COMPAT_TESTS ?= tests/test_store.py tests/test_fastpath.py tests/test_fallback.py \
+	tests/test_connect.py tests/test_durability.py tests/test_compat.py
+compat: compat-lowest compat-newest
+
+compat-lowest compat-newest: compat-%:
+	$(PYTHON) -m venv .venv-$*
+	.venv-$*/bin/python -m pip install --quiet --disable-pip-version-check \
+		$(if $(filter lowest,$*),-c .ci/lowest.txt,--upgrade --upgrade-strategy eager) -e '.[test]'
+	.venv-$*/bin/python -m pip list --disable-pip-version-check 2>/dev/null \
+		| grep -iE '^(redis|hiredis|pyjwt|msgspec) '
+	.venv-$*/bin/python -m pytest -q -p no:cacheprovider $(COMPAT_TESTS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check $(LINT_PATHS)
@@ -56,4 +71,4 @@ clean:
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-lowest .venv-newest

@@ -92,6 +92,17 @@ class Context:
         self._stores.append(store)
         return store
 
+    def own_client_store(self, **config: Any) -> SessionStore:
+        """A store on ``redis.Redis.from_url(url)`` the app owns: redis-py's defaults
+        (3 retries on redis-py 8, so the store keeps redis-py's own path)."""
+        client = redis.Redis.from_url(self.server.url)
+        self._clients.append(client)
+        store = SessionStore(
+            client, keyring=self.keyring, config=Config(namespace=self.namespace, **config)
+        )
+        self._stores.append(store)
+        return store
+
     def plain_client(self) -> redis.Redis:
         """A plain ``redis.Redis`` to the same server, as an application would make it."""
         client = redis.Redis.from_url(self.server.url, decode_responses=True)

@@ -32,8 +32,8 @@ import redis.asyncio
 import redis.asyncio.connection as aconn
 import redis.connection as sconn
 from redis import exceptions as rx
-from redis._parsers import BaseParser
 
+from sessionstore import _redispy
 from sessionstore._core import Call
 from sessionstore._io import eval_args
 
@@ -54,7 +54,7 @@ def _plain_pool(
 ) -> Any:
     """The client's pool when the direct path may use it, else None."""
     # Exact types only: a subclass may have overridden execute_command for a reason.
-    if type(client) is not client_type:
+    if type(client) is not client_type or not _redispy.internals():
         return None
     if getattr(client, "single_connection_client", False) or getattr(client, "connection", None):
         return None  # a single-connection client serialises commands itself
@@ -70,7 +70,7 @@ def _plain_pool(
     # when given a Retry that does, or retry_on_timeout / retry_on_error without one.)
     retry = kwargs.get("retry")
     if retry is not None:
-        retries = retry.get_retries()
+        retries = _redispy.retries(retry)
     else:
         retries = bool(kwargs.get("retry_on_timeout") or kwargs.get("retry_on_error"))
     return None if retries else pool
@@ -192,7 +192,7 @@ class SyncDirect:
 def _refresh(conn: Any) -> None:
     """Disconnect an idle connection that has something to read (the server closed it, or
     it is out of step), as the pool does at checkout; it reconnects when next used."""
-    sock = getattr(conn, "_sock", None)
+    sock = _redispy.sock_of(conn)
     if sock is None:
         return  # not connected: the next send connects
     try:
@@ -246,7 +246,7 @@ class AsyncDirect:
 
     def write(self, calls: list[Call[Any]], futures: list[asyncio.Future[Any]]) -> None:
         """Send ``calls`` now (``ready()`` must hold); each reply settles its future."""
-        self._conn._writer.write(b"".join([pack(call) for call in calls]))
+        _redispy.streams_of(self._conn)[1].write(b"".join([pack(call) for call in calls]))
         self._calls.extend(calls)
         self._futures.extend(futures)
         if self._reading is None:
@@ -295,8 +295,8 @@ class AsyncDirect:
 
     async def _read(self, conn: Any) -> None:
         calls, futures, reloaded = self._calls, self._futures, self._reloaded
-        parser = hiredis.Reader(protocolError=rx.InvalidResponse, replyError=BaseParser.parse_error)
-        reader: asyncio.StreamReader = conn._reader
+        parser = hiredis.Reader(protocolError=rx.InvalidResponse, replyError=_redispy.reply_error())
+        reader, writer = _redispy.streams_of(conn)
         timeout = conn.socket_timeout
         try:
             while calls:
@@ -308,7 +308,7 @@ class AsyncDirect:
                     call, future = calls.popleft(), futures.popleft()
                     if isinstance(reply, rx.NoScriptError) and future not in reloaded:
                         # After a restart or SCRIPT FLUSH: EVAL loads the script again.
-                        conn._writer.write(pack_eval(call))
+                        writer.write(pack_eval(call))
                         calls.append(call)
                         futures.append(future)
                         reloaded.add(future)
@@ -358,7 +358,7 @@ class AsyncDirect:
 
 def _alive(conn: Any) -> bool:
     """Whether the loop has not yet seen ``conn`` closed (EOF, an error, a closing writer)."""
-    reader, writer = conn._reader, conn._writer
+    reader, writer = _redispy.streams_of(conn)
     if reader is None or writer is None:
         return False
     return not (reader.at_eof() or reader.exception() is not None or writer.is_closing())

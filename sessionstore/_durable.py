@@ -15,9 +15,9 @@ import asyncio
 import time
 from typing import Any, NamedTuple
 
-from redis.asyncio.cluster import PipelineCommand
 from redis.exceptions import AskError, MovedError, TryAgainError
 
+from sessionstore import _redispy
 from sessionstore._connect import is_cluster
 from sessionstore._core import Call
 from sessionstore._io import eval_args
@@ -87,7 +87,7 @@ def run(client: Any, call: Call[Any], wait: tuple[int, int]) -> tuple[Any, int]:
             target = client.get_redis_connection(_asked(client, hop.ask))
         else:
             if hop is not None and hop.moved is not None:
-                client.nodes_manager.move_slot(hop.moved)
+                _redispy.move_slot(client, hop.moved)
             target = client.get_redis_connection(client.get_node_from_key(call.keys[0]))
         pipe = target.pipeline(transaction=False)
         for command in commands(call, wait, hop):
@@ -116,12 +116,9 @@ async def arun(client: Any, call: Call[Any], wait: tuple[int, int]) -> tuple[Any
                 node = _asked(client, hop.ask)
             else:
                 if hop is not None and hop.moved is not None:
-                    await client.nodes_manager.move_slot(hop.moved)
+                    await _redispy.move_slot(client, hop.moved)
                 node = client.get_node_from_key(call.keys[0])
-            # The node's own pipeline: every command on one of its connections.
-            sent = [PipelineCommand(n, *command) for n, command in enumerate(batch)]
-            await node.execute_pipeline(sent)
-            results = [command.result for command in sent]
+            results = await _redispy.node_pipeline(node, batch)
         hop = settle(results, hop)
         if hop is None:
             return results[-2], int(results[-1])

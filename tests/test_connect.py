@@ -17,6 +17,7 @@ from sessionstore._connect import async_client, parse, sync_client
 from sessionstore._core import Core
 from sessionstore._durable import Hop, commands, settle
 from sessionstore._io import is_unreachable
+from sessionstore._redispy import retries
 from sessionstore.keys import encode_user_id
 from sessionstore.testing import free_port
 
@@ -121,10 +122,10 @@ def test_sentinel_clients_carry_tls_acl_and_no_retries() -> None:
         assert (kwargs["username"], kwargs["password"], kwargs["db"]) == ("app", "pw", 2)
         assert kwargs["ssl_cert_reqs"] == "none"
         assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == 0.3
-        assert kwargs["retry"].get_retries() == 0 and kwargs["decode_responses"] is False
+        assert retries(kwargs["retry"]) == 0 and kwargs["decode_responses"] is False
         (sentinel,) = client.sentinel.sentinels
         skw = sentinel.connection_pool.connection_kwargs
-        assert skw["socket_timeout"] == 0.3 and skw["retry"].get_retries() == 0
+        assert skw["socket_timeout"] == 0.3 and retries(skw["retry"]) == 0
         assert skw["ssl_cert_reqs"] == "none" and skw["password"] is None
     finally:
         client.close()
@@ -146,7 +147,7 @@ async def test_async_cluster_client_options_and_lazy_connection() -> None:
     client = async_client(url, CONFIG, {"socket_keepalive": False})
     try:
         assert isinstance(client, redis.asyncio.cluster.RedisCluster)
-        assert client.retry.get_retries() == 0
+        assert retries(client.retry) == 0
         (node,) = client.nodes_manager.startup_nodes.values()
         assert (node.host, node.port) == ("127.0.0.1", port)
         kwargs = client.nodes_manager.connection_kwargs
@@ -172,7 +173,7 @@ def test_single_server_client_has_no_retries() -> None:
     client = sync_client("redis://127.0.0.1:1/0", CONFIG, {"client_name": "x"})
     try:
         kwargs = client.connection_pool.connection_kwargs
-        assert kwargs["retry"].get_retries() == 0 and kwargs["client_name"] == "x"
+        assert retries(kwargs["retry"]) == 0 and kwargs["client_name"] == "x"
     finally:
         client.close()
 

@@ -1,0 +1,116 @@
+"""The redis-py internals the store leans on, in one place and behind one version gate.
+
+The direct path (``_direct``) writes and reads a pooled connection's socket or streams
+itself and parses replies with redis-py's error mapping; the durable writes (``_durable``)
+move a slot in a cluster client's map after a MOVED reply. Those are redis-py internals:
+they are touched only here, and only on the redis-py releases this project tests
+(``TESTED``, the range ``pyproject.toml`` declares and ``make compat`` runs). On any other
+release the store takes redis-py's public path (slower, same answers) and logs one warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis
+from redis.asyncio.cluster import PipelineCommand
+
+__all__ = [
+    "TESTED",
+    "internals",
+    "move_slot",
+    "node_pipeline",
+    "reply_error",
+    "retries",
+    "sock_of",
+    "streams_of",
+    "supported",
+]
+
+logger = logging.getLogger("sessionstore")
+
+TESTED = ((5, 3, 1), (9,))
+"""The lowest redis-py tested, and the first release not known (the next major)."""
+
+
+def supported(version: str) -> bool:
+    """Whether ``version`` (e.g. ``"8.2.0"``) lies in the tested range."""
+    parts: list[int] = []
+    for piece in version.split(".")[:3]:
+        digits = "".join(c for c in piece if c.isdigit()) if piece[:1].isdigit() else ""
+        if not digits:
+            return False
+        parts.append(int(digits))
+    return TESTED[0] <= tuple(parts) < TESTED[1]
+
+
+try:  # the reply-error mapping the direct path's hiredis reader uses, as redis-py does
+    from redis._parsers import BaseParser as _BaseParser
+
+    _reply_error: Callable[[str], Exception] | None = _BaseParser.parse_error
+except ImportError:  # pragma: no cover - a redis-py that moved its parsers
+    _reply_error = None
+
+_KNOWN = supported(redis.__version__) and _reply_error is not None
+_warned = threading.Event()
+
+
+def internals() -> bool:
+    """Whether this redis-py's internals may be used; the first refusal logs a warning."""
+    if not _KNOWN and not _warned.is_set():
+        _warned.set()
+        logger.warning(
+            "sessionstore: redis-py %s is outside the tested range %s..<%s: using "
+            "redis-py's public path (correct, slower)",
+            redis.__version__,
+            ".".join(map(str, TESTED[0])),
+            ".".join(map(str, TESTED[1])),
+        )
+    return _KNOWN
+
+
+def retries(retry: Any) -> int:
+    """How many times a redis-py ``Retry`` retries (``get_retries`` is new in 6.x)."""
+    getter = getattr(retry, "get_retries", None)
+    return int(getter() if getter is not None else retry._retries)
+
+
+def reply_error() -> Callable[[str], Exception]:
+    """redis-py's mapping of an error reply to its exception class (``internals()`` only)."""
+    assert _reply_error is not None
+    return _reply_error
+
+
+def sock_of(conn: Any) -> socket.socket | None:
+    """A sync connection's socket, or None while it is not connected."""
+    return getattr(conn, "_sock", None)
+
+
+def streams_of(conn: Any) -> tuple[Any, Any]:
+    """An asyncio connection's (StreamReader, StreamWriter); (None, None) when closed."""
+    return getattr(conn, "_reader", None), getattr(conn, "_writer", None)
+
+
+def move_slot(client: Any, moved: Any) -> Any:
+    """Record a MOVED reply in a cluster client's slot map (awaitable for asyncio).
+
+    Where redis-py has no ``move_slot`` (before 6.x) or is outside the tested range, the
+    client re-reads the whole map instead (``initialize``, a public method).
+    """
+    nodes = client.nodes_manager
+    mover = getattr(nodes, "move_slot", None)
+    if _KNOWN and mover is not None:
+        return mover(moved)
+    return nodes.initialize()
+
+
+async def node_pipeline(node: Any, batch: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Run ``batch`` on one asyncio cluster node's own pipeline (one of its connections);
+    each command's reply or error, in order."""
+    sent = [PipelineCommand(n, *command) for n, command in enumerate(batch)]
+    await node.execute_pipeline(sent)
+    return [command.result for command in sent]
