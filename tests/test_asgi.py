@@ -322,6 +322,7 @@ def test_plain_starlette_routes(url: str, keyring: Keyring, admin: SessionStore)
     app = Starlette(
         routes=[Route("/sensitive", sensitive), Route("/me", me)],
         middleware=[Middleware(SessionAuthMiddleware, auth=auth)],
+        exception_handlers=auth.exception_handlers,
         lifespan=lifespan,
     )
     pair = admin.login("alice", device=PHONE)
@@ -333,6 +334,7 @@ def test_plain_starlette_routes(url: str, keyring: Keyring, admin: SessionStore)
         refused = client.get("/me")
         assert refused.status_code == 401
         assert challenge(refused) == 'Bearer realm="api"'
+        assert refused.json()["reason"] == "missing"  # JSON, not Starlette's text/plain
 
 
 INVALID = {
@@ -411,3 +413,15 @@ def test_sign_out_by_the_refresh_cookie_alone(
         client.cookies.set("ss_refresh", refresh, domain="testserver.local")
         assert client.post("/auth/refresh/signout").json() == {"revoked": True}
     assert admin.sessions("alice") == []
+
+
+def test_sign_out_without_the_store_is_503_and_keeps_the_cookies(
+    fault_server: LocalServer, keyring: Keyring
+) -> None:
+    with SessionStore.from_url(fault_server.url, keyring=keyring) as admin:
+        pair = admin.login("alice", device=PHONE)
+    with TestClient(make_app(fault_server.url, keyring), base_url=BASE) as client:
+        fault_server.kill()
+        answer = client.post("/signout", headers=bearer(pair.access_token))  # degraded
+    assert answer.status_code == 503 and answer.json()["reason"] == "unavailable"
+    assert "set-cookie" not in answer.headers  # a sign-out that did not happen must not look done
