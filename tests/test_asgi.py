@@ -21,6 +21,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from sessionstore import AsyncSessionStore, Config, Device, Keyring, Principal, SessionStore
+from sessionstore.errors import InvalidToken
 from sessionstore.integrations.starlette import SessionAuth, SessionAuthMiddleware, principal_of
 from sessionstore.testing import LocalServer
 from sessionstore.tokens import issue_access_token
@@ -60,7 +61,12 @@ def admin(url: str, keyring: Keyring) -> Iterator[SessionStore]:
 
 
 def make_app(
-    url: str, keyring: Keyring, config: Config | None = None, *, middleware: bool = True
+    url: str,
+    keyring: Keyring,
+    config: Config | None = None,
+    *,
+    middleware: bool = True,
+    handlers: bool = True,
 ) -> FastAPI:
     store = AsyncSessionStore.from_url(url, keyring=keyring, config=config)
     auth = SessionAuth(store, csrf_secret=SECRET)
@@ -71,7 +77,12 @@ def make_app(
         await store.close()  # in the loop that opened its connections
 
     stack = [Middleware(SessionAuthMiddleware, auth=auth)] if middleware else []
-    app = FastAPI(middleware=stack, lifespan=lifespan)
+    # The README's one line: refusals in the integration's JSON shape, StoreUnavailable 503.
+    app = FastAPI(
+        middleware=stack,
+        lifespan=lifespan,
+        exception_handlers=auth.exception_handlers if handlers else None,
+    )
     Current = Annotated[Principal, Depends(auth.require_principal)]
     Fresh = Annotated[Principal, Depends(auth.require_fresh)]
 
@@ -97,6 +108,11 @@ def make_app(
     async def refresh(request: Request, response: Response) -> dict[str, Any]:
         pair = await auth.refresh(request, response)
         return {"session": pair.session_id}
+
+    @app.post("/signout")
+    @app.post("/auth/refresh/signout")  # reached by the refresh cookie too
+    async def signout(request: Request, response: Response) -> dict[str, Any]:
+        return {"revoked": await auth.sign_out(request, response)}
 
     return app
 
@@ -212,7 +228,7 @@ def test_cookie_auth_needs_the_csrf_token_on_unsafe_requests(url: str, keyring: 
         assert form.status_code == 200
         # An attacker able to plant a cookie still cannot forge the session-bound token.
         planted = secrets.token_urlsafe(32)
-        client.cookies.set("ss_csrf", planted, domain="testserver")
+        client.cookies.set("ss_csrf", planted, domain="testserver.local")
         assert client.post("/transfer", headers={"X-CSRF-Token": planted}).status_code == 403
 
 
@@ -306,6 +322,7 @@ def test_plain_starlette_routes(url: str, keyring: Keyring, admin: SessionStore)
     app = Starlette(
         routes=[Route("/sensitive", sensitive), Route("/me", me)],
         middleware=[Middleware(SessionAuthMiddleware, auth=auth)],
+        exception_handlers=auth.exception_handlers,
         lifespan=lifespan,
     )
     pair = admin.login("alice", device=PHONE)
@@ -317,3 +334,94 @@ def test_plain_starlette_routes(url: str, keyring: Keyring, admin: SessionStore)
         refused = client.get("/me")
         assert refused.status_code == 401
         assert challenge(refused) == 'Bearer realm="api"'
+        assert refused.json()["reason"] == "missing"  # JSON, not Starlette's text/plain
+
+
+INVALID = {
+    "error": "invalid_token",
+    "error_description": "The access token is invalid",
+    "reason": "invalid",
+}  # word for word what tests/test_flask.py expects of Flask
+
+
+@pytest.mark.parametrize("middleware", [True, False])
+def test_refusals_have_the_flask_shape(url: str, keyring: Keyring, middleware: bool) -> None:
+    with TestClient(make_app(url, keyring, middleware=middleware), base_url=BASE) as client:
+        invalid = client.get("/me", headers=bearer("abc.def.ghi"))
+        assert invalid.status_code == 401
+        assert invalid.headers["content-type"] == "application/json"
+        assert invalid.json() == INVALID
+        assert challenge(invalid) == (
+            'Bearer realm="api", error="invalid_token", '
+            'error_description="The access token is invalid"'
+        )
+        missing = client.get("/me")
+        assert missing.json() == {
+            "error": "invalid_request",
+            "error_description": "Authentication required",
+            "reason": "missing",
+        }
+        assert challenge(missing) == 'Bearer realm="api"'
+
+
+@pytest.mark.parametrize("handlers", [True, False])
+def test_a_login_while_the_store_is_down_is_503(
+    fault_server: LocalServer, keyring: Keyring, handlers: bool
+) -> None:
+    # handlers=False: the middleware alone turns the escaping StoreUnavailable into 503.
+    app = make_app(fault_server.url, keyring, handlers=handlers)
+    with TestClient(app, base_url=BASE) as client:
+        fault_server.kill()
+        answer = client.post("/login")
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "1"
+    assert answer.json() == {
+        "error": "temporarily_unavailable",
+        "error_description": "The session store is unreachable",
+        "reason": "unavailable",
+    }
+
+
+def test_sign_out_ends_the_session(url: str, keyring: Keyring, admin: SessionStore) -> None:
+    with TestClient(make_app(url, keyring), base_url=BASE) as client:
+        client.post("/login")
+        access, refresh = client.cookies["ss_access"], client.cookies["ss_refresh"]
+        assert client.post("/signout").status_code == 403  # cookie-authenticated: CSRF first
+        out = client.post("/signout", headers={"X-CSRF-Token": client.cookies["ss_csrf"]})
+        assert out.status_code == 200 and out.json() == {"revoked": True}
+        deleted = out.headers.get_list("set-cookie")
+        assert len(deleted) == 3 and all("Max-Age=0" in c for c in deleted)
+        # Neither a copy of the access token nor one of the refresh token outlives it.
+        after = client.get("/me", headers=bearer(access))
+        assert after.status_code == 401 and after.json()["reason"] == "revoked"
+    with pytest.raises(InvalidToken):
+        admin.refresh(refresh)
+    assert admin.sessions("alice") == []
+
+
+def test_sign_out_by_the_refresh_cookie_alone(
+    url: str, keyring: Keyring, admin: SessionStore
+) -> None:
+    with TestClient(make_app(url, keyring), base_url=BASE) as client:
+        client.post("/login")
+        refresh = client.cookies["ss_refresh"]
+    # The access cookie is gone (expired): a route under the refresh path still names the
+    # session by the refresh cookie; a forged one names nothing.
+    with TestClient(make_app(url, keyring), base_url=BASE) as client:
+        client.cookies.set("ss_refresh", refresh[:-2] + "AA", domain="testserver.local")
+        assert client.post("/auth/refresh/signout").json() == {"revoked": False}
+        client.cookies.set("ss_refresh", refresh, domain="testserver.local")
+        assert client.post("/auth/refresh/signout").json() == {"revoked": True}
+    assert admin.sessions("alice") == []
+
+
+def test_sign_out_without_the_store_is_503_and_keeps_the_cookies(
+    fault_server: LocalServer, keyring: Keyring
+) -> None:
+    with SessionStore.from_url(fault_server.url, keyring=keyring) as admin:
+        pair = admin.login("alice", device=PHONE)
+    with TestClient(make_app(fault_server.url, keyring), base_url=BASE) as client:
+        fault_server.kill()
+        answer = client.post("/signout", headers=bearer(pair.access_token))  # degraded
+    assert answer.status_code == 503 and answer.json()["reason"] == "unavailable"
+    assert "set-cookie" not in answer.headers  # a sign-out that did not happen must not look done

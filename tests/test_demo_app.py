@@ -45,6 +45,11 @@ def test_anonymous_visitors_are_sent_to_the_login_page(url: str) -> None:
         assert page.status_code == 200 and "alice" in page.text and "wonderland" in page.text
         api = client.get("/api/me")
         assert api.status_code == 401 and api.headers["www-authenticate"] == 'Bearer realm="api"'
+        assert api.json() == {
+            "error": "invalid_request",
+            "error_description": "Authentication required",
+            "reason": "missing",
+        }  # the integrations' one shape, not Starlette's text/plain
 
 
 def test_the_sixth_login_attempt_in_a_minute_is_refused(url: str) -> None:
@@ -103,3 +108,14 @@ def test_dashboard_sign_outs_and_the_api(url: str) -> None:
         metrics = client.get("/metrics").text
         assert 'sessionstore_events_total{event="created",reason=""} 2.0' in metrics
         assert 'sessionstore_operation_seconds_count{operation="login",outcome="ok"}' in metrics
+
+
+def test_logout_ends_the_session(url: str) -> None:
+    with TestClient(create_app(url), base_url=BASE) as client:
+        sign_in(client)
+        access = str(client.cookies["ss_access"])
+        out = client.post("/logout", data={"csrf_token": csrf(client)}, follow_redirects=False)
+        assert out.status_code == 303 and out.headers["location"] == "/login"
+        client.cookies.clear()
+        copy = client.get("/api/me", headers={"Authorization": f"Bearer {access}"})
+        assert copy.status_code == 401 and copy.json()["reason"] == "revoked"

@@ -16,6 +16,7 @@ from flask import Flask, jsonify, make_response
 from flask.testing import FlaskClient
 
 from sessionstore import Config, Device, Keyring, SessionStore
+from sessionstore.errors import InvalidToken, StoreUnavailable
 from sessionstore.integrations.flask import SessionAuth
 from sessionstore.testing import LocalServer
 from sessionstore.tokens import issue_access_token
@@ -76,6 +77,12 @@ def make_app(store: SessionStore) -> Flask:
         store.revoke(principal.user_id, principal.session_id)
         response = make_response(jsonify(ok=True))
         auth.clear_cookies(response)
+        return response
+
+    @app.post("/signout")
+    def signout() -> Any:
+        response = make_response(jsonify(revoked=None))
+        response.set_data(jsonify(revoked=auth.sign_out(response)).get_data())
         return response
 
     return app
@@ -221,3 +228,56 @@ def test_device_binding_gets_the_request_ip(url: str, keyring: Keyring) -> None:
         )
         assert far.status_code == 401 and far.json is not None
         assert far.json["reason"] == "device"
+
+
+def test_a_login_while_the_store_is_down_is_503(
+    fault_server: LocalServer, keyring: Keyring
+) -> None:
+    with SessionStore.from_url(fault_server.url, keyring=keyring) as store:
+        client = make_app(store).test_client()
+        fault_server.kill()
+        answer = client.post("/login")
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"] == "1"
+    assert answer.json == {
+        "error": "temporarily_unavailable",
+        "error_description": "The session store is unreachable",
+        "reason": "unavailable",
+    }
+
+
+def test_the_apps_own_store_unavailable_handler_wins(
+    fault_server: LocalServer, keyring: Keyring
+) -> None:
+    with SessionStore.from_url(fault_server.url, keyring=keyring) as store:
+        app = Flask(__name__)
+        app.register_error_handler(StoreUnavailable, lambda err: ("down", 599))
+        SessionAuth(app, store=store)
+
+        @app.post("/login")
+        def login() -> Any:
+            return jsonify(session=store.login("alice", device=PHONE).session_id)
+
+        client = app.test_client()
+        fault_server.kill()
+        assert client.post("/login").status_code == 599
+
+
+def test_sign_out_ends_the_session(client: FlaskClient, store: SessionStore) -> None:
+    client.post("/login")
+    access = client.get_cookie("ss_access")
+    refresh = client.get_cookie("ss_refresh", path="/auth/refresh")
+    csrf = client.get_cookie("ss_csrf")
+    assert access is not None and refresh is not None and csrf is not None
+    assert client.post("/signout").status_code == 403  # cookie-authenticated: CSRF first
+    out = client.post("/signout", headers={"X-CSRF-Token": csrf.value})
+    assert out.status_code == 200 and out.json == {"revoked": True}
+    deleted = out.headers.getlist("Set-Cookie")
+    assert len(deleted) == 3 and all("Max-Age=0" in c for c in deleted)
+    # Neither a copy of the access token nor one of the refresh token outlives it.
+    after = client.get("/me", headers=bearer(access.value))
+    assert after.status_code == 401 and after.json is not None
+    assert after.json["reason"] == "revoked"
+    with pytest.raises(InvalidToken):
+        store.refresh(refresh.value)
+    assert store.sessions("alice") == []

@@ -211,11 +211,8 @@ def create_app(
         return RedirectResponse("/dashboard", 303)
 
     async def logout(request: Request) -> Response:
-        principal = signed_in(request)
-        if principal is not None:
-            await store.revoke(principal.user_id, principal.session_id)
         response = RedirectResponse("/login", 303)
-        auth.clear_cookies(response)
+        await auth.sign_out(request, response)  # revokes the session, then clears the cookies
         return response
 
     async def api_me(request: Request) -> Response:
@@ -273,6 +270,7 @@ def create_app(
     return Starlette(
         routes=routes,
         middleware=[Middleware(SessionAuthMiddleware, auth=auth)],
-        exception_handlers={StoreUnavailable: unavailable},
+        # The integration's JSON refusals (/api/me); an HTML page for the store being down.
+        exception_handlers={**auth.exception_handlers, StoreUnavailable: unavailable},
         lifespan=lifespan,
     )

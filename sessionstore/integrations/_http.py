@@ -27,7 +27,9 @@ from sessionstore.errors import (
     StoreUnavailable,
     TokenExpired,
 )
+from sessionstore.integrations._origin import OriginPolicy
 from sessionstore.models import Config, Principal, TokenPair
+from sessionstore.tokens import Keyring, parse_refresh_token
 
 __all__ = [
     "SAFE_METHODS",
@@ -51,7 +53,7 @@ _DESCRIPTION = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
 _REALM = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}")
 Reason = Literal[
     "missing", "malformed", "expired", "revoked", "invalid", "device", "unavailable", "degraded",
-    "csrf",
+    "csrf", "origin",
 ]  # fmt: skip
 
 
@@ -169,6 +171,7 @@ class HttpAuth:
         csrf_secret: bytes | None = None,
         csrf_header: str = "X-CSRF-Token",
         csrf_field: str = "csrf_token",
+        allowed_origins: Iterable[str] = (),
     ) -> None:
         if not isinstance(realm, str) or not _REALM.fullmatch(realm):
             raise InvalidInput("realm must be 1..64 printable chars without quote or backslash")
@@ -183,6 +186,7 @@ class HttpAuth:
         self.csrf_field = csrf_field
         # A per-process secret breaks forms across processes: pass one shared secret there.
         self._csrf_key = csrf_secret if csrf_secret is not None else secrets.token_bytes(32)
+        self.origins = OriginPolicy(allowed_origins)
 
     # -- credentials and refusals -------------------------------------------------------
 
@@ -256,6 +260,31 @@ class HttpAuth:
     def csrf_failed(self) -> Reply:
         """A cookie-authenticated unsafe request without the matching CSRF token."""
         return Reply(403, "csrf", "csrf_failed", "Missing or wrong CSRF token")
+
+    def origin_refused(self) -> Reply:
+        """A cookie-authenticated WebSocket handshake from a foreign or missing Origin."""
+        return Reply(403, "origin", "origin_refused", "Cross-origin WebSocket refused")
+
+    def origin_required(self, state: AuthState) -> bool:
+        """Whether a WebSocket handshake must pass the Origin check: cookie-authenticated."""
+        return state.from_cookie and state.principal is not None
+
+    def session_to_end(
+        self, state: AuthState, refresh_cookie: str | None, keyring: Keyring
+    ) -> tuple[str, str] | None:
+        """(user id, session id) a sign-out must revoke: the request's principal, else the
+        session of a genuine refresh cookie (it reaches routes under its path only)."""
+        if state.principal is not None:
+            return state.principal.user_id, state.principal.session_id
+        if not refresh_cookie:
+            return None
+        try:
+            found = parse_refresh_token(
+                keyring, refresh_cookie, max_bytes=self.config.max_token_bytes
+            )
+        except (InvalidToken, InvalidInput):
+            return None  # a forged or stale-key cookie names nothing we may revoke
+        return found.user_id, found.session_id
 
     def require(self, state: AuthState | None, *, fresh: bool = False) -> Principal:
         """The principal of ``state``, or ``Refused`` with the right answer."""
@@ -374,5 +403,5 @@ class CookieMethods(Generic[R]):
         set_cookies(response, self.http.login_cookies(pair))
 
     def clear_cookies(self, response: R) -> None:
-        """Delete the three cookies on ``response``."""
+        """Delete the three cookies on ``response`` (the session stays live: see ``sign_out``)."""
         delete_cookies(response, self.http.logout_cookies())

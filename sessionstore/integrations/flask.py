@@ -17,6 +17,10 @@ authenticated by the cookie without the CSRF token (``X-CSRF-Token`` header or
 ``WWW-Authenticate: Bearer error="invalid_token"`` and an ``error_description`` telling
 expired, revoked and invalid apart (503 when the store is unreachable and the fallback
 denies); ``@auth.required(fresh=True)`` also refuses a degraded principal (503).
+``init_app`` also registers a handler turning a ``StoreUnavailable`` that escapes a view
+(a login while Redis is down) into 503 with ``Retry-After``, unless the app has its own.
+Every refusal has the JSON body ``{"error", "error_description", "reason"}``, the same as
+the Starlette integration's.
 """
 
 from __future__ import annotations
@@ -79,6 +83,11 @@ class SessionAuth(_http.CookieMethods[Response]):
         """Register the ``before_request`` hook on ``app``."""
         app.extensions["sessionstore"] = self
         app.before_request(self._before_request)
+        if StoreUnavailable not in app.error_handler_spec.get(None, {}).get(None, {}):
+            app.register_error_handler(StoreUnavailable, self._unavailable)
+
+    def _unavailable(self, err: StoreUnavailable) -> Response:
+        return _response(self.http.refusal(err))
 
     def authenticate(self) -> AuthState:
         """Validate the current request's token (if any) with its client IP and User-Agent."""
@@ -160,3 +169,17 @@ class SessionAuth(_http.CookieMethods[Response]):
             abort(_response(self.http.refusal(err)))
         self.set_login_cookies(response, pair)
         return pair
+
+    def sign_out(self, response: Response) -> bool:
+        """Sign out: revoke the current request's session, then delete the three cookies.
+
+        The session is the request's principal (cookie or Bearer), else that of the refresh
+        cookie when the route lies under its path. True when a live session was revoked.
+        ``StoreUnavailable`` propagates, cookies untouched (503 by the registered handler):
+        a sign-out that cannot reach the store must not look done.
+        """
+        refresh = request.cookies.get(self.cookies.refresh)
+        found = self.http.session_to_end(self.state, refresh, self.store.keyring)
+        revoked = self.store.revoke(*found) if found is not None else False
+        self.clear_cookies(response)
+        return revoked

@@ -18,18 +18,33 @@ gets 403. ``require_principal`` answers 401 with ``WWW-Authenticate: Bearer
 error="invalid_token"`` and an ``error_description`` telling expired, revoked and invalid
 apart (503 when the store is unreachable and the fallback denies); ``require_fresh``
 also refuses a degraded principal (503). Both work without the middleware as well.
+
+Refusals have one shape in every framework (the Flask integration's): a JSON body
+``{"error", "error_description", "reason"}`` and, on 401, the RFC 6750 challenge. Pass
+``exception_handlers=auth.exception_handlers`` to ``FastAPI``/``Starlette`` so that
+``AuthRefused`` is answered in that shape (not ``{"detail": ...}`` or text/plain) and a
+``StoreUnavailable`` escaping a route (a login while Redis is down) is 503 with
+``Retry-After``; the middleware turns such a ``StoreUnavailable`` into that 503 as well.
+
+A WebSocket handshake authenticated by the cookie must come from the same origin as its
+``Host`` (or one of ``allowed_origins``): a browser sends cookies on cross-site
+handshakes and no CSRF token can ride along. A foreign or missing ``Origin`` closes the
+socket with code 1008 (policy violation) before the app sees it; servers answer the
+handshake 403. A Bearer handshake (``Authorization`` header) needs no Origin.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
+from starlette.status import WS_1008_POLICY_VIOLATION, WS_1013_TRY_AGAIN_LATER
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketClose
 
 from sessionstore.aio import AsyncSessionStore
 from sessionstore.errors import InvalidInput, InvalidToken, StoreUnavailable
@@ -85,6 +100,13 @@ def _response(reply: Reply) -> Response:
     return JSONResponse(reply.body(), status_code=reply.status, headers=dict(reply.headers))
 
 
+async def _answer(conn: HTTPConnection, reply: Reply, close_code: int) -> Response:
+    """``reply`` as a response; on a WebSocket, close it with ``close_code`` first."""
+    if isinstance(conn, WebSocket):
+        await conn.close(close_code, reply.description)
+    return _response(reply)  # ignored by Starlette on a WebSocket
+
+
 class SessionAuth(_http.CookieMethods[Response]):
     """Authentication of Starlette/FastAPI requests against an ``AsyncSessionStore``.
 
@@ -99,11 +121,37 @@ class SessionAuth(_http.CookieMethods[Response]):
         cookies: CookieSettings | None = None,
         realm: str = "api",
         csrf_secret: bytes | None = None,
+        allowed_origins: Iterable[str] = (),
     ) -> None:
         if not isinstance(store, AsyncSessionStore):
             raise InvalidInput("SessionAuth needs an AsyncSessionStore")
         self.store = store
-        self.http = HttpAuth(store.config, cookies=cookies, realm=realm, csrf_secret=csrf_secret)
+        self.http = HttpAuth(
+            store.config,
+            cookies=cookies,
+            realm=realm,
+            csrf_secret=csrf_secret,
+            allowed_origins=allowed_origins,
+        )
+
+    @property
+    def exception_handlers(self) -> dict[Any, Any]:
+        """Handlers for ``FastAPI(exception_handlers=...)`` / ``Starlette(...)``.
+
+        ``AuthRefused`` becomes the integration's JSON body (and challenge), a
+        ``StoreUnavailable`` 503 with ``Retry-After``; on a WebSocket they close it (1008,
+        1013).
+        """
+
+        async def refused(conn: HTTPConnection, exc: Exception) -> Response:
+            assert isinstance(exc, AuthRefused)
+            return await _answer(conn, exc.reply, WS_1008_POLICY_VIOLATION)
+
+        async def unavailable(conn: HTTPConnection, exc: Exception) -> Response:
+            assert isinstance(exc, StoreUnavailable)
+            return await _answer(conn, self.http.refusal(exc), WS_1013_TRY_AGAIN_LATER)
+
+        return {AuthRefused: refused, StoreUnavailable: unavailable}
 
     @property
     def cookies(self) -> CookieSettings:
@@ -182,6 +230,21 @@ class SessionAuth(_http.CookieMethods[Response]):
         self.set_login_cookies(response, pair)
         return pair
 
+    async def sign_out(self, request: Request, response: Response) -> bool:
+        """Sign out: revoke the request's session, then delete the three cookies.
+
+        The session is the request's principal (cookie or Bearer), else that of the refresh
+        cookie when the route lies under its path. True when a live session was revoked.
+        ``StoreUnavailable`` propagates, cookies untouched (a 503 with the handlers): a
+        sign-out that cannot reach the store must not look done.
+        """
+        state = await self._state(request)
+        refresh = request.cookies.get(self.cookies.refresh)
+        found = self.http.session_to_end(state, refresh, self.store.keyring)
+        revoked = await self.store.revoke(*found) if found is not None else False
+        self.clear_cookies(response)
+        return revoked
+
 
 class SessionAuthMiddleware:
     """ASGI middleware: authenticates every request once and enforces CSRF on cookie auth."""
@@ -203,12 +266,41 @@ class SessionAuthMiddleware:
         else:
             scope["auth"], scope["user"] = AuthCredentials(), UnauthenticatedUser()
         http = self.auth.http
-        if scope["type"] == "http" and http.csrf_required(scope["method"], state):
+        if scope["type"] == "websocket":
+            if http.origin_required(state) and not http.origins.allows(
+                conn.headers.get("origin"),
+                conn.headers.get("host"),
+                secure=scope.get("scheme") == "wss",
+            ):
+                reply = http.origin_refused()
+                await WebSocketClose(WS_1008_POLICY_VIOLATION, reply.description)(
+                    scope, receive, send
+                )
+                return
+            await self.app(scope, receive, send)
+            return
+        if http.csrf_required(scope["method"], state):
             submitted, receive = await self._submitted_csrf(conn, receive)
             if not http.csrf_valid(state, submitted, conn.cookies.get(http.cookies.csrf)):
                 await _response(http.csrf_failed())(scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+        await self._serve(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app; a ``StoreUnavailable`` it lets escape is 503, not the server's 500."""
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except StoreUnavailable as err:
+            if started:
+                raise
+            await _response(self.auth.http.refusal(err))(scope, receive, send)
 
     async def _submitted_csrf(
         self, conn: HTTPConnection, receive: Receive
