@@ -29,7 +29,7 @@ test: $(STAMP)
 # The dependency ranges of pyproject.toml, at both ends: a venv each (.venv-lowest pinned by
 # .ci/lowest.txt, .venv-newest upgraded to the newest allowed), running the core suite.
 COMPAT_TESTS ?= tests/test_store.py tests/test_fastpath.py tests/test_fallback.py \
-	tests/test_connect.py tests/test_durability.py tests/test_compat.py
+	tests/test_connect.py tests/test_durability.py tests/test_loops.py tests/test_compat.py
 compat: compat-lowest compat-newest
 
 compat-lowest compat-newest: compat-%:

@@ -180,6 +180,9 @@ class Batcher:
     async def close(self) -> None:
         """Wait for batches in flight (and the follow-ups they queue), then let go."""
         direct = self._direct
+        loop = asyncio.get_running_loop()
+        # Tasks of a loop that has gone can never be awaited here, nor finish.
+        self._tasks = {task for task in self._tasks if task.get_loop() is loop}
         while True:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)

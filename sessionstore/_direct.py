@@ -263,7 +263,7 @@ class AsyncDirect:
             self._reading = None
             old, self._conn = self._conn, None
             if old is not None:
-                await self._pool.release(old)
+                await self._give_back(old)
         assert self._lock is not None
         async with self._lock:
             if self._ok and _alive(self._conn):
@@ -284,14 +284,21 @@ class AsyncDirect:
 
     @property
     def reading(self) -> asyncio.Task[None] | None:
-        """The task reading replies, while some are pending."""
-        return self._reading
+        """The task reading replies in the running loop, while some are pending."""
+        task = self._reading
+        return task if task is not None and self._loop is asyncio.get_running_loop() else None
 
     async def close(self) -> None:
         """Give the connection back to the pool (call once nothing is pending)."""
         conn, self._conn, self._ok = self._conn, None, False
-        if conn is not None and self._loop is asyncio.get_running_loop():
-            await self._pool.release(conn)
+        if conn is not None:
+            await self._give_back(conn)
+
+    async def _give_back(self, conn: Any) -> None:
+        """Release ``conn`` to the pool; first close it if its event loop has gone."""
+        if _redispy.loop_closed(conn):
+            _redispy.abandon(conn)
+        await self._pool.release(conn)
 
     async def _read(self, conn: Any) -> None:
         calls, futures, reloaded = self._calls, self._futures, self._reloaded

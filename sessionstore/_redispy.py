@@ -2,14 +2,17 @@
 
 The direct path (``_direct``) writes and reads a pooled connection's socket or streams
 itself and parses replies with redis-py's error mapping; the durable writes (``_durable``)
-move a slot in a cluster client's map after a MOVED reply. Those are redis-py internals:
-they are touched only here, and only on the redis-py releases this project tests
-(``TESTED``, the range ``pyproject.toml`` declares and ``make compat`` runs). On any other
-release the store takes redis-py's public path (slower, same answers) and logs one warning.
+move a slot in a cluster client's map after a MOVED reply; an asyncio store awaited from a
+new event loop closes the connections a closed loop left behind (redis-py cannot). Those
+are redis-py internals: they are touched only here, and only on the redis-py releases this
+project tests (``TESTED``, the range ``pyproject.toml`` declares and ``make compat`` runs).
+On any other release the store takes redis-py's public path (slower, same answers) and
+logs one warning.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -21,7 +24,10 @@ from redis.asyncio.cluster import PipelineCommand
 
 __all__ = [
     "TESTED",
+    "abandon",
+    "abandon_closed_loops",
     "internals",
+    "loop_closed",
     "move_slot",
     "node_pipeline",
     "reply_error",
@@ -114,3 +120,59 @@ async def node_pipeline(node: Any, batch: Sequence[tuple[Any, ...]]) -> list[Any
     sent = [PipelineCommand(n, *command) for n, command in enumerate(batch)]
     await node.execute_pipeline(sent)
     return [command.result for command in sent]
+
+
+def _connections(client: Any) -> list[Any]:
+    """Every connection an asyncio client holds: its pool's (a Sentinel-managed pool's
+    sentinels' too) or, for a cluster, each node's."""
+    pools = []
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        pools.append(pool)
+        manager = getattr(pool, "sentinel_manager", None)
+        pools += [s.connection_pool for s in getattr(manager, "sentinels", ())]
+    found: list[Any] = []
+    for each in pools:
+        found += list(getattr(each, "_available_connections", ()))
+        found += list(getattr(each, "_in_use_connections", ()))
+    nodes = getattr(client, "nodes_manager", None)
+    for table in ("nodes_cache", "startup_nodes"):  # the seeds are nodes of their own
+        for node in getattr(nodes, table, {}).values():
+            found += list(getattr(node, "_connections", ()))
+    return found
+
+
+def loop_closed(conn: Any) -> bool:
+    """Whether an asyncio connection is open on an event loop that has been closed."""
+    writer = streams_of(conn)[1]
+    loop = getattr(writer, "_loop", None)
+    return loop is not None and loop.is_closed()
+
+
+def abandon(conn: Any) -> None:
+    """Close the socket of a connection whose event loop is gone (it cannot be closed the
+    usual way, through that loop) and mark it disconnected: it reconnects on next use."""
+    writer = streams_of(conn)[1]
+    transport = getattr(writer, "transport", None)
+    if transport is not None:
+        with contextlib.suppress(RuntimeError):  # marks it closing, then needs the loop
+            transport.abort()
+        sock = getattr(transport, "_sock", None)
+        if sock is not None:
+            sock.close()
+            transport._sock = None  # else its finalizer warns and closes it again
+    parser = getattr(conn, "_parser", None)
+    if parser is not None:
+        parser.on_disconnect()
+    conn._reader = conn._writer = None
+
+
+def abandon_closed_loops(client: Any) -> int:
+    """``abandon`` every connection of ``client`` left open by a closed event loop (a
+    previous ``asyncio.run``); how many. Only on the tested redis-py range."""
+    if not _KNOWN:
+        return 0
+    stale = [conn for conn in _connections(client) if loop_closed(conn)]
+    for conn in stale:
+        abandon(conn)
+    return len(stale)

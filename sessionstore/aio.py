@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, TypeVar
 
 from redis.exceptions import NoScriptError
 
-from sessionstore import _admin, _connect, _durable
+from sessionstore import _admin, _connect, _durable, _redispy
 from sessionstore._base import StoreBase
 from sessionstore._batch import Batcher
 from sessionstore._core import Call, fail_closed
@@ -23,16 +24,29 @@ class AsyncSessionStore(StoreBase):
     """Sessions and stateful JWTs on Redis, for asyncio code; ``async with`` closes it.
 
     Concurrent ``validate`` calls of one event loop are sent as one pipeline per loop turn.
+    A store may be awaited from one event loop after another (a second ``asyncio.run``,
+    a loop per test): what a closed loop left open is closed, and the new loop gets
+    connections of its own.
     """
 
     def _start(self, client: Any) -> None:
         self._batcher = Batcher(client, self._core.housekeeping)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _here(self) -> None:
+        """Before I/O: on a new event loop, close what closed loops left behind."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            if self._loop is not None:
+                _redispy.abandon_closed_loops(self._client)
+            self._loop = loop
 
     @staticmethod
     def _new_client(url: str, config: Config, options: dict[str, Any]) -> Any:
         return _connect.async_client(url, config, options)
 
     async def _run(self, call: Call[T]) -> T:
+        self._here()
         chore = self._core.housekeeping()
         if chore is not None:
             await self._run(chore)
@@ -102,6 +116,7 @@ class AsyncSessionStore(StoreBase):
         step = self._core.validate(access_token, ip=ip, user_agent=user_agent)
         if isinstance(step, Principal):
             return step
+        self._here()
         return await self._batcher.submit(step)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
@@ -146,6 +161,7 @@ class AsyncSessionStore(StoreBase):
 
     async def close(self) -> None:
         """Close the client if this store created it."""
+        self._here()
         await self._batcher.close()
         self._detach()
         if self._owns_client:
@@ -163,6 +179,7 @@ class AsyncSessionStore(StoreBase):
         ``count`` is SCAN's batch hint. For admin tools: a walk costs a SCAN per batch.
         """
         walk = _admin.Walk(self.config.namespace, count)
+        self._here()
         try:
             async for key in self._client.scan_iter(match=walk.pattern, count=count, _type="zset"):
                 user_id = walk.user(key)
