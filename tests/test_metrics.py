@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Generator, Iterator
+from typing import Any, cast
 
 import pytest
 import redis
@@ -170,7 +170,7 @@ def test_instrument_times_the_admin_walks(url: str) -> None:
             store.login(user, device=PHONE)
         assert sorted(store.iter_users()) == ["alice", "bob"]
         assert len(list(store.iter_sessions())) == 2
-        walk = store.iter_users()
+        walk = cast("Generator[str, None, None]", store.iter_users())
         next(walk)
         walk.close()  # a consumer that stops early: still one observation
 
@@ -193,14 +193,15 @@ async def test_otel_times_the_async_admin_walks(url: str) -> None:
         assert len([s async for s in store.iter_sessions()]) == 1
     data = reader.get_metrics_data()
     assert data is not None
-    durations = {
-        (p.attributes["operation"], p.attributes["outcome"]): p.count
+    found: list[Any] = [
+        p
         for resource in data.resource_metrics
         for scope in resource.scope_metrics
         for metric in scope.metrics
         if metric.name == "sessionstore.operation.duration"
         for p in metric.data.data_points
-    }
+    ]
+    durations = {(p.attributes["operation"], p.attributes["outcome"]): p.count for p in found}
     assert durations[("iter_sessions", "ok")] == 1
     assert durations[("iter_users", "ok")] == 2
     provider.shutdown()
