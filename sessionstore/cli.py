@@ -228,6 +228,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise InvalidInput("--port must be 0..65535")
+    if args.redis_url is not None:
+        _checked_url(args.redis_url)
     return demo(
         args.redis_url,
         host=args.host,
@@ -303,11 +305,14 @@ def _one_line_errors() -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the command; the exit code (see the module docstring)."""
     args = _parser().parse_args(argv)
-    url = getattr(args, "url", None) or ""
+    url = getattr(args, "url", None) or getattr(args, "redis_url", None) or ""
     if args.command == "sessions":
         url = args.url = args.redis_url or _default_url()
+    # The one-shot commands report failures themselves; the demo server keeps its logs.
+    one_shot = args.command in ("doctor", "sessions")
+    quiet = _one_line_errors() if one_shot else contextlib.nullcontext()
     try:
-        with _one_line_errors():
+        with quiet:
             return _COMMANDS[args.command](args)
     except Exception as err:
         failure = _failure(err, url)

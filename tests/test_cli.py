@@ -205,7 +205,11 @@ def test_no_output_shows_a_password(
         f"redis://127.0.0.1:1/0?password={SECRET}",
         f"redis+sentinel://:{SECRET}@127.0.0.1:1,127.0.0.1:2/svc?socket_timeout=0.2",
     ):
-        for argv in (("doctor", url), ("sessions", "list", "alice", "--redis-url", url)):
+        for argv in (
+            ("doctor", url),
+            ("sessions", "list", "alice", "--redis-url", url),
+            ("demo", "--walkthrough", "--redis-url", url),
+        ):
             code, out, err = run(capsys, *argv)
             assert code == EXIT_UNREACHABLE, err
             assert SECRET not in out + err and "***" in _one_line(err)
@@ -275,7 +279,11 @@ def test_an_unknown_url_option_is_bad_input_in_one_line(
     url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for bad in (f"{url}?bogus=1", f"{url}?socket_timeout=soon", "redis+cluster://h:1?bogus=1"):
-        for argv in (("doctor", bad), ("sessions", "list", "alice", "--redis-url", bad)):
+        for argv in (
+            ("doctor", bad),
+            ("sessions", "list", "alice", "--redis-url", bad),
+            ("demo", "--walkthrough", "--redis-url", bad),
+        ):
             code, out, err = run(capsys, *argv)
             assert code == EXIT_BAD_INPUT and out == "", (argv, err)
             assert "URL" in _one_line(err)
