@@ -67,6 +67,13 @@ class Breaker:
             self.last_error = None
         return None if started is None else now - started
 
+    def abandon(self) -> None:
+        """A call ended with neither answer nor failure (e.g. cancelled): if it was the
+        probe, let another caller probe, rather than waiting forever for its verdict."""
+        if self._probing:
+            with self._lock:
+                self._probing = False
+
     def expedite(self) -> None:
         """Let the next call probe at once (e.g. the invalidation connection is back)."""
         self._next_probe = 0.0

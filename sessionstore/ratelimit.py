@@ -339,20 +339,26 @@ class LoginRateLimiter(_LimiterBase):
     def hit(self, account: str, ip: str | None = None) -> Decision:
         """Count one attempt on ``account`` from ``ip``; is it allowed, and if not, when?"""
         plan = self.plan(account, ip)
+        if not plan.steps:
+            return plan.allowed()
         if not self.breaker.allow(time.monotonic()):
             return plan.fallback()
-        for step in plan.steps:
-            try:
+        try:
+            for step in plan.steps:
                 try:
-                    reply = self.client.evalsha(_SCRIPT.sha, *step.args)
-                except NoScriptError:
-                    reply = self.client.eval(_SCRIPT.source, *step.args)
-            except DRIVER_ERRORS as err:
-                return plan.failed(err)
-            self.reachable()
-            refused = plan.feed(step, reply)
-            if refused is not None:
-                return refused
+                    try:
+                        reply = self.client.evalsha(_SCRIPT.sha, *step.args)
+                    except NoScriptError:
+                        reply = self.client.eval(_SCRIPT.source, *step.args)
+                except DRIVER_ERRORS as err:
+                    return plan.failed(err)
+                self.reachable()
+                refused = plan.feed(step, reply)
+                if refused is not None:
+                    return refused
+        except BaseException:
+            self.breaker.abandon()  # interrupted mid-call: the probe, if it was one, is void
+            raise
         return plan.allowed()
 
 
@@ -368,18 +374,24 @@ class AsyncLoginRateLimiter(_LimiterBase):
     async def hit(self, account: str, ip: str | None = None) -> Decision:
         """Count one attempt on ``account`` from ``ip``; is it allowed, and if not, when?"""
         plan = self.plan(account, ip)
+        if not plan.steps:
+            return plan.allowed()
         if not self.breaker.allow(time.monotonic()):
             return plan.fallback()
-        for step in plan.steps:
-            try:
+        try:
+            for step in plan.steps:
                 try:
-                    reply = await self.client.evalsha(_SCRIPT.sha, *step.args)
-                except NoScriptError:
-                    reply = await self.client.eval(_SCRIPT.source, *step.args)
-            except DRIVER_ERRORS as err:
-                return plan.failed(err)
-            self.reachable()
-            refused = plan.feed(step, reply)
-            if refused is not None:
-                return refused
+                    try:
+                        reply = await self.client.evalsha(_SCRIPT.sha, *step.args)
+                    except NoScriptError:
+                        reply = await self.client.eval(_SCRIPT.source, *step.args)
+                except DRIVER_ERRORS as err:
+                    return plan.failed(err)
+                self.reachable()
+                refused = plan.feed(step, reply)
+                if refused is not None:
+                    return refused
+        except BaseException:
+            self.breaker.abandon()  # cancelled mid-call: the probe, if it was one, is void
+            raise
         return plan.allowed()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 
-from sessionstore import AsyncSessionStore, InvalidInput, ScriptError, SessionStore
+from sessionstore import AsyncSessionStore, Config, InvalidInput, ScriptError, SessionStore
 from sessionstore._policy import Breaker
 from sessionstore.ratelimit import (
     AsyncLoginRateLimiter,
@@ -285,3 +286,27 @@ async def test_the_limiter_breaker_probes_and_finds_redis_again(
             await store.close()
         else:
             store.close()
+
+
+async def test_a_cancelled_probe_does_not_keep_the_limiter_on_its_fallback(
+    fault_server: LocalServer,
+) -> None:
+    """A login request cancelled while its hit was the breaker's probe (a client that went
+    away): another hit probes later, and Redis is found again once it answers."""
+    store = AsyncSessionStore.from_url(fault_server.url, config=Config(socket_timeout=0.5))
+    limiter = AsyncLoginRateLimiter.for_store(store, breaker_failures=1, breaker_reset=0.05)
+    try:
+        fault_server.pause()  # stalled: every call waits out its socket timeout
+        assert (await limiter.hit("henry")).local
+        assert limiter.breaker.is_open
+        time.sleep(0.06)  # the next hit is the probe
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(limiter.hit("henry"), timeout=0.1)
+        fault_server.resume()
+        deadline = time.monotonic() + 10
+        while (await limiter.hit("irene")).local:
+            assert time.monotonic() < deadline, "no probe after the cancelled one"
+            await asyncio.sleep(0.06)
+    finally:
+        fault_server.resume()
+        await store.close()
