@@ -157,8 +157,8 @@ def _checked_url(url: str) -> str:
             redis.ConnectionPool.from_url(url).make_connection()
         except TypeError as err:
             unknown = re.search(r"unexpected keyword argument '(\w+)'", str(err))
-            name = repr(unknown.group(1)) if unknown else "in the URL"
-            raise InvalidInput(f"unknown URL option {name}") from err
+            problem = f"unknown URL option {unknown.group(1)!r}" if unknown else f"bad URL: {err}"
+            raise InvalidInput(problem) from err
         except ValueError as err:
             raise InvalidInput(f"bad URL: {err}") from err
     return url
