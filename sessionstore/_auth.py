@@ -317,11 +317,15 @@ class Auth(Core):
             self._failed(claims, err)
             raise err
 
-    def _degraded(self, claims: AccessClaims, err: Exception | None) -> Principal:
+    def _degraded(self, claims: AccessClaims, err: BaseException | None) -> Principal:
+        # With the breaker open no call was made: the outage's latest driver error is the cause.
+        cause = err if err is not None else self.breaker.last_error
         if self.config.fallback == "deny":
-            raise StoreUnavailable("Redis is unreachable and fallback is 'deny'") from err
+            raise StoreUnavailable("Redis is unreachable and fallback is 'deny'") from cause
         if self.breaker.outage_seconds(time.monotonic()) > self.config.max_degraded_seconds:
-            raise StoreUnavailable("Redis has been unreachable past max_degraded_seconds") from err
+            raise StoreUnavailable(
+                "Redis has been unreachable past max_degraded_seconds"
+            ) from cause
         if self.revoked.is_revoked(claims.user_id, claims.session_id, time.time()):
             error = SessionRevoked("session was revoked (known to this process)")
             self._failed(claims, error)

@@ -155,8 +155,8 @@ class Check(Call[Principal]):
         if not unreachable:
             auth._reachable()
             return fail_closed(err, unreachable)  # type: ignore[no-any-return]
-        if auth.breaker.failure(time.monotonic()):
-            auth.emit(events.DegradedEntered())
+        if auth.breaker.failure(time.monotonic(), err):
+            auth.emit(events.DegradedEntered(fallback=auth.config.fallback))
         return auth._degraded(self.verified.claims, err)
 
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from sessionstore._connect import parse, sync_client
+from sessionstore._redact import mask_url
 from sessionstore.models import Config
 from sessionstore.scripts import SCRIPTS
 from sessionstore.testing import server_version
@@ -43,15 +42,8 @@ class Check:
 
 
 def redact(url: str) -> str:
-    """``url`` without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+    """``url`` without its passwords (see ``_redact.mask_url``)."""
+    return mask_url(url)
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
@@ -91,13 +83,19 @@ def _persistence(client: redis.Redis) -> Check:
     if aof or rdb:
         kinds = ", ".join(k for k, on in (("AOF", aof), (f"RDB ({save})", rdb)) if on)
         return Check("persistence", "ok", kinds, {"aof": aof, "save": save})
-    detail = "none: a restart logs every user out" if save != "unknown" else "RDB unknown, no AOF"
-    return Check("persistence", "note", detail, {"aof": aof, "save": save})
+    value = {"aof": aof, "save": save}
+    if save == "unknown":  # CONFIG is disabled (managed services): say what is not known
+        return Check("persistence", "note", "RDB settings unreadable, no AOF: check them", value)
+    # SECURITY.md lists persistence as a requirement: without it a restart logs every user out.
+    return Check("persistence", "warn", "none: a restart logs every user out", value)
 
 
-def _cluster(client: redis.Redis) -> Check:
+def _cluster(client: redis.Redis, cluster_url: bool) -> Check:
     enabled = int(client.info("cluster").get("cluster_enabled", 0)) == 1
-    detail = "cluster mode: use a RedisCluster client" if enabled else "standalone"
+    if cluster_url:
+        detail = "cluster mode" if enabled else "not in cluster mode: use a redis:// URL"
+        return Check("cluster", "ok" if enabled else "fail", detail, enabled)
+    detail = "cluster mode: use a redis+cluster:// URL" if enabled else "standalone"
     return Check("cluster", "note" if enabled else "ok", detail, enabled)
 
 
@@ -122,16 +120,28 @@ def _latency(client: redis.Redis, timeout: float) -> Check:
     return Check("latency", "ok", detail, value)
 
 
+def _checks(client: redis.Redis, cluster_url: bool) -> list[Check]:
+    client.ping()
+    checks = [_version(client), _eviction(client), _persistence(client)]
+    checks += [_cluster(client, cluster_url), _scripts(client)]
+    checks.append(_latency(client, Config().socket_timeout))
+    return checks
+
+
 def diagnose(url: str, *, timeout: float = 2.0) -> list[Check]:
-    """Run every check against ``url``; connection errors propagate (redis ``ConnectionError``)."""
-    client = redis.Redis.from_url(
-        url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
-    )
+    """Run every check against ``url`` (any form ``from_url`` takes; on a cluster, against
+    each primary, named ``check host:port``). ``InvalidInput`` for a bad URL; driver errors
+    (``redis.ConnectionError``, ``AuthenticationError``, ...) propagate."""
+    kind = parse(url).kind
+    client = sync_client(url, Config(socket_timeout=timeout), {})
     try:
-        client.ping()
-        checks = [_version(client), _eviction(client), _persistence(client), _cluster(client)]
-        checks.append(_scripts(client))
-        checks.append(_latency(client, Config().socket_timeout))
+        if kind != "cluster":
+            return _checks(client, cluster_url=False)
+        checks = []
+        for node in client.get_primaries():
+            where = f"{node.host}:{node.port}"
+            found = _checks(node.redis_connection, cluster_url=True)
+            checks += [replace(c, name=f"{c.name} {where}") for c in found]
         return checks
     finally:
         client.close()

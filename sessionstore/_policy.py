@@ -17,7 +17,8 @@ class Breaker:
 
     After ``failures`` consecutive unreachable errors it opens; while open, one probe
     is let through every ``reset`` seconds. ``outage_started`` is the time of the
-    first failure of the current streak, used to bound degraded mode.
+    first failure of the current streak, used to bound degraded mode; ``last_error`` the
+    driver error of the latest failure, chained as the cause of errors raised while open.
     """
 
     def __init__(self, failures: int, reset: float) -> None:
@@ -28,6 +29,7 @@ class Breaker:
         self._outage_started: float | None = None
         self._next_probe = 0.0
         self._probing = False
+        self.last_error: BaseException | None = None
 
     @property
     def outage_started(self) -> float | None:
@@ -62,15 +64,26 @@ class Breaker:
             started, self._outage_started = self._outage_started, None
             self._streak = 0
             self._probing = False
+            self.last_error = None
         return None if started is None else now - started
+
+    def abandon(self) -> None:
+        """A call ended with neither answer nor failure (e.g. cancelled): if it was the
+        probe, let another caller probe, rather than waiting forever for its verdict."""
+        if self._probing:
+            with self._lock:
+                self._probing = False
 
     def expedite(self) -> None:
         """Let the next call probe at once (e.g. the invalidation connection is back)."""
         self._next_probe = 0.0
 
-    def failure(self, now: float) -> bool:
-        """Redis was unreachable for one call; True when this began an outage."""
+    def failure(self, now: float, err: BaseException | None = None) -> bool:
+        """Redis was unreachable for one call (``err``, the driver's error); True when this
+        began an outage."""
         with self._lock:
+            if err is not None:
+                self.last_error = err
             self._streak += 1
             self._probing = False
             began = self._outage_started is None

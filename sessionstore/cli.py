@@ -4,31 +4,39 @@ Exit codes:
     0  done
     1  done, but: ``doctor`` found a problem, or ``sessions revoke`` found nothing to revoke
     2  bad usage or bad input (an invalid user id, session id, URL, ...)
-    3  the server is unreachable
+    3  the server is unreachable (or what answers there is not Redis)
     4  the server answered with an error
+    5  the server refused the credentials (WRONGPASS, NOAUTH: wrong or missing password)
+
+Every failure is one line on stderr, and no output ever shows a password (``_redact``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
+import re
 import shlex
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 import redis
 
-from sessionstore.errors import InvalidInput, ScriptError, SessionStoreError, StoreUnavailable
+from sessionstore._redact import mask_text, mask_url
+from sessionstore.errors import InvalidInput, SessionStoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     from sessionstore.models import Session
     from sessionstore.store import SessionStore
 
 __all__ = [
+    "EXIT_AUTH",
     "EXIT_BAD_INPUT",
     "EXIT_OK",
     "EXIT_PROBLEM",
@@ -42,6 +50,7 @@ EXIT_PROBLEM = 1
 EXIT_BAD_INPUT = 2
 EXIT_UNREACHABLE = 3
 EXIT_SERVER_ERROR = 4
+EXIT_AUTH = 5
 URL_ENVS = ("SESSIONSTORE_REDIS_URL", "REDIS_URL")
 _DEFAULT_URL = "redis://localhost:6379/0"
 _ALGORITHMS = ("HS256", "HS384", "HS512", "ES256", "EdDSA", "RS256", "PS256")
@@ -58,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="sessionstore",
         description="Redis-native sessions and stateful JWTs.",
         epilog="exit codes: 0 done, 1 problem found or nothing revoked, 2 bad input, "
-        "3 server unreachable, 4 server error",
+        "3 server unreachable, 4 server error, 5 credentials refused",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -67,7 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     keygen.add_argument("--kid", help="key id (default: random)")
 
     doctor = commands.add_parser("doctor", parents=[common], help="check a server for sessions")
-    doctor.add_argument("url", metavar="URL", help="redis://, rediss:// or unix:// URL")
+    doctor.add_argument(
+        "url",
+        metavar="URL",
+        help="redis://, rediss://, unix://, redis(s)+cluster:// or redis(s)+sentinel:// URL",
+    )
 
     sessions = commands.add_parser("sessions", help="list or revoke a user's sessions")
     actions = sessions.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -133,24 +146,35 @@ def _keygen(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _doctor(args: argparse.Namespace) -> int:
-    from sessionstore._doctor import diagnose, redact
+def _checked_url(url: str) -> str:
+    """``url`` if it is a URL ``from_url`` takes; else ``InvalidInput``, before connecting."""
+    from sessionstore._connect import parse
 
-    if not args.url.startswith(("redis://", "rediss://", "unix://")):
-        raise InvalidInput("URL must start with redis://, rediss:// or unix://")
-    try:
-        checks = diagnose(args.url)
-    except (redis.ConnectionError, redis.TimeoutError, OSError) as err:
-        raise StoreUnavailable(f"cannot reach {redact(args.url)}: {err}") from err
-    except redis.ResponseError as err:
-        raise ScriptError(f"{redact(args.url)} answered with an error: {err}") from err
+    if parse(url).kind == "single":
+        # Building (not connecting) a connection applies every URL option: a misspelt one
+        # is refused here rather than as a TypeError deep inside the first command.
+        try:
+            redis.ConnectionPool.from_url(url).make_connection()
+        except TypeError as err:
+            unknown = re.search(r"unexpected keyword argument '(\w+)'", str(err))
+            problem = f"unknown URL option {unknown.group(1)!r}" if unknown else f"bad URL: {err}"
+            raise InvalidInput(problem) from err
+        except ValueError as err:
+            raise InvalidInput(f"bad URL: {err}") from err
+    return url
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from sessionstore._doctor import diagnose
+
+    checks = diagnose(_checked_url(args.url))
     ok = all(c.status in ("ok", "note") for c in checks)
-    data = {"url": redact(args.url), "ok": ok, "checks": [c.to_dict() for c in checks]}
+    data = {"url": mask_url(args.url), "ok": ok, "checks": [c.to_dict() for c in checks]}
 
     def human() -> str:
         rows = [(c.name, c.status.upper(), c.detail) for c in checks]
         verdict = "fit for sessions" if ok else "PROBLEMS FOUND"
-        return f"{_table(('check', 'status', 'detail'), rows)}\n\n{redact(args.url)}: {verdict}"
+        return f"{_table(('check', 'status', 'detail'), rows)}\n\n{mask_url(args.url)}: {verdict}"
 
     _emit(args, data, human)
     return EXIT_OK if ok else EXIT_PROBLEM
@@ -160,15 +184,11 @@ def _sessions(args: argparse.Namespace) -> int:
     from sessionstore.models import Config
     from sessionstore.store import SessionStore
 
-    url = args.redis_url or _default_url()
-    store = SessionStore.from_url(url, config=Config(namespace=args.namespace, socket_timeout=2.0))
-    try:
-        with store:
-            return _session_action(args, store)
-    except StoreUnavailable as err:
-        from sessionstore._doctor import redact
-
-        raise StoreUnavailable(f"cannot reach {redact(url)}") from err
+    # A one-shot command: no near cache, so no invalidation listener thread either.
+    config = Config(namespace=args.namespace, socket_timeout=2.0, near_cache_size=0)
+    store = SessionStore.from_url(_checked_url(args.url), config=config)
+    with store:
+        return _session_action(args, store)
 
 
 def _session_rows(found: Sequence[Session]) -> list[tuple[str, ...]]:
@@ -208,6 +228,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise InvalidInput("--port must be 0..65535")
+    if args.redis_url is not None:
+        _checked_url(args.redis_url)
     return demo(
         args.redis_url,
         host=args.host,
@@ -225,22 +247,77 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and run the command; the exit code (see the module docstring)."""
+def _causes(err: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _refused_login(err: BaseException) -> bool:
+    if isinstance(err, redis.AuthenticationError):
+        return True
+    return isinstance(err, redis.ResponseError) and str(err).startswith(("NOAUTH", "WRONGPASS"))
+
+
+def _failure(err: Exception, url: str) -> tuple[int, str] | None:
+    """The exit code and the one line for ``err``; None for an error that is a bug."""
+    from sessionstore._io import is_unreachable
     from sessionstore.testing import NoServerAvailable
 
-    args = _parser().parse_args(argv)
+    where = mask_url(url) if url else "the server"
+    chain = list(_causes(err))
+    refused = next((e for e in chain if _refused_login(e)), None)
+    if refused is not None:
+        return EXIT_AUTH, f"{where} refused the credentials: {refused} (check user and password)"
+    if isinstance(err, InvalidInput):
+        return EXIT_BAD_INPUT, str(err)
+    alien = next((e for e in chain if isinstance(e, redis.exceptions.InvalidResponse)), None)
+    if alien is not None:
+        return EXIT_UNREACHABLE, f"{where} does not answer as a Redis server ({alien})"
+    driver = next((e for e in chain if not isinstance(e, SessionStoreError)), err)
+    if isinstance(err, (StoreUnavailable, NoServerAvailable, OSError)) or is_unreachable(driver):
+        detail = driver if driver is not err else type(err).__name__
+        return EXIT_UNREACHABLE, f"the server is unreachable: cannot reach {where}: {detail}"
+    if isinstance(err, (SessionStoreError, redis.RedisError, redis.RedisClusterException)):
+        return EXIT_SERVER_ERROR, f"the server answered with an error: {where}: {driver}"
+    return None
+
+
+@contextlib.contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Keep the library's own warnings (marker checks, listener retries) off stderr: the
+    command reports the failure itself, in one line."""
+    library = logging.getLogger("sessionstore")
+    quiet = logging.NullHandler()
+    propagate = library.propagate
+    library.addHandler(quiet)
+    library.propagate = False
     try:
-        return _COMMANDS[args.command](args)
-    except InvalidInput as err:
-        print(f"sessionstore: error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except StoreUnavailable as err:
-        print(f"sessionstore: error: the server is unreachable: {err}", file=sys.stderr)
-        return EXIT_UNREACHABLE
-    except NoServerAvailable as err:
-        print(f"sessionstore: error: {err}", file=sys.stderr)
-        return EXIT_UNREACHABLE
-    except (ScriptError, SessionStoreError) as err:
-        print(f"sessionstore: error: the server answered with an error: {err}", file=sys.stderr)
-        return EXIT_SERVER_ERROR
+        yield
+    finally:
+        library.removeHandler(quiet)
+        library.propagate = propagate
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the command; the exit code (see the module docstring)."""
+    args = _parser().parse_args(argv)
+    url = getattr(args, "url", None) or getattr(args, "redis_url", None) or ""
+    if args.command == "sessions":
+        url = args.url = args.redis_url or _default_url()
+    # The one-shot commands report failures themselves; the demo server keeps its logs.
+    one_shot = args.command in ("doctor", "sessions")
+    quiet = _one_line_errors() if one_shot else contextlib.nullcontext()
+    try:
+        with quiet:
+            return _COMMANDS[args.command](args)
+    except Exception as err:
+        failure = _failure(err, url)
+        if failure is None:
+            raise
+        code, line = failure
+        print(mask_text(f"sessionstore: error: {line}", url), file=sys.stderr)
+        return code

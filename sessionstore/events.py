@@ -91,7 +91,10 @@ class ValidationFailed(Event, frozen=True, kw_only=True):
 
 
 class DegradedEntered(Event, frozen=True, kw_only=True):
-    """Redis became unreachable: validation answers from tokens alone."""
+    """Redis became unreachable: validation answers from tokens alone (``fallback``
+    ``"stateless"``), or refuses every token with ``StoreUnavailable`` (``"deny"``)."""
+
+    fallback: Literal["stateless", "deny"] = "stateless"
 
 
 class DegradedLeft(Event, frozen=True, kw_only=True):

@@ -35,8 +35,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     replicas acknowledged it, narrowing what a failover can lose. Every
     ``marker_interval`` seconds a store checks a marker key that reveals data loss.
     ``token_cache_size`` verified tokens are remembered (0: off); ``near_cache_size``
-    sessions are cached between Redis' invalidation pushes (0: off; never on a cluster
-    client; no entry outlives ``touch_interval``).
+    sessions are cached between Redis' invalidation pushes (0: off; on a cluster, one
+    invalidation connection per primary; no entry outlives ``touch_interval``).
     """
 
     access_ttl: int = 900

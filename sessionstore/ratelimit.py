@@ -14,6 +14,16 @@ The IP is checked first, so a refused IP never spends an account's budget. When 
 unreachable (connection error or timeout), ``fallback="local"`` (default) decides with an
 in-process GCRA of the same rates (per process, bounded); ``fallback="closed"`` refuses
 every attempt with ``Decision.unavailable`` set. Any other Redis error is ``ScriptError``.
+The store's circuit breaker guards the calls: after ``breaker_failures`` unreachable errors
+in a row the fallback answers at once (no socket timeout, no driver retries and backoff per
+attempt, which would also let the local budget refill between attempts), and one probe
+every ``breaker_reset`` seconds finds Redis again.
+
+Accounts are counted by ``normalize(account)``: by default :func:`normalize_account`
+(NFKC, case-folded, invisible characters removed, trimmed), so "Alice", "ALICE", its
+full-width form, " alice " and "alice" with a zero-width space inside share one budget.
+Pass ``normalize=None`` to count the exact string (accounts already canonical), or your
+own ``Callable[[str], str]``.
 """
 
 from __future__ import annotations
@@ -24,14 +34,16 @@ import math
 import re
 import threading
 import time
+import unicodedata
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import msgspec
 from redis.exceptions import NoScriptError
 
 from sessionstore._io import DRIVER_ERRORS, is_unreachable
+from sessionstore._policy import Breaker
 from sessionstore.errors import InvalidInput, ScriptError
 from sessionstore.keys import check_user_id, encode_user_id
 from sessionstore.models import Config
@@ -46,11 +58,24 @@ __all__ = [
     "LoginRateLimiter",
     "Rate",
     "gcra",
+    "normalize_account",
 ]
 
 Scope = Literal["account", "ip"]
 _MAX_IP_CHARS = 64
 _SCRIPT = SCRIPTS["ratelimit"]
+
+
+def normalize_account(account: str) -> str:
+    """The canonical spelling of a login name: one budget for all the ways to type it.
+
+    NFKC (full-width and compatibility forms), case folding, then NFKC again (folding can
+    denormalize), with format characters (zero-width space and joiners, BOM, soft hyphen)
+    removed and surrounding whitespace trimmed.
+    """
+    text = unicodedata.normalize("NFKC", account)
+    text = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    return unicodedata.normalize("NFKC", text.casefold()).strip()
 
 
 class Rate(msgspec.Struct, frozen=True):
@@ -188,7 +213,13 @@ class _Plan:
     def failed(self, err: Exception) -> Decision:
         """Redis could not answer: fall back (unreachable) or raise ``ScriptError``."""
         if not is_unreachable(err):
+            self._limiter.reachable()
             raise ScriptError(f"Redis answered with an error: {err}") from err
+        self._limiter.breaker.failure(time.monotonic())
+        return self.fallback()
+
+    def fallback(self) -> Decision:
+        """The answer without Redis: the local limiter, or a refusal (``closed``)."""
         if self._limiter.fallback == "closed":
             return Decision(allowed=False, remaining=0, retry_after=1.0, unavailable=True)
         remaining = []
@@ -222,6 +253,9 @@ class _LimiterBase:
         name: str = "login",
         fallback: Literal["local", "closed"] = "local",
         local_capacity: int = 100_000,
+        normalize: Callable[[str], str] | None = normalize_account,
+        breaker_failures: int = 3,
+        breaker_reset: float = 1.0,
     ) -> None:
         if client is None:
             raise InvalidInput("a rate limiter needs a Redis client (e.g. store.client)")
@@ -230,7 +264,10 @@ class _LimiterBase:
                 raise InvalidInput(f"{label} must be a Rate or None")
         if fallback not in ("local", "closed"):
             raise InvalidInput("fallback must be 'local' or 'closed'")
-        Config(namespace=namespace)  # the same namespace rule as the store's keys
+        if normalize is not None and not callable(normalize):
+            raise InvalidInput("normalize must be a callable (str -> str) or None")
+        # The same namespace and breaker rules as the store's.
+        Config(namespace=namespace, breaker_failures=breaker_failures, breaker_reset=breaker_reset)
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_]{1,32}", name):
             raise InvalidInput("name must be 1..32 chars of [A-Za-z0-9_]")
         self.client = client
@@ -240,6 +277,24 @@ class _LimiterBase:
         self.name = name
         self.fallback = fallback
         self.local = LocalLimiter(local_capacity)
+        self.normalize = normalize
+        self.breaker = Breaker(breaker_failures, breaker_reset)
+
+    def reachable(self) -> None:
+        """Redis answered: close the breaker (cheap when it is closed already)."""
+        if not self.breaker.quiet:
+            self.breaker.success(time.monotonic())
+
+    def account_name(self, account: str) -> str:
+        """The spelling ``account`` is counted under (see ``normalize``)."""
+        check_user_id(account)
+        if self.normalize is None:
+            return account
+        name = self.normalize(account)
+        if not isinstance(name, str) or not name:
+            raise InvalidInput("account is empty once normalized (only spaces or invisibles)")
+        check_user_id(name)
+        return name
 
     def account_key(self, account: str) -> str:
         """The account's key (same hash tag as the account's sessions)."""
@@ -252,7 +307,7 @@ class _LimiterBase:
 
     def plan(self, account: str, ip: str | None) -> _Plan:
         """Check the inputs (no Redis call for bad ones) and list the steps: IP first."""
-        check_user_id(account)
+        account = self.account_name(account)
         steps = []
         if ip is not None:
             if not isinstance(ip, str) or not 1 <= len(ip) <= _MAX_IP_CHARS:
@@ -264,29 +319,46 @@ class _LimiterBase:
         return _Plan(self, steps)
 
 
+def _store_defaults(store: Any, options: dict[str, Any]) -> None:
+    """A limiter built for a store shares its namespace and its breaker settings."""
+    config = store.config
+    options.setdefault("namespace", config.namespace)
+    options.setdefault("breaker_failures", config.breaker_failures)
+    options.setdefault("breaker_reset", config.breaker_reset)
+
+
 class LoginRateLimiter(_LimiterBase):
     """Login attempts per account and per IP, for synchronous code (a ``redis.Redis``)."""
 
     @classmethod
     def for_store(cls, store: Any, **options: Any) -> LoginRateLimiter:
         """A limiter on a ``SessionStore``'s client and namespace."""
-        options.setdefault("namespace", store.config.namespace)
+        _store_defaults(store, options)
         return cls(store.client, **options)
 
     def hit(self, account: str, ip: str | None = None) -> Decision:
         """Count one attempt on ``account`` from ``ip``; is it allowed, and if not, when?"""
         plan = self.plan(account, ip)
-        for step in plan.steps:
-            try:
+        if not plan.steps:
+            return plan.allowed()
+        if not self.breaker.allow(time.monotonic()):
+            return plan.fallback()
+        try:
+            for step in plan.steps:
                 try:
-                    reply = self.client.evalsha(_SCRIPT.sha, *step.args)
-                except NoScriptError:
-                    reply = self.client.eval(_SCRIPT.source, *step.args)
-            except DRIVER_ERRORS as err:
-                return plan.failed(err)
-            refused = plan.feed(step, reply)
-            if refused is not None:
-                return refused
+                    try:
+                        reply = self.client.evalsha(_SCRIPT.sha, *step.args)
+                    except NoScriptError:
+                        reply = self.client.eval(_SCRIPT.source, *step.args)
+                except DRIVER_ERRORS as err:
+                    return plan.failed(err)
+                self.reachable()
+                refused = plan.feed(step, reply)
+                if refused is not None:
+                    return refused
+        except BaseException:
+            self.breaker.abandon()  # interrupted mid-call: the probe, if it was one, is void
+            raise
         return plan.allowed()
 
 
@@ -296,21 +368,30 @@ class AsyncLoginRateLimiter(_LimiterBase):
     @classmethod
     def for_store(cls, store: Any, **options: Any) -> AsyncLoginRateLimiter:
         """A limiter on an ``AsyncSessionStore``'s client and namespace."""
-        options.setdefault("namespace", store.config.namespace)
+        _store_defaults(store, options)
         return cls(store.client, **options)
 
     async def hit(self, account: str, ip: str | None = None) -> Decision:
         """Count one attempt on ``account`` from ``ip``; is it allowed, and if not, when?"""
         plan = self.plan(account, ip)
-        for step in plan.steps:
-            try:
+        if not plan.steps:
+            return plan.allowed()
+        if not self.breaker.allow(time.monotonic()):
+            return plan.fallback()
+        try:
+            for step in plan.steps:
                 try:
-                    reply = await self.client.evalsha(_SCRIPT.sha, *step.args)
-                except NoScriptError:
-                    reply = await self.client.eval(_SCRIPT.source, *step.args)
-            except DRIVER_ERRORS as err:
-                return plan.failed(err)
-            refused = plan.feed(step, reply)
-            if refused is not None:
-                return refused
+                    try:
+                        reply = await self.client.evalsha(_SCRIPT.sha, *step.args)
+                    except NoScriptError:
+                        reply = await self.client.eval(_SCRIPT.source, *step.args)
+                except DRIVER_ERRORS as err:
+                    return plan.failed(err)
+                self.reachable()
+                refused = plan.feed(step, reply)
+                if refused is not None:
+                    return refused
+        except BaseException:
+            self.breaker.abandon()  # cancelled mid-call: the probe, if it was one, is void
+            raise
         return plan.allowed()

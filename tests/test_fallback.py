@@ -97,9 +97,11 @@ async def test_fallback_deny(make_store: Callable[..., Any], fault_server: Local
     store = make_store(url=fault_server.url, config=config)
     pair = await store.login("user-1", device=PHONE)
     fault_server.kill()
-    for _ in range(3):
-        with pytest.raises(StoreUnavailable):
+    for _ in range(3):  # the first asks Redis; then the breaker is open
+        with pytest.raises(StoreUnavailable) as refused:
             await store.validate(pair.access_token)
+        # The driver's error stays the cause once the breaker is open (never `from None`).
+        assert isinstance(refused.value.__cause__, redis.ConnectionError)
 
 
 async def test_degraded_mode_is_bounded(

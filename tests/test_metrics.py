@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Generator, Iterator
+from typing import Any, cast
 
 import pytest
+import redis
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry
@@ -20,6 +21,7 @@ from sessionstore import (
     RefreshReuseDetected,
     SessionRevoked,
     SessionStore,
+    StoreUnavailable,
     events,
 )
 from sessionstore.metrics import event_labels
@@ -58,6 +60,7 @@ def test_event_labels_are_low_cardinality() -> None:
         "",
     )
     assert event_labels(events.DegradedEntered()) == ("degraded_entered", "")
+    assert event_labels(events.DegradedEntered(fallback="deny")) == ("degraded_entered", "deny")
 
 
 def test_prometheus_counts_events_and_times_operations(url: str) -> None:
@@ -156,3 +159,77 @@ async def test_otel_counts_events_and_times_async_operations(url: str) -> None:
     assert durations[("validate", "SessionRevoked")] == 1
     assert durations[("login", "ok")] == 1 and durations[("revoke_user", "ok")] == 1
     provider.shutdown()
+
+
+def test_instrument_times_the_admin_walks(url: str) -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    store = metrics.instrument(SessionStore.from_url(url, keyring=Keyring.generate("HS256")))
+    with store:
+        for user in ("alice", "bob"):
+            store.login(user, device=PHONE)
+        assert sorted(store.iter_users()) == ["alice", "bob"]
+        assert len(list(store.iter_sessions())) == 2
+        walk = cast("Generator[str, None, None]", store.iter_users())
+        next(walk)
+        walk.close()  # a consumer that stops early: still one observation
+
+    def count(operation: str) -> float | None:
+        labels = {"operation": operation, "outcome": "ok"}
+        return registry.get_sample_value("sessionstore_operation_seconds_count", labels)
+
+    assert count("iter_sessions") == 1
+    assert count("iter_users") == 3  # twice directly, once inside iter_sessions
+
+
+async def test_otel_times_the_async_admin_walks(url: str) -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    metrics = OtelMetrics(provider.get_meter("test"))
+    store = metrics.instrument(AsyncSessionStore.from_url(url, keyring=Keyring.generate("HS256")))
+    async with store:
+        await store.login("carol", device=PHONE)
+        assert [u async for u in store.iter_users()] == ["carol"]
+        assert len([s async for s in store.iter_sessions()]) == 1
+    data = reader.get_metrics_data()
+    assert data is not None
+    found: list[Any] = [
+        p
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "sessionstore.operation.duration"
+        for p in metric.data.data_points
+    ]
+    durations = {(p.attributes["operation"], p.attributes["outcome"]): p.count for p in found}
+    assert durations[("iter_sessions", "ok")] == 1
+    assert durations[("iter_users", "ok")] == 2
+    provider.shutdown()
+
+
+def test_fallback_deny_is_reported_as_refusing(fault_server: LocalServer) -> None:
+    """Under fallback='deny' the event and the gauge say validation refuses, not that it
+    answers from tokens; every refusal keeps the driver's error as its cause."""
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    seen: list[events.Event] = []
+    config = Config(fallback="deny", breaker_failures=1, breaker_reset=60)
+    keyring = Keyring.generate("HS256")
+    hook = events.fanout(seen.append, metrics)
+    with SessionStore.from_url(
+        fault_server.url, keyring=keyring, config=config, on_event=hook
+    ) as s:
+        pair = s.login("alice", device=PHONE)
+        fault_server.kill()
+        for _ in range(3):  # the first asks Redis; then the breaker is open
+            with pytest.raises(StoreUnavailable) as refused:
+                s.validate(pair.access_token)
+            assert isinstance(refused.value.__cause__, redis.ConnectionError)
+    (entered,) = [e for e in seen if isinstance(e, events.DegradedEntered)]
+    assert entered.fallback == "deny"
+    assert "deny" in (events.DegradedEntered.__doc__ or "")
+    labels = {"event": "degraded_entered", "reason": "deny"}
+    assert registry.get_sample_value("sessionstore_events_total", labels) == 1
+    assert registry.get_sample_value("sessionstore_degraded") == 1
+    (gauge,) = [m for m in registry.collect() if m.name == "sessionstore_degraded"]
+    assert "deny" in gauge.documentation and "answers from tokens alone" not in gauge.documentation

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -9,7 +10,8 @@ from typing import Any
 import pytest
 import redis
 
-from sessionstore import AsyncSessionStore, InvalidInput, ScriptError, SessionStore
+from sessionstore import AsyncSessionStore, Config, InvalidInput, ScriptError, SessionStore
+from sessionstore._policy import Breaker
 from sessionstore.ratelimit import (
     AsyncLoginRateLimiter,
     Decision,
@@ -17,6 +19,7 @@ from sessionstore.ratelimit import (
     LoginRateLimiter,
     Rate,
     gcra,
+    normalize_account,
 )
 from sessionstore.testing import LocalServer
 from support import script_calls
@@ -125,6 +128,13 @@ def test_bad_input_is_refused_before_any_redis_call(fault_server: LocalServer) -
         LoginRateLimiter(redis_client, fallback="open")  # type: ignore[arg-type]
     with pytest.raises(InvalidInput):
         LoginRateLimiter(redis_client, namespace="a:b")
+    with pytest.raises(InvalidInput):
+        LoginRateLimiter(redis_client, normalize="lower")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput):
+        LoginRateLimiter(redis_client, breaker_failures=0)
+    with pytest.raises(InvalidInput):
+        limiter.hit("\u200b")  # invisible only: empty once normalized
+    assert script_calls(redis_client) == before
     redis_client.close()
 
 
@@ -172,3 +182,131 @@ def test_the_python_mirror_agrees_with_the_script() -> None:
     assert local.hit("k", rate, now_ms=13_000.0)[0]  # 12 s later, one more
     allowed, tat, remaining, retry = gcra(None, 0.0, rate)
     assert (allowed, tat, remaining, retry) == (True, 12_000.0, 4, 0.0)
+
+
+SPELLINGS = (
+    "alice",
+    "Alice",
+    "ALICE",
+    "\uff41\uff4c\uff49\uff43\uff45",  # full-width
+    " alice ",
+    "alice\u3000",  # ideographic space
+    "al\u200bice",  # zero-width space
+    "\ufeffalice",  # BOM
+    "ali\u200dce",  # zero-width joiner
+    "AL\u00adICE",  # soft hyphen
+)
+
+
+def test_normalize_account() -> None:
+    assert {normalize_account(s) for s in SPELLINGS} == {"alice"}
+    assert normalize_account("Straße") == "strasse"
+    assert normalize_account("ﬁnn") == "finn"  # the fi ligature
+
+
+async def test_spellings_of_one_account_share_one_budget(
+    limiter_factory: Callable[..., Hit], redis_client: redis.Redis
+) -> None:
+    hit = limiter_factory(per_ip=None)
+    decisions = [await hit(spelling) for spelling in SPELLINGS]
+    assert [d.allowed for d in decisions] == [True] * 5 + [False] * (len(SPELLINGS) - 5)
+    assert len(list(redis_client.scan_iter("ss:*:rl:login"))) == 1
+    with pytest.raises(InvalidInput):
+        await hit("\u200b \u200c")  # nothing left once normalized: refused, no Redis call
+
+
+async def test_normalize_can_be_replaced_or_turned_off(
+    limiter_factory: Callable[..., Hit],
+) -> None:
+    exact = limiter_factory(per_ip=None, normalize=None, name="exact")
+    assert all([(await exact(spelling)).allowed for spelling in SPELLINGS])
+    folded = limiter_factory(per_ip=None, normalize=str.lower, name="lower")
+    assert [(await folded(s)).allowed for s in ("Bob", "BOB", "bob", "bOb", "boB", "BoB")] == [
+        True
+    ] * 5 + [False]
+
+
+class CountingRedis(redis.Redis):
+    """A plain redis-py client (its default retries and backoff) that counts its commands."""
+
+    sent = 0
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.sent += 1
+        return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+
+
+def test_with_redis_down_the_breaker_answers_without_waiting_on_the_client(
+    fault_server: LocalServer,
+) -> None:
+    """Once Redis is known down, attempts skip the client (and its retries and backoff) and
+    the local budget holds: 5 of 8 quick attempts, not one per retry cycle."""
+    client = CountingRedis(host=fault_server.host, port=fault_server.port)
+    fault_server.kill()
+    try:
+        limiter = LoginRateLimiter(client, per_account=Rate(5, 600), breaker_failures=1)
+        limiter.breaker = Breaker(1, 3600)  # no probe during the test
+        decisions = [limiter.hit("erin", "192.0.2.5") for _ in range(8)]
+        assert client.sent == 1  # the first attempt found Redis down; the rest never asked
+        assert all(d.local and d.unavailable for d in decisions)
+        assert [d.allowed for d in decisions] == [True] * 5 + [False] * 3
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_the_limiter_breaker_probes_and_finds_redis_again(
+    fault_server: LocalServer, mode: str
+) -> None:
+    options: dict[str, Any] = {"breaker_failures": 1, "breaker_reset": 0.05}
+    if mode == "sync":
+        store: Any = SessionStore.from_url(fault_server.url)
+        limiter: Any = LoginRateLimiter.for_store(store, **options)
+    else:
+        store = AsyncSessionStore.from_url(fault_server.url)
+        limiter = AsyncLoginRateLimiter.for_store(store, **options)
+
+    async def hit(account: str) -> Decision:
+        answer = limiter.hit(account)
+        return await answer if mode == "async" else answer  # type: ignore[no-any-return]
+
+    try:
+        assert not (await hit("frank")).local
+        fault_server.kill()
+        assert (await hit("frank")).local
+        assert limiter.breaker.is_open
+        fault_server.restart()
+        deadline = time.monotonic() + 10
+        while (await hit("grace")).local:
+            assert time.monotonic() < deadline, "the limiter never went back to Redis"
+            time.sleep(0.06)
+        assert not limiter.breaker.is_open
+    finally:
+        if mode == "async":
+            await store.close()
+        else:
+            store.close()
+
+
+async def test_a_cancelled_probe_does_not_keep_the_limiter_on_its_fallback(
+    fault_server: LocalServer,
+) -> None:
+    """A login request cancelled while its hit was the breaker's probe (a client that went
+    away): another hit probes later, and Redis is found again once it answers."""
+    store = AsyncSessionStore.from_url(fault_server.url, config=Config(socket_timeout=0.5))
+    limiter = AsyncLoginRateLimiter.for_store(store, breaker_failures=1, breaker_reset=0.05)
+    try:
+        fault_server.pause()  # stalled: every call waits out its socket timeout
+        assert (await limiter.hit("henry")).local
+        assert limiter.breaker.is_open
+        time.sleep(0.06)  # the next hit is the probe
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(limiter.hit("henry"), timeout=0.1)
+        fault_server.resume()
+        deadline = time.monotonic() + 10
+        while (await limiter.hit("irene")).local:
+            assert time.monotonic() < deadline, "no probe after the cancelled one"
+            await asyncio.sleep(0.06)
+    finally:
+        fault_server.resume()
+        await store.close()

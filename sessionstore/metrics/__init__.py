@@ -12,7 +12,7 @@ import functools
 import inspect
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from sessionstore import events
@@ -27,6 +27,8 @@ OPERATIONS = (
     "create",
     "devices",
     "get",
+    "iter_sessions",
+    "iter_users",
     "login",
     "logout",
     "refresh",
@@ -38,7 +40,7 @@ OPERATIONS = (
     "update",
     "validate",
 )
-"""The store methods ``instrument`` times."""
+"""The store methods ``instrument`` times (a walk, ``iter_*``, from its first step to its end)."""
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 """Histogram bounds in seconds: one Redis round trip on a LAN is well under a millisecond."""
@@ -48,7 +50,8 @@ _SNAKE = re.compile(r"(?<!^)(?=[A-Z])")
 
 def event_labels(event: events.Event) -> tuple[str, str]:
     """(kind, reason) of an event, e.g. ``("revoked", "logout")``, ``("validation_failed",
-    "TokenExpired")``, ``("refreshed", "grace")``; reason is ``""`` where there is none."""
+    "TokenExpired")``, ``("refreshed", "grace")``, ``("degraded_entered", "deny")`` under
+    ``fallback="deny"``; reason is ``""`` where there is none."""
     kind = _SNAKE.sub("_", type(event).__name__).lower()
     if isinstance(event, events.Revoked):
         return kind, event.reason
@@ -56,6 +59,8 @@ def event_labels(event: events.Event) -> tuple[str, str]:
         return kind, event.reason
     if isinstance(event, events.Refreshed):
         return kind, "grace" if event.grace else "rotate"
+    if isinstance(event, events.DegradedEntered):
+        return kind, "deny" if event.fallback == "deny" else ""
     if isinstance(event, events.DeviceMismatch):
         return kind, f"{event.field}_{'enforced' if event.enforced else 'reported'}"
     return kind, ""
@@ -69,7 +74,44 @@ def instrument(store: S, observe: Observe, operations: Iterable[str] = OPERATION
     return store
 
 
+def _timed_walk(name: str, method: Callable[..., Any], observe: Observe) -> Callable[..., Any]:
+    """A generator (sync or async) timed as one operation: from the first step to the last
+    (or to the consumer letting go, which counts as ``ok``)."""
+    if inspect.isasyncgenfunction(method):
+
+        @functools.wraps(method)
+        async def walk_async(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            outcome = "ok"
+            try:
+                async for item in method(*args, **kwargs):
+                    yield item
+            except Exception as err:
+                outcome = type(err).__name__
+                raise
+            finally:
+                observe(name, time.perf_counter() - started, outcome)
+
+        return walk_async
+
+    @functools.wraps(method)
+    def walk(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            yield from method(*args, **kwargs)
+        except Exception as err:
+            outcome = type(err).__name__
+            raise
+        finally:
+            observe(name, time.perf_counter() - started, outcome)
+
+    return walk
+
+
 def _timed(name: str, method: Callable[..., Any], observe: Observe) -> Callable[..., Any]:
+    if inspect.isgeneratorfunction(method) or inspect.isasyncgenfunction(method):
+        return _timed_walk(name, method, observe)
     if inspect.iscoroutinefunction(method):
 
         @functools.wraps(method)

@@ -7,7 +7,8 @@
 
 Instruments: ``sessionstore.events`` (counter; attributes ``event``, ``reason``),
 ``sessionstore.operation.duration`` (histogram, seconds; ``operation``, ``outcome``) and
-``sessionstore.degraded`` (up-down counter: 1 while validation answers from tokens alone).
+``sessionstore.degraded`` (up-down counter: 1 while Redis is unreachable to validation: it
+answers from tokens alone, or refuses every token under ``fallback="deny"``).
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ class OtelMetrics:
             explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
         )
         self.degraded = meter.create_up_down_counter(
-            f"{prefix}.degraded", description="1 while validation answers from tokens alone"
+            f"{prefix}.degraded",
+            description="1 while Redis is unreachable to validation (answering from tokens, "
+            "or refusing every token under fallback='deny')",
         )
 
     def __call__(self, event: events.Event) -> None:

@@ -7,7 +7,8 @@
 
 Series: ``sessionstore_events_total{event, reason}``,
 ``sessionstore_operation_seconds{operation, outcome}`` (a histogram) and
-``sessionstore_degraded`` (1 while validation answers from tokens alone).
+``sessionstore_degraded`` (1 while Redis is unreachable to validation: it answers from
+tokens alone, or refuses every token under ``fallback="deny"``).
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ class PrometheusMetrics:
             ["operation", "outcome"], buckets=tuple(buckets), registry=registry,
         )  # fmt: skip
         self.degraded = Gauge(
-            f"{prefix}_degraded", "1 while validation answers from tokens alone",
+            f"{prefix}_degraded",
+            "1 while Redis is unreachable to validation (answering from tokens, or refusing "
+            "every token under fallback='deny')",
             registry=registry,
         )  # fmt: skip
 
