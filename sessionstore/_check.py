@@ -157,7 +157,7 @@ class Check(Call[Principal]):
             return fail_closed(err, unreachable)  # type: ignore[no-any-return]
         if auth.breaker.failure(time.monotonic()):
             auth.emit(events.DegradedEntered())
-        return auth._degraded(self.verified.claims, err)
+        return auth._degraded(self.verified.claims, err, self.ip, self.user_agent)
 
 
 def principal_of(claims: AccessClaims, *, session: Any) -> Principal:
