@@ -354,8 +354,7 @@ class Auth(Core):
             ) from err
         if unreached > config.max_degraded_seconds:
             raise StoreUnavailable(
-                "Redis has been unreachable past max_degraded_seconds "
-                "(counted from its last reply)"
+                "Redis has been unreachable past max_degraded_seconds (counted from its last reply)"
             ) from err
         if self.revoked.is_revoked(claims.user_id, claims.session_id, time.time()):
             error = SessionRevoked("session was revoked (known to this process)")

@@ -80,7 +80,9 @@ def same_network(a: str, b: str) -> bool:
     return ip_prefix(a) == ip_prefix(b)
 
 
-def mismatch(stored_ip: str, stored_ua: str, ip: str | None, user_agent: str | None) -> Field | None:
+def mismatch(
+    stored_ip: str, stored_ua: str, ip: str | None, user_agent: str | None
+) -> Field | None:
     """The first field that differs, or None.
 
     An IP unknown on either side is not compared (the application passes the peer address;
@@ -110,8 +112,10 @@ def token_mismatch(
 ) -> Field | None:
     """``mismatch`` against the digests a token carries (``bound``: field -> digest)."""
     expected = bound.get("ip")
-    if ip and expected is not None and not hmac.compare_digest(
-        digest(key, session_id, "ip", ip), expected
+    if (
+        ip
+        and expected is not None
+        and not hmac.compare_digest(digest(key, session_id, "ip", ip), expected)
     ):
         return "ip"
     expected = bound.get("ua")

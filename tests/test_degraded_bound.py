@@ -170,14 +170,14 @@ async def test_binding_holds_while_degraded(
     for ip, agent in (("10.0.0.7", CHROME), ("::ffff:10.0.0.8", CHROME_NEXT), (None, CHROME)):
         assert (await store.validate(token, ip=ip, user_agent=agent)).degraded
     # Another device: refused as it is while Redis is up.
-    refused = {
+    refused: dict[str, list[tuple[str, str | None]]] = {
         "user_agent": [("10.0.0.7", FIREFOX), ("10.0.0.7", None), ("10.0.0.7", "")],
         "ip": [("10.0.1.7", CHROME), ("::ffff:10.9.0.7", CHROME), ("fd00::7", CHROME)],
     }
     for field, requests in refused.items():
-        for ip, agent in requests:
+        for other_ip, other_agent in requests:
             with pytest.raises(DeviceBindingError, match=field):
-                await store.validate(token, ip=ip, user_agent=agent)
+                await store.validate(token, ip=other_ip, user_agent=other_agent)
     mismatches = [e for e in seen if isinstance(e, events.DeviceMismatch)]
     assert [e.field for e in mismatches] == ["user_agent"] * 3 + ["ip"] * 3
     assert all(e.enforced for e in mismatches)
@@ -205,9 +205,7 @@ async def test_a_token_without_device_digests_is_refused_while_degraded(
     keyring = Keyring.generate("ES256")
     issuer = open_store(server.url, config=ENFORCE, keyring=keyring)
     unbound = open_store(server.url, config=OUTAGE, keyring=keyring)
-    verifier = open_store(
-        server.url, config=ENFORCE, keyring=Keyring.from_jwks(keyring.to_jwks())
-    )
+    verifier = open_store(server.url, config=ENFORCE, keyring=Keyring.from_jwks(keyring.to_jwks()))
     bound = await issuer.login("user-1", device=LAPTOP)
     plain = await unbound.login("user-1", device=LAPTOP)
     for token in (bound.access_token, plain.access_token):
@@ -241,7 +239,9 @@ async def test_an_ipv4_mapped_address_is_its_ipv4(
     for ip in ("::ffff:10.0.0.7", "::FFFF:10.0.0.200", "10.0.0.9"):
         principal = await store.validate(pair.access_token, ip=ip, user_agent=CHROME)
         assert not principal.degraded
-    mapped = await store.login("user-1", device=msgspec.structs.replace(LAPTOP, ip="::ffff:10.0.0.7"))
+    mapped = await store.login(
+        "user-1", device=msgspec.structs.replace(LAPTOP, ip="::ffff:10.0.0.7")
+    )
     assert not (
         await store.validate(mapped.access_token, ip="10.0.0.7", user_agent=CHROME)
     ).degraded
