@@ -81,6 +81,7 @@ class Auth(Core):
             return None
 
         def parse(reply: list[Any]) -> None:
+            self.breaker.last_reached = time.monotonic()
             event = self.marker.parse(reply)
             if event is not None:
                 self.emit(event)
@@ -114,6 +115,7 @@ class Auth(Core):
         generation: int,
         kid: str,
         absolute_deadline: float,
+        device: Device,
     ) -> TokenPair:
         now = int(time.time())
         access, issued = issue_access_token(
@@ -124,6 +126,8 @@ class Auth(Core):
             config=self.config,
             now=now,
             expires_at=int(absolute_deadline),
+            # Binding on: the token carries its device's digests, for degraded mode.
+            device=device if self._binding else None,
         )
         refresh = issue_refresh_token(
             self.keyring, user_id=user_id, session_id=session_id, generation=generation, kid=kid
@@ -161,7 +165,13 @@ class Auth(Core):
         def parse(reply: Any) -> TokenPair:
             session = inner.parse(reply)
             return self._pair(
-                user_id, session.session_id, checked, 1, kid, session.absolute_expires_at
+                user_id,
+                session.session_id,
+                checked,
+                1,
+                kid,
+                session.absolute_expires_at,
+                session.device,
             )
 
         return Call(inner.script, inner.keys, inner.args, parse)
@@ -197,7 +207,13 @@ class Auth(Core):
                 )
             )
             return self._pair(
-                user_id, session_id, session.claims, generation, kid, session.absolute_expires_at
+                user_id,
+                session_id,
+                session.claims,
+                generation,
+                kid,
+                session.absolute_expires_at,
+                session.device,
             )
 
         key_pair = (keys.index, keys.session(session_id))
@@ -273,15 +289,17 @@ class Auth(Core):
             self._failed(claims, err)
             raise err
         if not self.breaker.allow(mono):
-            return self._degraded(claims, None)
+            return self._degraded(claims, None, ip, user_agent)
         # A token seen for the first time stays out of both caches (see TokenCache.admit):
         # its session is cached from the second sighting on.
         return Check(self, verified, near if verified.repeat else None, ip, user_agent)
 
     def _reachable(self) -> None:
-        if self.breaker.quiet:
-            return  # the common case: no clock read, no lock
-        ended = self.breaker.success(time.monotonic())
+        breaker = self.breaker
+        breaker.last_reached = now = time.monotonic()  # degraded mode is bounded from here
+        if breaker.quiet:
+            return  # the common case: no lock
+        ended = breaker.success(now)
         if ended is not None:
             self.marker.expedite()  # a server that came back may have come back empty
             self.emit(events.DegradedLeft(seconds=ended))
@@ -301,9 +319,11 @@ class Auth(Core):
             return
         device = session.device
         field = _binding.mismatch(device.ip, device.user_agent, ip, user_agent)
-        if field is None:
-            return
-        enforced = policy == "enforce"
+        if field is not None:
+            self._mismatched(claims, field)
+
+    def _mismatched(self, claims: AccessClaims, field: _binding.Field) -> None:
+        enforced = self.config.device_binding == "enforce"
         self.emit(
             events.DeviceMismatch(
                 user_id=claims.user_id,
@@ -317,17 +337,61 @@ class Auth(Core):
             self._failed(claims, err)
             raise err
 
-    def _degraded(self, claims: AccessClaims, err: BaseException | None) -> Principal:
+    def _degraded(
+        self,
+        claims: AccessClaims,
+        err: BaseException | None,
+        ip: str | None,
+        user_agent: str | None,
+    ) -> Principal:
+        config = self.config
         # With the breaker open no call was made: the outage's latest driver error is the cause.
         cause = err if err is not None else self.breaker.last_error
-        if self.config.fallback == "deny":
+        if config.fallback == "deny":
             raise StoreUnavailable("Redis is unreachable and fallback is 'deny'") from cause
-        if self.breaker.outage_seconds(time.monotonic()) > self.config.max_degraded_seconds:
+        # Bounded from the last reply, not from when this process noticed the outage: a
+        # process (re)started mid-outage, or idle when it began, cannot extend the window.
+        # One that never reached Redis has heard of no revocation at all: it denies.
+        unreached = self.breaker.unreached_seconds(time.monotonic())
+        if unreached is None:
             raise StoreUnavailable(
-                "Redis has been unreachable past max_degraded_seconds"
+                "Redis is unreachable and this process never reached it: "
+                "it cannot know which sessions were revoked"
+            ) from cause
+        if unreached > config.max_degraded_seconds:
+            raise StoreUnavailable(
+                "Redis has been unreachable past max_degraded_seconds (counted from its last reply)"
             ) from cause
         if self.revoked.is_revoked(claims.user_id, claims.session_id, time.time()):
             error = SessionRevoked("session was revoked (known to this process)")
             self._failed(claims, error)
             raise error
+        if self._binding:
+            self._bind_token(claims, ip, user_agent, err)
         return principal_of(claims, session=None)
+
+    def _bind_token(
+        self,
+        claims: AccessClaims,
+        ip: str | None,
+        user_agent: str | None,
+        err: BaseException | None,
+    ) -> None:
+        """Device binding without Redis: against the keyed digests the token carries."""
+        key = None
+        if claims.device is not None:
+            try:
+                key = self.keyring._entry(claims.kid).binding_key
+            except InvalidToken:
+                key = None  # retired since the token was verified: nothing to check with
+        if key is None or claims.device is None:
+            # A token issued without binding, or a verify-only keyring: the device cannot
+            # be checked here, so enforcement refuses rather than skip the check.
+            if self.config.device_binding == "enforce":
+                raise StoreUnavailable(
+                    "Redis is unreachable and the token's device cannot be checked without it"
+                ) from err
+            return
+        field = _binding.token_mismatch(key, claims.session_id, claims.device, ip, user_agent)
+        if field is not None:
+            self._mismatched(claims, field)

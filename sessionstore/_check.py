@@ -157,7 +157,7 @@ class Check(Call[Principal]):
             return fail_closed(err, unreachable)  # type: ignore[no-any-return]
         if auth.breaker.failure(time.monotonic(), err):
             auth.emit(events.DegradedEntered(fallback=auth.config.fallback))
-        return auth._degraded(self.verified.claims, err)
+        return auth._degraded(self.verified.claims, err, self.ip, self.user_agent)
 
 
 def principal_of(claims: AccessClaims, *, session: Any) -> Principal:

@@ -44,6 +44,7 @@ SUPPORTED_ALGS: Final = frozenset(_KTY)
 MIN_RSA_BITS: Final = 2048
 MAX_KID_CHARS: Final = 256
 _REFRESH_LABEL: Final = b"sessionstore/refresh/v1"
+_BINDING_LABEL: Final = b"sessionstore/device-binding/v1"
 # What PyJWT and cryptography raise on a malformed JWK (binascii.Error is a ValueError).
 _JWK_ERRORS: Final = (jwt.PyJWTError, ValueError, TypeError, KeyError, UnsupportedAlgorithm)
 ACCESS_TYPES: Final = frozenset({"at+jwt", "application/at+jwt"})
@@ -115,6 +116,7 @@ class KeyEntry:
         "_mac",
         "_prefixed",
         "alg",
+        "binding_key",
         "kid",
         "private",
         "public",
@@ -154,6 +156,11 @@ class KeyEntry:
         # under a key that exists only as long as the signing key does.
         self.refresh_key = (
             None if material is None else hmac.digest(material, _REFRESH_LABEL, "sha256")
+        )
+        # Device binding digests (see _binding.digest) use a key of their own, derived the
+        # same way: a process that can sign (or refresh) can check a token's device alone.
+        self.binding_key = (
+            None if material is None else hmac.digest(material, _BINDING_LABEL, "sha256")
         )
 
     @property

@@ -17,8 +17,10 @@ class Breaker:
 
     After ``failures`` consecutive unreachable errors it opens; while open, one probe
     is let through every ``reset`` seconds. ``outage_started`` is the time of the
-    first failure of the current streak, used to bound degraded mode; ``last_error`` the
+    first failure of the current streak (what ``DegradedLeft`` reports); ``last_error`` the
     driver error of the latest failure, chained as the cause of errors raised while open.
+    Degraded mode is bounded from ``last_reached`` instead: the last reply from Redis, set
+    by the caller.
     """
 
     def __init__(self, failures: int, reset: float) -> None:
@@ -30,6 +32,10 @@ class Breaker:
         self._next_probe = 0.0
         self._probing = False
         self.last_error: BaseException | None = None
+        # Monotonic seconds of the last reply from Redis; None until the first one. A plain
+        # attribute: every successful validation sets it, so no lock and no method call.
+        # CLOCK_MONOTONIC is system-wide on Linux, so a forked child inherits a valid value.
+        self.last_reached: float | None = None
 
     @property
     def outage_started(self) -> float | None:
@@ -97,6 +103,11 @@ class Breaker:
         """How long the current outage has lasted (0 when there is none)."""
         started = self._outage_started
         return 0.0 if started is None else now - started
+
+    def unreached_seconds(self, now: float) -> float | None:
+        """Seconds since Redis last answered; None if it never did (in this process)."""
+        reached = self.last_reached
+        return None if reached is None else now - reached
 
 
 class RevocationMemory:

@@ -42,6 +42,7 @@ from typing import Any, Literal
 import msgspec
 from redis.exceptions import NoScriptError
 
+from sessionstore._binding import ip_address
 from sessionstore._io import DRIVER_ERRORS, is_unreachable
 from sessionstore._policy import Breaker
 from sessionstore.errors import InvalidInput, ScriptError
@@ -164,13 +165,10 @@ class LocalLimiter:
 
 def _ip_bucket(ip: str) -> str:
     """The unit an IP is counted in: the address (IPv4) or its /64 (IPv6)."""
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
+    address = ip_address(ip)  # device binding's parse: IPv4-mapped IPv6 is its IPv4
+    if address is None:
         return ip
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
+    if address.version == 6:
         return str(ipaddress.ip_network(f"{address}/64", strict=False))
     return str(address)
 

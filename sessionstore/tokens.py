@@ -18,7 +18,8 @@ from typing import Any, Final
 import jwt
 import msgspec
 
-from sessionstore import _strict
+from sessionstore import _binding, _strict
+from sessionstore._jose import KeyEntry
 from sessionstore._keyring import SAFE_INT_MAX, Keyring, seconds
 from sessionstore.errors import (
     InvalidClaim,
@@ -31,10 +32,11 @@ from sessionstore.errors import (
     WrongTokenType,
 )
 from sessionstore.keys import check_session_id, check_user_id, decode_user_id, encode_user_id
-from sessionstore.models import Config
+from sessionstore.models import Config, Device
 
 __all__ = [
     "ACCESS_TOKEN_TYPE",
+    "DEVICE_CLAIM",
     "REFRESH_PREFIX",
     "RESERVED_CLAIMS",
     "AccessClaims",
@@ -48,10 +50,15 @@ __all__ = [
 
 ACCESS_TOKEN_TYPE: Final = "at+jwt"
 REFRESH_PREFIX: Final = "rt1."
-RESERVED_CLAIMS: Final = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid", "typ"})
+# The keyed digests of the session's device (see _binding.digest): {"ip": ..., "ua": ...}.
+DEVICE_CLAIM: Final = "ss_dev"
+RESERVED_CLAIMS: Final = frozenset(
+    {"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid", "typ", DEVICE_CLAIM}
+)
 _JWS_CHARS: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
 _COMPACT: Final = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _SID: Final = re.compile(r"[A-Za-z0-9_-]{22}")
+_DIGEST: Final = re.compile(r"[A-Za-z0-9_-]{22}")
 _REFRESH: Final = re.compile(
     r"rt1\.([A-Za-z0-9_-]{2,342})\.([A-Za-z0-9_-]{22})\.([1-9][0-9]{0,15})"
     r"\.([A-Za-z0-9_-]{2,1366})\.([A-Za-z0-9_-]{43})"
@@ -64,6 +71,8 @@ _REFRESH: Final = re.compile(
 class AccessClaims(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The verified content of an access token: registered claims as attributes.
 
+    ``kid`` names the key that signed it; ``device`` holds the keyed digests of the
+    session's device (``DEVICE_CLAIM``), None when the token carries none.
     Untracked by the garbage collector (``gc=False``), like the records of ``models``.
     """
 
@@ -73,6 +82,8 @@ class AccessClaims(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     issued_at: int
     expires_at: int
     claims: dict[str, Any]
+    kid: str = ""
+    device: dict[str, str] | None = None
 
 
 def issue_access_token(
@@ -84,11 +95,14 @@ def issue_access_token(
     config: Config,
     now: float,
     expires_at: float | None = None,
+    device: Device | None = None,
 ) -> tuple[str, AccessClaims]:
     """Sign an RFC 9068 access token with the keyring's current key.
 
     ``exp`` is ``now + access_ttl``, capped at ``expires_at`` (e.g. the session's absolute
-    deadline); times are floored to whole seconds.
+    deadline); times are floored to whole seconds. With ``device``, the token carries keyed
+    digests of its IP network and user agent family (``DEVICE_CLAIM``), so that device
+    binding can be checked without Redis; never the raw values.
     """
     check_user_id(user_id)
     check_session_id(session_id)
@@ -99,6 +113,7 @@ def issue_access_token(
     extra = _strict.json_claims(claims, RESERVED_CLAIMS)
     key = keyring._signer(None)
     token_id = secrets.token_urlsafe(12)
+    bound = None if device is None else _device_digests(key, session_id, device)
     payload = {
         "iss": config.issuer,
         "sub": user_id,
@@ -109,6 +124,8 @@ def issue_access_token(
         "sid": session_id,
         **extra,
     }
+    if bound is not None:
+        payload[DEVICE_CLAIM] = bound
     headers = {"alg": key.alg, "kid": key.kid, "typ": ACCESS_TOKEN_TYPE}
     token = jwt.encode(payload, key.signing_key, algorithm=key.alg, headers=headers)
     if len(token) > config.max_token_bytes:
@@ -120,8 +137,35 @@ def issue_access_token(
         issued_at=issued_at,
         expires_at=expires,
         claims=extra,
+        kid=key.kid,
+        device=bound,
     )
     return token, verified
+
+
+def _device_digests(key: KeyEntry, session_id: str, device: Device) -> dict[str, str]:
+    binding_key = key.binding_key
+    if binding_key is None:  # unreachable: a key that can sign has binding material
+        raise InvalidInput(f"key {key.kid!r} cannot bind devices")
+    bound: dict[str, str] = {}
+    if device.ip:
+        bound["ip"] = _binding.digest(binding_key, session_id, "ip", device.ip)
+    if device.user_agent:
+        bound["ua"] = _binding.digest(binding_key, session_id, "user_agent", device.user_agent)
+    return bound
+
+
+def _device_claim(payload: dict[str, Any]) -> dict[str, str] | None:
+    if DEVICE_CLAIM not in payload:
+        return None
+    bound = payload[DEVICE_CLAIM]
+    if (
+        type(bound) is not dict
+        or not bound.keys() <= {"ip", "ua"}
+        or not all(type(v) is str and _DIGEST.fullmatch(v) for v in bound.values())
+    ):
+        raise InvalidClaim(f"{DEVICE_CLAIM} claim must hold device digests", claim=DEVICE_CLAIM)
+    return bound
 
 
 def _claim_error(name: str, payload: dict[str, Any], expected: str) -> InvalidClaim:
@@ -221,7 +265,9 @@ def verify_access_token(
         raise InvalidClaim("token lifetime exceeds access_ttl", claim="exp")
     # sub, sid, jti, iat and exp are present (checked above): a payload of exactly those
     # and the other registered names it holds carries no claims of the caller's.
+    device = _device_claim(payload)
     registered = 5 + ("iss" in payload) + ("aud" in payload) + (nbf is not None)
+    registered += device is not None
     if len(payload) == registered + ("typ" in payload):
         claims: dict[str, Any] = {}
     else:
@@ -233,6 +279,8 @@ def verify_access_token(
         issued_at=iat,
         expires_at=exp,
         claims=claims,
+        kid=key.kid,
+        device=device,
     )
 
 

@@ -278,6 +278,9 @@ def test_degraded_principal_is_refused_on_fresh_routes(
     with SessionStore.from_url(fault_server.url, keyring=keyring) as admin:
         pair = admin.login("alice", device=PHONE)
     with TestClient(make_app(fault_server.url, keyring), base_url=BASE) as client:
+        # The app's store reaches Redis first: one that never did denies while it is down.
+        up = client.get("/me", headers=bearer(pair.access_token))
+        assert up.status_code == 200 and up.json() == {"user": "alice", "degraded": False}
         fault_server.kill()
         me = client.get("/me", headers=bearer(pair.access_token))
         assert me.status_code == 200 and me.json() == {"user": "alice", "degraded": True}
