@@ -276,6 +276,9 @@ class HttpAuth:
         session of a genuine refresh cookie (it reaches routes under its path only)."""
         if state.principal is not None:
             return state.principal.user_id, state.principal.session_id
+        if state.refusal is not None and state.refusal.reason == "unavailable":
+            # The credentials could not be checked: whatever they name cannot be ended now.
+            raise StoreUnavailable("the store is unreachable: the session cannot be ended now")
         if not refresh_cookie:
             return None
         try:
