@@ -26,14 +26,17 @@ class AsyncSessionStore(StoreBase):
     """
 
     def _start(self, client: Any) -> None:
-        self._batcher = Batcher(client, self._core.housekeeping)
+        self._batcher = Batcher(client, self._chores)
+
+    def _after_fork(self) -> None:
+        self._batcher.forked()
 
     @staticmethod
     def _new_client(url: str, config: Config, options: dict[str, Any]) -> Any:
         return _connect.async_client(url, config, options)
 
     async def _run(self, call: Call[T]) -> T:
-        chore = self._core.housekeeping()
+        chore = self._chores()
         if chore is not None:
             await self._run(chore)
         wait = self._core.wait_for(call)
