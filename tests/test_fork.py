@@ -9,6 +9,7 @@ propagation bound, degraded mode included.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import multiprocessing
 import os
@@ -26,7 +27,6 @@ from sessionstore import (
     Device,
     InvalidToken,
     Keyring,
-    SessionRevoked,
     SessionStore,
 )
 from sessionstore.keys import user_keys
@@ -173,7 +173,7 @@ def test_the_child_never_reads_the_parents_pushes(redis_url: str, keyring: Keyri
                 late = [
                     pair.session_id
                     for pair in theirs
-                    if not wait_for(lambda pair=pair: refused(store, pair.access_token))
+                    if not wait_for(functools.partial(refused, store, pair.access_token))
                 ]
             finally:
                 stop.set()
@@ -188,7 +188,7 @@ def test_the_child_never_reads_the_parents_pushes(redis_url: str, keyring: Keyri
         late = [
             pair.session_id
             for pair in mine
-            if not wait_for(lambda pair=pair: refused(store, pair.access_token))
+            if not wait_for(functools.partial(refused, store, pair.access_token))
         ]
         seen = outcome(pid, pipe)
         assert not late, f"the parent still accepted {len(late)} of 8 sessions the child revoked"
@@ -240,7 +240,7 @@ def test_the_degraded_child_refuses_what_the_parent_knows_was_revoked(
             unheard = [
                 name
                 for name, each in stores.items()
-                if not wait_for(lambda each=each: knows_revoked(each, "user-2", after.session_id))
+                if not wait_for(functools.partial(knows_revoked, each, "user-2", after.session_id))
             ]
             pipe.send(("heard", None))
             expect(pipe, "down")
@@ -326,17 +326,15 @@ def test_the_child_talks_on_connections_of_its_own(
             await asyncio.gather(*(s.validate(pair.access_token) for _ in range(5)))
         return pair
 
-    work = sync_work if shell == "sync" else async_work
+    work: Callable[[Any], Any] = sync_work if shell == "sync" else async_work
     try:
         run(work)
         parents = sockets_of(store)
         assert parents, "the parent holds no connection to check against"
 
         def child(pipe: Connection) -> dict[str, Any]:
-            if shell == "sync":
-                pair = work(store)
-            else:
-                pair = asyncio.run(work(store))  # a new loop, as a worker runs
+            # The async child runs a loop of its own, as a worker does.
+            pair = work(store) if shell == "sync" else asyncio.run(work(store))
             shared = sockets_of(store) & parents
             if shell == "sync":
                 gone = store.revoke("user-1", pair.session_id)
