@@ -72,6 +72,8 @@ class Auth(Core):
         self.marker.forked()
         if self.tokens is not None:
             self.tokens.forked()
+        if self._keyring is not None:
+            self._keyring._forked()
 
     def published(self, encoded_user_id: str, session_ids: list[str]) -> None:
         """A revocation announced by a script (any process): remember it for degraded mode."""

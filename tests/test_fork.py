@@ -353,3 +353,53 @@ def test_the_child_talks_on_connections_of_its_own(
         else:
             loop.run_until_complete(store.close())
         loop.close()
+
+
+@ROWS
+def test_locks_a_parent_thread_held_at_the_fork_do_not_hang_the_child(
+    redis_url: str, keyring: Keyring
+) -> None:
+    """A parent thread in the middle of a store's critical section when another forks
+    (the registry of followers, the revocation memory, the marker, the token cache): the
+    child gets locks of its own and works. Before the fix it waited forever."""
+    from sessionstore import _follow
+
+    store = SessionStore.from_url(redis_url, keyring=keyring)
+    try:
+        pair = store.login("user-1", device=PHONE)
+        core = store._core
+        assert core.tokens is not None
+        locks = [_follow._registry_lock, core.revoked._lock, core.marker._lock, core.tokens._lock]
+        held, release = threading.Event(), threading.Event()
+
+        def holder() -> None:
+            for lock in locks:
+                lock.acquire()
+            held.set()
+            release.wait(30)
+            for lock in reversed(locks):
+                lock.release()
+
+        thread = threading.Thread(target=holder)
+        thread.start()
+        assert held.wait(10)
+
+        def child(pipe: Connection) -> dict[str, Any]:
+            core.marker.expedite()  # the next call checks the marker: its lock
+            for _ in range(3):  # the second sighting enters the token cache: its lock
+                store.validate(pair.access_token)
+            other = SessionStore.from_url(redis_url, keyring=keyring)  # the registry's lock
+            other.validate(pair.access_token)
+            other.close()
+            gone = store.revoke("user-1", pair.session_id)  # the revocation memory's lock
+            return {"revoked": gone, "refused": refused(store, pair.access_token)}
+
+        try:
+            pid, pipe = fork(child)
+        finally:
+            release.set()
+            thread.join()
+        assert outcome(pid, pipe, seconds=20) == {"revoked": True, "refused": True}
+        assert not refused(store, store.login("user-2", device=PHONE).access_token)
+    finally:
+        store.close()
