@@ -9,6 +9,7 @@ propagation bound, degraded mode included.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import multiprocessing
@@ -118,13 +119,42 @@ def expect(pipe: Connection, word: str, seconds: float = 30.0) -> Any:
     """The next message of the other side, which must be ``word`` (or its error)."""
     assert pipe.poll(seconds), f"no {word!r} from the other side"
     message = pipe.recv()
-    assert isinstance(message, tuple) and message[0] == word, message
+    if isinstance(message, str):  # the child's last word: its result, or its error
+        raise AssertionError(f"the child ended before {word!r}: {message}")
+    assert message[0] == word, message
     return message[1]
 
 
 @pytest.fixture
 def keyring() -> Keyring:
     return Keyring.generate("HS256")
+
+
+def socket_inodes() -> set[int]:
+    """The inodes of the sockets this process has open (Linux: /proc/self/fd)."""
+    found = set()
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                found.add(os.stat(f"/proc/self/fd/{name}").st_ino)
+    return found
+
+
+def listener_inodes(store: SessionStore) -> set[int]:
+    """The inodes of the invalidation sockets behind ``store``'s near cache."""
+    assert store._listener is not None
+    socks = [lis._sock for lis in store._listener._listeners.values()]
+    return {os.fstat(sock.fileno()).st_ino for sock in socks if sock is not None}
+
+
+def still_accepted(store: SessionStore, tokens: list[str]) -> list[str]:
+    """The tokens ``store`` still accepts once the propagation bound has passed."""
+    left = list(tokens)
+    deadline = time.monotonic() + PROPAGATION
+    while left and time.monotonic() < deadline:
+        left = [token for token in left if not refused(store, token)]
+        time.sleep(0.01)
+    return left
 
 
 @ROWS
@@ -138,11 +168,13 @@ def test_the_child_never_reads_the_parents_pushes(redis_url: str, keyring: Keyri
     """
     store = SessionStore.from_url(redis_url, keyring=keyring)
     try:
-        users = [f"user-{n}" for n in range(16)]
+        users = [f"user-{n}" for n in range(24)]
         pairs = [store.login(user, device=PHONE) for user in users]
-        mine, theirs = pairs[:8], pairs[8:]  # revoked by the child / by the parent
+        mine, theirs = pairs[:16], pairs[16:]  # revoked by the child / by the parent
         for user, pair in zip(users, pairs, strict=True):
             assert warm(store, user, pair.session_id, pair.access_token)
+        parents = listener_inodes(store)
+        assert parents, "the parent's invalidation connection is not up"
 
         def child(pipe: Connection) -> dict[str, Any]:
             stop = threading.Event()
@@ -159,40 +191,37 @@ def test_the_child_never_reads_the_parents_pushes(redis_url: str, keyring: Keyri
                             errors.append(repr(err))
                             return
 
-            for user, pair in zip(users[8:], theirs, strict=True):
-                assert warm(store, user, pair.session_id, pair.access_token)
             worker = threading.Thread(target=hot)
             worker.start()
             try:
                 time.sleep(0.2)
-                for user, pair in zip(users[:8], mine, strict=True):
+                for user, pair in zip(users[:16], mine, strict=True):
                     assert store.revoke(user, pair.session_id)
                     time.sleep(0.02)
                 pipe.send(("revoked", None))
+                for user, pair in zip(users[16:], theirs, strict=True):
+                    assert warm(store, user, pair.session_id, pair.access_token)
+                pipe.send(("warm", None))
                 expect(pipe, "revoked")
-                late = [
-                    pair.session_id
-                    for pair in theirs
-                    if not wait_for(functools.partial(refused, store, pair.access_token))
-                ]
+                late = still_accepted(store, [pair.access_token for pair in theirs])
             finally:
                 stop.set()
                 worker.join()
-            return {"late": late, "errors": errors}
+            # Not even open: the child cannot read what it has closed.
+            inherited = len(socket_inodes() & parents)
+            return {"late": len(late), "errors": errors, "inherited": inherited}
 
         pid, pipe = fork(child)
         expect(pipe, "revoked")
-        for user, pair in zip(users[8:], theirs, strict=True):
+        late = still_accepted(store, [pair.access_token for pair in mine])
+        expect(pipe, "warm")
+        for user, pair in zip(users[16:], theirs, strict=True):
             assert store.revoke(user, pair.session_id)
         pipe.send(("revoked", None))
-        late = [
-            pair.session_id
-            for pair in mine
-            if not wait_for(functools.partial(refused, store, pair.access_token))
-        ]
         seen = outcome(pid, pipe)
-        assert not late, f"the parent still accepted {len(late)} of 8 sessions the child revoked"
-        assert not seen["late"], f"the child still accepted {len(seen['late'])} of 8"
+        assert not late, f"the parent still accepted {len(late)} of 16 sessions the child revoked"
+        assert not seen["inherited"], "the child kept the parent's invalidation socket open"
+        assert not seen["late"], f"the child still accepted {seen['late']} of 8"
         assert not seen["errors"], seen["errors"]
         # The parent's cache works on: a live session is served from it again.
         live = store.login("user-live", device=PHONE)
