@@ -432,3 +432,52 @@ def test_locks_a_parent_thread_held_at_the_fork_do_not_hang_the_child(
         assert not refused(store, store.login("user-2", device=PHONE).access_token)
     finally:
         store.close()
+
+
+def _pool_worker(store: SessionStore, token: str, parents: set[int], conn: Connection) -> None:
+    """A ``multiprocessing`` child: validate hot, then wait for the parent's revocation."""
+    try:
+        store.validate(token)
+        conn.send(("ready", None))
+        expect(conn, "revoked")
+        seen = wait_for(functools.partial(refused, store, token))
+        conn.send(("done", {"refused": seen, "inherited": len(socket_inodes() & parents)}))
+    except BaseException as err:  # reported to the parent, which fails the test
+        conn.send(("done", {"error": repr(err)}))
+
+
+@ROWS
+def test_multiprocessing_fork_children_share_nothing(redis_url: str, keyring: Keyring) -> None:
+    """``multiprocessing`` with the ``fork`` start method: two children of a preloaded
+    store hear a revocation the parent makes, on sockets of their own."""
+    store = SessionStore.from_url(redis_url, keyring=keyring)
+    try:
+        pair = store.login("user-1", device=PHONE)
+        assert warm(store, "user-1", pair.session_id, pair.access_token)
+        parents = listener_inodes(store)
+        context = multiprocessing.get_context("fork")
+        children = []
+        for _ in range(2):
+            mine, theirs = context.Pipe()
+            process = context.Process(
+                target=_pool_worker, args=(store, pair.access_token, parents, theirs)
+            )
+            process.start()
+            children.append((process, mine))
+        try:
+            for _, pipe in children:
+                expect(pipe, "ready")
+            assert store.revoke("user-1", pair.session_id)
+            for _, pipe in children:
+                pipe.send(("revoked", None))
+            results = [expect(pipe, "done") for _, pipe in children]
+        finally:
+            for process, _ in children:
+                process.join(10)
+                if process.is_alive():
+                    process.kill()
+                    process.join()
+        assert results == [{"refused": True, "inherited": 0}] * 2, results
+        assert refused(store, pair.access_token)
+    finally:
+        store.close()

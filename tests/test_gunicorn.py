@@ -156,6 +156,7 @@ def warm(port: int, token: str) -> set[str]:
     return set(served)
 
 
+@pytest.mark.slow
 @ROWS
 def test_no_worker_accepts_a_logged_out_token(
     gunicorn: tuple[int, Keyring], redis_url: str, engine: Engine, measured: Callable[[str], None]
