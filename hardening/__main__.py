@@ -13,7 +13,7 @@ from pathlib import Path
 from hardening.faults import SCENARIOS, Timeline, run_fault
 from hardening.gate import measure_gate
 from hardening.races import RaceResult, run_races
-from hardening.report import render
+from hardening.report import kept, render
 from sessionstore.testing import LocalServer, local_binary
 
 
@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         command=command.strip(),
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    hand_kept = kept(args.out.read_text("utf-8")) if args.out.exists() else ""
+    if hand_kept:
+        report += "\n" + hand_kept
     args.out.write_text(report, "utf-8")
     print(f"wrote {args.out}")
     failed = any(race.wrong for race in races) or any(

@@ -11,7 +11,11 @@ from hardening.faults import FaultResult, Timeline
 from hardening.gate import GateFigure
 from hardening.races import CAP, ROTATIONS, RaceResult
 
-__all__ = ["render"]
+__all__ = ["KEPT", "kept", "render"]
+
+# From this heading on, the report is written by hand from figures the test suite measures
+# (deployment models: forked workers, ...); a new run keeps it.
+KEPT = "## Deployment models"
 
 
 def _ms(seconds: float | None) -> str:
@@ -161,3 +165,9 @@ def render(
         "",
     ]
     return "\n".join(lines)
+
+
+def kept(previous: str) -> str:
+    """The hand-kept part of an earlier report (from ``KEPT`` on), or ""."""
+    at = previous.find("\n" + KEPT + "\n")
+    return "" if at < 0 else previous[at + 1 :]

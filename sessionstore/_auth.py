@@ -65,6 +65,16 @@ class Auth(Core):
         """Serve hot validations from ``near``, kept current by Redis' pushes via ``pump``."""
         self.near, self.pump = near, pump
 
+    def forked(self) -> None:
+        """In a forked child: every lock anew (a parent thread may have held one)."""
+        super().forked()
+        self.breaker.forked()
+        self.marker.forked()
+        if self.tokens is not None:
+            self.tokens.forked()
+        if self._keyring is not None:
+            self._keyring._forked()
+
     def published(self, encoded_user_id: str, session_ids: list[str]) -> None:
         """A revocation announced by a script (any process): remember it for degraded mode."""
         try:

@@ -2,14 +2,22 @@
 
 The only I/O started here is the shared invalidation listeners of the near cache
 (background threads, one per followed server and namespace in a process; see ``_follow``).
+
+Fork-safe: in a child forked after a store was made (gunicorn ``--preload``, Celery
+prefork, ``multiprocessing`` with ``fork``), the store lets go of the parent's listeners
+and locks at once, and acquires listeners of its own on first use (see ``_forked``).
 """
 
 from __future__ import annotations
 
+import os
+import threading
+import weakref
 from typing import Any, TypeVar
 
 from sessionstore import _follow
 from sessionstore._auth import Auth
+from sessionstore._core import Call
 from sessionstore._io import check_client
 from sessionstore.errors import InvalidInput
 from sessionstore.events import EventHook
@@ -44,19 +52,54 @@ class StoreBase:
         # Clients the store creates are closed by close(); a user-owned one is left open.
         self._owns_client = False
         self._listener: _follow.Followers | None = None
+        # Set in a forked child whose store followed the parent's listeners: the next
+        # call to Redis acquires this process' own first (``_chores``).
+        self._rejoin = False
+        self._rejoin_lock = threading.Lock()
         cfg = self._core.config
         topology = _follow.topology_of(client)
+        self._topology = topology
         try:
             if cfg.near_cache_size and cfg.touch_interval and topology is not None:
-                listener = self._listener = _follow.acquire(
-                    topology, cfg.namespace, cfg.near_cache_size, cfg.touch_interval
-                )
-                listener.subscribe(self._core.published, self._core.breaker.expedite)
-                self._core.attach(listener.cache, listener.pump)
+                self._follow(topology)
             self._start(client)
         except BaseException:
             self._detach()  # a store that failed to start leaves no listener thread behind
             raise
+        _LIVE.add(self)
+
+    def _follow(self, topology: _follow.Topology) -> None:
+        """Take the process-wide listeners of ``topology`` and serve from their near cache."""
+        cfg = self._core.config
+        listener = self._listener = _follow.acquire(
+            topology, cfg.namespace, cfg.near_cache_size, cfg.touch_interval
+        )
+        listener.subscribe(self._core.published, self._core.breaker.expedite)
+        self._core.attach(listener.cache, listener.pump)
+
+    def _chores(self) -> Call[None] | None:
+        """The core's housekeeping call when one is due; first, in a forked child, the
+        listeners of this process (asked before each trip to Redis, never on a cache hit)."""
+        if self._rejoin:
+            self._rejoined()
+        return self._core.housekeeping()
+
+    def _rejoined(self) -> None:
+        with self._rejoin_lock:
+            topology = self._topology
+            if self._rejoin and topology is not None:
+                self._follow(topology)
+            self._rejoin = False
+
+    def _forked(self) -> None:
+        """In a forked child: drop the parent's listeners (``_follow`` abandons them) and
+        every lock a parent thread may have held; rejoin on the next trip to Redis."""
+        self._rejoin_lock = threading.Lock()
+        self._core.forked()
+        if self._listener is not None:
+            self._listener = None
+            self._rejoin = True
+        self._after_fork()
 
     @classmethod
     def from_url(
@@ -87,8 +130,13 @@ class StoreBase:
     def _start(self, client: Any) -> None:
         """The shell's own set-up around ``client`` (its fast path, its batcher)."""
 
+    def _after_fork(self) -> None:
+        """The shell's own reset in a forked child (its batcher)."""
+
     def _detach(self) -> None:
         """Give back the shared invalidation listener (the last store stops it)."""
+        with self._rejoin_lock:
+            self._rejoin = False  # a closed store rejoins nothing
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.unsubscribe(self._core.published, self._core.breaker.expedite)
@@ -112,3 +160,15 @@ class StoreBase:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(namespace={self.config.namespace!r})"
+
+
+_LIVE: weakref.WeakSet[StoreBase] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_LIVE):
+        store._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -59,6 +59,14 @@ class Batcher:
         """Whether batches bypass redis-py's pipeline (a plain single-server client)."""
         return self._direct is not None
 
+    def forked(self) -> None:
+        """In a forked child: forget the parent's queue, tasks and held connection."""
+        self._calls, self._futures = [], []
+        self._tasks = set()
+        self._scheduled = None
+        if self._direct is not None:
+            self._direct.forked()
+
     def submit(self, call: Call[T]) -> asyncio.Future[T]:
         """Queue ``call`` with the others of this loop turn; await the future for its result."""
         loop = asyncio.get_running_loop()

@@ -75,6 +75,10 @@ class TokenCache(Generic[V]):
     def __len__(self) -> int:
         return len(self._items)
 
+    def forked(self) -> None:
+        """In a forked child: a new lock (a parent thread may have held the old one)."""
+        self._lock = threading.Lock()
+
 
 class NearCache:
     """Session state pushed out of date by Redis itself (CLIENT TRACKING invalidations)."""
@@ -188,6 +192,16 @@ class NearCache:
         links = self._links
         self._healthy = bool(links) and all(link.alive for link in links)
         self._heard_from()
+
+    def abandon(self) -> None:
+        """In a forked child: forget everything and trust nothing, for good.
+
+        The links report the parent's connections, which are not this process'. No lock
+        is taken: a parent thread may have held it at the fork.
+        """
+        self._lock = threading.Lock()
+        self._links = ()
+        self._flush()
 
     def __len__(self) -> int:
         return len(self._items)

@@ -89,6 +89,13 @@ class Core:
         self.near: NearCache | None = None
         self.pump: Callable[[], None] = _nothing
 
+    def forked(self) -> None:
+        """In a forked child: no near cache (it was fed by the parent's connections) and
+        new locks; the revocations the parent knew of are kept (still true)."""
+        self.near = None
+        self.pump = _nothing
+        self.revoked.forked()
+
     def emit(self, event: events.Event) -> None:
         """Report ``event`` to the hook, if any."""
         events.emit(self.on_event, event)

@@ -282,6 +282,23 @@ class AsyncDirect:
                 await conn.connect()
             self._ok = True
 
+    def forked(self) -> None:
+        """In a forked child: let go of the parent's connections without touching them.
+
+        The held connection and every connection in the pool (redis-py's asyncio pool
+        does not check for a fork) are the parent's: the child must not write on them,
+        and must not close them either (their transports are registered with an event
+        loop whose selector the parent shares). They are kept, unused, for the life of
+        the child; the next ``open`` checks a new connection out of the emptied pool.
+        """
+        inherited: list[object] = [self._conn, self._reading]
+        pool = self._pool
+        inherited += [*pool._available_connections, *pool._in_use_connections]
+        pool.reset()
+        _INHERITED.extend(item for item in inherited if item is not None)
+        self._conn, self._ok, self._loop, self._lock, self._reading = None, False, None, None, None
+        self._calls, self._futures, self._reloaded = deque(), deque(), set()
+
     @property
     def reading(self) -> asyncio.Task[None] | None:
         """The task reading replies in the running loop, while some are pending."""
@@ -361,6 +378,10 @@ class AsyncDirect:
             await conn.disconnect(nowait=True)
         finally:
             await self._pool.release(conn)
+
+
+# What a forked child inherited from its parent's event loop: never used, never closed.
+_INHERITED: list[object] = []
 
 
 def _alive(conn: Any) -> bool:

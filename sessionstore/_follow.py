@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import ssl
 import threading
 from collections.abc import Callable
@@ -176,6 +177,22 @@ class Followers:
             self._thread.join(timeout=5)
         self._follow(set())
 
+    def abandon(self) -> None:
+        """In a forked child: let go of the parent's listeners without touching them.
+
+        Every listener closes its copies of the parent's sockets, the near cache is
+        emptied and never trusted again, nobody is called back any more. The parent's
+        threads did not survive the fork; its connections go on serving the parent.
+        """
+        listeners, self._listeners = self._listeners, {}
+        self._pumps, self._followed = (), ()
+        self._on_revoked, self._on_up = [], []
+        self._stop = threading.Event()
+        self._stop.set()
+        for listener in listeners.values():
+            listener.abandon()
+        self.cache.abandon()
+
     def _revoked(self, encoded_user_id: str, session_ids: list[str]) -> None:
         for callback in list(self._on_revoked):
             callback(encoded_user_id, session_ids)
@@ -286,3 +303,21 @@ def release(followers: Followers) -> None:
             if value is followers:
                 del _registry[key]
     followers.stop()
+
+
+def _after_fork_in_child() -> None:
+    """The parent's followers are not this process': abandon them, start afresh.
+
+    Stores made in the child then acquire followers of their own; stores made before the
+    fork let go of theirs and acquire anew on first use (``StoreBase``).
+    """
+    global _registry_lock
+    _registry_lock = threading.Lock()  # a parent thread may have held it at the fork
+    inherited = list(_registry.values())
+    _registry.clear()
+    for followers in inherited:
+        followers.abandon()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

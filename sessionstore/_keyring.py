@@ -136,6 +136,10 @@ class Keyring:
         state = self._live()
         return f"Keyring(kids={list(state.keys)!r}, current={state.current!r})"
 
+    def _forked(self) -> None:
+        """In a forked child: a new lock (a parent thread may have held the old one)."""
+        self._lock = threading.Lock()
+
     def _live(self) -> KeySet:
         """The current snapshot, after dropping keys whose retirement time has passed."""
         state = self._state

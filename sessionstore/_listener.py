@@ -91,6 +91,22 @@ class Listener:
         self._wake_r.close()
         self._wake_w.close()
 
+    def abandon(self) -> None:
+        """In a forked child: close this process' copies of the parent's sockets.
+
+        Nothing is sent and no lock taken: the connection, the wake-up pair and the thread
+        are the parent's (the thread did not survive the fork). Closing a copy of a
+        descriptor leaves the parent's open; ``stop`` stays safe to call afterwards.
+        """
+        self._stop = threading.Event()
+        self._stop.set()
+        self._io = threading.Lock()
+        sock, self._sock = self._sock, None
+        for each in (sock, self._wake_r, self._wake_w):
+            if each is not None:
+                with contextlib.suppress(OSError):
+                    each.close()
+
     def pump(self) -> None:
         """Apply whatever pushes have already arrived (non-blocking, rate-limited to 20 kHz)."""
         now = time.perf_counter()

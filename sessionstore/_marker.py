@@ -42,6 +42,10 @@ class Marker:
         """Check at the next call (an outage just ended)."""
         self._due = 0.0
 
+    def forked(self) -> None:
+        """In a forked child: a new lock (a parent thread may have held the old one)."""
+        self._lock = threading.Lock()
+
     def due(self, now: float) -> bool:
         """Whether this caller should run the check now (one caller per interval)."""
         if now < self._due:

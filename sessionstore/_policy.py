@@ -99,6 +99,11 @@ class Breaker:
                 self._next_probe = now + self._reset
             return began
 
+    def forked(self) -> None:
+        """In a forked child: a new lock (a parent thread may have held the old one)."""
+        self._lock = threading.Lock()
+        self._probing = False  # a probe in flight at the fork was the parent's
+
     def outage_seconds(self, now: float) -> float:
         """How long the current outage has lasted (0 when there is none)."""
         started = self._outage_started
@@ -131,6 +136,10 @@ class RevocationMemory:
             self._until.move_to_end((user_id, session_id))
             while len(self._until) > self._capacity:
                 self._until.popitem(last=False)
+
+    def forked(self) -> None:
+        """In a forked child: a new lock; what the parent knew stays true here."""
+        self._lock = threading.Lock()
 
     def is_revoked(self, user_id: str, session_id: str, now: float) -> bool:
         """Whether this session is known dead."""

@@ -30,8 +30,11 @@ class AsyncSessionStore(StoreBase):
     """
 
     def _start(self, client: Any) -> None:
-        self._batcher = Batcher(client, self._core.housekeeping)
+        self._batcher = Batcher(client, self._chores)
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _after_fork(self) -> None:
+        self._batcher.forked()
 
     def _here(self) -> None:
         """Before I/O: on a new event loop, close what closed loops left behind."""
@@ -47,7 +50,7 @@ class AsyncSessionStore(StoreBase):
 
     async def _run(self, call: Call[T]) -> T:
         self._here()
-        chore = self._core.housekeeping()
+        chore = self._chores()
         if chore is not None:
             await self._run(chore)
         wait = self._core.wait_for(call)

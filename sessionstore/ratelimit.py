@@ -31,10 +31,12 @@ from __future__ import annotations
 import base64
 import ipaddress
 import math
+import os
 import re
 import threading
 import time
 import unicodedata
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -149,6 +151,7 @@ class LocalLimiter:
         self._capacity = capacity
         self._lock = threading.Lock()
         self._tat: OrderedDict[str, float] = OrderedDict()
+        _LIMITERS.add(self)
 
     def hit(self, key: str, rate: Rate, now_ms: float | None = None) -> tuple[bool, int, float]:
         """Count one attempt on ``key``: (allowed, remaining, retry after ms)."""
@@ -161,6 +164,19 @@ class LocalLimiter:
                 while len(self._tat) > self._capacity:
                     self._tat.popitem(last=False)
             return allowed, remaining, retry
+
+
+_LIMITERS: weakref.WeakSet[LocalLimiter] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A parent thread may have held a limiter's lock at the fork; the counts stay.
+    for limiter in list(_LIMITERS):
+        limiter._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _ip_bucket(ip: str) -> str:

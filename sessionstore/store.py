@@ -30,7 +30,7 @@ class SessionStore(StoreBase):
         return _connect.sync_client(url, config, options)
 
     def _run(self, call: Call[T]) -> T:
-        chore = self._core.housekeeping()
+        chore = self._chores()
         if chore is not None:
             self._run(chore)
         wait = self._core.wait_for(call)
