@@ -1,0 +1,152 @@
+"""Edge cases of issue 15: refused input leaves nothing behind, configurations that could
+never work are refused up front, a session in use never dies of idleness, a misconfigured
+URL or server is reported properly, and weak or confusable keys are refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from sessionstore import (
+    AsyncSessionStore,
+    Config,
+    Device,
+    InvalidInput,
+    Keyring,
+    SessionStore,
+)
+
+PHONE = Device(id="phone-1", name="Pixel")
+LAPTOP = Device(id="laptop-1", name="ThinkPad")
+
+
+# --- point 4: Config refuses what could never work ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("socket_timeout", math.nan),
+        ("socket_timeout", math.inf),
+        ("socket_timeout", -0.5),
+        ("breaker_reset", math.inf),
+        ("breaker_reset", math.nan),
+        ("breaker_reset", 0),
+        ("revoke_wait_timeout", math.nan),
+        ("marker_interval", math.inf),
+        ("access_ttl", 10**15),
+        ("idle_ttl", -1),
+        ("leeway", -30),
+        ("touch_interval", -1),
+        ("max_token_bytes", 10),
+        ("token_cache_size", 10**12),
+        ("max_data_bytes", 10**9),
+        ("refresh_grace", 1.5),
+        ("breaker_failures", True),
+    ],
+)
+def test_config_refuses_out_of_range_values_naming_the_field(field: str, value: object) -> None:
+    with pytest.raises(InvalidInput, match=rf"^Config\.{field} must be"):
+        Config(**{field: value})  # type: ignore[arg-type]
+
+
+def test_config_refuses_incoherent_combinations() -> None:
+    with pytest.raises(InvalidInput, match=r"Config\.idle_ttl must not exceed"):
+        Config(idle_ttl=600, absolute_ttl=60)
+    with pytest.raises(InvalidInput, match=r"Config\.max_claims_bytes must not exceed"):
+        Config(max_token_bytes=1024, max_claims_bytes=2048)
+    Config(idle_ttl=60, absolute_ttl=60, max_token_bytes=1024, max_claims_bytes=1024)
+
+
+# --- point 9: URL options, and a server that does not speak RESP ----------------------------
+
+
+@pytest.mark.parametrize("api", [SessionStore, AsyncSessionStore])
+@pytest.mark.parametrize(
+    "query",
+    ["bogus=1", "socket_timeout=soon", "timeout=3", "ssl_certfile=/tmp/x.pem", "ssl_bogus=1"],
+)
+def test_from_url_refuses_unknown_options(api: Any, query: str) -> None:
+    # Nothing listens on port 1: a refusal here was made before any connection.
+    with pytest.raises(InvalidInput):
+        api.from_url(f"redis://127.0.0.1:1/0?{query}", keyring=Keyring.generate())
+
+
+def test_from_url_refuses_an_unknown_keyword() -> None:
+    with pytest.raises(InvalidInput, match="bogus"):
+        SessionStore.from_url("redis://127.0.0.1:1/0", keyring=Keyring.generate(), bogus=1)
+
+
+class _HttpPort:
+    """A loopback server answering every connection like an HTTP server, counting them."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            with conn:
+                conn.settimeout(1.0)
+                try:
+                    conn.recv(4096)
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.sock.close()
+
+
+@pytest.fixture
+def http_port() -> Iterator[_HttpPort]:
+    server = _HttpPort()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_listener_survives_a_server_that_does_not_speak_resp(
+    http_port: _HttpPort, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="sessionstore")
+    store = SessionStore.from_url(
+        f"redis://127.0.0.1:{http_port.port}/0", keyring=Keyring.generate()
+    )
+    try:
+        # Retries (with backoff) prove the invalidation thread lives on.
+        deadline = time.monotonic() + 20
+        while http_port.accepted < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert http_port.accepted >= 4
+    finally:
+        store.close()
+    warnings = [
+        r
+        for r in caplog.records
+        if r.name == "sessionstore" and r.levelno >= logging.WARNING and "invalidation" in r.msg
+    ]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
