@@ -5,6 +5,7 @@ URL or server is reported properly, and weak or confusable keys are refused.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import socket
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from forge import b64 as b64u
 from sessionstore import (
     AsyncSessionStore,
     Config,
@@ -150,3 +152,60 @@ def test_listener_survives_a_server_that_does_not_speak_resp(
         if r.name == "sessionstore" and r.levelno >= logging.WARNING and "invalidation" in r.msg
     ]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
+
+
+# --- point 12: keys that must never be used ---------------------------------------------------
+
+# Wycheproof (C2SP/wycheproof, testvectors_v1/json_web_key_test.json, group "jws_rsa_roca_key",
+# tcId 7 "rejectsKeyWithRocaVulnerability"): the public half of an Infineon key.
+ROCA_JWK = {
+    "alg": "RS256",
+    "use": "sig",
+    "kty": "RSA",
+    "kid": "kid-rsa-roca-sign",
+    "e": "AQAB",
+    "n": (
+        "AanFpofbj7KjD4Lf-N2hVMKR7yewSyXhhbirIMTGpfYEhZ_lnt5UoK98DnKIgArXGTu3MaW_HhFw16HGaTDUHqPr"
+        "Id7fe4r11CqRw09yBFuW79V8sYIwHdzCaWflUI6auImYbVfoN9_nD5n8N8SY9DwXw7mwZM9wREPXoDPgOoIWl6q_"
+        "MPsp7n0zs3Z5ZaiQWOOzl1S9OhwAfSiiOwz6efnXEaxuTEtPd7BjSx7NaFka8Dx9U7YqXy2RFj1O9PjyaDGuRh7Y"
+        "XsX3iMUSP_wSyHQg_c_qHRtKUsNSGCT7OZg0hzm2KphtjnayKJvC64vAbROBR4Ubg6Bxg9IQVZ-QYyE"
+    ),
+}
+
+
+def test_from_jwks_refuses_the_wycheproof_roca_key() -> None:
+    with pytest.raises(InvalidInput, match="ROCA"):
+        Keyring.from_jwks({"keys": [ROCA_JWK]})
+
+
+def test_from_jwks_still_takes_sound_rsa_keys() -> None:
+    for _ in range(3):
+        public = Keyring.generate("RS256").to_jwks()
+        assert Keyring.from_jwks(public).kids == [public["keys"][0]["kid"]]
+
+
+def _public_key_texts() -> dict[str, bytes]:
+    from cryptography.hazmat.primitives import serialization as ser
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    public = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    pem = public.public_bytes(ser.Encoding.PEM, ser.PublicFormat.SubjectPublicKeyInfo)
+    ssh = public.public_bytes(ser.Encoding.OpenSSH, ser.PublicFormat.OpenSSH)
+    jwk = json.dumps(Keyring.generate("ES256").to_jwks()["keys"][0]).encode()
+    return {
+        "pem": pem,
+        "pem without its END line": pem.split(b"-----END")[0],
+        "ssh": ssh,
+        "ssh after whitespace": b"\n " + ssh,
+        "jwk": jwk,
+        "jwk followed by bytes": jwk + b"\x00\x01\x02",
+        "json object": json.dumps({"n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmb", "e": "AQAB"}).encode(),
+    }
+
+
+@pytest.mark.parametrize("name", list(_public_key_texts()))
+def test_from_jwks_refuses_hmac_secrets_that_look_like_keys(name: str) -> None:
+    secret = _public_key_texts()[name]
+    jwk = {"kid": "k", "alg": "HS256", "kty": "oct", "k": b64u(secret)}
+    with pytest.raises(InvalidInput, match="looks like"):
+        Keyring.from_jwks({"keys": [jwk]})
