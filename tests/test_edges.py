@@ -5,16 +5,19 @@ URL or server is reported properly, and weak or confusable keys are refused.
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import math
 import socket
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 
 from forge import b64 as b64u
 from sessionstore import (
@@ -23,11 +26,14 @@ from sessionstore import (
     Device,
     InvalidInput,
     Keyring,
+    SessionRevoked,
     SessionStore,
 )
+from support import session_keys
 
 PHONE = Device(id="phone-1", name="Pixel")
 LAPTOP = Device(id="laptop-1", name="ThinkPad")
+TABLET = Device(id="tablet-1", name="iPad")
 
 
 # --- point 4: Config refuses what could never work ------------------------------------------
@@ -209,3 +215,55 @@ def test_from_jwks_refuses_hmac_secrets_that_look_like_keys(name: str) -> None:
     jwk = {"kid": "k", "alg": "HS256", "kty": "oct", "k": b64u(secret)}
     with pytest.raises(InvalidInput, match="looks like"):
         Keyring.from_jwks({"keys": [jwk]})
+
+
+# --- point 3: a refused login writes nothing ------------------------------------------------
+
+REFUSED_CLAIMS: dict[str, dict[str, Any]] = {
+    "nan": {"score": math.nan},
+    "infinity": {"score": math.inf},
+    "bytes": {"blob": b"\x00\x01"},
+    "datetime": {"at": datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)},
+    "uuid": {"id": uuid.UUID(int=7)},
+    "set": {"roles": {"admin"}},
+    "nested non-str key": {"map": {1: "one"}},
+    # 1005 bytes encoded (under max_claims_bytes), but six JSON bytes per character: the
+    # signed token would exceed max_token_bytes.
+    "token too large": {"c": "\x01" * 1000},
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED_CLAIMS))
+async def test_refused_login_writes_nothing_and_evicts_nobody(
+    make_store: Callable[..., Any], redis_client: redis.Redis, case: str
+) -> None:
+    store = make_store(config=Config(max_sessions_per_user=2))
+    phone = await store.login("user-1", device=PHONE)
+    laptop = await store.login("user-1", device=LAPTOP)
+    keys = session_keys(redis_client)
+    with pytest.raises(InvalidInput):
+        await store.login("user-1", device=TABLET, claims=REFUSED_CLAIMS[case])
+    assert session_keys(redis_client) == keys
+    assert sorted(s.session_id for s in await store.sessions("user-1")) == sorted(
+        [phone.session_id, laptop.session_id]
+    )
+    for pair in (phone, laptop):
+        assert (await store.validate(pair.access_token)).session is not None
+
+
+async def test_login_at_the_cap_still_evicts_and_signs_what_it_stores(
+    make_store: Callable[..., Any],
+) -> None:
+    store = make_store(config=Config(max_sessions_per_user=1))
+    first = await store.login("user-1", device=PHONE)
+    claims = {"role": "admin", "tags": ["a", "b"], "n": 1.5, "ok": True, "none": None}
+    second = await store.login("user-1", device=LAPTOP, claims=claims, idle_ttl=30, absolute_ttl=60)
+    assert [s.session_id for s in await store.sessions("user-1")] == [second.session_id]
+    principal = await store.validate(second.access_token)
+    assert principal.claims == claims
+    assert principal.session is not None and principal.session.claims == claims
+    assert principal.expires_at <= principal.session.absolute_expires_at
+    with pytest.raises(SessionRevoked):
+        await store.validate(first.access_token)
+    refreshed = await store.refresh(second.refresh_token)
+    assert (await store.validate(refreshed.access_token)).claims == claims
