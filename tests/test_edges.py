@@ -5,6 +5,7 @@ URL or server is reported properly, and weak or confusable keys are refused.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import logging
@@ -267,3 +268,28 @@ async def test_login_at_the_cap_still_evicts_and_signs_what_it_stores(
         await store.validate(first.access_token)
     refreshed = await store.refresh(second.refresh_token)
     assert (await store.validate(refreshed.access_token)).claims == claims
+
+
+# --- point 5: a session in continuous use never dies of idleness ----------------------------
+
+
+async def test_sessions_in_use_slide_even_when_idle_ttl_is_below_touch_interval(
+    make_store: Callable[..., Any],
+) -> None:
+    # touch_interval (60 s) far above both idle ttls: the configured one, and a risky
+    # login's shorter one. Used every 0.25 s for over twice the idle ttl, neither may die.
+    short = make_store(config=Config(idle_ttl=3, absolute_ttl=600))
+    default = make_store()
+    pairs = [
+        (short, await short.login("user-1", device=PHONE)),
+        (default, await default.login("user-2", device=PHONE, idle_ttl=3)),
+    ]
+    end = time.monotonic() + 7.0
+    while time.monotonic() < end:
+        for store, pair in pairs:
+            principal = await store.validate(pair.access_token)  # SessionExpired if it died
+            assert principal.session is not None
+        await asyncio.sleep(0.25)
+    for store, pair in pairs:
+        session = (await store.validate(pair.access_token)).session
+        assert session is not None and session.idle_expires_at > time.time()
