@@ -94,10 +94,11 @@ def test_from_url_refuses_an_unknown_keyword() -> None:
         SessionStore.from_url("redis://127.0.0.1:1/0", keyring=Keyring.generate(), bogus=1)
 
 
-class _HttpPort:
-    """A loopback server answering every connection like an HTTP server, counting them."""
+class _ForeignPort:
+    """A loopback server answering every connection with ``reply``, counting them."""
 
-    def __init__(self) -> None:
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
@@ -119,7 +120,7 @@ class _HttpPort:
                 conn.settimeout(1.0)
                 try:
                     conn.recv(4096)
-                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                    conn.sendall(self.reply)
                 except OSError:
                     pass
 
@@ -129,9 +130,15 @@ class _HttpPort:
         self.sock.close()
 
 
-@pytest.fixture
-def http_port() -> Iterator[_HttpPort]:
-    server = _HttpPort()
+FOREIGN_REPLIES = {
+    "http": b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+    "tls alert": b"\x15\x03\x03\x00\x02\x02\x46",  # what some TLS servers send to plain text
+}
+
+
+@pytest.fixture(params=list(FOREIGN_REPLIES))
+def foreign_port(request: pytest.FixtureRequest) -> Iterator[_ForeignPort]:
+    server = _ForeignPort(FOREIGN_REPLIES[request.param])
     try:
         yield server
     finally:
@@ -139,18 +146,18 @@ def http_port() -> Iterator[_HttpPort]:
 
 
 def test_listener_survives_a_server_that_does_not_speak_resp(
-    http_port: _HttpPort, caplog: pytest.LogCaptureFixture
+    foreign_port: _ForeignPort, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="sessionstore")
     store = SessionStore.from_url(
-        f"redis://127.0.0.1:{http_port.port}/0", keyring=Keyring.generate()
+        f"redis://127.0.0.1:{foreign_port.port}/0", keyring=Keyring.generate()
     )
     try:
         # Retries (with backoff) prove the invalidation thread lives on.
         deadline = time.monotonic() + 20
-        while http_port.accepted < 4 and time.monotonic() < deadline:
+        while foreign_port.accepted < 4 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert http_port.accepted >= 4
+        assert foreign_port.accepted >= 4
     finally:
         store.close()
     warnings = [
