@@ -58,6 +58,10 @@ class Auth(Core):
         self.tokens: TokenCache[Verified] | None = TokenCache(size, config.leeway) if size else None
         self._binding = config.device_binding != "off"
         self.touch_us = config.touch_interval * 1_000_000  # read on every validation
+        # A session whose idle ttl (ms) is below this touches every half idle ttl instead;
+        # an idle ttl with more digits is above it, no parse needed (see Check.then).
+        self.idle_cap_ms = 2 * config.touch_interval * 1000
+        self.idle_cap_digits = len(str(self.idle_cap_ms))
         # user id -> its keys: a user's tokens come back (new sessions, refreshed tokens)
         # long after any one token has left the token cache. Bounded by clearing.
         self._keys: dict[str, UserKeys] = {}

@@ -96,12 +96,17 @@ class Check(Call[Principal]):
         seen = row[1]
         if seen is None:
             return self._script(-1000)  # gone: the script says whether expired or revoked
-        touch_us = self.auth.touch_us
-        due = _codec.touch_due_us(seen, row[_codec.IDLE_SLOT] or 0, touch_us)
-        if time.time() * 1_000_000 >= due:
+        auth = self.auth
+        seen_us = int(seen)
+        interval_us = auth.touch_us
+        idle = row[6]  # the session's idle ttl (ms): half of it bounds the interval
+        if idle is not None and len(idle) <= auth.idle_cap_digits and int(idle) < auth.idle_cap_ms:
+            interval_us = int(idle) * 500
+        if time.time() * 1_000_000 - seen_us >= interval_us:
             # Touch due (the script re-checks on its clock, with the same per-session rule).
-            return self._script(due - int(seen))
-        self.due = due / 1e6
+            return self._script(interval_us)
+        if self.near is not None:
+            self.due = (seen_us + interval_us) / 1e6
         if not _codec.row_fits(row):
             read = self.verified.read
             return Call(

@@ -155,8 +155,7 @@ ROW_FIELDS: tuple[str, ...] = (
     *(f"m{n}" for n in range(META_SLOTS)),
     *(f"d{n}" for n in range(DATA_SLOTS)),
 )
-IDLE_SLOT = 6  # the session's idle ttl in ms: it bounds the touch interval (touch_due_us)
-_M0 = 7
+_M0 = 7  # after c, s, e, a, v, dn and i (the idle ttl in ms, read by Check.then)
 _D0 = _M0 + META_SLOTS
 
 
@@ -164,7 +163,7 @@ def touch_due_us(seen_us: bytes | int, idle_ms: bytes | int, touch_us: int) -> i
     """When (server µs) a session last seen at ``seen_us`` is due a touch: after
     ``touch_us``, or half its idle ttl when that is shorter, so that a session in continuous
     use is always touched well before its idle deadline."""
-    return int(seen_us) + min(touch_us, int(idle_ms) // 2 * 1000)
+    return int(seen_us) + min(touch_us, int(idle_ms) * 500)
 
 
 def row_fits(row: Sequence[bytes | None]) -> bool:
