@@ -245,7 +245,7 @@ REFUSED_CLAIMS: dict[str, dict[str, Any]] = {
 async def test_refused_login_writes_nothing_and_evicts_nobody(
     make_store: Callable[..., Any], redis_client: redis.Redis, case: str
 ) -> None:
-    store = make_store(config=Config(max_sessions_per_user=2))
+    store = make_store(config=Config(max_sessions_per_user=2, socket_timeout=5.0))
     phone = await store.login("user-1", device=PHONE)
     laptop = await store.login("user-1", device=LAPTOP)
     keys = session_keys(redis_client)
@@ -262,7 +262,7 @@ async def test_refused_login_writes_nothing_and_evicts_nobody(
 async def test_login_at_the_cap_still_evicts_and_signs_what_it_stores(
     make_store: Callable[..., Any],
 ) -> None:
-    store = make_store(config=Config(max_sessions_per_user=1))
+    store = make_store(config=Config(max_sessions_per_user=1, socket_timeout=5.0))
     first = await store.login("user-1", device=PHONE)
     claims = {"role": "admin", "tags": ["a", "b"], "n": 1.5, "ok": True, "none": None}
     second = await store.login("user-1", device=LAPTOP, claims=claims, idle_ttl=30, absolute_ttl=60)
@@ -285,8 +285,10 @@ async def test_sessions_in_use_slide_even_when_idle_ttl_is_below_touch_interval(
 ) -> None:
     # touch_interval (60 s) far above both idle ttls: the configured one, and a risky
     # login's shorter one. Used every 0.25 s for over twice the idle ttl, neither may die.
-    short = make_store(config=Config(idle_ttl=3, absolute_ttl=600))
-    default = make_store()
+    # A generous socket timeout: on a loaded machine a slow reply must not turn into a
+    # degraded (session-less) answer.
+    short = make_store(config=Config(idle_ttl=3, absolute_ttl=600, socket_timeout=5.0))
+    default = make_store(config=Config(socket_timeout=5.0))
     pairs = [
         (short, await short.login("user-1", device=PHONE)),
         (default, await default.login("user-2", device=PHONE, idle_ttl=3)),
