@@ -1,4 +1,6 @@
--- check: read one live session, sliding its idle deadline when touch_interval has elapsed.
+-- check: read one live session, sliding its idle deadline when its touch interval has elapsed:
+-- touch_interval, or half the session's own idle ttl when that is shorter (a per-login idle
+-- ttl included), so a session in continuous use never dies of idleness.
 -- Serves get (interval -1: never touch), touch (interval 0) and validate.
 -- KEYS[1] index ZSET, KEYS[2] session HASH
 -- ARGV[1] session id, ARGV[2] touch interval ms (-1 never)
@@ -14,7 +16,7 @@ local live, why = load_live(index, key, sid, now)
 if not live then
   return why
 end
-if interval >= 0 and now_us - live.s >= interval * 1000 then
+if interval >= 0 and now_us - live.s >= math.min(interval, math.floor(live.i / 2)) * 1000 then
   slide(index, key, sid, live, now, now_us)
 end
 return redis.call('HGETALL', key)

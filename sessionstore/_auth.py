@@ -6,6 +6,7 @@ fallback policy decides what an unreachable Redis means for validation.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from sessionstore import _binding, _codec, _marker, events
 from sessionstore._cache import NearCache, TokenCache
 from sessionstore._check import Check, Verified, principal_of
-from sessionstore._core import Call, Core
+from sessionstore._core import Call, Core, checked_ttl
 from sessionstore._policy import Breaker
 from sessionstore.errors import (
     DeviceBindingError,
@@ -23,7 +24,7 @@ from sessionstore.errors import (
     SessionRevoked,
     StoreUnavailable,
 )
-from sessionstore.keys import UserKeys, decode_user_id, user_keys
+from sessionstore.keys import UserKeys, decode_user_id, new_session_id, user_keys
 from sessionstore.models import Config, Device, Principal, Session, TokenPair
 from sessionstore.scripts import SCRIPTS
 from sessionstore.tokens import (
@@ -57,6 +58,10 @@ class Auth(Core):
         self.tokens: TokenCache[Verified] | None = TokenCache(size, config.leeway) if size else None
         self._binding = config.device_binding != "off"
         self.touch_us = config.touch_interval * 1_000_000  # read on every validation
+        # A session whose idle ttl (ms) is below this touches every half idle ttl instead;
+        # an idle ttl with more digits is above it, no parse needed (see Check.then).
+        self.idle_cap_ms = 2 * config.touch_interval * 1000
+        self.idle_cap_digits = len(str(self.idle_cap_ms))
         # user id -> its keys: a user's tokens come back (new sessions, refreshed tokens)
         # long after any one token has left the token cache. Bounded by clearing.
         self._keys: dict[str, UserKeys] = {}
@@ -126,8 +131,10 @@ class Auth(Core):
         kid: str,
         absolute_deadline: float,
         device: Device,
+        *,
+        now: float | None = None,
     ) -> TokenPair:
-        now = int(time.time())
+        now = int(time.time() if now is None else now)
         access, issued = issue_access_token(
             self.keyring,
             user_id=user_id,
@@ -159,9 +166,15 @@ class Auth(Core):
         idle_ttl: int | None = None,
         absolute_ttl: int | None = None,
     ) -> Call[TokenPair]:
-        """Create a session and hand out its first token pair."""
+        """Create a session and hand out its first token pair.
+
+        Every check runs before the script: the tokens are signed first (with a session id
+        drawn here), so a refused login writes nothing and evicts no other session.
+        """
         kid = self._signing_kid()
-        checked = _codec.check_claims(claims, RESERVED_CLAIMS, self.config.max_claims_bytes)
+        cfg = self.config
+        checked = _codec.check_claims(claims, RESERVED_CLAIMS, cfg.max_claims_bytes)
+        session_id = new_session_id()
         inner = self.create(
             user_id,
             device=device,
@@ -170,18 +183,23 @@ class Auth(Core):
             absolute_ttl=absolute_ttl,
             claims=checked,
             extra=("g", 1, "k", kid),
+            session_id=session_id,
         )
+        # The session's absolute deadline is set by the server's clock; the local one stands
+        # in for it, and the rare token whose exp it would cap is signed again (same size).
+        now = time.time()
+        absolute = checked_ttl(absolute_ttl, cfg.absolute_ttl, "absolute_ttl")
+        pair = self._pair(user_id, session_id, checked, 1, kid, now + absolute, device, now=now)
+        if len(pair.refresh_token) > cfg.max_token_bytes:
+            raise InvalidInput("the refresh token would exceed max_token_bytes (user id too long)")
+        expires = min(math.floor(now) + cfg.access_ttl, math.floor(now + absolute))
 
         def parse(reply: Any) -> TokenPair:
             session = inner.parse(reply)
+            if math.floor(session.absolute_expires_at) >= expires:
+                return pair
             return self._pair(
-                user_id,
-                session.session_id,
-                checked,
-                1,
-                kid,
-                session.absolute_expires_at,
-                session.device,
+                user_id, session_id, checked, 1, kid, session.absolute_expires_at, device
             )
 
         return Call(inner.script, inner.keys, inner.args, parse)

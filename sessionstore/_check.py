@@ -6,6 +6,7 @@ what the token cache keeps for a verified token. Pure: the shells do the I/O.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -65,7 +66,7 @@ class Check(Call[Principal]):
     garbage collector work.
     """
 
-    __slots__ = ("auth", "ip", "near", "ticket", "user_agent", "verified")
+    __slots__ = ("auth", "due", "ip", "near", "ticket", "user_agent", "verified")
     script = _CHECK
     args: tuple[str, ...] = READ_FIELDS
     durable = False
@@ -86,15 +87,26 @@ class Check(Call[Principal]):
         self.ticket = 0 if near is None else near.begin()
         self.ip = ip
         self.user_agent = user_agent
+        # When (server clock, s) the session is due a touch: a cached copy must not be
+        # served past it, or a session used only through the cache would never slide.
+        self.due = math.inf
 
     def then(self, row: list[bytes | None]) -> Call[Principal] | None:
         """The follow-up an HMGET reply needs (gone, touch due, blobs too big), or None."""
         seen = row[1]
         if seen is None:
             return self._script(-1000)  # gone: the script says whether expired or revoked
-        interval_us = self.auth.touch_us
-        if time.time() * 1_000_000 - int(seen) >= interval_us:
-            return self._script(interval_us)  # touch due (the script re-checks on its clock)
+        auth = self.auth
+        seen_us = int(seen)
+        interval_us = auth.touch_us
+        idle = row[6]  # the session's idle ttl (ms): half of it bounds the interval
+        if idle is not None and len(idle) <= auth.idle_cap_digits and int(idle) < auth.idle_cap_ms:
+            interval_us = int(idle) * 500
+        if time.time() * 1_000_000 - seen_us >= interval_us:
+            # Touch due (the script re-checks on its clock, with the same per-session rule).
+            return self._script(interval_us)
+        if self.near is not None:
+            self.due = (seen_us + interval_us) / 1e6
         if not _codec.row_fits(row):
             read = self.verified.read
             return Call(
@@ -132,14 +144,18 @@ class Check(Call[Principal]):
         near = self.near
         if near is not None:
             now, mono = time.time(), time.monotonic()
-            deadline = min(session.idle_expires_at, session.absolute_expires_at)
+            deadline = min(session.idle_expires_at, session.absolute_expires_at, self.due)
             near.put(verified.key, session, self.ticket, mono, mono + deadline - now)
         return principal_of(claims, session=session)
 
     def checked(self, reply: Any) -> Principal:
         """The check script's reply: the session's fields, or why it is gone."""
         if isinstance(reply, list):
-            return self.principal_all(reply)
+            fields = _codec.parse_fields(reply)
+            seen, idle = fields.get(b"s"), fields.get(b"i")
+            if seen is not None and idle is not None:
+                self.due = _codec.touch_due_us(seen, idle, self.auth.touch_us) / 1e6
+            return self.principal_all(fields)
         raise self._gone(reply)
 
     def _gone(self, code: int) -> SessionRevoked:

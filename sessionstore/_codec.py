@@ -29,6 +29,7 @@ __all__ = [
     "parse_row",
     "parse_session",
     "row_fits",
+    "touch_due_us",
 ]
 
 CHUNK = 64
@@ -150,12 +151,19 @@ def parse_session(user_id: str, session_id: str, fields: Mapping[bytes, bytes]) 
 META_SLOTS = 8
 DATA_SLOTS = 4
 ROW_FIELDS: tuple[str, ...] = (
-    *("c", "s", "e", "a", "v", "dn"),
+    *("c", "s", "e", "a", "v", "dn", "i"),
     *(f"m{n}" for n in range(META_SLOTS)),
     *(f"d{n}" for n in range(DATA_SLOTS)),
 )
-_M0 = 6
+_M0 = 7  # after c, s, e, a, v, dn and i (the idle ttl in ms, read by Check.then)
 _D0 = _M0 + META_SLOTS
+
+
+def touch_due_us(seen_us: bytes | int, idle_ms: bytes | int, touch_us: int) -> int:
+    """When (server µs) a session last seen at ``seen_us`` is due a touch: after
+    ``touch_us``, or half its idle ttl when that is shorter, so that a session in continuous
+    use is always touched well before its idle deadline."""
+    return int(seen_us) + min(touch_us, int(idle_ms) * 500)
 
 
 def row_fits(row: Sequence[bytes | None]) -> bool:

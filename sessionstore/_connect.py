@@ -19,6 +19,7 @@ cluster protocol, not retries: the cluster client follows them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, cast
@@ -87,6 +88,9 @@ def parse(url: object, *, cluster: object = False) -> Target:
         raise InvalidInput(_FORMS)
     if scheme in ("redis", "rediss", "unix"):
         if not cluster:
+            # redis-py would pass an unknown option on to the connection, which raises a
+            # TypeError on the first command: refuse it now (see also _known_options).
+            _query_options(rest.partition("?")[2])
             return Target("single", url)
         if scheme == "unix":
             raise InvalidInput("Redis Cluster has no unix:// form: use redis+cluster://h:p,…")
@@ -159,6 +163,20 @@ def _query_options(query: str) -> dict[str, Any]:
         else:
             raise InvalidInput(f"unknown URL option {name!r}")
     return options
+
+
+def _known_options(pool: Any) -> None:
+    """Refuse options the pool's connections would not take (an ``ssl_*`` one on a plain
+    ``redis://`` URL, a keyword misspelt in code, ``timeout`` of a blocking pool).
+
+    A connection object is built and dropped: it opens no socket until its first command.
+    """
+    try:
+        pool.connection_class(**pool.connection_kwargs)
+    except TypeError as err:
+        found = re.search(r"argument '([^']+)'", str(err))
+        name = found.group(1) if found else str(err)
+        raise InvalidInput(f"unknown option {name!r} for this URL") from err
 
 
 class _Flavor(NamedTuple):
@@ -252,7 +270,9 @@ def _build(flavor: _Flavor, url: str, config: Config, options: Mapping[str, Any]
     # The caller's options win over the store's defaults, as with a single server.
     base = {**client_options(config), "retry": flavor.retry(NoBackoff(), 0)}
     if target.kind == "single":
-        return flavor.redis.from_url(url, **{**base, **extra})
+        client = flavor.redis.from_url(url, **{**base, **extra})
+        _known_options(client.connection_pool)
+        return client
     kwargs = {**base, **target.options, **extra}
     if target.kind == "cluster":
         kwargs = {**flavor.cluster_options, **kwargs}

@@ -25,7 +25,7 @@ from sessionstore.keys import check_device_id, check_session_id, new_session_id,
 from sessionstore.models import Config, Device, DeviceSessions, Session
 from sessionstore.scripts import SCRIPTS, Script
 
-__all__ = ["Call", "Core", "fail_closed", "group"]
+__all__ = ["Call", "Core", "checked_ttl", "fail_closed", "group"]
 
 T = TypeVar("T")
 Arg = bytes | str | int
@@ -65,7 +65,8 @@ def _nothing() -> None:
     return None
 
 
-def _ttl(value: int | None, default: int, name: str) -> int:
+def checked_ttl(value: int | None, default: int, name: str) -> int:
+    """A per-login lifetime: ``default`` when None, else an integer in 1..``default``."""
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= default:
@@ -146,13 +147,17 @@ class Core:
         absolute_ttl: int | None = None,
         claims: Mapping[str, Any] | None = None,
         extra: Sequence[Arg] = (),
+        session_id: str | None = None,
     ) -> Call[Session]:
-        """Create a session (``extra``: more field/value pairs, e.g. refresh state)."""
+        """Create a session (``extra``: more field/value pairs, e.g. refresh state).
+
+        ``session_id`` is a fresh one from ``new_session_id`` (default: drawn here).
+        """
         cfg = self.config
         keys = user_keys(cfg.namespace, user_id)
         _codec.check_device(device)
-        idle = _ttl(idle_ttl, cfg.idle_ttl, "idle_ttl")
-        absolute = _ttl(absolute_ttl, cfg.absolute_ttl, "absolute_ttl")
+        idle = checked_ttl(idle_ttl, cfg.idle_ttl, "idle_ttl")
+        absolute = checked_ttl(absolute_ttl, cfg.absolute_ttl, "absolute_ttl")
         if idle > absolute:
             raise InvalidInput("idle_ttl must not exceed absolute_ttl")
         data, blob = _codec.encode_data(data, cfg.max_data_bytes)
@@ -161,7 +166,7 @@ class Core:
         if data:
             chunks = _codec.data_chunks(blob)
             fields += [*_codec.chunk_fields("d", blob), "dn", len(chunks)]
-        session_id = new_session_id()
+        session_id = new_session_id() if session_id is None else check_session_id(session_id)
         args: tuple[Arg, ...] = (
             session_id,
             idle * 1000,

@@ -24,6 +24,7 @@ from sessionstore._strict import (
     b64u_encode,
     json_object,
 )
+from sessionstore._weakkeys import looks_like_key, roca_weak
 from sessionstore.errors import (
     DisallowedAlgorithm,
     InvalidHeader,
@@ -284,6 +285,11 @@ def check_hmac_secret(secret: bytes, alg: str) -> bytes:
     for period in range(1, len(secret) // 2 + 1):
         if secret[period:] == secret[:-period]:
             raise InvalidInput(f"{alg} secret is weak: a {period}-byte pattern repeated")
+    looks = looks_like_key(secret)
+    if looks is not None:
+        # Algorithm confusion: a public key used as an HMAC secret lets anyone who has it
+        # sign. Our own test, whatever PyJWT's version checks.
+        raise InvalidInput(f"{alg} secret looks like {looks}, not a random secret")
     try:
         # PyJWT refuses secrets that look like PEM/DER/JWK keys (algorithm confusion); it
         # would do so at every encode, so find out now.
@@ -306,6 +312,8 @@ def _check_public(alg: str, public: PublicKey, where: str) -> None:
         raise InvalidInput(f"{where}: {alg} needs an RSA key")
     elif public.key_size < MIN_RSA_BITS:
         raise InvalidInput(f"{where}: RSA keys must be >= {MIN_RSA_BITS} bits")
+    elif roca_weak(public.public_numbers().n):
+        raise InvalidInput(f"{where}: RSA key has the ROCA weakness (CVE-2017-15361)")
 
 
 def generate_entry(alg: object, kid: object = None) -> KeyEntry:

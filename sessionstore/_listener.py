@@ -145,26 +145,46 @@ class Listener:
         self._reader = reader
 
     def _run(self) -> None:
+        # What a server that does not speak RESP (an HTTP or TLS port, a proxy) makes the
+        # handshake, the reader or our decoding raise: a misconfiguration, so it is logged
+        # once at warning level (then at debug level) and retried like a refused connection;
+        # the thread never dies of it.
+        protocol = (hiredis.HiredisError, ValueError, TypeError, IndexError, AttributeError)
         backoff = 0.05
+        warned = False
         while not self._stop.is_set():
             try:
                 sock = self._connect()
+            except (ssl.SSLError, *protocol) as err:
+                level = logging.DEBUG if warned else logging.WARNING
+                logger.log(level, "sessionstore invalidation connection refused: %r", err)
+                warned = True
+                select.select([self._wake_r], [], [], backoff)
+                backoff = min(1.0, backoff * 2)
+                continue
             except (OSError, ConnectionError) as err:
                 logger.debug("sessionstore invalidation connection failed: %s", err)
                 select.select([self._wake_r], [], [], backoff)
                 backoff = min(1.0, backoff * 2)
                 continue
-            backoff = 0.05
             with self._io:
                 self._sock = sock
                 self._link.up(time.monotonic())
             self._up()
             try:
                 self._serve(sock)
+            except protocol as err:
+                level = logging.DEBUG if warned else logging.WARNING
+                logger.log(level, "sessionstore invalidation connection dropped: %r", err)
+                warned = True
+                select.select([self._wake_r], [], [], backoff)
+                backoff = min(1.0, backoff * 2)
+                continue  # (finally closes) the backoff keeps growing: no tight reconnect loop
             except (OSError, ConnectionError) as err:
                 logger.debug("sessionstore invalidation connection lost: %s", err)
             finally:
                 self._close()
+            backoff, warned = 0.05, False
 
     def _serve(self, sock: socket.socket) -> None:
         next_ping = 0.0

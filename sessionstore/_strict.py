@@ -121,6 +121,32 @@ def strict_loads(text: str) -> Any:
     return value
 
 
+_JSON_SCALARS: Final = (str, int, bool, type(None))
+_MAX_DEPTH: Final = 64
+
+
+def _json_values(values: Any, depth: int) -> None:
+    """Refuse anything but JSON's own types, exactly (no bytes, datetime, UUID, set, NaN,
+    non-str keys): ``json.dumps`` would turn some of those into other values silently."""
+    if depth > _MAX_DEPTH:
+        raise InvalidInput(f"claims must not nest deeper than {_MAX_DEPTH} levels")
+    for value in values:
+        kind = type(value)
+        if kind in _JSON_SCALARS:
+            continue
+        if kind is float:
+            if not math.isfinite(value):
+                raise InvalidInput(f"claims must be JSON: {value!r} is not a JSON number")
+        elif kind is list or kind is tuple:
+            _json_values(value, depth + 1)
+        elif kind is dict:
+            if not all(type(name) is str for name in value):
+                raise InvalidInput("claims must be JSON: object member names must be str")
+            _json_values(value.values(), depth + 1)
+        else:
+            raise InvalidInput(f"claims must be JSON: a {kind.__name__} is not a JSON value")
+
+
 def json_claims(claims: object, reserved: frozenset[str]) -> dict[str, Any]:
     """Check caller claims for signing; return them as the verifier will parse them."""
     if not isinstance(claims, Mapping):
@@ -130,6 +156,7 @@ def json_claims(claims: object, reserved: frozenset[str]) -> dict[str, Any]:
     clash = sorted(name for name in claims if name in reserved)
     if clash:
         raise InvalidInput(f"claims may not use registered names: {', '.join(clash)}")
+    _json_values(claims.values(), 0)
     try:
         # Round-trip through the verifier's parser: what we sign is exactly what verifies.
         decoded: dict[str, Any] = strict_loads(json.dumps(dict(claims), allow_nan=False))

@@ -66,49 +66,81 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     near_cache_size: int = 10_000
 
     def __post_init__(self) -> None:
-        for name in (
-            "access_ttl",
-            "idle_ttl",
-            "absolute_ttl",
-            "max_sessions_per_user",
-            "max_token_bytes",
-            "max_data_bytes",
-            "max_claims_bytes",
-            "breaker_failures",
-            "revoked_memory",
-        ):
-            _require_int(name, getattr(self, name), minimum=1)
-        for name in (
-            "token_cache_size",
-            "near_cache_size",
-            "refresh_grace",
-            "touch_interval",
-            "leeway",
-            "max_degraded_seconds",
-            "revoke_wait_replicas",
-        ):
-            _require_int(name, getattr(self, name), minimum=0)
-        for name in ("socket_timeout", "breaker_reset", "revoke_wait_timeout", "marker_interval"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise InvalidInput(f"{name} must be a positive number, got {value!r}")
+        # Checked once, here: every later use (each validate) trusts these values.
+        for name, (low, high) in _INT_RANGES.items():
+            _require_int(name, getattr(self, name), low, high)
+        for name, limit in _SECONDS.items():
+            _require_seconds(name, getattr(self, name), limit)
         if self.idle_ttl > self.absolute_ttl:
-            raise InvalidInput("idle_ttl must not exceed absolute_ttl")
+            raise InvalidInput(
+                f"Config.idle_ttl must not exceed Config.absolute_ttl "
+                f"({self.absolute_ttl}), got {self.idle_ttl}"
+            )
+        if self.max_claims_bytes > self.max_token_bytes:
+            raise InvalidInput(
+                f"Config.max_claims_bytes must not exceed Config.max_token_bytes "
+                f"({self.max_token_bytes}), got {self.max_claims_bytes}"
+            )
         if self.fallback not in ("stateless", "deny"):
-            raise InvalidInput(f"fallback must be 'stateless' or 'deny', got {self.fallback!r}")
+            raise InvalidInput(
+                f"Config.fallback must be 'stateless' or 'deny', got {self.fallback!r}"
+            )
         if self.device_binding not in ("off", "report", "enforce"):
-            raise InvalidInput("device_binding must be 'off', 'report' or 'enforce'")
+            raise InvalidInput(
+                "Config.device_binding must be 'off', 'report' or 'enforce', "
+                f"got {self.device_binding!r}"
+            )
         if not isinstance(self.namespace, str) or not _NAMESPACE.fullmatch(self.namespace):
-            raise InvalidInput("namespace must be 1..32 chars of [A-Za-z0-9_.-]")
+            raise InvalidInput(
+                f"Config.namespace must be 1..32 chars of [A-Za-z0-9_.-], got {self.namespace!r}"
+            )
         for name in ("issuer", "audience"):
             value = getattr(self, name)
             if not isinstance(value, str) or not 1 <= len(value) <= 256:
-                raise InvalidInput(f"{name} must be a string of 1..256 chars")
+                raise InvalidInput(f"Config.{name} must be a string of 1..256 chars")
 
 
-def _require_int(name: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidInput(f"{name} must be an integer >= {minimum}, got {value!r}")
+# Upper bounds keep every derived figure sane: deadlines in ms stay exact in Lua's doubles,
+# caches stay allocatable, and a session's chunked blobs stay within what one script call
+# can unpack (Lua refuses to unpack ~8000 values).
+_YEAR = 366 * 86400
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    "access_ttl": (1, 10 * _YEAR),
+    "idle_ttl": (1, 100 * _YEAR),
+    "absolute_ttl": (1, 100 * _YEAR),
+    "refresh_grace": (0, _YEAR),
+    "touch_interval": (0, _YEAR),
+    "max_sessions_per_user": (1, 1_000_000),
+    "leeway": (0, 86400),
+    "max_token_bytes": (512, 1 << 20),
+    "max_degraded_seconds": (0, 100 * _YEAR),
+    "max_data_bytes": (1, 1 << 17),
+    "max_claims_bytes": (1, 1 << 16),
+    "breaker_failures": (1, 1_000_000),
+    "revoked_memory": (1, 100_000_000),
+    "revoke_wait_replicas": (0, 1000),
+    "token_cache_size": (0, 100_000_000),
+    "near_cache_size": (0, 100_000_000),
+}
+_SECONDS: dict[str, float] = {
+    "socket_timeout": 3600.0,
+    "breaker_reset": 86400.0,
+    "revoke_wait_timeout": 3600.0,
+    "marker_interval": 86400.0,
+}
+
+
+def _require_int(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(f"Config.{name} must be an integer in {low}..{high}, got {value!r}")
+
+
+def _require_seconds(name: str, value: object, high: float) -> None:
+    # One chained comparison refuses NaN (every comparison with it is false) and infinities.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= high:
+        raise InvalidInput(
+            f"Config.{name} must be a finite number > 0 and <= {high:g}, got {value!r}"
+        )
 
 
 class Device(msgspec.Struct, frozen=True, kw_only=True, gc=False):
