@@ -189,8 +189,10 @@ class Batcher:
         """Wait for batches in flight (and the follow-ups they queue), then let go."""
         direct = self._direct
         loop = asyncio.get_running_loop()
-        # Tasks of a loop that has gone can never be awaited here, nor finish.
-        self._tasks = {task for task in self._tasks if task.get_loop() is loop}
+        # Tasks of a loop that has gone can never be awaited here, nor finish. (In place:
+        # each task's done callback discards it from this very set.)
+        for task in [task for task in self._tasks if task.get_loop() is not loop]:
+            self._tasks.discard(task)
         while True:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
