@@ -201,7 +201,7 @@ def test_times_carry_a_zone_and_an_age(url: str) -> None:
         stamps = re.findall(
             r"<time datetime=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ>"
             r"\d{1,2} \w{3} \d{4}, \d\d:\d\d ([A-Z]{2,5}|[+-]\d{2,4})</time> "
-            r"<span class=ago>· \d+ seconds? ago</span>",
+            r"<span class=ago>\(\d+ seconds? ago\)</span>",
             page,
         )
         assert len(stamps) == 3  # signed in, last active, the login event

@@ -112,10 +112,9 @@ def _cookie_warning(request: Request) -> str:
     if request.url.scheme != "http" or _is_loopback(host):
         return ""
     return (
-        f"You opened this demo over plain HTTP at {escape(host)}: browsers drop its Secure "
-        "cookies there, so signing in would bring you back to this page. Open it over HTTPS, "
-        "at http://127.0.0.1 on the machine that runs it, or restart it with "
-        "<code>--insecure-cookies</code>."
+        "<b>Signing in will bring you back here.</b> This page came over plain HTTP at "
+        f"{escape(host)}, where browsers drop the demo's Secure cookies. Use HTTPS, open it at "
+        "localhost on the machine that runs it, or restart it with <code>--insecure-cookies</code>."
     )
 
 

@@ -93,7 +93,7 @@ def when(ts: float, now: float) -> str:
     local = time.localtime(ts)
     iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
     text = f"{local.tm_mday} {time.strftime('%b %Y, %H:%M %Z', local)}"
-    return f"<time datetime={iso}>{text}</time> <span class=ago>· {ago(ts, now)}</span>"
+    return f"<time datetime={iso}>{text}</time> <span class=ago>({ago(ts, now)})</span>"
 
 
 def ago(ts: float, now: float) -> str:
@@ -219,7 +219,7 @@ def dashboard(
         _device_card(g, g.device.id == my_device, csrf, now, n) for n, g in enumerate(ordered)
     )
     others = sum(1 for g in groups if g.device.id != my_device)
-    events = "".join(f"<li>{when(at, now)}: {escape(line)}</li>" for at, line in recent)
+    events = "".join(f"<li>{escape(line)}, {when(at, now)}</li>" for at, line in recent)
     degraded = (
         "The session store is unreachable: showing what the token says."
         if principal.degraded
