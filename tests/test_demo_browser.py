@@ -162,7 +162,11 @@ def test_two_devices_sign_one_out(demo_url: str, tmp_path: Path) -> None:
         try:
             laptop = browser.new_context(user_agent=LAPTOP_UA, viewport=DESKTOP)
             phone = browser.new_context(
-                user_agent=PHONE_UA, viewport=PHONE, is_mobile=True, has_touch=True
+                user_agent=PHONE_UA,
+                viewport=PHONE,
+                is_mobile=True,
+                has_touch=True,
+                device_scale_factor=2,  # as phones render (and a sharp screenshot)
             )
             page_a, page_b = laptop.new_page(), phone.new_page()
             for page in (page_a, page_b):

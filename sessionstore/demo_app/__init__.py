@@ -79,7 +79,8 @@ def _describe(event: events.Event) -> tuple[float, str]:
         parts.append(f"({reason})")
     if who:
         parts.append(f"for {who}")
-    return event.at, " ".join(parts)
+    text = " ".join(parts)
+    return event.at, text[:1].upper() + text[1:]
 
 
 def _client_ip(request: Request) -> str:

@@ -27,7 +27,8 @@ h2,h3{margin:0;font-size:18px;line-height:1.3} h3{font-size:16px}
 .card{background:#fff;border-radius:10px;box-shadow:0 1px 3px #0002;padding:16px;margin:0 0 14px}
 .top{display:flex;flex-wrap:wrap;gap:10px 16px;align-items:center;justify-content:space-between}
 .top form{margin:0}
-.meta,.ago,dt{color:#5b6475} .ago{white-space:nowrap} .meta{font-size:14px;margin:4px 0 12px}
+.meta,.ago,dt{color:#5b6475} .ago,time{white-space:nowrap}
+.meta{font-size:14px;margin:4px 0 12px}
 dl{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:4px 16px;margin:12px 0 0;
 font-size:14px} dd{margin:0;overflow-wrap:anywhere}
 summary{cursor:pointer;color:#1d5fd1;font-size:13px}
