@@ -89,7 +89,8 @@ def _client_ip(request: Request) -> str:
 
 def _notice(request: Request) -> str:
     try:
-        return base64.urlsafe_b64decode(request.cookies.get(NOTICE_COOKIE, "")).decode()[:300]
+        value = request.cookies.get(NOTICE_COOKIE, "")
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()[:300]
     except (binascii.Error, ValueError):
         return ""  # not ours: show nothing
 
@@ -174,7 +175,8 @@ def create_app(
 
     def with_notice(response: Response, text: str) -> Response:
         """Carry a result message to the page the redirect lands on (shown once)."""
-        value = base64.urlsafe_b64encode(text.encode()[:300]).decode()
+        # Unpadded base64url: a cookie value that needs no quoting.
+        value = base64.urlsafe_b64encode(text[:200].encode()).decode().rstrip("=")
         response.set_cookie(
             NOTICE_COOKIE,
             value,
@@ -258,7 +260,7 @@ def create_app(
         csrf = auth.csrf_token(principal)
         notice = _notice(request)
         html = pages.dashboard(
-            principal, groups, my_device(request, principal), csrf, recent, notice
+            principal, groups, my_device(request, principal), csrf, list(recent), notice
         )
         response = HTMLResponse(html)
         if NOTICE_COOKIE in request.cookies:
@@ -322,7 +324,9 @@ def create_app(
         if principal is None:
             return to_login(auth.state(request))
         count = await store.revoke_user(principal.user_id, keep=principal.session_id)
-        done = f"Signed out every other device ({_sessions(count)})."
+        done = "No other device was signed in."
+        if count:
+            done = f"Signed out every other device ({_sessions(count)})."
         return with_notice(RedirectResponse("/dashboard", 303), done)
 
     async def logout(request: Request) -> Response:
