@@ -2,9 +2,10 @@
 
 A small server-rendered Starlette app on an ``AsyncSessionStore``: a login page with
 seeded demo users behind the login rate limiter, a dashboard of the user's sessions grouped
-by device ("this device" marked) with "sign out this device" and "sign out all other
-devices", and a protected JSON API at ``/api/me``. Sessions ride in the integration's
-cookies (HttpOnly access and refresh cookies, CSRF token on every form).
+by device ("this device" marked) with sign-out buttons that name the device, ask first
+(a GET confirm page, or a ``<dialog>`` with JavaScript) and report the result on the next
+page, and a protected JSON API at ``/api/me``. Sessions ride in the integration's cookies
+(HttpOnly access and refresh cookies, CSRF token on every form).
 """
 
 from __future__ import annotations
