@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from sessionstore.errors import RefreshReuseDetected, SessionRevoked
 from sessionstore.models import Device
@@ -17,7 +16,7 @@ from sessionstore.store import SessionStore
 from sessionstore.testing import LocalServer, NoServerAvailable, valkey_binary
 from sessionstore.tokens import Keyring
 
-__all__ = ["embedded_server", "main", "run_walkthrough", "serve"]
+__all__ = ["banner", "embedded_server", "main", "run_walkthrough", "serve"]
 
 DEVICES = [
     Device(
@@ -71,6 +70,20 @@ def run_walkthrough(url: str, say: Callable[[str], None] = print) -> None:
         say(f"signed out everywhere: {revoked} session(s) revoked")
 
 
+def banner(host: str, port: int, users: Mapping[str, str], *, secure_cookies: bool) -> str:
+    """The lines printed when the web demo starts: where, who, and the cookie caveat."""
+    who = ", ".join(f"{name} / {password}" for name, password in users.items())
+    lines = [f"sessionstore demo at http://{host}:{port}/  (sign in as {who}; Ctrl-C stops it)"]
+    if secure_cookies:
+        # Browsers keep Secure cookies over plain HTTP only for localhost/127.0.0.1: opened
+        # from another machine, sign-in would silently loop back to the login page.
+        lines.append(
+            "  its cookies are Secure: over plain HTTP sign in at localhost/127.0.0.1 only; "
+            "from another machine use HTTPS or restart with --insecure-cookies"
+        )
+    return "\n".join(lines)
+
+
 def serve(url: str, host: str, port: int, *, secure_cookies: bool = True) -> None:
     """Serve the web demo on ``host:port`` against ``url`` until interrupted."""
     import uvicorn
@@ -78,9 +91,7 @@ def serve(url: str, host: str, port: int, *, secure_cookies: bool = True) -> Non
     from sessionstore.demo_app import DEMO_USERS, create_app
 
     app = create_app(url, secure_cookies=secure_cookies)
-    users = ", ".join(f"{name} / {password}" for name, password in DEMO_USERS.items())
-    print(f"sessionstore demo at http://{host}:{port}/  (sign in as {users}; Ctrl-C stops it)")
-    sys.stdout.flush()
+    print(banner(host, port, DEMO_USERS, secure_cookies=secure_cookies), flush=True)
     uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run()
 
 

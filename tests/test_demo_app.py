@@ -8,11 +8,21 @@ from collections.abc import Iterator
 import pytest
 from starlette.testclient import TestClient
 
-from sessionstore.demo_app import DEMO_USERS, create_app
+from sessionstore import demo
+from sessionstore.demo_app import DEMO_USERS, create_app, pages
+from sessionstore.demo_app.useragent import parse
 from sessionstore.testing import LocalServer
 from web_support import flushed, private_server
 
 BASE = "https://testserver"
+LAPTOP_UA = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/156.0.0.0 Safari/537.36"
+)
+PHONE_UA = (
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/156.0.0.0 Mobile Safari/537.36"
+)
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +71,11 @@ def test_the_sixth_login_attempt_in_a_minute_is_refused(url: str) -> None:
         assert refused.status_code == 429
         assert 1 <= int(refused.headers["retry-after"]) <= 12
         assert "Too many sign-in attempts for this account" in refused.text
+        # The refusal keeps the form, the user name filled in, and counts the wait down.
+        assert "<form method=post action=/login>" in refused.text
+        assert 'name=username autocomplete=username value="alice"' in refused.text
+        wait = refused.headers["retry-after"]
+        assert f"Try again in <b id=countdown data-s={wait}>{wait} s</b>" in refused.text
         sign_in(client, "bob")  # another account is not held up
 
 
@@ -119,3 +134,154 @@ def test_logout_ends_the_session(url: str) -> None:
         client.cookies.clear()
         copy = client.get("/api/me", headers={"Authorization": f"Bearer {access}"})
         assert copy.status_code == 401 and copy.json()["reason"] == "revoked"
+
+
+def two_devices(client: TestClient) -> tuple[dict[str, str], dict[str, str]]:
+    """Sign alice in from a laptop and a phone: their cookie jars."""
+    jars = []
+    for agent in (LAPTOP_UA, PHONE_UA):
+        client.cookies.clear()
+        client.headers["user-agent"] = agent
+        sign_in(client)
+        jars.append(dict(client.cookies))
+    return jars[0], jars[1]
+
+
+def use(client: TestClient, jar: dict[str, str], agent: str = LAPTOP_UA) -> None:
+    client.cookies.clear()
+    client.headers["user-agent"] = agent
+    for name, value in jar.items():
+        client.cookies.set(name, value)
+
+
+def test_sign_out_names_the_device_confirms_and_says_what_it_did(url: str) -> None:
+    with TestClient(create_app(url), base_url=BASE) as client:
+        laptop, _ = two_devices(client)
+        use(client, laptop)
+        page = client.get("/dashboard").text
+        assert "<button type=submit>Sign out Chrome on Android</button>" in page
+        assert "<button type=submit>Sign out Chrome on Linux</button>" in page
+        phone_id = re.findall(r'data-device="([^"]+)"', page)[1]  # this device comes first
+
+        # The confirm step works without JavaScript: a GET page with the POST form.
+        ask = client.get("/devices/signout", params={"device_id": phone_id})
+        assert ask.status_code == 200 and "<h3>Sign out Chrome on Android?</h3>" in ask.text
+        assert "<a class=button href=/dashboard>Cancel</a>" in ask.text
+        assert "Sign out Chrome on Android</button>" in ask.text
+        # ... and the dashboard carries the same step in a <dialog> per device.
+        assert "<dialog id=confirm-1><h3>Sign out Chrome on Android?</h3>" in page
+
+        done = client.post(
+            "/devices/signout",
+            data={"csrf_token": csrf(client), "device_id": phone_id},
+            follow_redirects=False,
+        )
+        assert done.status_code == 303 and done.headers["location"] == "/dashboard"
+        shown = client.get("/dashboard").text
+        assert "<p class=notice role=status>Signed out Chrome on Android (1 session).</p>" in shown
+        assert "class=notice" not in client.get("/dashboard").text  # shown once
+
+        use(client, {}, PHONE_UA)
+        sign_in(client)  # the phone again
+        use(client, laptop)
+        assert "Sign out 1 other device?" in client.get("/devices/signout-others").text
+        others = client.post("/devices/signout-others", data={"csrf_token": csrf(client)})
+        assert others.url.path == "/dashboard"
+        assert "Signed out every other device (1 session)." in others.text
+
+        out = client.post("/logout", data={"csrf_token": csrf(client)})
+        assert out.url.path == "/login"
+        assert "<p class=notice role=status>You are signed out.</p>" in out.text
+
+
+def test_times_carry_a_zone_and_an_age(url: str) -> None:
+    with TestClient(create_app(url), base_url=BASE) as client:
+        sign_in(client)
+        page = client.get("/dashboard").text
+        stamps = re.findall(
+            r"<time datetime=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ>"
+            r"\d{1,2} \w{3} \d{4}, \d\d:\d\d ([A-Z]{2,5}|[+-]\d{2,4})</time> "
+            r"<span class=ago>\(\d+ seconds? ago\)</span>",
+            page,
+        )
+        assert len(stamps) == 3  # signed in, last active, the login event
+    assert pages.ago(100, 100) == "0 seconds ago" and pages.ago(100, 101) == "1 second ago"
+    assert pages.ago(0, 59 * 60) == "59 minutes ago" and pages.ago(0, 60) == "1 minute ago"
+    assert pages.ago(0, 7300) == "2 hours ago" and pages.ago(0, 3 * 86400 + 5) == "3 days ago"
+    assert pages.ago(10, 0) == "0 seconds ago"  # a clock step back is not the future
+
+
+def test_the_device_shows_its_parsed_browser_and_the_raw_agent_on_demand(url: str) -> None:
+    with TestClient(create_app(url), base_url=BASE) as client:
+        client.headers["user-agent"] = PHONE_UA
+        sign_in(client)
+        page = client.get("/dashboard").text
+        assert "<dt>Browser</dt><dd>Chrome 156 on Android 14" in page
+        assert f"<details><summary>User agent</summary><code>{PHONE_UA}</code></details>" in page
+        assert page.count(PHONE_UA) == 1  # nowhere else, raw
+
+
+@pytest.mark.parametrize(
+    ("agent", "expected"),
+    [
+        (LAPTOP_UA, "Chrome 156 on Linux"),
+        (PHONE_UA, "Chrome 156 on Android 14"),
+        (
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
+            "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
+            "Safari 17 on iOS 17",
+        ),
+        (
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
+            "(KHTML, like Gecko) Version/17.1 Safari/605.1.15",
+            "Safari 17 on macOS",
+        ),
+        (
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0",
+            "Firefox 128 on Windows",
+        ),
+        (
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/120.0.0.0 Safari/537.36 Edg/120.0.0.0",
+            "Edge 120 on Windows",
+        ),
+        (
+            "Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/120.0.0.0 Safari/537.36",
+            "Chrome 120 on ChromeOS",
+        ),
+        ("curl/8.5.0", "curl 8 on unknown OS"),
+        ("", "Unknown browser on unknown OS"),
+    ],
+)
+def test_the_user_agent_parser(agent: str, expected: str) -> None:
+    assert str(parse(agent)) == expected
+
+
+@pytest.mark.parametrize(
+    ("base", "secure", "warned"),
+    [
+        ("http://192.168.1.5:8000", True, True),
+        ("http://demo.lan:8000", True, True),
+        ("http://127.0.0.1:8000", True, False),
+        ("http://localhost:8000", True, False),
+        ("http://[::1]:8000", True, False),
+        ("https://demo.lan", True, False),
+        ("http://192.168.1.5:8000", False, False),  # --insecure-cookies: nothing is dropped
+    ],
+)
+def test_plain_http_from_another_host_is_told_why_sign_in_loops(
+    url: str, base: str, secure: bool, warned: bool
+) -> None:
+    with TestClient(create_app(url, secure_cookies=secure), base_url=base) as client:
+        page = client.get("/login").text
+        assert ("<code>--insecure-cookies</code>" in page) is warned
+        assert ("class=warning role=alert" in page) is warned
+
+
+def test_the_start_banner_mentions_insecure_cookies() -> None:
+    secure = demo.banner("0.0.0.0", 8000, DEMO_USERS, secure_cookies=True)
+    assert "--insecure-cookies" in secure and "alice / wonderland" in secure
+    assert "--insecure-cookies" not in demo.banner(
+        "0.0.0.0", 8000, DEMO_USERS, secure_cookies=False
+    )

@@ -2,21 +2,25 @@
 
 A small server-rendered Starlette app on an ``AsyncSessionStore``: a login page with
 seeded demo users behind the login rate limiter, a dashboard of the user's sessions grouped
-by device ("this device" marked) with "sign out this device" and "sign out all other
-devices", and a protected JSON API at ``/api/me``. Sessions ride in the integration's
-cookies (HttpOnly access and refresh cookies, CSRF token on every form).
+by device ("this device" marked) with sign-out buttons that name the device, ask first
+(a GET confirm page, or a ``<dialog>`` with JavaScript) and report the result on the next
+page, and a protected JSON API at ``/api/me``. Sessions ride in the integration's cookies
+(HttpOnly access and refresh cookies, CSRF token on every form).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
+from html import escape
 from typing import Any
 
 from starlette.applications import Starlette
@@ -33,16 +37,18 @@ from sessionstore.errors import InvalidInput, StoreUnavailable
 from sessionstore.integrations._http import AuthState, CookieSettings
 from sessionstore.integrations.starlette import AuthRefused, SessionAuth, SessionAuthMiddleware
 from sessionstore.metrics import event_labels
-from sessionstore.models import Config, Device, Principal
+from sessionstore.models import Config, Device, DeviceSessions, Principal
 from sessionstore.ratelimit import AsyncLoginRateLimiter
 from sessionstore.tokens import Keyring
 
-__all__ = ["DEMO_USERS", "DEVICE_COOKIE", "create_app"]
+__all__ = ["DEMO_USERS", "DEVICE_COOKIE", "NOTICE_COOKIE", "create_app"]
 
 DEMO_USERS: Mapping[str, str] = {"alice": "wonderland", "bob": "builder"}
 """The seeded demo accounts: user name -> password."""
 DEVICE_COOKIE = "ss_device"
 """A long-lived random id naming this browser (not a secret): sessions group by it."""
+NOTICE_COOKIE = "ss_notice"
+"""A one-shot result message ("Signed out Chrome on Android") for the page after a redirect."""
 _DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{16}")
 _DEVICE_COOKIE_AGE = 400 * 86400
 
@@ -65,20 +71,54 @@ class _Passwords:
         return hmac.compare_digest(self._hash(password), expected) and name in self._hashes
 
 
-def _describe(event: events.Event) -> str:
+def _describe(event: events.Event) -> tuple[float, str]:
     kind, reason = event_labels(event)
     who = getattr(event, "user_id", None)
     what = {"created": "session created", "revoked": "sessions revoked"}.get(kind, kind)
-    parts = [time.strftime("%H:%M:%S", time.localtime(event.at)), what.replace("_", " ")]
+    parts = [what.replace("_", " ")]
     if reason:
         parts.append(f"({reason})")
     if who:
         parts.append(f"for {who}")
-    return " ".join(parts)
+    text = " ".join(parts)
+    return event.at, text[:1].upper() + text[1:]
 
 
 def _client_ip(request: Request) -> str:
     return request.client.host if request.client else ""
+
+
+def _notice(request: Request) -> str:
+    try:
+        value = request.cookies.get(NOTICE_COOKIE, "")
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()[:300]
+    except (binascii.Error, ValueError):
+        return ""  # not ours: show nothing
+
+
+def _sessions(count: int) -> str:
+    return f"{count} session{'' if count == 1 else 's'}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _cookie_warning(request: Request) -> str:
+    """Why sign-in would loop: browsers drop Secure cookies on plain HTTP but to loopback."""
+    host = request.url.hostname or ""
+    if request.url.scheme != "http" or _is_loopback(host):
+        return ""
+    return (
+        "<b>Signing in will bring you back here.</b> This page came over plain HTTP at "
+        f"{escape(host)}, where browsers drop the demo's Secure cookies. Use HTTPS, open it at "
+        "localhost on the machine that runs it, or restart it with <code>--insecure-cookies</code>."
+    )
 
 
 def create_app(
@@ -90,7 +130,7 @@ def create_app(
     secure_cookies: bool = True,
 ) -> Starlette:
     """The demo app on the server at ``redis_url`` (its store is closed on shutdown)."""
-    recent: deque[str] = deque(maxlen=8)
+    recent: deque[tuple[float, str]] = deque(maxlen=8)
     hooks: list[Any] = [lambda event: recent.appendleft(_describe(event))]
     metrics = None
     with contextlib.suppress(ImportError):
@@ -113,8 +153,40 @@ def create_app(
     limiter = AsyncLoginRateLimiter.for_store(store)
     passwords = _Passwords(users)
 
-    def login_page(error: str = "", username: str = "", status: int = 200) -> HTMLResponse:
-        return HTMLResponse(pages.login(passwords.users.items(), error, username), status)
+    def login_page(
+        request: Request,
+        error: str = "",
+        username: str = "",
+        status: int = 200,
+        retry_after: int = 0,
+    ) -> HTMLResponse:
+        warning = _cookie_warning(request) if secure_cookies else ""
+        html = pages.login(
+            passwords.users.items(),
+            error,
+            username,
+            notice=_notice(request),
+            warning=warning,
+            retry_after=retry_after,
+        )
+        response = HTMLResponse(html, status)
+        if NOTICE_COOKIE in request.cookies:
+            response.delete_cookie(NOTICE_COOKIE, path="/")
+        return response
+
+    def with_notice(response: Response, text: str) -> Response:
+        """Carry a result message to the page the redirect lands on (shown once)."""
+        # Unpadded base64url: a cookie value that needs no quoting.
+        value = base64.urlsafe_b64encode(text[:200].encode()).decode().rstrip("=")
+        response.set_cookie(
+            NOTICE_COOKIE,
+            value,
+            max_age=60,
+            httponly=True,
+            secure=secure_cookies,
+            samesite="strict",
+        )
+        return response
 
     def to_login(state: AuthState | None) -> Response:
         if state is not None and state.refusal is not None and state.refusal.reason == "expired":
@@ -134,7 +206,7 @@ def create_app(
     async def login_form(request: Request) -> Response:
         if signed_in(request):
             return RedirectResponse("/dashboard", 303)
-        return login_page()
+        return login_page(request)
 
     async def login_submit(request: Request) -> Response:
         form = await request.form()
@@ -143,13 +215,17 @@ def create_app(
         try:
             decision = await limiter.hit(username, _client_ip(request) or None)
         except InvalidInput:
-            return login_page("Enter a user name (1 to 256 characters).", status=400)
+            return login_page(request, "Enter a user name (1 to 256 characters).", status=400)
         if not decision.allowed:
-            body = pages.too_many(decision.retry_after_header, decision.limited_by or "account")
-            headers = {"Retry-After": decision.retry_after_header}
-            return HTMLResponse(body, 429, headers=headers)
+            what = "this account" if decision.limited_by != "ip" else "your address"
+            wait = int(decision.retry_after_header)
+            refused = login_page(
+                request, f"Too many sign-in attempts for {what}.", username, 429, wait
+            )
+            refused.headers["Retry-After"] = decision.retry_after_header
+            return refused
         if not passwords.check(username, password):
-            return login_page("Wrong user name or password.", username, status=400)
+            return login_page(request, "Wrong user name or password.", username, status=400)
         device_id = request.cookies.get(DEVICE_COOKIE, "")
         if not _DEVICE_ID.fullmatch(device_id):
             device_id = secrets.token_urlsafe(12)
@@ -182,9 +258,45 @@ def create_app(
             groups = await store.devices(principal.user_id)
         except StoreUnavailable:
             groups = []
+        csrf = auth.csrf_token(principal)
+        notice = _notice(request)
+        html = pages.dashboard(
+            principal, groups, my_device(request, principal), csrf, list(recent), notice
+        )
+        response = HTMLResponse(html)
+        if NOTICE_COOKIE in request.cookies:
+            response.delete_cookie(NOTICE_COOKIE, path="/")
+        return response
+
+    def my_device(request: Request, principal: Principal) -> str | None:
         mine = principal.session.device.id if principal.session else None
-        mine = mine or request.cookies.get(DEVICE_COOKIE)
-        html = pages.dashboard(principal, groups, mine, auth.csrf_token(principal), list(recent))
+        return mine or request.cookies.get(DEVICE_COOKIE)
+
+    async def find_device(principal: Principal, device_id: str) -> DeviceSessions | None:
+        groups = await store.devices(principal.user_id)
+        return next((g for g in groups if g.device.id == device_id), None)
+
+    async def confirm_sign_out(request: Request) -> Response:
+        # The confirm step for browsers without JavaScript (the dashboard opens a <dialog>).
+        principal = signed_in(request)
+        if principal is None:
+            return to_login(auth.state(request))
+        group = await find_device(principal, request.query_params.get("device_id", ""))
+        if group is None:
+            return with_notice(RedirectResponse("/dashboard", 303), "That device is signed out.")
+        mine = group.device.id == my_device(request, principal)
+        html = pages.confirm_page(principal, auth.csrf_token(principal), group, mine)
+        return HTMLResponse(html)
+
+    async def confirm_sign_out_others(request: Request) -> Response:
+        principal = signed_in(request)
+        if principal is None:
+            return to_login(auth.state(request))
+        mine = my_device(request, principal)
+        others = sum(1 for g in await store.devices(principal.user_id) if g.device.id != mine)
+        if not others:
+            return with_notice(RedirectResponse("/dashboard", 303), "No other device is signed in.")
+        html = pages.confirm_page(principal, auth.csrf_token(principal), others=others)
         return HTMLResponse(html)
 
     async def sign_out_device(request: Request) -> Response:
@@ -192,28 +304,36 @@ def create_app(
         if principal is None:
             return to_login(auth.state(request))
         device_id = str((await request.form()).get("device_id") or "")
-        mine = principal.session.device.id if principal.session else None
+        mine = my_device(request, principal)
+        group = await find_device(principal, device_id)
+        name = group.device.name or device_id if group is not None else "That device"
         try:
-            await store.revoke_device(principal.user_id, device_id)
+            count = await store.revoke_device(principal.user_id, device_id)
         except InvalidInput:
             return RedirectResponse("/dashboard", 303)
         if device_id != mine:
-            return RedirectResponse("/dashboard", 303)
+            done = (
+                f"Signed out {name} ({_sessions(count)})." if count else f"{name} was signed out."
+            )
+            return with_notice(RedirectResponse("/dashboard", 303), done)
         response = RedirectResponse("/login", 303)
         auth.clear_cookies(response)
-        return response
+        return with_notice(response, f"You signed out this device ({name}).")
 
     async def sign_out_others(request: Request) -> Response:
         principal = signed_in(request)
         if principal is None:
             return to_login(auth.state(request))
-        await store.revoke_user(principal.user_id, keep=principal.session_id)
-        return RedirectResponse("/dashboard", 303)
+        count = await store.revoke_user(principal.user_id, keep=principal.session_id)
+        done = "No other device was signed in."
+        if count:
+            done = f"Signed out every other device ({_sessions(count)})."
+        return with_notice(RedirectResponse("/dashboard", 303), done)
 
     async def logout(request: Request) -> Response:
         response = RedirectResponse("/login", 303)
         await auth.sign_out(request, response)  # revokes the session, then clears the cookies
-        return response
+        return with_notice(response, "You are signed out.")
 
     async def api_me(request: Request) -> Response:
         principal = await auth.require_principal(request)
@@ -259,7 +379,9 @@ def create_app(
         Route("/login", login_form, methods=["GET"]),
         Route("/login", login_submit, methods=["POST"]),
         Route("/dashboard", dashboard),
+        Route("/devices/signout", confirm_sign_out, methods=["GET"]),
         Route("/devices/signout", sign_out_device, methods=["POST"]),
+        Route("/devices/signout-others", confirm_sign_out_others, methods=["GET"]),
         Route("/devices/signout-others", sign_out_others, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),
         Route("/api/me", api_me),

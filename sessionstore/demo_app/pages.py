@@ -1,4 +1,9 @@
-"""The demo's HTML: small server-rendered pages, every value escaped."""
+"""The demo's HTML: small server-rendered pages, every value escaped, phone-first CSS.
+
+Everything works without JavaScript: a sign-out button opens a confirm page. The one
+inline script only makes that a ``<dialog>``, shows times in the browser's own zone and
+counts down a refused login's wait.
+"""
 
 from __future__ import annotations
 
@@ -6,103 +11,197 @@ import time
 from collections.abc import Iterable, Sequence
 from html import escape
 
+from sessionstore.demo_app.useragent import parse
 from sessionstore.models import DeviceSessions, Principal
 
-__all__ = ["dashboard", "login", "too_many"]
+__all__ = ["confirm_page", "dashboard", "login"]
 
 _STYLE = """
-body{font:15px/1.45 system-ui,sans-serif;margin:0;background:#f5f6f8;color:#1d2330}
-header{background:#1d2330;color:#fff;padding:12px 24px;display:flex;align-items:center;gap:16px}
-header h1{font-size:17px;margin:0;flex:1} header a,header button{color:#fff}
-main{max-width:880px;margin:24px auto;padding:0 16px}
-.card{background:#fff;border-radius:8px;box-shadow:0 1px 3px #0002;padding:16px 20px;
-margin:0 0 16px}
-.device{display:flex;gap:16px;align-items:flex-start}
-.device .info{flex:1} .device h3{margin:0 0 4px;font-size:16px}
-.meta{color:#5b6475;font-size:13px} .meta td:first-child{white-space:nowrap}
-.meta td+td{word-break:break-word}
+*{box-sizing:border-box}
+body{font:15px/1.5 system-ui,sans-serif;margin:0;background:#f3f4f7;color:#1d2330}
+header{background:#1d2330;color:#fff;padding:10px 16px;display:flex;align-items:center;gap:12px}
+header h1{font-size:17px;margin:0;flex:1} header form{margin:0}
+header button{background:transparent;border-color:#fff9;color:#fff}
+main{max-width:760px;margin:20px auto;padding:0 12px}
+h2,h3{margin:0;font-size:18px;line-height:1.3} h3{font-size:16px}
+.card{background:#fff;border-radius:10px;box-shadow:0 1px 3px #0002;padding:16px;margin:0 0 14px}
+.top{display:flex;flex-wrap:wrap;gap:10px 16px;align-items:center;justify-content:space-between}
+.top form{margin:0}
+.meta,.ago,dt{color:#5b6475} .ago,time{white-space:nowrap}
+.meta{font-size:14px;margin:4px 0 12px}
+dl{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:4px 16px;margin:12px 0 0;
+font-size:14px} dd{margin:0;overflow-wrap:anywhere}
+summary{cursor:pointer;color:#1d5fd1;font-size:13px}
+details code{display:block;margin-top:4px;font-size:12px;overflow-wrap:anywhere}
+code{background:#eef0f4;padding:2px 5px;border-radius:4px}
 .badge{background:#0b7a3e;color:#fff;border-radius:10px;padding:1px 8px;font-size:12px;
-margin-left:6px}
-.error{background:#fde8e8;color:#8a1c1c;padding:8px 12px;border-radius:6px}
-button{font:inherit;padding:6px 12px;border-radius:6px;border:1px solid #8a1c1c;background:#fff;
-color:#8a1c1c;cursor:pointer} button.primary{background:#1d5fd1;border-color:#1d5fd1;color:#fff}
-header button{background:transparent;border-color:#fff8}
-input{font:inherit;padding:6px 8px;border:1px solid #b8bfcc;border-radius:6px;width:100%;
-box-sizing:border-box} label{display:block;margin:0 0 10px}
-form.inline{display:inline} code{background:#eef0f4;padding:1px 4px;border-radius:4px}
-table{border-collapse:collapse} td{padding:2px 12px 2px 0;vertical-align:top}
+margin-left:6px;white-space:nowrap;vertical-align:2px}
+.error,.notice,.warning{padding:10px 14px;border-radius:8px;margin:0 0 14px}
+.error{background:#fde8e8;color:#8a1c1c} .notice{background:#e3f4e8;color:#0b5b2e}
+.warning{background:#fff3cd;color:#5c4400}
+button,a.button{font:inherit;font-size:14px;padding:7px 14px;border-radius:8px;cursor:pointer;
+border:1px solid #b42318;background:#fff;color:#b42318;text-decoration:none;display:inline-block}
+button.danger{background:#b42318;color:#fff} button.primary{background:#1d5fd1;
+border-color:#1d5fd1;color:#fff;width:100%} button:disabled{opacity:.5;cursor:default}
+a.button,button.plain{border-color:#b8bfcc;color:#1d2330}
+input{font:inherit;padding:8px 10px;border:1px solid #b8bfcc;border-radius:8px;width:100%}
+label{display:block;margin:0 0 12px}
+dialog{border:0;border-radius:12px;padding:20px;width:min(420px,calc(100vw - 32px));
+box-shadow:0 8px 30px #0004} dialog::backdrop{background:#1d233088}
+.actions{display:flex;flex-wrap:wrap;gap:8px;justify-content:flex-end;margin-top:16px}
+ul.meta{padding-left:18px}
+"""
+
+# Progressive enhancement only: each behaviour has a server-rendered fallback.
+_SCRIPT = """
+for (const f of document.querySelectorAll("form[data-dialog]"))
+  f.addEventListener("submit", e => {
+    e.preventDefault(); document.getElementById(f.dataset.dialog).showModal(); });
+for (const t of document.querySelectorAll("time[datetime]"))
+  t.textContent = new Date(t.dateTime).toLocaleString([],
+    {day: "numeric", month: "short", year: "numeric", hour: "numeric", minute: "2-digit",
+     timeZoneName: "short"});
+const left = document.getElementById("countdown");
+if (left) {
+  const go = document.querySelector("button[type=submit]"), end = Date.now() + left.dataset.s * 1e3;
+  const tick = () => {
+    const s = Math.ceil((end - Date.now()) / 1e3);
+    go.disabled = s > 0;
+    if (s > 0) { left.textContent = s + " s"; setTimeout(tick, 250); }
+    else left.parentElement.textContent = "You can try again now.";
+  };
+  tick();
+}
 """
 
 
 def _page(title: str, body: str, header: str = "") -> str:
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        f"<meta name=viewport content='width=device-width'><title>{escape(title)}</title>"
-        f"<style>{_STYLE}</style></head><body><header><h1>sessionstore demo</h1>{header}</header>"
-        f"<main>{body}</main></body></html>"
+        "<meta name=viewport content='width=device-width,initial-scale=1'>"
+        f"<title>{escape(title)} · sessionstore demo</title><style>{_STYLE}</style></head>"
+        f"<body><header><h1>sessionstore demo</h1>{header}</header><main>{body}</main>"
+        f"<script>{_SCRIPT}</script></body></html>"
     )
 
 
-def _when(ts: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+def _banner(css: str, text: str, role: str = "status") -> str:
+    return f"<p class={css} role={role}>{text}</p>" if text else ""
 
 
-def _ago(ts: float, now: float) -> str:
+def when(ts: float, now: float) -> str:
+    """A time with its zone (the server's; the browser's once the script ran), and its age."""
+    local = time.localtime(ts)
+    iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    text = f"{local.tm_mday} {time.strftime('%b %Y, %H:%M %Z', local)}"
+    return f"<time datetime={iso}>{text}</time> <span class=ago>({ago(ts, now)})</span>"
+
+
+def ago(ts: float, now: float) -> str:
+    """How long ago ``ts`` was, in words ("3 minutes ago")."""
     seconds = max(0, int(now - ts))
-    if seconds < 60:
-        return f"{seconds} s ago"
-    if seconds < 3600:
-        return f"{seconds // 60} min ago"
-    return f"{seconds // 3600} h ago"
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds >= size or unit == "second":
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'} ago"
+    raise AssertionError("unreachable")
 
 
-def login(users: Iterable[tuple[str, str]], error: str = "", username: str = "") -> str:
-    """The login page; ``users`` are the seeded (name, password) pairs shown as a hint."""
+def _hidden(**fields: str) -> str:
+    return "".join(
+        f"<input type=hidden name={name} value='{escape(value)}'>" for name, value in fields.items()
+    )
+
+
+def login(
+    users: Iterable[tuple[str, str]],
+    error: str = "",
+    username: str = "",
+    *,
+    notice: str = "",
+    warning: str = "",
+    retry_after: int = 0,
+) -> str:
+    """The login page; ``users`` are the seeded (name, password) pairs shown as a hint.
+
+    With ``retry_after`` (a refused attempt) the error counts down the seconds to wait.
+    """
     hint = ", ".join(f"<code>{escape(u)}</code> / <code>{escape(p)}</code>" for u, p in users)
-    problem = f"<p class=error role=alert>{escape(error)}</p>" if error else ""
+    problem = escape(error)
+    if retry_after:
+        problem += f" Try again in <b id=countdown data-s={retry_after}>{retry_after} s</b>."
     body = f"""
-<div class=card style="max-width:380px;margin:40px auto">
-<h2 style="margin-top:0">Sign in</h2>{problem}
+<div style="max-width:400px;margin:32px auto">{_banner("warning", warning, "alert")}
+{_banner("notice", escape(notice))}<div class=card>
+<h2 style="margin-bottom:14px">Sign in</h2>{_banner("error", problem, "alert")}
 <form method=post action=/login>
 <label>Username
 <input name=username autocomplete=username value="{escape(username)}" required></label>
 <label>Password <input name=password type=password autocomplete=current-password required></label>
 <button class=primary type=submit>Sign in</button>
 </form>
-<p class=meta>Demo users: {hint}. Login attempts are rate limited per account and per IP.</p>
-</div>"""
+<p class=meta style="margin:14px 0 0">Demo users: {hint}. Sign-in attempts are rate limited
+per account and per IP.</p>
+</div></div>"""
     return _page("Sign in", body)
 
 
-def too_many(retry_after: str, scope: str) -> str:
-    """The page of a refused login attempt (HTTP 429)."""
-    what = "this account" if scope == "account" else "your address"
-    message = f"Too many sign-in attempts for {what}: try again in {retry_after} s."
-    return _page("Slow down", f"<div class=card><p class=error role=alert>{escape(message)}</p>"
-                 "<p><a href=/login>Back to sign in</a></p></div>")  # fmt: skip
+def _confirm(title: str, text: str, fields: str, action: str, label: str, cancel: str) -> str:
+    return f"""<h3>{title}</h3><p class=meta>{text}</p>
+<form method=post action={action}>{fields}<div class=actions>{cancel}
+<button type=submit class=danger>{label}</button></div></form>"""
 
 
-def _device_card(group: DeviceSessions, mine: bool, csrf: str, now: float) -> str:
+def _device_confirm(group: DeviceSessions, mine: bool, csrf: str, cancel: str) -> str:
+    name = escape(group.device.name or group.device.id)
+    count = len(group.sessions)
+    sessions = f"{count} session{'' if count == 1 else 's'}"
+    text = (
+        f"This ends this browser's {sessions} and takes you to the sign-in page."
+        if mine
+        else f"This ends its {sessions} at once: its next request lands on the sign-in page."
+    )
+    fields = _hidden(csrf_token=csrf, device_id=group.device.id)
+    return _confirm(
+        f"Sign out {name}?", text, fields, "/devices/signout", f"Sign out {name}", cancel
+    )
+
+
+def _others_confirm(others: int, csrf: str, cancel: str) -> str:
+    what = f"{others} other device{'' if others == 1 else 's'}"
+    text = "Every session except this one ends now; this browser stays signed in."
+    fields = _hidden(csrf_token=csrf)
+    return _confirm(
+        f"Sign out {what}?", text, fields, "/devices/signout-others", f"Sign out {what}", cancel
+    )
+
+
+_DIALOG_CANCEL = "<button type=submit formmethod=dialog formnovalidate class=plain>Cancel</button>"
+_PAGE_CANCEL = "<a class=button href=/dashboard>Cancel</a>"
+
+
+def _device_card(group: DeviceSessions, mine: bool, csrf: str, now: float, n: int) -> str:
     device = group.device
+    name = escape(device.name or device.id)
+    agent = parse(device.user_agent)
     created = min(s.created_at for s in group.sessions)
     badge = "<span class=badge>this device</span>" if mine else ""
-    label = "Sign out this device" if mine else "Sign out"
-    count = len(group.sessions)
+    raw = escape(device.user_agent or "none sent")
     return f"""
-<div class="card device" data-device="{escape(device.id)}">
-<div class=info><h3>{escape(device.name or device.id)}{badge}</h3>
-<table class=meta>
-<tr><td>User agent</td><td>{escape(device.user_agent or "unknown")}</td></tr>
-<tr><td>IP</td><td>{escape(device.ip or "unknown")}</td></tr>
-<tr><td>Created</td><td>{_when(created)}</td></tr>
-<tr><td>Last seen</td><td>{_when(group.last_seen_at)} ({_ago(group.last_seen_at, now)})</td></tr>
-<tr><td>Sessions</td><td>{count}</td></tr>
-</table></div>
-<form method=post action=/devices/signout class=inline>
-<input type=hidden name=csrf_token value="{escape(csrf)}">
-<input type=hidden name=device_id value="{escape(device.id)}">
-<button type=submit>{label}</button></form>
-</div>"""
+<section class="card device" data-device="{escape(device.id)}">
+<div class=top><h3>{name}{badge}</h3>
+<form method=get action=/devices/signout data-dialog=confirm-{n}>
+{_hidden(device_id=device.id)}<button type=submit>Sign out {name}</button></form></div>
+<dl>
+<dt>Browser</dt><dd>{escape(str(agent))}
+<details><summary>User agent</summary><code>{raw}</code></details></dd>
+<dt>IP address</dt><dd>{escape(device.ip or "unknown")}</dd>
+<dt>Signed in</dt><dd>{when(created, now)}</dd>
+<dt>Last active</dt><dd>{when(group.last_seen_at, now)}</dd>
+<dt>Sessions</dt><dd>{len(group.sessions)}</dd>
+</dl>
+<dialog id=confirm-{n}>{_device_confirm(group, mine, csrf, _DIALOG_CANCEL)}</dialog>
+</section>"""
 
 
 def dashboard(
@@ -110,33 +209,58 @@ def dashboard(
     groups: Sequence[DeviceSessions],
     my_device: str | None,
     csrf: str,
-    recent: Sequence[str] = (),
+    recent: Sequence[tuple[float, str]] = (),
+    notice: str = "",
 ) -> str:
     """The signed-in user's sessions grouped by device, with the sign-out buttons."""
     now = time.time()
     # This device first, then the others, most recently seen first.
-    ordered = sorted(groups, key=lambda g: g.device.id != my_device)
-    cards = "".join(_device_card(g, g.device.id == my_device, csrf, now) for g in ordered)
+    ordered = sorted(groups, key=lambda g: (g.device.id != my_device, -g.last_seen_at))
+    cards = "".join(
+        _device_card(g, g.device.id == my_device, csrf, now, n) for n, g in enumerate(ordered)
+    )
     others = sum(1 for g in groups if g.device.id != my_device)
-    events = "".join(f"<li>{escape(line)}</li>" for line in recent)
+    events = "".join(f"<li>{escape(line)}, {when(at, now)}</li>" for at, line in recent)
     degraded = (
-        "<p class=error>The session store is unreachable: showing what the token says.</p>"
+        "The session store is unreachable: showing what the token says."
         if principal.degraded
         else ""
     )
-    body = f"""
-{degraded}<div class=card><h2 style="margin:0 0 4px">Your devices</h2>
-<p class=meta>Signed in as <b id=user>{escape(principal.user_id)}</b>;
-{len(groups)} device(s). The protected API answers at <a href=/api/me>/api/me</a>.</p>
-<form method=post action=/devices/signout-others class=inline>
-<input type=hidden name=csrf_token value="{escape(csrf)}">
-<button type=submit {"disabled" if not others else ""}>Sign out all other devices</button>
-</form></div>
-{cards}
-<div class=card><h3 style="margin-top:0">Recent events</h3><ul class=meta>{events}</ul></div>"""
-    header = (
-        f"<span>{escape(principal.user_id)}</span><form method=post action=/logout class=inline>"
-        f"<input type=hidden name=csrf_token value='{escape(csrf)}'>"
-        "<button type=submit>Sign out</button></form>"
+    plural = "" if len(groups) == 1 else "s"
+    sign_out_others = (
+        f"""<form method=get action=/devices/signout-others data-dialog=confirm-others>
+<button type=submit>Sign out all other devices</button></form>
+<dialog id=confirm-others>{_others_confirm(others, csrf, _DIALOG_CANCEL)}</dialog>"""
+        if others
+        else ""
     )
-    return _page("Your devices", body, header)
+    body = f"""{_banner("notice", escape(notice))}{_banner("error", degraded, "alert")}
+<div class=card><div class=top><h2>Your devices</h2>{sign_out_others}</div>
+<p class=meta style="margin-bottom:0">Signed in as <b id=user>{escape(principal.user_id)}</b>
+on {len(groups)} device{plural}. The protected API answers at <a href=/api/me>/api/me</a>.</p>
+</div>{cards}
+<div class=card><h3>Recent events</h3><ul class=meta>{events}</ul></div>"""
+    return _page("Your devices", body, _account(principal, csrf))
+
+
+def _account(principal: Principal, csrf: str) -> str:
+    return (
+        f"<span>{escape(principal.user_id)}</span><form method=post action=/logout>"
+        f"{_hidden(csrf_token=csrf)}<button type=submit>Sign out</button></form>"
+    )
+
+
+def confirm_page(
+    principal: Principal,
+    csrf: str,
+    group: DeviceSessions | None = None,
+    mine: bool = False,
+    others: int = 0,
+) -> str:
+    """The confirm step without JavaScript: one device (``group``) or all ``others``."""
+    if group is not None:
+        box = _device_confirm(group, mine, csrf, _PAGE_CANCEL)
+    else:
+        box = _others_confirm(others, csrf, _PAGE_CANCEL)
+    body = f"<div class=card style='max-width:460px;margin:32px auto'>{box}</div>"
+    return _page("Sign out?", body, _account(principal, csrf))
