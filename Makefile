@@ -12,7 +12,7 @@ STAMP := $(VENV)/.sessionstore-dev-installed
 PYTEST_ARGS ?=
 LINT_PATHS := sessionstore tests benchmarks hardening fuzz
 
-.PHONY: install test compat lint fmt bench demo hardening fuzz clean distclean
+.PHONY: install test compat compat-lowest compat-newest lint fmt bench demo hardening fuzz clean distclean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,19 +26,26 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The dependency ranges of pyproject.toml, at both ends: a venv each (.venv-lowest pinned by
-# .ci/lowest.txt, .venv-newest upgraded to the newest allowed), running the core suite.
+# The dependency ranges of pyproject.toml, at both ends: .venv-lowest pinned by
+# .ci/lowest.txt, and the dev venv upgraded to the newest allowed; the core suite on each.
 COMPAT_TESTS ?= tests/test_store.py tests/test_fastpath.py tests/test_fallback.py \
 	tests/test_connect.py tests/test_durability.py tests/test_loops.py tests/test_compat.py
+COMPAT_SHOW = python -m pip list --disable-pip-version-check 2>/dev/null \
+	| grep -iE '^(redis|hiredis|pyjwt|msgspec) '
 compat: compat-lowest compat-newest
 
-compat-lowest compat-newest: compat-%:
-	$(PYTHON) -m venv .venv-$*
-	.venv-$*/bin/python -m pip install --quiet --disable-pip-version-check \
-		$(if $(filter lowest,$*),-c .ci/lowest.txt,--upgrade --upgrade-strategy eager) -e '.[test]'
-	.venv-$*/bin/python -m pip list --disable-pip-version-check 2>/dev/null \
-		| grep -iE '^(redis|hiredis|pyjwt|msgspec) '
-	.venv-$*/bin/python -m pytest -q -p no:cacheprovider $(COMPAT_TESTS)
+compat-lowest:
+	$(PYTHON) -m venv .venv-lowest
+	.venv-lowest/bin/python -m pip install --quiet --disable-pip-version-check \
+		-c .ci/lowest.txt -e '.[test]'
+	.venv-lowest/bin/$(COMPAT_SHOW)
+	.venv-lowest/bin/python -m pytest -q -p no:cacheprovider $(COMPAT_TESTS)
+
+compat-newest: $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade \
+		--upgrade-strategy eager -e '.[test]'
+	$(VENV)/bin/$(COMPAT_SHOW)
+	$(PY) -m pytest -q -p no:cacheprovider $(COMPAT_TESTS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check $(LINT_PATHS)
@@ -71,4 +78,4 @@ clean:
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) .venv-lowest .venv-newest
+	rm -rf $(VENV) .venv-lowest
