@@ -60,6 +60,7 @@ def _spec(kwargs: dict[str, Any], tls: bool) -> ConnSpec:
         tls=tls,
         tls_verify=kwargs.get("ssl_cert_reqs", "required") not in ("none", ssl.CERT_NONE),
         ca_certs=kwargs.get("ssl_ca_certs"),
+        db=int(kwargs.get("db") or 0),
     )
 
 
@@ -199,6 +200,9 @@ class Followers:
                 revoked=self._revoked,
                 up=self._up,
                 heartbeat=self._heartbeat,
+                # A cluster has one database and no SWAPDB; a watch key would live on
+                # one primary only.
+                watch=self._topology.kind != "cluster",
             )
             listener.start()
             current[address] = listener

@@ -54,8 +54,9 @@ StoreFactory = Callable[..., Awaitable[Any]]
 
 
 def session_keys(client: redis.Redis) -> list[bytes]:
-    """Every key of the default namespace that belongs to a user (the marker excluded)."""
-    return sorted(k for k in client.scan_iter(match="ss:*") if not k.endswith(b"{!marker}"))
+    """Every key of the default namespace that belongs to a user (the store's own keys,
+    the marker and the near cache's database watch key, excluded: their tags hold a '!')."""
+    return sorted(k for k in client.scan_iter(match="ss:*") if b":{!" not in k)
 
 
 # Commands no request of ours sent: INFO itself, replicas' REPLCONF ACK (every second), and
