@@ -63,7 +63,9 @@ def session_keys(client: redis.Redis) -> list[bytes]:
 # what a client sends when it connects or maps a cluster (HELLO, CLIENT SETINFO, COMMAND,
 # CLUSTER SLOTS: a sync RedisCluster does that on construction).
 # The near cache's invalidation connection adds its handshake (HELLO, CLIENT SETNAME,
-# CLIENT TRACKING, SUBSCRIBE) and a heartbeat PING every 0.25 s: none is a request of ours.
+# CLIENT TRACKING, SUBSCRIBE, and outside a cluster SELECT, SET NX and WATCH of its watch
+# key) and a heartbeat every 0.25 s (PING in a cluster, else MULTI EXISTS EXEC WATCH): none
+# is a request of ours (the store itself never sends a plain SET, EXISTS or MULTI).
 _BACKGROUND = {
     "cmdstat_info",
     "cmdstat_replconf",
@@ -73,6 +75,12 @@ _BACKGROUND = {
     "cmdstat_client|tracking",
     "cmdstat_subscribe",
     "cmdstat_ping",
+    "cmdstat_select",
+    "cmdstat_set",
+    "cmdstat_multi",
+    "cmdstat_exists",
+    "cmdstat_exec",
+    "cmdstat_watch",
 }
 _BACKGROUND_PREFIXES = ("cmdstat_command", "cmdstat_cluster|")
 
