@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 import select
 import socket
 import ssl
 import threading
-import secrets
 import time
 from collections import deque
 from collections.abc import Callable

@@ -13,7 +13,14 @@ import pytest
 import redis
 
 from sessionstore import Device, SessionRevoked
-from sessionstore.testing import Engine, LocalServer, redis_binary, valkey_binary
+from sessionstore._marker import db_watch_key
+from sessionstore.testing import (
+    Engine,
+    LocalSentinel,
+    LocalServer,
+    redis_binary,
+    valkey_binary,
+)
 from support import cache_serves
 
 PHONE = Device(id="phone-1", name="Pixel")
@@ -67,10 +74,9 @@ async def test_stores_on_two_databases_never_share_a_cached_session(
 def copy_database(admin: redis.Redis, target: int) -> int:
     """Copy every key of ``admin``'s database into ``target`` (a backup of it, loaded
     into a spare database): the watch key comes along, same name, same value."""
-    admin.execute_command("SELECT", 0)
     copied = 0
     for key in admin.scan_iter(count=1000):
-        copied += int(admin.copy(key, key, destination_db=target, replace=True))
+        copied += int(admin.copy(key, key, destination_db=str(target), replace=True))
     return copied
 
 
@@ -80,8 +86,11 @@ async def test_swapdb_to_a_restored_backup_drops_cached_sessions(
     single_server(engine)
     store = make_store()
     kept = await store.login("user-1", device=PHONE)
-    with redis.Redis.from_url(redis_url, single_connection_client=True) as admin:
+    with redis.Redis.from_url(redis_url) as admin:
         copy_database(admin, 1)  # the backup: taken before user-2 logged in
+        with redis.Redis.from_url(db_url(redis_url, 1)) as spare:
+            # The backup holds the watch key too: no key or value tells the swap apart.
+            assert spare.get(db_watch_key("ss")) == admin.get(db_watch_key("ss")) is not None
         lost = await store.login("user-2", device=PHONE)
         assert await cache_serves(store, lost.access_token, admin)
         admin.swapdb(0, 1)  # the restore: no push for any key
@@ -111,9 +120,9 @@ async def test_a_flush_drops_cached_sessions(
     try:
         assert await cache_serves(store, pair.access_token, admin)
         if engine.cluster is None:
-            admin.execute_command(operation)
+            admin.execute_command(operation)  # type: ignore[no-untyped-call]
         else:
-            admin.execute_command(operation, target_nodes="primaries")
+            admin.execute_command(operation, target_nodes="primaries")  # type: ignore[no-untyped-call]
     finally:
         admin.close()
     assert await rejected_within(store, pair.access_token)
@@ -141,3 +150,19 @@ async def test_a_restart_from_an_older_snapshot_drops_cached_sessions(
         server.start()
         assert await rejected_within(store, lost.access_token, 15.0)
         assert not (await store.validate(kept.access_token)).degraded
+
+
+async def test_sentinel_stores_keep_databases_apart_and_see_swapdb(
+    sentinel_group: LocalSentinel, open_store: Callable[..., Any]
+) -> None:
+    group = sentinel_group
+    on_db0 = open_store(group.url)
+    on_db1 = open_store(f"{group.url}?db=1")
+    pair = await on_db0.login("user-1", device=PHONE)
+    with redis.Redis(port=group.primary().port) as admin:
+        assert await cache_serves(on_db0, pair.access_token, admin)
+        for _ in range(50):
+            with pytest.raises(SessionRevoked):
+                await on_db1.validate(pair.access_token)
+        admin.swapdb(0, 1)
+    assert await rejected_within(on_db0, pair.access_token)
