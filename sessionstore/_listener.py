@@ -19,7 +19,9 @@ holds, and then ``EXEC`` answers null. Only an ``EXEC`` that answers "the key ex
 untouched" confirms the link, as of the moment that heartbeat was sent; anything else
 drops the cache and trusts nothing until the next confirmation. A cached entry is thus
 never served later than the trust window (1 s) after such an operation, and usually
-one heartbeat after it.
+one heartbeat after it. A push naming the watch key flushes the whole cache, so a
+restore run as ``MULTI, DEL <watch key>, SWAPDB 0 1, EXEC`` is seen as fast as a
+revocation (BCAST pushes leave after the transaction, and the key exists in the live db).
 """
 
 from __future__ import annotations
@@ -269,8 +271,11 @@ class Listener:
             return
         kind = message[0]
         if kind == b"invalidate":
-            keys = message[1]
-            self.cache.invalidate(None if keys is None else [k.decode() for k in keys])
+            names = None if message[1] is None else [k.decode() for k in message[1]]
+            # A write to the watch key (in any database: pushes name keys, not databases)
+            # may come with a swap in the same transaction: forget everything at once.
+            whole = names is None or self._watch_key in names
+            self.cache.invalidate(None if whole else names)
         elif kind == b"message" and len(message) == 3:
             words = message[2].decode().split()
             if len(words) >= 2:

@@ -13,7 +13,10 @@ import pytest
 import redis
 
 from sessionstore import Device, SessionRevoked
+from sessionstore._cache import NearCache
+from sessionstore._listener import Listener
 from sessionstore._marker import db_watch_key
+from sessionstore._wire import ConnSpec
 from sessionstore.testing import (
     Engine,
     LocalSentinel,
@@ -96,6 +99,45 @@ async def test_swapdb_to_a_restored_backup_drops_cached_sessions(
         admin.swapdb(0, 1)  # the restore: no push for any key
     assert await rejected_within(store, lost.access_token)
     assert not (await store.validate(kept.access_token)).degraded
+
+
+def test_a_swap_that_deletes_the_watch_key_is_seen_like_a_revocation(
+    redis_url: str, engine: Engine
+) -> None:
+    single_server(engine)
+    assert engine.server is not None
+    cache = NearCache(100, 60.0, trust_window=60.0)
+    # A heartbeat every 60 s: only the push for the watch key can flush the cache below.
+    listener = Listener(
+        ConnSpec(port=engine.server.port),
+        "ss",
+        cache,
+        revoked=lambda user, sids: None,
+        up=lambda: None,
+        heartbeat=60.0,
+    )
+    listener.start()
+    try:
+        assert wait_for(lambda: listener.alive)
+        assert cache.put("ss:{u}:s:1", "valid", cache.begin(), 0.0, 60.0)
+        with redis.Redis.from_url(redis_url) as admin:
+            pipe = admin.pipeline(transaction=True)  # the documented restore: one transaction
+            pipe.delete(db_watch_key("ss"))  # it exists in db 0: the push is certain
+            pipe.swapdb(0, 2)
+            assert pipe.execute() == [1, True]
+        assert wait_for(lambda: not len(cache))
+    finally:
+        listener.stop()
+
+
+def wait_for(predicate: Callable[[], bool], seconds: float = 5.0) -> bool:
+    """Poll ``predicate`` until it holds or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
 
 
 async def test_swapdb_with_an_empty_database_drops_cached_sessions(
