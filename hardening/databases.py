@@ -99,7 +99,7 @@ def run_engine(name: str, binary: str, rounds: int) -> list[Row]:
             server.kill()
             server.start()
 
-        ops: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {
+        ops: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
             "SWAPDB to a restored backup": (backup, lambda: admin.swapdb(0, 1)),
             "SWAPDB with an empty database": (spare.flushdb, lambda: admin.swapdb(0, 1)),
             "MULTI, DEL watch key, SWAPDB, EXEC (the documented restore)": (backup, swap_exact),
