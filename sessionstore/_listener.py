@@ -145,20 +145,20 @@ class Listener:
         prefix = f"{self._namespace}:"
         spec = self._spec
         # The watch is armed before tracking starts: the link is up only once both are.
-        select = command("SELECT", str(spec.db)) if spec.db else b""
+        choose = command("SELECT", str(spec.db)) if spec.db else b""
         watch = self._watch_commands() + command("WATCH", self._watch_key) if self._watch else b""
         self._armed_at = time.monotonic()
         sock.sendall(
             _wire.hello(spec)
             + command("CLIENT", "SETNAME", "sessionstore-invalidations")
-            + select
+            + choose
             + watch
             + command("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", prefix)
             + command("SUBSCRIBE", revoked_channel(self._namespace))
         )
         reader = hiredis.Reader()
         # SET NX answers null when the key exists: count replies, not just non-null ones.
-        _wire.read_replies(sock, reader, 4 + bool(select) + 2 * self._watch)
+        _wire.read_replies(sock, reader, 4 + bool(choose) + 2 * self._watch)
         sock.settimeout(None)
         self._reader = reader
         self._pending.clear()
@@ -192,7 +192,7 @@ class Listener:
     def _replied(self, reply: Any) -> None:
         """A reply (not a push) to a heartbeat: confirm the link, or drop the cache."""
         if not self._pending:
-            return  # a handshake reply that came after a push: confirms nothing
+            return  # nothing asked: confirms nothing
         sent = self._pending.popleft()
         if sent is None:
             return
@@ -230,7 +230,10 @@ class Listener:
             except (OSError, ConnectionError) as err:
                 logger.debug("sessionstore invalidation connection lost: %s", err)
             finally:
-                self._close()
+                # Under the lock: a pump draining this socket must not confirm (up) the
+                # link after it went down.
+                with self._io:
+                    self._close()
 
     def _serve(self, sock: socket.socket) -> None:
         next_ping = 0.0
