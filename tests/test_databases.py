@@ -14,9 +14,11 @@ import redis
 
 from sessionstore import Device, SessionRevoked
 from sessionstore._cache import NearCache
+from sessionstore._follow import topology_of
 from sessionstore._listener import Listener
 from sessionstore._marker import db_watch_key
 from sessionstore._wire import ConnSpec
+from sessionstore.keys import user_keys
 from sessionstore.testing import (
     Engine,
     LocalSentinel,
@@ -208,3 +210,40 @@ async def test_sentinel_stores_keep_databases_apart_and_see_swapdb(
                 await on_db1.validate(pair.access_token)
         admin.swapdb(0, 1)
     assert await rejected_within(on_db0, pair.access_token)
+
+
+async def test_a_failover_to_a_replica_that_missed_writes_drops_cached_sessions(
+    sentinel_group: LocalSentinel, open_store: Callable[..., Any]
+) -> None:
+    group = sentinel_group
+    store = open_store(group.url)
+    old = group.primary()
+    replica = next(server for server in group.servers if server is not old)
+    kept = await store.login("user-1", device=PHONE)
+    with redis.Redis(port=old.port) as admin:
+        assert admin.wait(1, 5000) == 1  # user-1 reached the replica
+        replica.pause()
+        try:
+            # A stopped replica still takes the stream into its socket buffers: fill them,
+            # so that what follows stays in the primary's output buffer and dies with it.
+            for i in range(32):
+                admin.set(f"junk:{i}", b"x" * (1 << 20))
+            lost = await store.login("user-2", device=PHONE)  # never replicated
+            assert await cache_serves(store, lost.access_token, admin)
+            old.kill()
+        finally:
+            replica.resume()
+    assert group.wait_promoted(old) is replica
+    with redis.Redis(port=replica.port) as new:  # the write the new primary missed
+        assert not new.exists(user_keys("ss", "user-2").session(lost.session_id))
+    assert await rejected_within(store, lost.access_token, 20.0)
+    deadline = time.monotonic() + 20
+    while (await store.validate(kept.access_token)).degraded:
+        assert time.monotonic() < deadline, "user-1 never validated on the new primary"
+        time.sleep(0.05)
+
+
+def test_the_topology_key_holds_the_database() -> None:
+    one, two = redis.Redis(port=1, db=0), redis.Redis(port=1, db=1)
+    assert topology_of(one) != topology_of(two)
+    assert topology_of(one) == topology_of(redis.Redis(port=1))
