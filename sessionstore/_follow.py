@@ -13,7 +13,9 @@ When the set changes, listeners for new servers are added before old ones are dr
 and every addition or removal flushes the cache (``NearCache.link``/``Link.close``), so
 no entry survives a change of who can write. A server that is down leaves its link down,
 and a down link means nothing is served from the cache. One ``Followers`` per
-(topology, namespace) and process, shared by every store object on it.
+(topology, namespace) and process, shared by every store object on it; a topology holds
+the database number, ACL user and TLS settings, so stores that could see different data
+never share one.
 """
 
 from __future__ import annotations
