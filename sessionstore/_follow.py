@@ -13,7 +13,9 @@ When the set changes, listeners for new servers are added before old ones are dr
 and every addition or removal flushes the cache (``NearCache.link``/``Link.close``), so
 no entry survives a change of who can write. A server that is down leaves its link down,
 and a down link means nothing is served from the cache. One ``Followers`` per
-(topology, namespace) and process, shared by every store object on it.
+(topology, namespace) and process, shared by every store object on it; a topology holds
+the database number, ACL user and TLS settings, so stores that could see different data
+never share one.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ def _spec(kwargs: dict[str, Any], tls: bool) -> ConnSpec:
         tls=tls,
         tls_verify=kwargs.get("ssl_cert_reqs", "required") not in ("none", ssl.CERT_NONE),
         ca_certs=kwargs.get("ssl_ca_certs"),
+        db=int(kwargs.get("db") or 0),
     )
 
 
@@ -216,6 +219,9 @@ class Followers:
                 revoked=self._revoked,
                 up=self._up,
                 heartbeat=self._heartbeat,
+                # A cluster has one database and no SWAPDB; a watch key would live on
+                # one primary only.
+                watch=self._topology.kind != "cluster",
             )
             listener.start()
             current[address] = listener

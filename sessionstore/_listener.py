@@ -3,22 +3,38 @@
 A RESP3 connection to one server: ``CLIENT TRACKING ON BCAST PREFIX <ns>:`` makes Redis
 push the name of every key of the namespace that changes, from any client; the same
 connection subscribes to the channel the revocation scripts publish on, so revocations
-also reach the degraded-mode memory. A thread sends a heartbeat PING every ``heartbeat``
+also reach the degraded-mode memory. A thread sends a heartbeat every ``heartbeat``
 seconds; a hot path drains the socket before it trusts the cache (``pump``), so a push
 that has arrived is never ignored. The connection is one ``Link`` of the cache: any socket
 error drops the whole cache until a new connection is subscribed. Which servers get a
 listener (one, every cluster primary, the sentinels' primary) is ``_follow``'s business.
+
+Some operations change a database without a push for any key: ``SWAPDB`` sends none,
+and a database swapped in may hold the very keys (same names, same values) of a backup.
+So, outside a cluster (where there is one database and no ``SWAPDB``), the connection
+selects the store's database and ``WATCH``es a key that lives there (``db_watch_key``);
+each heartbeat is ``MULTI EXISTS EXEC WATCH``. ``SWAPDB``, ``FLUSHDB``/``FLUSHALL``, a
+reload and any write to that key dirty the watch, whatever the database swapped in
+holds, and then ``EXEC`` answers null. Only an ``EXEC`` that answers "the key exists,
+untouched" confirms the link, as of the moment that heartbeat was sent; anything else
+drops the cache and trusts nothing until the next confirmation. A cached entry is thus
+never served later than the trust window (1 s) after such an operation, and usually
+one heartbeat after it. A push naming the watch key flushes the whole cache, so a
+restore run as ``MULTI, DEL <watch key>, SWAPDB 0 1, EXEC`` is seen as fast as a
+revocation (BCAST pushes leave after the transaction, and the key exists in the live db).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 import select
 import socket
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +42,7 @@ import hiredis
 
 from sessionstore import _wire
 from sessionstore._cache import NearCache
+from sessionstore._marker import MARKER_TTL_MS, db_watch_key
 from sessionstore._wire import ConnSpec, command
 
 __all__ = ["Listener", "revoked_channel"]
@@ -50,6 +67,7 @@ class Listener:
         revoked: Callable[[str, list[str]], None],
         up: Callable[[], None],
         heartbeat: float = 0.25,
+        watch: bool = True,
     ) -> None:
         self.cache = cache
         self._link = cache.link()
@@ -63,6 +81,14 @@ class Listener:
         # Written to by stop(), so the thread's select() wakes at once instead of timing out.
         self._wake_r, self._wake_w = socket.socketpair()
         self._last_pump = 0.0
+        # Whether heartbeats check the database's watch key (not in a cluster), whether
+        # the next one must create it again first, and what each pending reply is: the
+        # send time of a heartbeat's confirming reply, None for replies that confirm nothing.
+        self._watch = watch
+        self._watch_key = db_watch_key(namespace)
+        self._repair = False
+        self._pending: deque[float | None] = deque()
+        self._armed_at = 0.0  # when the last handshake was sent: the link is up as of then
         # revoked(encoded user id, session ids) on every published revocation; up() each
         # time the connection is (re)established.
         self._revoked = revoked
@@ -133,16 +159,72 @@ class Listener:
 
     def _handshake(self, sock: socket.socket) -> None:
         prefix = f"{self._namespace}:"
+        spec = self._spec
+        # The watch is armed before tracking starts: the link is up only once both are.
+        choose = command("SELECT", str(spec.db)) if spec.db else b""
+        watch = self._watch_commands() + command("WATCH", self._watch_key) if self._watch else b""
+        self._armed_at = time.monotonic()
         sock.sendall(
-            _wire.hello(self._spec)
+            _wire.hello(spec)
             + command("CLIENT", "SETNAME", "sessionstore-invalidations")
+            + choose
+            + watch
             + command("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", prefix)
             + command("SUBSCRIBE", revoked_channel(self._namespace))
         )
         reader = hiredis.Reader()
-        _wire.read_replies(sock, reader, 4)
+        # SET NX answers null when the key exists: count replies, not just non-null ones.
+        _wire.read_replies(sock, reader, 4 + bool(choose) + 2 * self._watch)
         sock.settimeout(None)
         self._reader = reader
+        self._pending.clear()
+        self._repair = False
+
+    def _watch_commands(self) -> bytes:
+        """Create the database's watch key unless it exists (never rewrite it: that would
+        dirty every process's watch)."""
+        ttl = str(MARKER_TTL_MS)
+        token = secrets.token_urlsafe(12)
+        return command("SET", self._watch_key, token, "NX", "PX", ttl)
+
+    def _heartbeat_now(self, sock: socket.socket, now: float) -> None:
+        """Send one heartbeat; its reply confirms the link as of ``now`` (see the module)."""
+        if not self._watch:
+            sock.sendall(command("PING"))
+            self._pending.append(now)
+            return
+        key = self._watch_key
+        repair = self._watch_commands() if self._repair else b""
+        sock.sendall(
+            repair
+            + command("MULTI")
+            + command("EXISTS", key)
+            + command("EXEC")
+            + command("WATCH", key)
+        )
+        self._pending.extend([None] * (bool(repair) + 2) + [now, None])
+        self._repair = False
+
+    def _replied(self, reply: Any) -> None:
+        """A reply (not a push) to a heartbeat: confirm the link, or drop the cache."""
+        if not self._pending:
+            return  # nothing asked: confirms nothing
+        sent = self._pending.popleft()
+        if sent is None:
+            return
+        if reply == b"PONG" or (isinstance(reply, list) and reply == [1]):
+            if self._link.alive:
+                self._link.heard(sent)
+            else:
+                self._link.up(sent)
+            return
+        # Null: the watch was dirtied (SWAPDB, FLUSHDB, FLUSHALL, a reload, a write to
+        # the key); [0]: the key is gone; an error: nothing is known. The data may have
+        # changed without a push, so forget it all until a heartbeat confirms again.
+        if isinstance(reply, hiredis.ReplyError):
+            logger.warning("sessionstore: near cache database check refused: %s", reply)
+        self._repair = True
+        self._link.down()
 
     def _run(self) -> None:
         # What a server that does not speak RESP (an HTTP or TLS port, a proxy) makes the
@@ -169,7 +251,7 @@ class Listener:
                 continue
             with self._io:
                 self._sock = sock
-                self._link.up(time.monotonic())
+                self._link.up(self._armed_at)
             self._up()
             try:
                 self._serve(sock)
@@ -183,7 +265,10 @@ class Listener:
             except (OSError, ConnectionError) as err:
                 logger.debug("sessionstore invalidation connection lost: %s", err)
             finally:
-                self._close()
+                # Under the lock: a pump draining this socket must not confirm (up) the
+                # link after it went down.
+                with self._io:
+                    self._close()
             backoff, warned = 0.05, False
 
     def _serve(self, sock: socket.socket) -> None:
@@ -192,7 +277,7 @@ class Listener:
             now = time.monotonic()
             if now >= next_ping:
                 with self._io:
-                    sock.sendall(command("PING"))
+                    self._heartbeat_now(sock, now)
                 next_ping = now + self._heartbeat
             if now - self._link.last_heard > max(3.0, 8 * self._heartbeat):
                 raise ConnectionError("no heartbeat reply")
@@ -216,17 +301,20 @@ class Listener:
         if not data:
             raise ConnectionError("invalidation connection closed")
         self._reader.feed(data)
-        self._link.heard(time.monotonic())
         while (message := self._reader.gets()) is not False:
             self._handle(message)
 
     def _handle(self, message: Any) -> None:
-        if not isinstance(message, list) or not message:
-            return  # PONG and other plain replies only prove the link is alive
+        if not isinstance(message, list) or not message or not isinstance(message[0], bytes):
+            self._replied(message)  # pushes are lists that start with their kind
+            return
         kind = message[0]
         if kind == b"invalidate":
-            keys = message[1]
-            self.cache.invalidate(None if keys is None else [k.decode() for k in keys])
+            names = None if message[1] is None else [k.decode() for k in message[1]]
+            # A write to the watch key (in any database: pushes name keys, not databases)
+            # may come with a swap in the same transaction: forget everything at once.
+            whole = names is None or self._watch_key in names
+            self.cache.invalidate(None if whole else names)
         elif kind == b"message" and len(message) == 3:
             words = message[2].decode().split()
             if len(words) >= 2:

@@ -20,7 +20,8 @@ __all__ = ["ConnSpec", "command", "open_socket", "request"]
 
 @dataclass(frozen=True)
 class ConnSpec:
-    """Where and how to open a connection to one server (or one sentinel)."""
+    """Where and how to open a connection to one server (or one sentinel), and which of
+    its databases (``db``): part of what selects the data, so part of every cache key."""
 
     host: str = "127.0.0.1"
     port: int = 6379
@@ -30,6 +31,7 @@ class ConnSpec:
     tls: bool = False
     tls_verify: bool = True
     ca_certs: str | None = None
+    db: int = 0
 
 
 def command(*args: str) -> bytes:

@@ -54,15 +54,18 @@ StoreFactory = Callable[..., Awaitable[Any]]
 
 
 def session_keys(client: redis.Redis) -> list[bytes]:
-    """Every key of the default namespace that belongs to a user (the marker excluded)."""
-    return sorted(k for k in client.scan_iter(match="ss:*") if not k.endswith(b"{!marker}"))
+    """Every key of the default namespace that belongs to a user (the store's own keys,
+    the marker and the near cache's database watch key, excluded: their tags hold a '!')."""
+    return sorted(k for k in client.scan_iter(match="ss:*") if b":{!" not in k)
 
 
 # Commands no request of ours sent: INFO itself, replicas' REPLCONF ACK (every second), and
 # what a client sends when it connects or maps a cluster (HELLO, CLIENT SETINFO, COMMAND,
 # CLUSTER SLOTS: a sync RedisCluster does that on construction).
 # The near cache's invalidation connection adds its handshake (HELLO, CLIENT SETNAME,
-# CLIENT TRACKING, SUBSCRIBE) and a heartbeat PING every 0.25 s: none is a request of ours.
+# CLIENT TRACKING, SUBSCRIBE, and outside a cluster SELECT, SET NX and WATCH of its watch
+# key) and a heartbeat every 0.25 s (PING in a cluster, else MULTI EXISTS EXEC WATCH): none
+# is a request of ours (the store itself never sends a plain SET, EXISTS or MULTI).
 _BACKGROUND = {
     "cmdstat_info",
     "cmdstat_replconf",
@@ -72,6 +75,12 @@ _BACKGROUND = {
     "cmdstat_client|tracking",
     "cmdstat_subscribe",
     "cmdstat_ping",
+    "cmdstat_select",
+    "cmdstat_set",
+    "cmdstat_multi",
+    "cmdstat_exists",
+    "cmdstat_exec",
+    "cmdstat_watch",
 }
 _BACKGROUND_PREFIXES = ("cmdstat_command", "cmdstat_cluster|")
 

@@ -604,7 +604,7 @@ def test_the_table_is_large_and_distinct(tokens: dict[str, object]) -> None:
 
 # Commands no request sent. support.script_calls already leaves out INFO, replication
 # acks and connection set-up (HELLO, CLIENT SETINFO); the near cache's invalidation
-# connection adds its own handshake and a heartbeat PING every 0.25 s, at any moment.
+# connection adds its own handshake and a heartbeat every 0.25 s, at any moment.
 HOUSEKEEPING = {
     "cmdstat_info",
     "cmdstat_replconf",
@@ -614,6 +614,13 @@ HOUSEKEEPING = {
     "cmdstat_subscribe",
     "cmdstat_client|setname",
     "cmdstat_client|tracking",
+    # The database watch (SWAPDB/FLUSHDB detection): SET NX and WATCH at the handshake,
+    # MULTI EXISTS EXEC WATCH as the heartbeat.
+    "cmdstat_set",
+    "cmdstat_multi",
+    "cmdstat_exists",
+    "cmdstat_exec",
+    "cmdstat_watch",
 }
 
 
