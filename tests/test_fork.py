@@ -29,6 +29,7 @@ from sessionstore import (
     InvalidToken,
     Keyring,
     SessionStore,
+    StoreUnavailable,
 )
 from sessionstore.keys import user_keys
 from sessionstore.testing import LocalServer, redis_binary, valkey_binary
@@ -281,7 +282,7 @@ def test_the_degraded_child_refuses_what_the_parent_knows_was_revoked(
                 for name, pair in checks
                 if not refused(stores[name], pair.access_token)
             ]
-            degraded = [each.validate(live.access_token).degraded for each in stores.values()]
+            degraded = [answer(each, live.access_token) for each in stores.values()]
             return {"unheard": unheard, "accepted": accepted, "degraded": degraded}
 
         pid, pipe = fork(child)
@@ -294,12 +295,25 @@ def test_the_degraded_child_refuses_what_the_parent_knows_was_revoked(
         seen = outcome(pid, pipe)
         assert not seen["unheard"], f"never heard the revocation: {seen['unheard']}"
         assert not seen["accepted"], f"degraded child accepted revoked sessions: {seen}"
-        assert seen["degraded"] == [True, True]
+        # The preloaded store reached Redis before the outage: it answers from the token.
+        # The one made in the child may have been served by the process' near cache only;
+        # with no reply of its own it denies (the degraded bound's "never reached" rule).
+        assert seen["degraded"][0] == "degraded"
+        assert seen["degraded"][1] in ("degraded", "never reached")
         for pair in (before, after):
             assert refused(store, pair.access_token)
         assert store.validate(live.access_token).degraded
     finally:
         store.close()
+
+
+def answer(store: SessionStore, token: str) -> str:
+    """What a degraded store makes of a live token: "degraded", or "never reached"."""
+    try:
+        return "degraded" if store.validate(token).degraded else "valid"
+    except StoreUnavailable as err:
+        assert "never reached" in str(err), err
+        return "never reached"
 
 
 def sockets_of(store: Any) -> set[tuple[str, int]]:
