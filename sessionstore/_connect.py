@@ -57,7 +57,7 @@ _MULTI = {
 }
 _DEFAULT_PORT = {"cluster": 6379, "sentinel": 26379}
 # URL options with a string value that redis-py's own URL parser passes through as is.
-_STRING_OPTIONS = ("client_name", "ssl_")
+_STRING_OPTIONS = ("client_name", "password", "username", "ssl_")  # str as given
 
 
 @dataclass(frozen=True)
