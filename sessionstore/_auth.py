@@ -255,6 +255,13 @@ class Auth(Core):
         now, mono = time.time(), time.monotonic()
         verified = self._verified(access_token, now)
         claims = verified.claims
+        if self.revoked.is_revoked(claims.user_id, claims.session_id, now):
+            # Heard of (pushed, or revoked here) before any cache answers: a revocation
+            # announced on one server may reach us before the push that drops the entry
+            # (another node's, after a failover). Sessions are never recreated, so refuse.
+            err = SessionRevoked("session was revoked (announced)")
+            self._failed(claims, err)
+            raise err
         near = self.near
         if near is not None and near.get(verified.key, mono) is not None:
             # A hit: apply the pushes that already arrived, then look again.
@@ -267,11 +274,6 @@ class Auth(Core):
                 if memo is None or memo[0] is not session:
                     verified.memo = memo = (session, principal_of(claims, session=session))
                 return memo[1]
-        if self.revoked.is_revoked(claims.user_id, claims.session_id, now):
-            # Heard of (pushed, or revoked here): sessions are never recreated, so refuse.
-            err = SessionRevoked("session was revoked (announced)")
-            self._failed(claims, err)
-            raise err
         if not self.breaker.allow(mono):
             return self._degraded(claims, None)
         # A token seen for the first time stays out of both caches (see TokenCache.admit):
