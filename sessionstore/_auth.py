@@ -60,10 +60,17 @@ class Auth(Core):
         # user id -> its keys: a user's tokens come back (new sessions, refreshed tokens)
         # long after any one token has left the token cache. Bounded by clearing.
         self._keys: dict[str, UserKeys] = {}
+        self.reader: Callable[[str], tuple[str, int]] | None = None
 
-    def attach(self, near: NearCache, pump: Callable[[], None]) -> None:
-        """Serve hot validations from ``near``, kept current by Redis' pushes via ``pump``."""
-        self.near, self.pump = near, pump
+    def attach(
+        self,
+        near: NearCache,
+        pump: Callable[[], None],
+        reader: Callable[[str], tuple[str, int]] | None = None,
+    ) -> None:
+        """Serve hot validations from ``near``, kept current by Redis' pushes via ``pump``;
+        ``reader(key)`` names the node a key is read from (a cluster), see ``NearCache``."""
+        self.near, self.pump, self.reader = near, pump, reader
 
     def published(self, encoded_user_id: str, session_ids: list[str]) -> None:
         """A revocation announced by a script (any process): remember it for degraded mode."""

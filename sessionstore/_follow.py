@@ -27,12 +27,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from redis.crc import key_slot
+from redis.exceptions import RedisClusterException
+
 from sessionstore import _wire
 from sessionstore._cache import NearCache
 from sessionstore._listener import Listener
 from sessionstore._wire import ConnSpec
 
-__all__ = ["Followers", "Topology", "acquire", "release", "topology_of"]
+__all__ = ["Followers", "Topology", "acquire", "reader_of", "release", "topology_of"]
 
 logger = logging.getLogger("sessionstore")
 
@@ -95,6 +98,27 @@ def topology_of(client: Any) -> Topology | None:
         node = _spec(kwargs, _is_tls(kwargs, pool))
         return Topology("sentinel", node, sentinels, str(pool.service_name))
     return Topology("single", _spec(kwargs, _is_tls(kwargs, pool)))
+
+
+def reader_of(client: Any) -> Callable[[str], Address] | None:
+    """For a cluster client: key -> the node its slot map sends that key's reads to now.
+
+    A near-cache entry names that node and is kept only while it is followed (``NearCache``):
+    the client can learn of a new primary (MOVED) up to a topology refresh before we do.
+    No I/O: the client's own slot map. None for other clients (one node is followed).
+    """
+    nodes = getattr(client, "nodes_manager", None)
+    if nodes is None:
+        return None
+
+    def reader(key: str) -> Address:
+        try:
+            node = nodes.get_node_from_slot(key_slot(key.encode()))
+            return (str(node.host), int(node.port))
+        except (RedisClusterException, LookupError, AttributeError):
+            return ("", 0)  # no owner known: never followed, so never cached
+
+    return reader
 
 
 def cluster_primaries(reply: Any, asked: ConnSpec) -> set[Address]:

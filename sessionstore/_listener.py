@@ -52,7 +52,7 @@ class Listener:
         heartbeat: float = 0.25,
     ) -> None:
         self.cache = cache
-        self._link = cache.link()
+        self._link = cache.link((spec.host, spec.port))
         self._spec = spec
         self._namespace = namespace
         self._heartbeat = heartbeat
