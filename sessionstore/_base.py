@@ -44,6 +44,7 @@ class StoreBase:
         # Clients the store creates are closed by close(); a user-owned one is left open.
         self._owns_client = False
         self._listener: _follow.Followers | None = None
+        self._former: set[tuple[str, int]] = set()  # the primaries the sentinels named
         cfg = self._core.config
         topology = _follow.topology_of(client)
         try:
@@ -51,7 +52,7 @@ class StoreBase:
                 listener = self._listener = _follow.acquire(
                     topology, cfg.namespace, cfg.near_cache_size, cfg.touch_interval
                 )
-                listener.subscribe(self._core.published, self._core.breaker.expedite)
+                listener.subscribe(self._core.published, self._core.breaker.expedite, self._primary)
                 self._core.attach(listener.cache, listener.pump, _follow.reader_of(client))
             self._start(client)
         except BaseException:
@@ -87,11 +88,31 @@ class StoreBase:
     def _start(self, client: Any) -> None:
         """The shell's own set-up around ``client`` (its fast path, its batcher)."""
 
+    def _primary(self, address: tuple[str, int]) -> None:
+        """The sentinels name ``address``: if the pool is still on a former primary, its
+        connections go (called from the watcher thread, about once a second).
+
+        redis-py's Sentinel pool asks the sentinels for the primary only when it connects,
+        so open connections would keep reading (stale) and writing (lost) on a replaced
+        primary until the sentinels reconfigure it, seconds later. Only a former primary
+        counts (a pool that names the node otherwise, say ``force_master_ip``, is left be);
+        a reconnection through a sentinel that has not heard of the switch yet is caught
+        at the next look.
+        """
+        known = getattr(self._client.connection_pool, "master_address", None)
+        if known is not None and tuple(known) != address and tuple(known) in self._former:
+            self._let_go()
+        self._former.add(address)
+
+    def _let_go(self) -> None:
+        """Close every connection of the client's pool (in use or idle)."""
+        self._client.connection_pool.disconnect()
+
     def _detach(self) -> None:
         """Give back the shared invalidation listener (the last store stops it)."""
         listener, self._listener = self._listener, None
         if listener is not None:
-            listener.unsubscribe(self._core.published, self._core.breaker.expedite)
+            listener.unsubscribe(self._core.published, self._core.breaker.expedite, self._primary)
             self._core.near = None
             _follow.release(listener)
 

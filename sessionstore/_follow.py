@@ -101,15 +101,26 @@ def topology_of(client: Any) -> Topology | None:
 
 
 def reader_of(client: Any) -> Callable[[str], Address] | None:
-    """For a cluster client: key -> the node its slot map sends that key's reads to now.
+    """key -> the node a cluster or Sentinel client sends that key's reads to now.
 
     A near-cache entry names that node and is kept only while it is followed (``NearCache``):
-    the client can learn of a new primary (MOVED) up to a topology refresh before we do.
-    No I/O: the client's own slot map. None for other clients (one node is followed).
+    a cluster client can learn of a new primary (MOVED) up to a topology refresh before we
+    do, a Sentinel client can keep a connection to a replaced primary. No I/O: the client's
+    slot map, the pool's primary address. None for one server (it is the one followed).
     """
     nodes = getattr(client, "nodes_manager", None)
     if nodes is None:
-        return None
+        pool: Any = getattr(client, "connection_pool", None)
+        if getattr(pool, "sentinel_manager", None) is None:
+            return None
+
+        def primary(key: str) -> Address:
+            # Where the pool connects now (no I/O): entries read through a connection to a
+            # primary the sentinels have already replaced are neither stored nor served.
+            known = pool.master_address
+            return ("", 0) if known is None else (str(known[0]), int(known[1]))
+
+        return primary
 
     def reader(key: str) -> Address:
         try:
@@ -156,24 +167,40 @@ class Followers:
         self._pumps: tuple[Callable[[], None], ...] = ()
         self._on_revoked: list[Callable[[str, list[str]], None]] = []
         self._on_up: list[Callable[[], None]] = []
+        self._on_switch: list[Callable[[Address], None]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="sessionstore-topology")
         self._thread.daemon = True
 
-    def subscribe(self, revoked: Callable[[str, list[str]], None], up: Callable[[], None]) -> None:
+    def subscribe(
+        self,
+        revoked: Callable[[str, list[str]], None],
+        up: Callable[[], None],
+        primary: Callable[[Address], None] | None = None,
+    ) -> None:
         """Call ``revoked(encoded user id, session ids)`` on every published revocation,
-        and ``up()`` whenever a connection is (re)established (a server answers)."""
+        ``up()`` whenever a connection is (re)established (a server answers), and
+        ``primary(address)`` with the primary the sentinels name, on every look (about
+        once a second), before it is followed."""
         self._on_revoked.append(revoked)
         self._on_up.append(up)
+        if primary is not None:
+            self._on_switch.append(primary)
 
     def unsubscribe(
-        self, revoked: Callable[[str, list[str]], None], up: Callable[[], None]
+        self,
+        revoked: Callable[[str, list[str]], None],
+        up: Callable[[], None],
+        primary: Callable[[Address], None] | None = None,
     ) -> None:
-        """Stop calling ``revoked`` and ``up``."""
-        with contextlib.suppress(ValueError):
-            self._on_revoked.remove(revoked)
-        with contextlib.suppress(ValueError):
-            self._on_up.remove(up)
+        """Stop calling ``revoked``, ``up`` and ``primary``."""
+        for callbacks, callback in (
+            (self._on_revoked, revoked),
+            (self._on_up, up),
+            (self._on_switch, primary),
+        ):
+            with contextlib.suppress(ValueError):
+                callbacks.remove(callback)  # type: ignore[arg-type]
 
     def pump(self) -> None:
         """Apply the pushes that have already arrived, on every connection."""
@@ -235,6 +262,12 @@ class Followers:
         while not self._stop.is_set():
             servers = self._resolve()
             if servers and not self._stop.is_set():
+                if self._topology.kind == "sentinel":
+                    # After a switchover the old primary may stay a writable primary for
+                    # seconds (until the sentinels reconfigure it): the stores let go of
+                    # their connections to it before the new one is followed (a flush).
+                    for callback in list(self._on_switch):
+                        callback(next(iter(servers)))
                 self._follow(servers)
             settled = servers and all(lis.alive for lis in self._listeners.values())
             self._stop.wait(self._refresh if settled else min(self._refresh, 0.1))

@@ -25,14 +25,26 @@ class AsyncSessionStore(StoreBase):
     Concurrent ``validate`` calls of one event loop are sent as one pipeline per loop turn.
     """
 
+    _stale = False  # the sentinels named a new primary: connections to the old one go
+
     def _start(self, client: Any) -> None:
         self._batcher = Batcher(client, self._core.housekeeping)
+
+    def _let_go(self) -> None:
+        # From the watcher thread: the loop's next call lets go of the connections.
+        self._stale = True
+
+    async def _disconnect(self) -> None:
+        self._stale = False
+        await self._client.connection_pool.disconnect()
 
     @staticmethod
     def _new_client(url: str, config: Config, options: dict[str, Any]) -> Any:
         return _connect.async_client(url, config, options)
 
     async def _run(self, call: Call[T]) -> T:
+        if self._stale:
+            await self._disconnect()
         chore = self._core.housekeeping()
         if chore is not None:
             await self._run(chore)
@@ -102,6 +114,8 @@ class AsyncSessionStore(StoreBase):
         step = self._core.validate(access_token, ip=ip, user_agent=user_agent)
         if isinstance(step, Principal):
             return step
+        if self._stale:
+            await self._disconnect()
         return await self._batcher.submit(step)
 
     async def refresh(self, refresh_token: str) -> TokenPair:

@@ -7,6 +7,7 @@ Sentinel switchover is a link loss, and the store's own connections leave the ol
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,7 +19,7 @@ from redis.crc import key_slot
 from sessionstore import Device, SessionRevoked
 from sessionstore._listener import revoked_channel
 from sessionstore.keys import encode_user_id, user_keys
-from sessionstore.testing import LocalCluster, local_binary
+from sessionstore.testing import LocalCluster, LocalSentinel, local_binary
 from support import cache_serves
 from test_caches import validator_core, wait_for, warm
 from test_follow import followers, ports
@@ -82,3 +83,71 @@ async def test_a_slot_moved_to_a_new_primary_is_not_cached_before_it_is_followed
         assert admin.delete(user_keys("ss", "mover").session(pair.session_id)) == 1
     with pytest.raises(SessionRevoked):
         await store.validate(pair.access_token)
+
+
+async def refused_within(store: Any, token: str, seconds: float) -> float | None:
+    """Validate until ``SessionRevoked``: seconds it took, or None if still accepted."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        try:
+            await store.validate(token)
+        except SessionRevoked:
+            return time.monotonic() - started
+        await asyncio.sleep(0.02)
+    return None
+
+
+@pytest.fixture
+def pair_cluster() -> Iterator[LocalCluster]:
+    """A private cluster of one primary and its replica, for a failover."""
+    binary = local_binary()
+    if binary is None:
+        pytest.skip("needs valkey-server or redis-server")
+    with LocalCluster(binary, primaries=1, replicas=1, name="pair-cluster") as cluster:
+        yield cluster
+
+
+async def test_a_demoted_cluster_primary_is_a_lost_link(
+    pair_cluster: LocalCluster, open_store: Callable[..., Any]
+) -> None:
+    """Its link drops at once (ROLE), not at the next topology refresh: nothing read from
+    it is served once a server we do not hear yet takes its writes."""
+    cluster = pair_cluster
+    store = open_store(cluster.url)
+    pair = await store.login("user-1", device=PHONE)
+    [primary] = cluster.primaries()
+    assert wait_for(lambda: ports(store) == {primary.port})
+    await warm(store, pair.access_token)
+    slow_watch(store)
+    replica = cluster.replicas_of(primary)[0]
+    cluster.failover(replica)  # graceful: the old primary becomes its replica
+    core = validator_core(store)
+    assert wait_for(lambda: not core.near.trusted(time.monotonic()), 10)
+    assert ports(store) == {primary.port}  # the watcher has not looked again
+    with redis.Redis(port=replica.port) as admin:
+        assert admin.delete(user_keys("ss", "user-1").session(pair.session_id)) == 1
+    with pytest.raises(SessionRevoked):
+        await store.validate(pair.access_token)
+
+
+async def test_a_sentinel_switchover_leaves_the_old_primary(
+    sentinel_group: LocalSentinel, open_store: Callable[..., Any]
+) -> None:
+    """SENTINEL FAILOVER leaves the old primary a writable primary for seconds: the store
+    drops its connections to it (and its cached entries) once the sentinels name another,
+    so a revocation on the new primary is refused long before the old one is demoted."""
+    group = sentinel_group
+    store = open_store(group.url)
+    old = group.primary()
+    pair = await store.login("user-1", device=PHONE)
+    assert wait_for(lambda: ports(store) == {old.port})
+    await warm(store, pair.access_token)
+    with redis.Redis(port=group.sentinels[0].port, socket_timeout=5) as sentinel:
+        sentinel.execute_command("SENTINEL", "FAILOVER", group.service)
+    new = group.wait_promoted(old)
+    with redis.Redis(port=new.port) as admin:
+        assert admin.delete(user_keys("ss", "user-1").session(pair.session_id)) == 1
+    took = await refused_within(store, pair.access_token, 4.0)
+    with redis.Redis(port=old.port) as admin:
+        role = admin.execute_command("ROLE")[0]
+    assert took is not None, f"accepted for 4 s after the revocation (old primary: {role!r})"
