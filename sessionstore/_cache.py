@@ -99,6 +99,11 @@ class NearCache:
         self._live: frozenset[Address] = frozenset()  # the addresses of the links up
         self._heard = float("-inf")  # the least recently heard link
 
+    @property
+    def trust_window(self) -> float:
+        """How recently every link must have been heard from for entries to be served."""
+        return self._trust_window
+
     def trusted(self, now: float) -> bool:
         """Whether entries may be served now (connection up and heard from recently)."""
         return self._healthy and now - self._heard <= self._trust_window

@@ -289,9 +289,12 @@ class Followers:
                 if reply:
                     return {(reply[0].decode(), int(reply[1]))}
             return None
+        # Nodes we hear from first: one that was silent (stalled) may not know yet that
+        # it was replaced, and would name itself.
+        listeners = sorted(self._listeners.items(), key=lambda item: not item[1].alive)
         known = [
             dataclasses.replace(topology.node, host=host, port=port)
-            for host, port in self._listeners
+            for (host, port), _ in listeners
         ]
         for node in known + list(topology.seeds):
             try:

@@ -190,7 +190,12 @@ class Listener:
         if not data:
             raise ConnectionError("invalidation connection closed")
         self._reader.feed(data)
-        self._link.heard(time.monotonic())
+        now = time.monotonic()
+        if now - self._link.last_heard > self.cache.trust_window:
+            # Silent past the trust window (a stalled server, a partition): it may have lost
+            # its role meanwhile and not know it yet, so its pushes are not enough from here.
+            raise ConnectionError("the server was silent past the trust window")
+        self._link.heard(now)
         while (message := self._reader.gets()) is not False:
             self._handle(message)
 

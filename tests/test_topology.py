@@ -8,6 +8,7 @@ Sentinel switchover is a link loss, and the store's own connections leave the ol
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from sessionstore import Device, SessionRevoked
+from sessionstore import Device, SessionRevoked, StoreUnavailable
 from sessionstore._listener import revoked_channel
 from sessionstore.keys import encode_user_id, user_keys
 from sessionstore.testing import LocalCluster, LocalSentinel, local_binary
@@ -151,3 +152,44 @@ async def test_a_sentinel_switchover_leaves_the_old_primary(
     with redis.Redis(port=old.port) as admin:
         role = admin.execute_command("ROLE")[0]
     assert took is not None, f"accepted for 4 s after the revocation (old primary: {role!r})"
+
+
+async def test_a_takeover_after_a_stall_serves_no_revoked_session(
+    fault_cluster: LocalCluster, open_store: Callable[..., Any]
+) -> None:
+    """A primary stalls (SIGSTOP), its replica takes over, the old one comes back: a
+    revocation acknowledged by the new primary is refused from then on, never served from
+    the near cache."""
+    cluster = fault_cluster
+    with cluster.client() as admin:
+        admin.flushall()
+    store = open_store(cluster.url)
+    primary = cluster.owner(user_keys("ss", "user-0").index)
+    users = [
+        u
+        for u in (f"user-{n}" for n in range(200))
+        if cluster.owner(user_keys("ss", u).index) is primary
+    ][:4]
+    replica = cluster.replicas_of(primary)[0]
+    pairs = [await store.login(user, device=PHONE) for user in users]
+    assert wait_for(lambda: primary.port in ports(store))
+    for pair in pairs:
+        await warm(store, pair.access_token)
+    primary.pause()
+    try:
+        assert wait_for(lambda: cluster.role(replica) == "master", 20)
+    finally:
+        primary.resume()
+    accepted = []
+    with redis.Redis(port=replica.port) as admin:
+        for user, pair in zip(users, pairs, strict=True):
+            with contextlib.suppress(StoreUnavailable):  # writes fail until redirected
+                await store.validate(pair.access_token)  # served before the revocation
+            assert admin.delete(user_keys("ss", user).session(pair.session_id)) == 1
+            try:
+                await store.validate(pair.access_token)
+                accepted.append(user)
+            except SessionRevoked:
+                pass
+    cluster.wait_ready()
+    assert not accepted, f"revoked sessions accepted: {accepted}"
