@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from sessionstore import _follow
 from sessionstore._auth import Auth
 from sessionstore._io import check_client
-from sessionstore.errors import InvalidInput
+from sessionstore.errors import InvalidInput, StoreUnavailable
 from sessionstore.events import EventHook
 from sessionstore.models import Config
 from sessionstore.tokens import Keyring
@@ -103,6 +103,25 @@ class StoreBase:
         if known is not None and tuple(known) != address and tuple(known) in self._former:
             self._let_go()
         self._former.add(address)
+
+    def _unconfirmed(self) -> bool:
+        """After a switchover, whether the pool is on a primary the sentinels replaced.
+
+        Asked after a revocation: its connection may have been opened through a sentinel
+        that had not heard of the switch yet, and the old primary acknowledges writes it
+        loses when it is reconfigured. Then the caller is told (``StoreUnavailable``).
+        """
+        listener = self._listener
+        if listener is None or len(self._former) < 2:
+            return False  # no switchover seen
+        known = getattr(self._client.connection_pool, "master_address", None)
+        return known is not None and tuple(known) not in listener.servers
+
+    def _replaced(self) -> StoreUnavailable:
+        self._let_go()
+        return StoreUnavailable(
+            "the write may have reached a primary the sentinels replaced: not confirmed"
+        )
 
     def _let_go(self) -> None:
         """Close every connection of the client's pool (in use or idle)."""

@@ -63,6 +63,8 @@ class AsyncSessionStore(StoreBase):
                 self._core.replicated(acked)
         except DRIVER_ERRORS as err:
             return failed(call, err)
+        if call.durable and self._unconfirmed():
+            raise self._replaced()
         follow = None if call.then is None else call.then(reply)
         return call.parse(reply) if follow is None else await self._run(follow)
 

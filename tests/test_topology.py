@@ -193,3 +193,30 @@ async def test_a_takeover_after_a_stall_serves_no_revoked_session(
                 pass
     cluster.wait_ready()
     assert not accepted, f"revoked sessions accepted: {accepted}"
+
+
+async def test_a_revocation_after_a_switchover_reaches_the_new_primary(
+    sentinel_group: LocalSentinel, open_store: Callable[..., Any]
+) -> None:
+    """Once the store follows the new primary, a revocation acknowledged to the caller is
+    not one the old primary took (still a writable primary, soon a replica that discards
+    it): the store's connections leave it, and a write that still reached it is reported."""
+    group = sentinel_group
+    store = open_store(group.url)
+    old = group.primary()
+    pair = await store.login("user-1", device=PHONE)
+    await warm(store, pair.access_token)  # pooled connections to the old primary
+    with redis.Redis(port=group.sentinels[0].port, socket_timeout=5) as sentinel:
+        sentinel.execute_command("SENTINEL", "FAILOVER", group.service)
+    new = group.wait_promoted(old)
+    assert wait_for(lambda: ports(store) == {new.port}, 10)
+    with redis.Redis(port=old.port) as admin:
+        assert admin.execute_command("ROLE")[0] == b"master"  # not reconfigured yet
+    for _ in range(50):  # a write the store cannot confirm is reported, then retried
+        try:
+            await store.revoke("user-1", pair.session_id)
+            break
+        except StoreUnavailable:
+            await asyncio.sleep(0.1)
+    with redis.Redis(port=new.port) as admin:
+        assert not admin.exists(user_keys("ss", "user-1").session(pair.session_id))
