@@ -7,7 +7,7 @@ A near cache is trusted only while every server that can change its keys is hear
   ``CLUSTER SLOTS`` from a background thread, and re-read every ``refresh`` seconds and
   at once while a link is down, so a failover or a new primary is followed;
 - Sentinel: the primary the sentinels name (``SENTINEL GET-MASTER-ADDR-BY-NAME``), re-read
-  the same way.
+  the same way, and at once when a sentinel announces a switchover (``+switch-master``).
 
 When the set changes, listeners for new servers are added before old ones are dropped,
 and every addition or removal flushes the cache (``NearCache.link``/``Link.close``), so
@@ -21,19 +21,22 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import select
+import socket
 import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import hiredis
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 
 from sessionstore import _wire
 from sessionstore._cache import NearCache
 from sessionstore._listener import Listener
-from sessionstore._wire import ConnSpec
+from sessionstore._wire import ConnSpec, command
 
 __all__ = ["Followers", "Topology", "acquire", "reader_of", "release", "topology_of"]
 
@@ -169,6 +172,9 @@ class Followers:
         self._on_up: list[Callable[[], None]] = []
         self._on_switch: list[Callable[[Address], None]] = []
         self._stop = threading.Event()
+        # A sentinel's +switch-master channel, and what wakes the watcher's wait on it.
+        self._announcer: socket.socket | None = None
+        self._wake_r, self._wake_w = socket.socketpair()
         self._thread = threading.Thread(target=self._watch, name="sessionstore-topology")
         self._thread.daemon = True
 
@@ -223,9 +229,14 @@ class Followers:
     def stop(self) -> None:
         """Stop watching and close every connection."""
         self._stop.set()
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
         self._follow(set())
+        self._quiet()
+        self._wake_r.close()
+        self._wake_w.close()
 
     def _revoked(self, encoded_user_id: str, session_ids: list[str]) -> None:
         for callback in list(self._on_revoked):
@@ -270,7 +281,47 @@ class Followers:
                         callback(next(iter(servers)))
                 self._follow(servers)
             settled = servers and all(lis.alive for lis in self._listeners.values())
-            self._stop.wait(self._refresh if settled else min(self._refresh, 0.1))
+            self._pause(self._refresh if settled else min(self._refresh, 0.1))
+
+    def _pause(self, seconds: float) -> None:
+        """Wait until the next look; for Sentinel, a switchover announcement ends it."""
+        announcer = self._announcer if self._topology.kind == "sentinel" else None
+        if announcer is None and self._topology.kind == "sentinel":
+            announcer = self._announcer = self._listen_for_switches()
+        if announcer is None:
+            self._stop.wait(seconds)
+            return
+        readable = select.select([announcer, self._wake_r], [], [], seconds)[0]
+        if announcer in readable:
+            # What was announced does not matter: the next look asks GET-MASTER-ADDR.
+            try:
+                if not announcer.recv(1 << 16):
+                    self._quiet()
+            except OSError:
+                self._quiet()
+
+    def _listen_for_switches(self) -> socket.socket | None:
+        """A connection subscribed to +switch-master on the first sentinel that answers."""
+        for sentinel in self._topology.seeds:
+            try:
+                sock = _wire.open_socket(sentinel, 1.0)
+            except (OSError, ConnectionError):
+                continue
+            try:
+                sock.sendall(_wire.hello(sentinel) + command("SUBSCRIBE", "+switch-master"))
+                _wire.read_replies(sock, hiredis.Reader(), 2)
+                sock.setblocking(False)
+                return sock
+            except (OSError, ConnectionError) as err:
+                logger.debug("sessionstore: +switch-master on %s: %s", sentinel.host, err)
+                sock.close()
+        return None
+
+    def _quiet(self) -> None:
+        sock, self._announcer = self._announcer, None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
 
     def _resolve(self) -> set[Address] | None:
         """The servers to follow now, from the first seed or known node that answers."""
