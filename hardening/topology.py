@@ -77,6 +77,21 @@ def _revoke_on(port: int, sessions: list[tuple[str, str, str]], tally: Tally) ->
             tally.revocations += 1
 
 
+def _switchover(group: LocalSentinel) -> None:
+    """SENTINEL FAILOVER, retried while the sentinels see no replica fit yet (after the
+    previous trial's switchover they need a few INFO rounds)."""
+    deadline = time.monotonic() + 60
+    with redis.Redis(port=group.sentinels[0].port, socket_timeout=5) as sentinel:
+        while True:
+            try:
+                sentinel.execute_command("SENTINEL", "FAILOVER", group.service)
+                return
+            except redis.ResponseError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+
 def sentinel_switchover(binary: str, trials: int, watch: float, keyring: Keyring) -> Tally:
     """SENTINEL FAILOVER; revocations on the new primary and through the store."""
     tally = Tally("Sentinel switchover (SENTINEL FAILOVER)")
@@ -87,8 +102,7 @@ def sentinel_switchover(binary: str, trials: int, watch: float, keyring: Keyring
             old = group.primary()
             direct = _warm(store, [f"d{trial}-{n}" for n in range(4)])
             through = _warm(store, [f"s{trial}-{n}" for n in range(4)])
-            with redis.Redis(port=group.sentinels[0].port, socket_timeout=5) as sentinel:
-                sentinel.execute_command("SENTINEL", "FAILOVER", group.service)
+            _switchover(group)
             new = group.wait_promoted(old)
             named = time.monotonic()
             listener = store._listener
