@@ -3,9 +3,11 @@
 A RESP3 connection to one server: ``CLIENT TRACKING ON BCAST PREFIX <ns>:`` makes Redis
 push the name of every key of the namespace that changes, from any client; the same
 connection subscribes to the channel the revocation scripts publish on, so revocations
-also reach the degraded-mode memory. A thread sends a heartbeat ``ROLE`` every
-``heartbeat`` seconds: a server that answers it as a replica (a demoted primary: a cluster
-failover, a Sentinel switchover), or is one when we connect, counts as a lost connection.
+also reach the degraded-mode memory. A thread sends a heartbeat ``HELLO 3`` every
+``heartbeat`` seconds (its reply names the server's role, and unlike ``ROLE`` it is allowed
+to a user confined to ``@connection``): a server that answers as a replica (a demoted
+primary: a cluster failover, a Sentinel switchover), or is one when we connect, counts as
+a lost connection; so does one silent past the cache's trust window (a stall).
 A hot path drains the socket before it trusts the cache (``pump``), so a push that has
 arrived is never ignored. The connection is one ``Link`` of the cache: any socket error
 drops the whole cache until a new connection is subscribed. Which servers get a listener
@@ -40,9 +42,12 @@ def revoked_channel(namespace: str) -> str:
     return f"{namespace}:{{!revoked}}"
 
 
+_HEARTBEAT = command("HELLO", "3")
+
+
 def _is_primary(reply: Any) -> bool:
-    """False for a ROLE reply naming a replica (pushes and other replies pass)."""
-    return not (isinstance(reply, list) and reply and reply[0] in (b"slave", b"replica"))
+    """False for a HELLO reply naming a replica (pushes and other replies pass)."""
+    return not (isinstance(reply, dict) and reply.get(b"role") in (b"replica", b"slave"))
 
 
 class Listener:
@@ -129,11 +134,10 @@ class Listener:
             + command("CLIENT", "SETNAME", "sessionstore-invalidations")
             + command("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", prefix)
             + command("SUBSCRIBE", revoked_channel(self._namespace))
-            + command("ROLE")
         )
         reader = hiredis.Reader()
-        role = _wire.read_replies(sock, reader, 5)[4]
-        if not _is_primary(role):
+        greeting = _wire.read_replies(sock, reader, 4)[0]
+        if not _is_primary(greeting):
             raise ConnectionError("the server is not a primary")
         sock.settimeout(None)
         self._reader = reader
@@ -166,7 +170,7 @@ class Listener:
             now = time.monotonic()
             if now >= next_ping:
                 with self._io:
-                    sock.sendall(command("ROLE"))
+                    sock.sendall(_HEARTBEAT)
                 next_ping = now + self._heartbeat
             if now - self._link.last_heard > max(3.0, 8 * self._heartbeat):
                 raise ConnectionError("no heartbeat reply")
@@ -200,13 +204,13 @@ class Listener:
             self._handle(message)
 
     def _handle(self, message: Any) -> None:
-        if not isinstance(message, list) or not message:
-            return  # plain replies only prove the link is alive
-        kind = message[0]
         if not _is_primary(message):
-            # A ROLE reply of a demoted primary: its keys are now changed by a server we
-            # do not hear, so this is a lost link (everything cached is dropped).
+            # A heartbeat reply of a demoted primary: its keys are now changed by a server
+            # we do not hear, so this is a lost link (everything cached is dropped).
             raise ConnectionError("the server was demoted to a replica")
+        if not isinstance(message, list) or not message:
+            return  # heartbeat replies only prove the link is alive
+        kind = message[0]
         if kind == b"invalidate":
             keys = message[1]
             self.cache.invalidate(None if keys is None else [k.decode() for k in keys])

@@ -62,8 +62,7 @@ def session_keys(client: redis.Redis) -> list[bytes]:
 # what a client sends when it connects or maps a cluster (HELLO, CLIENT SETINFO, COMMAND,
 # CLUSTER SLOTS: a sync RedisCluster does that on construction).
 # The near cache's invalidation connection adds its handshake (HELLO, CLIENT SETNAME,
-# CLIENT TRACKING, SUBSCRIBE, ROLE) and a heartbeat ROLE every 0.25 s: none is a request of
-# ours.
+# CLIENT TRACKING, SUBSCRIBE) and a heartbeat HELLO every 0.25 s: none is a request of ours.
 _BACKGROUND = {
     "cmdstat_info",
     "cmdstat_replconf",
@@ -73,7 +72,6 @@ _BACKGROUND = {
     "cmdstat_client|tracking",
     "cmdstat_subscribe",
     "cmdstat_ping",
-    "cmdstat_role",
 }
 _BACKGROUND_PREFIXES = ("cmdstat_command", "cmdstat_cluster|")
 

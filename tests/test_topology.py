@@ -17,13 +17,14 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from sessionstore import Device, SessionRevoked, StoreUnavailable
+from sessionstore import Device, Keyring, SessionRevoked, SessionStore, StoreUnavailable
 from sessionstore._listener import revoked_channel
 from sessionstore.keys import encode_user_id, user_keys
-from sessionstore.testing import LocalCluster, LocalSentinel, local_binary
+from sessionstore.testing import LocalCluster, LocalSentinel, LocalServer, local_binary
 from support import cache_serves
 from test_caches import validator_core, wait_for, warm
 from test_follow import followers, ports
+from test_security_acl import PASSWORD, acl_words
 
 PHONE = Device(id="phone-1", name="Pixel")
 
@@ -111,8 +112,9 @@ def pair_cluster() -> Iterator[LocalCluster]:
 async def test_a_demoted_cluster_primary_is_a_lost_link(
     pair_cluster: LocalCluster, open_store: Callable[..., Any]
 ) -> None:
-    """Its link drops at once (ROLE), not at the next topology refresh: nothing read from
-    it is served once a server we do not hear yet takes its writes."""
+    """Its link drops at once (the heartbeat's HELLO reply names the role), not at the next
+    topology refresh: nothing read from it is served once a server we do not hear yet
+    takes its writes."""
     cluster = pair_cluster
     store = open_store(cluster.url)
     pair = await store.login("user-1", device=PHONE)
@@ -220,3 +222,23 @@ async def test_a_revocation_after_a_switchover_reaches_the_new_primary(
             await asyncio.sleep(0.1)
     with redis.Redis(port=new.port) as admin:
         assert not admin.exists(user_keys("ss", "user-1").session(pair.session_id))
+
+
+def test_the_heartbeat_is_allowed_to_the_recommended_acl_user() -> None:
+    """The role check rides on a command the ACL line of SECURITY.md allows (HELLO, not
+    ROLE, which is @dangerous): no refusal is logged and the near cache is trusted."""
+    binary = local_binary()
+    if binary is None:
+        pytest.skip("needs valkey-server or redis-server")
+    with LocalServer(binary, name="acl-heartbeat") as server:
+        admin = redis.Redis.from_url(server.url)
+        admin.execute_command("ACL", "SETUSER", "sessionstore", *acl_words())  # type: ignore[no-untyped-call]
+        url = server.url.replace("redis://", f"redis://sessionstore:{PASSWORD}@")
+        with SessionStore.from_url(url, keyring=Keyring.generate("HS256")) as store:
+            pair = store.login("user-1", device=PHONE)
+            core = store._core
+            assert wait_for(lambda: core.near is not None and core.near.trusted(time.monotonic()))
+            time.sleep(0.6)  # a few heartbeats
+            store.validate(pair.access_token)
+            assert admin.execute_command("ACL", "LOG") == []  # type: ignore[no-untyped-call]
+        admin.close()
