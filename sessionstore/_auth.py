@@ -65,10 +65,17 @@ class Auth(Core):
         # user id -> its keys: a user's tokens come back (new sessions, refreshed tokens)
         # long after any one token has left the token cache. Bounded by clearing.
         self._keys: dict[str, UserKeys] = {}
+        self.reader: Callable[[str], tuple[str, int]] | None = None
 
-    def attach(self, near: NearCache, pump: Callable[[], None]) -> None:
-        """Serve hot validations from ``near``, kept current by Redis' pushes via ``pump``."""
-        self.near, self.pump = near, pump
+    def attach(
+        self,
+        near: NearCache,
+        pump: Callable[[], None],
+        reader: Callable[[str], tuple[str, int]] | None = None,
+    ) -> None:
+        """Serve hot validations from ``near``, kept current by Redis' pushes via ``pump``;
+        ``reader(key)`` names the node a key is read from (a cluster), see ``NearCache``."""
+        self.near, self.pump, self.reader = near, pump, reader
 
     def forked(self) -> None:
         """In a forked child: every lock anew (a parent thread may have held one)."""
@@ -299,6 +306,13 @@ class Auth(Core):
         now, mono = time.time(), time.monotonic()
         verified = self._verified(access_token, now)
         claims = verified.claims
+        if self.revoked.is_revoked(claims.user_id, claims.session_id, now):
+            # Heard of (pushed, or revoked here) before any cache answers: a revocation
+            # announced on one server may reach us before the push that drops the entry
+            # (another node's, after a failover). Sessions are never recreated, so refuse.
+            err = SessionRevoked("session was revoked (announced)")
+            self._failed(claims, err)
+            raise err
         near = self.near
         if near is not None and near.get(verified.key, mono) is not None:
             # A hit: apply the pushes that already arrived, then look again.
@@ -311,11 +325,6 @@ class Auth(Core):
                 if memo is None or memo[0] is not session:
                     verified.memo = memo = (session, principal_of(claims, session=session))
                 return memo[1]
-        if self.revoked.is_revoked(claims.user_id, claims.session_id, now):
-            # Heard of (pushed, or revoked here): sessions are never recreated, so refuse.
-            err = SessionRevoked("session was revoked (announced)")
-            self._failed(claims, err)
-            raise err
         if not self.breaker.allow(mono):
             return self._degraded(claims, None, ip, user_agent)
         # A token seen for the first time stays out of both caches (see TokenCache.admit):

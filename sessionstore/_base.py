@@ -19,7 +19,7 @@ from sessionstore import _follow
 from sessionstore._auth import Auth
 from sessionstore._core import Call
 from sessionstore._io import check_client
-from sessionstore.errors import InvalidInput
+from sessionstore.errors import InvalidInput, StoreUnavailable
 from sessionstore.events import EventHook
 from sessionstore.models import Config
 from sessionstore.tokens import Keyring
@@ -56,6 +56,7 @@ class StoreBase:
         # call to Redis acquires this process' own first (``_chores``).
         self._rejoin = False
         self._rejoin_lock = threading.Lock()
+        self._former: set[tuple[str, int]] = set()  # the primaries the sentinels named
         cfg = self._core.config
         topology = _follow.topology_of(client)
         self._topology = topology
@@ -74,8 +75,8 @@ class StoreBase:
         listener = self._listener = _follow.acquire(
             topology, cfg.namespace, cfg.near_cache_size, cfg.touch_interval
         )
-        listener.subscribe(self._core.published, self._core.breaker.expedite)
-        self._core.attach(listener.cache, listener.pump)
+        listener.subscribe(self._core.published, self._core.breaker.expedite, self._primary)
+        self._core.attach(listener.cache, listener.pump, _follow.reader_of(self._client))
 
     def _chores(self) -> Call[None] | None:
         """The core's housekeeping call when one is due; first, in a forked child, the
@@ -133,13 +134,52 @@ class StoreBase:
     def _after_fork(self) -> None:
         """The shell's own reset in a forked child (its batcher)."""
 
+    def _primary(self, address: tuple[str, int]) -> None:
+        """The sentinels name ``address``: if the pool is still on a former primary, its
+        connections go (called from the watcher thread, about once a second).
+
+        redis-py's Sentinel pool asks the sentinels for the primary only when it connects,
+        so open connections would keep reading (stale) and writing (lost) on a replaced
+        primary until the sentinels reconfigure it, seconds later. Only a former primary
+        counts (a pool that names the node otherwise, say ``force_master_ip``, is left be);
+        a reconnection through a sentinel that has not heard of the switch yet is caught
+        at the next look.
+        """
+        known = getattr(self._client.connection_pool, "master_address", None)
+        if known is not None and tuple(known) != address and tuple(known) in self._former:
+            self._let_go()
+        self._former.add(address)
+
+    def _unconfirmed(self) -> bool:
+        """After a switchover, whether the pool is on a primary the sentinels replaced.
+
+        Asked after a revocation: its connection may have been opened through a sentinel
+        that had not heard of the switch yet, and the old primary acknowledges writes it
+        loses when it is reconfigured. Then the caller is told (``StoreUnavailable``).
+        """
+        listener = self._listener
+        if listener is None or len(self._former) < 2:
+            return False  # no switchover seen
+        known = getattr(self._client.connection_pool, "master_address", None)
+        return known is not None and tuple(known) not in listener.servers
+
+    def _replaced(self) -> StoreUnavailable:
+        self._let_go()
+        return StoreUnavailable(
+            "the write may have reached a primary the sentinels replaced: not confirmed"
+        )
+
+    def _let_go(self) -> None:
+        """Close every connection of the client's pool (in use or idle)."""
+        self._client.connection_pool.disconnect()
+
     def _detach(self) -> None:
         """Give back the shared invalidation listener (the last store stops it)."""
         with self._rejoin_lock:
             self._rejoin = False  # a closed store rejoins nothing
         listener, self._listener = self._listener, None
         if listener is not None:
-            listener.unsubscribe(self._core.published, self._core.breaker.expedite)
+            listener.unsubscribe(self._core.published, self._core.breaker.expedite, self._primary)
             self._core.near = None
             _follow.release(listener)
 

@@ -7,7 +7,9 @@
 pushes can be heard (see ``_listener``): entries are dropped on a push for their key,
 everything is dropped when a push connection (a ``Link``) is lost, added or removed,
 nothing is served unless every link is up and was heard from within ``trust_window``
-seconds (a cluster has one link per primary), and no entry outlives ``max_age``.
+seconds (a cluster has one link per primary), and no entry outlives ``max_age``. An entry
+may name the node it was read from: it is stored and served only while that node has a
+live link (a cluster client may read from a new primary before it is followed).
 Pure and thread-safe; clocks are passed in.
 """
 
@@ -18,6 +20,8 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
+
+Address = tuple[str, int]
 
 __all__ = ["Link", "NearCache", "TokenCache"]
 
@@ -88,7 +92,7 @@ class NearCache:
         self._max_age = max_age
         self._trust_window = trust_window
         self._lock = threading.Lock()
-        self._items: OrderedDict[str, tuple[Any, float]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[Any, float, Address | None]] = OrderedDict()
         # Invalidation sequence: a read that began before an invalidation of its key must
         # not be stored after it (it may hold the state the invalidation replaced).
         self._seq = 0
@@ -96,7 +100,13 @@ class NearCache:
         self._floor = 0
         self._links: tuple[Link, ...] = ()
         self._healthy = False  # every link is up (and there is one)
+        self._live: frozenset[Address] = frozenset()  # the addresses of the links up
         self._heard = float("-inf")  # the least recently heard link
+
+    @property
+    def trust_window(self) -> float:
+        """How recently every link must have been heard from for entries to be served."""
+        return self._trust_window
 
     def trusted(self, now: float) -> bool:
         """Whether entries may be served now (connection up and heard from recently)."""
@@ -107,7 +117,9 @@ class NearCache:
         item = self._items.get(key)
         if item is None or not self.trusted(now):
             return None
-        value, until = item
+        value, until, node = item
+        if node is not None and node not in self._live:
+            return None  # read from a node not (or no longer) followed
         if now >= until:
             with self._lock:
                 self._items.pop(key, None)
@@ -118,13 +130,28 @@ class NearCache:
         """A token to pass to ``put`` for a read that starts now."""
         return self._seq
 
-    def put(self, key: str, value: Any, token: int, now: float, until: float) -> bool:
-        """Store ``value`` unless ``key`` was invalidated since ``token``; True if stored."""
+    def put(
+        self,
+        key: str,
+        value: Any,
+        token: int,
+        now: float,
+        until: float,
+        node: Address | None = None,
+    ) -> bool:
+        """Store ``value`` unless ``key`` was invalidated since ``token``; True if stored.
+
+        ``node``: the server ``value`` was read from, when the reader can tell; the entry
+        is refused unless that node has a live link (whose coming up, after ``token``,
+        would have moved the floor past it), and served only while it keeps one.
+        """
         with self._lock:
             last = self._key_seq.get(key, self._floor)
             if not self._healthy or last > token or token < self._floor:
                 return False
-            self._items[key] = (value, min(until, now + self._max_age))
+            if node is not None and node not in self._live:
+                return False
+            self._items[key] = (value, min(until, now + self._max_age), node)
             self._items.move_to_end(key)
             if len(self._items) > self._size:
                 self._items.popitem(last=False)
@@ -151,12 +178,12 @@ class NearCache:
                 _, seq = self._key_seq.popitem(last=False)
                 self._floor = max(self._floor, seq)
 
-    def link(self) -> Link:
-        """A new push connection to hear from; untrusted until it is ``up``.
+    def link(self, address: Address | None = None) -> Link:
+        """A new push connection (to ``address``) to hear from; untrusted until it is ``up``.
 
         Adding one flushes the cache: its server may hold writes nobody has heard about.
         """
-        link = Link(self)
+        link = Link(self, address)
         with self._lock:
             self._links += (link,)
             self._flush()
@@ -191,6 +218,9 @@ class NearCache:
     def _recount(self) -> None:
         links = self._links
         self._healthy = bool(links) and all(link.alive for link in links)
+        self._live = frozenset(
+            link.address for link in links if link.alive and link.address is not None
+        )
         self._heard_from()
 
     def abandon(self) -> None:
@@ -210,10 +240,11 @@ class NearCache:
 class Link:
     """One push connection of a ``NearCache``: its state is reported here."""
 
-    __slots__ = ("_cache", "alive", "last_heard")
+    __slots__ = ("_cache", "address", "alive", "last_heard")
 
-    def __init__(self, cache: NearCache) -> None:
+    def __init__(self, cache: NearCache, address: Address | None = None) -> None:
         self._cache = cache
+        self.address = address
         self.alive = False
         self.last_heard = float("-inf")
 

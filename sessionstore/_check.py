@@ -145,7 +145,9 @@ class Check(Call[Principal]):
         if near is not None:
             now, mono = time.time(), time.monotonic()
             deadline = min(session.idle_expires_at, session.absolute_expires_at, self.due)
-            near.put(verified.key, session, self.ticket, mono, mono + deadline - now)
+            reader = auth.reader
+            node = None if reader is None else reader(verified.key)
+            near.put(verified.key, session, self.ticket, mono, mono + deadline - now, node)
         return principal_of(claims, session=session)
 
     def checked(self, reply: Any) -> Principal:

@@ -7,7 +7,7 @@ A near cache is trusted only while every server that can change its keys is hear
   ``CLUSTER SLOTS`` from a background thread, and re-read every ``refresh`` seconds and
   at once while a link is down, so a failover or a new primary is followed;
 - Sentinel: the primary the sentinels name (``SENTINEL GET-MASTER-ADDR-BY-NAME``), re-read
-  the same way.
+  the same way, and at once when a sentinel announces a switchover (``+switch-master``).
 
 When the set changes, listeners for new servers are added before old ones are dropped,
 and every addition or removal flushes the cache (``NearCache.link``/``Link.close``), so
@@ -24,18 +24,24 @@ import contextlib
 import dataclasses
 import logging
 import os
+import select
+import socket
 import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import hiredis
+from redis.crc import key_slot
+from redis.exceptions import RedisClusterException
+
 from sessionstore import _wire
 from sessionstore._cache import NearCache
 from sessionstore._listener import Listener
-from sessionstore._wire import ConnSpec
+from sessionstore._wire import ConnSpec, command
 
-__all__ = ["Followers", "Topology", "acquire", "release", "topology_of"]
+__all__ = ["Followers", "Topology", "acquire", "reader_of", "release", "topology_of"]
 
 logger = logging.getLogger("sessionstore")
 
@@ -101,6 +107,38 @@ def topology_of(client: Any) -> Topology | None:
     return Topology("single", _spec(kwargs, _is_tls(kwargs, pool)))
 
 
+def reader_of(client: Any) -> Callable[[str], Address] | None:
+    """key -> the node a cluster or Sentinel client sends that key's reads to now.
+
+    A near-cache entry names that node and is kept only while it is followed (``NearCache``):
+    a cluster client can learn of a new primary (MOVED) up to a topology refresh before we
+    do, a Sentinel client can keep a connection to a replaced primary. No I/O: the client's
+    slot map, the pool's primary address. None for one server (it is the one followed).
+    """
+    nodes = getattr(client, "nodes_manager", None)
+    if nodes is None:
+        pool: Any = getattr(client, "connection_pool", None)
+        if getattr(pool, "sentinel_manager", None) is None:
+            return None
+
+        def primary(key: str) -> Address:
+            # Where the pool connects now (no I/O): entries read through a connection to a
+            # primary the sentinels have already replaced are neither stored nor served.
+            known = pool.master_address
+            return ("", 0) if known is None else (str(known[0]), int(known[1]))
+
+        return primary
+
+    def reader(key: str) -> Address:
+        try:
+            node = nodes.get_node_from_slot(key_slot(key.encode()))
+            return (str(node.host), int(node.port))
+        except (RedisClusterException, LookupError, AttributeError):
+            return ("", 0)  # no owner known: never followed, so never cached
+
+    return reader
+
+
 def cluster_primaries(reply: Any, asked: ConnSpec) -> set[Address]:
     """The primaries in a ``CLUSTER SLOTS`` reply (an empty host means the node asked)."""
     found: set[Address] = set()
@@ -136,24 +174,43 @@ class Followers:
         self._pumps: tuple[Callable[[], None], ...] = ()
         self._on_revoked: list[Callable[[str, list[str]], None]] = []
         self._on_up: list[Callable[[], None]] = []
+        self._on_switch: list[Callable[[Address], None]] = []
         self._stop = threading.Event()
+        # A sentinel's +switch-master channel, and what wakes the watcher's wait on it.
+        self._announcer: socket.socket | None = None
+        self._wake_r, self._wake_w = socket.socketpair()
         self._thread = threading.Thread(target=self._watch, name="sessionstore-topology")
         self._thread.daemon = True
 
-    def subscribe(self, revoked: Callable[[str, list[str]], None], up: Callable[[], None]) -> None:
+    def subscribe(
+        self,
+        revoked: Callable[[str, list[str]], None],
+        up: Callable[[], None],
+        primary: Callable[[Address], None] | None = None,
+    ) -> None:
         """Call ``revoked(encoded user id, session ids)`` on every published revocation,
-        and ``up()`` whenever a connection is (re)established (a server answers)."""
+        ``up()`` whenever a connection is (re)established (a server answers), and
+        ``primary(address)`` with the primary the sentinels name, on every look (about
+        once a second), before it is followed."""
         self._on_revoked.append(revoked)
         self._on_up.append(up)
+        if primary is not None:
+            self._on_switch.append(primary)
 
     def unsubscribe(
-        self, revoked: Callable[[str, list[str]], None], up: Callable[[], None]
+        self,
+        revoked: Callable[[str, list[str]], None],
+        up: Callable[[], None],
+        primary: Callable[[Address], None] | None = None,
     ) -> None:
-        """Stop calling ``revoked`` and ``up``."""
-        with contextlib.suppress(ValueError):
-            self._on_revoked.remove(revoked)
-        with contextlib.suppress(ValueError):
-            self._on_up.remove(up)
+        """Stop calling ``revoked``, ``up`` and ``primary``."""
+        for callbacks, callback in (
+            (self._on_revoked, revoked),
+            (self._on_up, up),
+            (self._on_switch, primary),
+        ):
+            with contextlib.suppress(ValueError):
+                callbacks.remove(callback)  # type: ignore[arg-type]
 
     def pump(self) -> None:
         """Apply the pushes that have already arrived, on every connection."""
@@ -176,9 +233,14 @@ class Followers:
     def stop(self) -> None:
         """Stop watching and close every connection."""
         self._stop.set()
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
         self._follow(set())
+        self._quiet()
+        self._wake_r.close()
+        self._wake_w.close()
 
     def abandon(self) -> None:
         """In a forked child: let go of the parent's listeners without touching them.
@@ -189,11 +251,17 @@ class Followers:
         """
         listeners, self._listeners = self._listeners, {}
         self._pumps, self._followed = (), ()
-        self._on_revoked, self._on_up = [], []
+        self._on_revoked, self._on_up, self._on_switch = [], [], []
         self._stop = threading.Event()
         self._stop.set()
         for listener in listeners.values():
             listener.abandon()
+        # This process' copies of the watcher's sockets (the sentinels' announcements and
+        # its wake-up pair): closing a copy leaves the parent's open.
+        self._quiet()
+        for each in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                each.close()
         self.cache.abandon()
 
     def _revoked(self, encoded_user_id: str, session_ids: list[str]) -> None:
@@ -234,9 +302,55 @@ class Followers:
         while not self._stop.is_set():
             servers = self._resolve()
             if servers and not self._stop.is_set():
+                if self._topology.kind == "sentinel":
+                    # After a switchover the old primary may stay a writable primary for
+                    # seconds (until the sentinels reconfigure it): the stores let go of
+                    # their connections to it before the new one is followed (a flush).
+                    for callback in list(self._on_switch):
+                        callback(next(iter(servers)))
                 self._follow(servers)
             settled = servers and all(lis.alive for lis in self._listeners.values())
-            self._stop.wait(self._refresh if settled else min(self._refresh, 0.1))
+            self._pause(self._refresh if settled else min(self._refresh, 0.1))
+
+    def _pause(self, seconds: float) -> None:
+        """Wait until the next look; for Sentinel, a switchover announcement ends it."""
+        announcer = self._announcer if self._topology.kind == "sentinel" else None
+        if announcer is None and self._topology.kind == "sentinel":
+            announcer = self._announcer = self._listen_for_switches()
+        if announcer is None:
+            self._stop.wait(seconds)
+            return
+        readable = select.select([announcer, self._wake_r], [], [], seconds)[0]
+        if announcer in readable:
+            # What was announced does not matter: the next look asks GET-MASTER-ADDR.
+            try:
+                if not announcer.recv(1 << 16):
+                    self._quiet()
+            except OSError:
+                self._quiet()
+
+    def _listen_for_switches(self) -> socket.socket | None:
+        """A connection subscribed to +switch-master on the first sentinel that answers."""
+        for sentinel in self._topology.seeds:
+            try:
+                sock = _wire.open_socket(sentinel, 1.0)
+            except (OSError, ConnectionError):
+                continue
+            try:
+                sock.sendall(_wire.hello(sentinel) + command("SUBSCRIBE", "+switch-master"))
+                _wire.read_replies(sock, hiredis.Reader(), 2)
+                sock.setblocking(False)
+                return sock
+            except (OSError, ConnectionError) as err:
+                logger.debug("sessionstore: +switch-master on %s: %s", sentinel.host, err)
+                sock.close()
+        return None
+
+    def _quiet(self) -> None:
+        sock, self._announcer = self._announcer, None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
 
     def _resolve(self) -> set[Address] | None:
         """The servers to follow now, from the first seed or known node that answers."""
@@ -255,9 +369,12 @@ class Followers:
                 if reply:
                     return {(reply[0].decode(), int(reply[1]))}
             return None
+        # Nodes we hear from first: one that was silent (stalled) may not know yet that
+        # it was replaced, and would name itself.
+        listeners = sorted(self._listeners.items(), key=lambda item: not item[1].alive)
         known = [
             dataclasses.replace(topology.node, host=host, port=port)
-            for host, port in self._listeners
+            for (host, port), _ in listeners
         ]
         for node in known + list(topology.seeds):
             try:

@@ -4,8 +4,12 @@ A RESP3 connection to one server: ``CLIENT TRACKING ON BCAST PREFIX <ns>:`` make
 push the name of every key of the namespace that changes, from any client; the same
 connection subscribes to the channel the revocation scripts publish on, so revocations
 also reach the degraded-mode memory. A thread sends a heartbeat every ``heartbeat``
-seconds; a hot path drains the socket before it trusts the cache (``pump``), so a push
-that has arrived is never ignored. The connection is one ``Link`` of the cache: any socket
+seconds; it starts with ``HELLO 3``, whose reply names the server's role (unlike ``ROLE``
+it is allowed to a user confined to ``@connection``): a server that answers as a replica
+(a demoted primary: a cluster failover, a Sentinel switchover), or is one when we connect,
+counts as a lost connection; so does one silent past the cache's trust window (a stall).
+A hot path drains the socket before it trusts the cache (``pump``), so a push that has
+arrived is never ignored. The connection is one ``Link`` of the cache: any socket
 error drops the whole cache until a new connection is subscribed. Which servers get a
 listener (one, every cluster primary, the sentinels' primary) is ``_follow``'s business.
 
@@ -55,6 +59,14 @@ def revoked_channel(namespace: str) -> str:
     return f"{namespace}:{{!revoked}}"
 
 
+_HEARTBEAT = command("HELLO", "3")
+
+
+def _is_primary(reply: Any) -> bool:
+    """False for a HELLO reply naming a replica (pushes and other replies pass)."""
+    return not (isinstance(reply, dict) and reply.get(b"role") in (b"replica", b"slave"))
+
+
 class Listener:
     """Owns the invalidation connection and keeps ``cache`` in step with the server."""
 
@@ -70,7 +82,7 @@ class Listener:
         watch: bool = True,
     ) -> None:
         self.cache = cache
-        self._link = cache.link()
+        self._link = cache.link((spec.host, spec.port))
         self._spec = spec
         self._namespace = namespace
         self._heartbeat = heartbeat
@@ -174,7 +186,9 @@ class Listener:
         )
         reader = hiredis.Reader()
         # SET NX answers null when the key exists: count replies, not just non-null ones.
-        _wire.read_replies(sock, reader, 4 + bool(choose) + 2 * self._watch)
+        greeting = _wire.read_replies(sock, reader, 4 + bool(choose) + 2 * self._watch)[0]
+        if not _is_primary(greeting):
+            raise ConnectionError("the server is not a primary")
         sock.settimeout(None)
         self._reader = reader
         self._pending.clear()
@@ -190,29 +204,34 @@ class Listener:
     def _heartbeat_now(self, sock: socket.socket, now: float) -> None:
         """Send one heartbeat; its reply confirms the link as of ``now`` (see the module)."""
         if not self._watch:
-            sock.sendall(command("PING"))
+            sock.sendall(_HEARTBEAT)
             self._pending.append(now)
             return
         key = self._watch_key
         repair = self._watch_commands() if self._repair else b""
         sock.sendall(
             repair
+            + _HEARTBEAT
             + command("MULTI")
             + command("EXISTS", key)
             + command("EXEC")
             + command("WATCH", key)
         )
-        self._pending.extend([None] * (bool(repair) + 2) + [now, None])
+        self._pending.extend([None] * (bool(repair) + 3) + [now, None])
         self._repair = False
 
     def _replied(self, reply: Any) -> None:
         """A reply (not a push) to a heartbeat: confirm the link, or drop the cache."""
+        if not _is_primary(reply):
+            # A demoted primary: its keys are now changed by a server we do not hear, so
+            # this is a lost link (everything cached is dropped).
+            raise ConnectionError("the server was demoted to a replica")
         if not self._pending:
             return  # nothing asked: confirms nothing
         sent = self._pending.popleft()
         if sent is None:
             return
-        if reply == b"PONG" or (isinstance(reply, list) and reply == [1]):
+        if isinstance(reply, dict) or (isinstance(reply, list) and reply == [1]):
             if self._link.alive:
                 self._link.heard(sent)
             else:
@@ -300,6 +319,10 @@ class Listener:
             return
         if not data:
             raise ConnectionError("invalidation connection closed")
+        if time.monotonic() - self._link.last_heard > self.cache.trust_window:
+            # Silent past the trust window (a stalled server, a partition): it may have lost
+            # its role meanwhile and not know it yet, so what it sends is not enough now.
+            raise ConnectionError("the server was silent past the trust window")
         self._reader.feed(data)
         while (message := self._reader.gets()) is not False:
             self._handle(message)

@@ -149,40 +149,53 @@ class LocalCluster(Started):
 
     def start(self) -> LocalCluster:
         """Spawn the nodes, assign slots, pair replicas; return once every node agrees."""
-        from sessionstore.testing import LocalServer, free_port
-
         if self.nodes:
             return self
         try:
             for n in range(self.primary_count * (1 + self.replica_count)):
-                bus = free_port()
-                tls_port, tls_args = self._tls_args()
-                server = LocalServer(
-                    self.binary,
-                    name=f"{self.name}-{n}",
-                    extra_args=[
-                        "--cluster-enabled", "yes",
-                        "--cluster-config-file", "nodes.conf",
-                        "--cluster-node-timeout", str(self.node_timeout_ms),
-                        "--cluster-port", str(bus),
-                        # Tests pause primaries: their replicas may always take over.
-                        "--cluster-replica-validity-factor", "0",
-                        *_FAST_SYNC,
-                        *tls_args,
-                        *self.extra_args,
-                    ],
-                )  # fmt: skip
-                self.nodes.append(server)
-                server.start()
-                self._bus[server.port] = bus
-                if tls_port:
-                    self._tls_ports[server.port] = tls_port
-                self._ids[server.port] = _text(_ask(server, "CLUSTER", "MYID"))
+                self._spawn(n)
             self._create()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _spawn(self, n: int) -> LocalServer:
+        from sessionstore.testing import LocalServer, free_port
+
+        bus = free_port()
+        tls_port, tls_args = self._tls_args()
+        server = LocalServer(
+            self.binary,
+            name=f"{self.name}-{n}",
+            extra_args=[
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", str(self.node_timeout_ms),
+                "--cluster-port", str(bus),
+                # Tests pause primaries: their replicas may always take over.
+                "--cluster-replica-validity-factor", "0",
+                *_FAST_SYNC,
+                *tls_args,
+                *self.extra_args,
+            ],
+        )  # fmt: skip
+        self.nodes.append(server)
+        server.start()
+        self._bus[server.port] = bus
+        if tls_port:
+            self._tls_ports[server.port] = tls_port
+        self._ids[server.port] = _text(_ask(server, "CLUSTER", "MYID"))
+        return server
+
+    def add_node(self) -> LocalServer:
+        """Start one more node and join it as a primary without slots (until one moves to it)."""
+        node = self._spawn(len(self.nodes))
+        _ask(self.nodes[0], "CLUSTER", "MEET", _HOST, node.port, self._bus[node.port])
+        total = len(self.nodes)
+        _until("the new node to be known", lambda: all(self._known(s) == total for s in self.nodes))
+        self.wait_ready()  # the new node has the slot map (else it answers CLUSTERDOWN)
+        return node
 
     def tls_port(self, server: LocalServer) -> int:
         """The TLS port of a node of a cluster started with ``tls``."""

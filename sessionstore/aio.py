@@ -29,6 +29,8 @@ class AsyncSessionStore(StoreBase):
     connections of its own.
     """
 
+    _stale = False  # the sentinels named a new primary: connections to the old one go
+
     def _start(self, client: Any) -> None:
         self._batcher = Batcher(client, self._chores)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -44,12 +46,22 @@ class AsyncSessionStore(StoreBase):
                 _redispy.abandon_closed_loops(self._client)
             self._loop = loop
 
+    def _let_go(self) -> None:
+        # From the watcher thread: the loop's next call lets go of the connections.
+        self._stale = True
+
+    async def _disconnect(self) -> None:
+        self._stale = False
+        await self._client.connection_pool.disconnect()
+
     @staticmethod
     def _new_client(url: str, config: Config, options: dict[str, Any]) -> Any:
         return _connect.async_client(url, config, options)
 
     async def _run(self, call: Call[T]) -> T:
         self._here()
+        if self._stale:
+            await self._disconnect()
         chore = self._chores()
         if chore is not None:
             await self._run(chore)
@@ -68,6 +80,8 @@ class AsyncSessionStore(StoreBase):
                 self._core.replicated(acked)
         except DRIVER_ERRORS as err:
             return failed(call, err)
+        if call.durable and self._unconfirmed():
+            raise self._replaced()
         follow = None if call.then is None else call.then(reply)
         return call.parse(reply) if follow is None else await self._run(follow)
 
@@ -120,6 +134,8 @@ class AsyncSessionStore(StoreBase):
         if isinstance(step, Principal):
             return step
         self._here()
+        if self._stale:
+            await self._disconnect()
         return await self._batcher.submit(step)
 
     async def refresh(self, refresh_token: str) -> TokenPair:

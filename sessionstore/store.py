@@ -50,6 +50,8 @@ class SessionStore(StoreBase):
                 self._core.replicated(acked)
         except DRIVER_ERRORS as err:
             return failed(call, err)
+        if call.durable and self._unconfirmed():
+            raise self._replaced()
         follow = None if call.then is None else call.then(reply)
         return call.parse(reply) if follow is None else self._run(follow)
 

@@ -64,8 +64,8 @@ def session_keys(client: redis.Redis) -> list[bytes]:
 # CLUSTER SLOTS: a sync RedisCluster does that on construction).
 # The near cache's invalidation connection adds its handshake (HELLO, CLIENT SETNAME,
 # CLIENT TRACKING, SUBSCRIBE, and outside a cluster SELECT, SET NX and WATCH of its watch
-# key) and a heartbeat every 0.25 s (PING in a cluster, else MULTI EXISTS EXEC WATCH): none
-# is a request of ours (the store itself never sends a plain SET, EXISTS or MULTI).
+# key) and a heartbeat every 0.25 s (HELLO, then outside a cluster MULTI EXISTS EXEC WATCH):
+# none is a request of ours (the store itself never sends a plain SET, EXISTS or MULTI).
 _BACKGROUND = {
     "cmdstat_info",
     "cmdstat_replconf",

@@ -604,7 +604,8 @@ def test_the_table_is_large_and_distinct(tokens: dict[str, object]) -> None:
 
 # Commands no request sent. support.script_calls already leaves out INFO, replication
 # acks and connection set-up (HELLO, CLIENT SETINFO); the near cache's invalidation
-# connection adds its own handshake and a heartbeat every 0.25 s, at any moment.
+# connection adds its own handshake and a heartbeat (HELLO, then MULTI EXISTS EXEC WATCH)
+# every 0.25 s, at any moment.
 HOUSEKEEPING = {
     "cmdstat_info",
     "cmdstat_replconf",
