@@ -61,9 +61,10 @@ class Auth(Core):
         # long after any one token has left the token cache. Bounded by clearing.
         self._keys: dict[str, UserKeys] = {}
 
-    def attach(self, near: NearCache, pump: Callable[[], None]) -> None:
-        """Serve hot validations from ``near``, kept current by Redis' pushes via ``pump``."""
-        self.near, self.pump = near, pump
+    def attach(self, near: NearCache, quiet: Callable[[float], bool]) -> None:
+        """Serve hot validations from ``near`` while ``quiet(time.monotonic())`` says every
+        push of Redis that has reached the process is applied."""
+        self.near, self.quiet = near, quiet
 
     def published(self, encoded_user_id: str, session_ids: list[str]) -> None:
         """A revocation announced by a script (any process): remember it for degraded mode."""
@@ -256,10 +257,10 @@ class Auth(Core):
         verified = self._verified(access_token, now)
         claims = verified.claims
         near = self.near
-        if near is not None and near.get(verified.key, mono) is not None:
-            # A hit: apply the pushes that already arrived, then look again.
-            self.pump()
-            session = near.get(verified.key, time.monotonic())
+        if near is not None and self.quiet(mono):
+            # Quiet: no push waits to be applied (one may, while the listener thread waits
+            # for the GIL this thread holds): then Redis answers, releasing the GIL.
+            session = near.get(verified.key, mono)
             if session is not None:
                 if self._binding:
                     self._bind(claims, session, ip, user_agent)

@@ -61,8 +61,8 @@ class Call(Generic[T]):
     then: Callable[[Any], Call[T] | None] | None = None
 
 
-def _nothing() -> None:
-    return None
+def _quiet(now: float) -> bool:
+    return True  # no listener, no near cache: nothing to wait for
 
 
 def _ttl(value: int | None, default: int, name: str) -> int:
@@ -87,7 +87,7 @@ class Core:
         self.revoked = RevocationMemory(config.revoked_memory, config.access_ttl + config.leeway)
         # Set by the shells when Redis' invalidation pushes feed a near cache.
         self.near: NearCache | None = None
-        self.pump: Callable[[], None] = _nothing
+        self.quiet: Callable[[float], bool] = _quiet
 
     def emit(self, event: events.Event) -> None:
         """Report ``event`` to the hook, if any."""

@@ -129,7 +129,7 @@ class Followers:
         self._refresh = refresh
         self._listeners: dict[Address, Listener] = {}  # the watcher thread's own
         self._followed: tuple[Address, ...] = ()
-        self._pumps: tuple[Callable[[], None], ...] = ()
+        self._quiets: tuple[Callable[[float], bool], ...] = ()
         self._on_revoked: list[Callable[[str, list[str]], None]] = []
         self._on_up: list[Callable[[], None]] = []
         self._stop = threading.Event()
@@ -151,10 +151,14 @@ class Followers:
         with contextlib.suppress(ValueError):
             self._on_up.remove(up)
 
-    def pump(self) -> None:
-        """Apply the pushes that have already arrived, on every connection."""
-        for pump in self._pumps:
-            pump()
+    def quiet(self, now: float) -> bool:
+        """Whether every push that has reached this process is applied, on every
+        connection (``Listener.quiet``; ``now`` from ``time.monotonic()``)."""
+        # A plain loop: all() over a generator costs a frame per call on the hot path.
+        for quiet in self._quiets:  # noqa: SIM110
+            if not quiet(now):
+                return False
+        return True
 
     @property
     def servers(self) -> list[Address]:
@@ -204,7 +208,7 @@ class Followers:
             current[address] = listener
         for address in sorted(current.keys() - servers):
             current.pop(address).stop()
-        self._pumps = tuple(listener.pump for listener in current.values())
+        self._quiets = tuple(listener.quiet for listener in current.values())
         self._followed = tuple(sorted(current))
 
     def _watch(self) -> None:
