@@ -13,7 +13,7 @@ from typing import Any
 from sessionstore import _binding, _codec, _marker, events
 from sessionstore._cache import NearCache, TokenCache
 from sessionstore._check import Check, Verified, principal_of
-from sessionstore._core import Call, Core
+from sessionstore._core import Call, Core, announced
 from sessionstore._policy import Breaker
 from sessionstore.errors import (
     DeviceBindingError,
@@ -61,10 +61,10 @@ class Auth(Core):
         # long after any one token has left the token cache. Bounded by clearing.
         self._keys: dict[str, UserKeys] = {}
 
-    def attach(self, near: NearCache, quiet: Callable[[float], bool]) -> None:
-        """Serve hot validations from ``near`` while ``quiet(time.monotonic())`` says every
-        push of Redis that has reached the process is applied."""
-        self.near, self.quiet = near, quiet
+    def attach(self, near: NearCache, fresh: Callable[[], bool]) -> None:
+        """Serve hot validations from ``near`` when ``fresh()`` has applied every push of
+        Redis that reached the process (and says so)."""
+        self.near, self.fresh = near, fresh
 
     def published(self, encoded_user_id: str, session_ids: list[str]) -> None:
         """A revocation announced by a script (any process): remember it for degraded mode."""
@@ -202,7 +202,8 @@ class Auth(Core):
             )
 
         key_pair = (keys.index, keys.session(session_id))
-        return Call(SCRIPTS["refresh"], key_pair, args, parse, durable=True)
+        call = Call(SCRIPTS["refresh"], key_pair, args, parse, durable=True)
+        return announced(call, lambda reply: int(reply[0]) == 3)  # reuse revoked it
 
     def verify(self, access_token: object) -> AccessClaims:
         """Check an access token locally (no I/O): gate, signature, claims."""
@@ -257,10 +258,11 @@ class Auth(Core):
         verified = self._verified(access_token, now)
         claims = verified.claims
         near = self.near
-        if near is not None and self.quiet(mono):
-            # Quiet: no push waits to be applied (one may, while the listener thread waits
-            # for the GIL this thread holds): then Redis answers, releasing the GIL.
-            session = near.get(verified.key, mono)
+        if near is not None and near.get(verified.key, mono) is not None and self.fresh():
+            # A hit, and every push that has arrived is applied: look again. Not fresh
+            # (the listener thread is mid-drain and may need the GIL this thread holds):
+            # Redis answers, and the round trip lets the thread finish.
+            session = near.get(verified.key, time.monotonic())
             if session is not None:
                 if self._binding:
                     self._bind(claims, session, ip, user_agent)

@@ -52,7 +52,7 @@ class StoreBase:
                     topology, cfg.namespace, cfg.near_cache_size, cfg.touch_interval
                 )
                 listener.subscribe(self._core.published, self._core.breaker.expedite)
-                self._core.attach(listener.cache, listener.quiet)
+                self._core.attach(listener.cache, listener.fresh)
             self._start(client)
         except BaseException:
             self._detach()  # a store that failed to start leaves no listener thread behind

@@ -129,7 +129,7 @@ class Followers:
         self._refresh = refresh
         self._listeners: dict[Address, Listener] = {}  # the watcher thread's own
         self._followed: tuple[Address, ...] = ()
-        self._quiets: tuple[Callable[[float], bool], ...] = ()
+        self._fresh: tuple[Callable[[], bool], ...] = ()
         self._on_revoked: list[Callable[[str, list[str]], None]] = []
         self._on_up: list[Callable[[], None]] = []
         self._stop = threading.Event()
@@ -151,12 +151,12 @@ class Followers:
         with contextlib.suppress(ValueError):
             self._on_up.remove(up)
 
-    def quiet(self, now: float) -> bool:
-        """Whether every push that has reached this process is applied, on every
-        connection (``Listener.quiet``; ``now`` from ``time.monotonic()``)."""
+    def fresh(self) -> bool:
+        """Apply the pushes that have already arrived, on every connection; False when
+        one of them cannot tell now (``Listener.fresh``): then do not serve the cache."""
         # A plain loop: all() over a generator costs a frame per call on the hot path.
-        for quiet in self._quiets:  # noqa: SIM110
-            if not quiet(now):
+        for fresh in self._fresh:  # noqa: SIM110
+            if not fresh():
                 return False
         return True
 
@@ -208,7 +208,7 @@ class Followers:
             current[address] = listener
         for address in sorted(current.keys() - servers):
             current.pop(address).stop()
-        self._quiets = tuple(listener.quiet for listener in current.values())
+        self._fresh = tuple(listener.fresh for listener in current.values())
         self._followed = tuple(sorted(current))
 
     def _watch(self) -> None:

@@ -4,23 +4,19 @@ A RESP3 connection to one server: ``CLIENT TRACKING ON BCAST PREFIX <ns>:`` make
 push the name of every key of the namespace that changes, from any client; the same
 connection subscribes to the channel the revocation scripts publish on, so revocations
 also reach the degraded-mode memory. A thread sends a heartbeat PING every ``heartbeat``
-seconds and otherwise waits in ``recv_into`` on the socket. The connection is one ``Link``
-of the cache: any socket error drops the whole cache until a new connection is subscribed.
-
-A hot path serves from the cache only while the listener is ``quiet``: parked in its
-``recv_into`` with nothing in its buffer. The kernel copies an arriving push into that
-buffer before the thread needs the GIL back, so a validator that holds the GIL sees the
-push at once (the buffer's first byte is no longer NUL) and goes to Redis instead of
-serving the cache; the Redis round trip releases the GIL and the thread applies the push.
-So a push that has reached the buffer is never outrun by a cache hit, however long the
-GIL is held (``sys.getswitchinterval()``), and the check costs no system call. Which servers get a
+seconds and applies what arrives. A hot path asks ``fresh()`` before it serves the cache:
+it applies what has arrived itself (one ``poll`` system call), or says no when the thread
+holds the connection, so a push that has reached the socket is never outrun by a cache
+hit. Never waiting there matters: the thread may be mid-drain and need the GIL the caller
+holds (up to ``sys.getswitchinterval()``); the caller's Redis round trip releases it. The
+connection is one ``Link`` of the cache: any socket
+error drops the whole cache until a new connection is subscribed. Which servers get a
 listener (one, every cluster primary, the sentinels' primary) is ``_follow``'s business.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import select
 import socket
@@ -70,10 +66,7 @@ class Listener:
         self._stop = threading.Event()
         # Written to by stop(), so the thread's select() wakes at once instead of timing out.
         self._wake_r, self._wake_w = socket.socketpair()
-        # The hot path's view of the thread (see ``quiet``): written by the thread only.
-        self._buf = bytearray(1 << 16)
-        self._reading = False
-        self._until = 0.0  # time.monotonic() before which the parked recv cannot time out
+        self._poll: Callable[[int], list[tuple[int, int]]] | None = None
         # revoked(encoded user id, session ids) on every published revocation; up() each
         # time the connection is (re)established.
         self._revoked = revoked
@@ -95,10 +88,6 @@ class Listener:
         self._stop.set()
         with contextlib.suppress(OSError):
             self._wake_w.send(b"x")
-        sock = self._sock
-        if sock is not None:  # wakes the thread's receive at once
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=2)
         self._close()
@@ -106,16 +95,23 @@ class Listener:
         self._wake_r.close()
         self._wake_w.close()
 
-    def quiet(self, now: float) -> bool:
-        """Whether every push that has reached this process is applied (no system call).
-
-        True only while the thread is parked in ``recv_into`` (set just before the call,
-        with no point in between where Python switches threads), its buffer still
-        untouched (a push lands there before the thread needs the GIL), and ``now`` (from
-        ``time.monotonic()``) is before the receive's timeout (past it, the thread may be
-        back waiting for the GIL while new data queues in the socket).
-        """
-        return self._reading and not self._buf[0] and now < self._until
+    def fresh(self) -> bool:
+        """Apply whatever pushes have already arrived; False when that cannot be done now
+        (the thread holds the connection, or there is none): then do not serve the cache."""
+        if not self._io.acquire(blocking=False):
+            return False
+        try:
+            poll, sock = self._poll, self._sock
+            if poll is None or sock is None:
+                return False
+            if poll(0):
+                self._drain(sock)
+            return True
+        except (OSError, ConnectionError):
+            self._close()
+            return False
+        finally:
+            self._io.release()
 
     def _connect(self) -> socket.socket:
         sock = _wire.open_socket(self._spec, max(1.0, 4 * self._heartbeat))
@@ -150,8 +146,10 @@ class Listener:
                 backoff = min(1.0, backoff * 2)
                 continue
             backoff = 0.05
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
             with self._io:
-                self._sock = sock
+                self._sock, self._poll = sock, poller.poll
                 self._link.up(time.monotonic())
             self._up()
             try:
@@ -162,9 +160,6 @@ class Listener:
                 self._close()
 
     def _serve(self, sock: socket.socket) -> None:
-        buf, reader, link = self._buf, self._reader, self._link
-        receive = _receiver(sock, len(buf))
-        self._apply(reader)  # replies the handshake read past
         next_ping = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
@@ -172,32 +167,30 @@ class Listener:
                 with self._io:
                     sock.sendall(command("PING"))
                 next_ping = now + self._heartbeat
-            if now - link.last_heard > max(3.0, 8 * self._heartbeat):
+            if now - self._link.last_heard > max(3.0, 8 * self._heartbeat):
                 raise ConnectionError("no heartbeat reply")
-            wait = max(0.001, next_ping - now)
-            sock.settimeout(wait)
-            # The receive times out no earlier than ``now + wait``; less a margin for
-            # the clock read between here and the call.
-            self._until = now + wait - 0.0005
-            buf[0] = 0
-            # Nothing between these two lines where CPython could switch threads (it does
-            # so at the entry of Python functions, after calls and at loops): the hot
-            # path reads ``_reading`` as "parked in the receive".
-            self._reading = True
-            try:
-                size = receive(buf)
-            except TimeoutError:
-                continue
-            finally:
-                self._reading = False
-            if not size:
-                raise ConnectionError("invalidation connection closed")
-            reader.feed(bytes(memoryview(buf)[:size]))
-            link.heard(time.monotonic())
-            self._apply(reader)
+            readable, _, _ = select.select([sock, self._wake_r], [], [], self._heartbeat)
+            if sock in readable:
+                with self._io:
+                    if self._sock is not sock:
+                        return
+                    # Non-blocking: a pump may have drained what select() saw, and a recv
+                    # blocked while holding the lock would stop every pump until more data.
+                    self._drain(sock)
 
-    def _apply(self, reader: Any) -> None:
-        while (message := reader.gets()) is not False:
+    def _drain(self, sock: socket.socket) -> None:
+        """Apply what has arrived on ``sock``, without waiting for more."""
+        if not select.select([sock], [], [], 0)[0]:
+            return
+        try:
+            data = sock.recv(1 << 16)
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return
+        if not data:
+            raise ConnectionError("invalidation connection closed")
+        self._reader.feed(data)
+        self._link.heard(time.monotonic())
+        while (message := self._reader.gets()) is not False:
             self._handle(message)
 
     def _handle(self, message: Any) -> None:
@@ -213,17 +206,8 @@ class Listener:
                 self._revoked(words[0], words[1:])
 
     def _close(self) -> None:
-        sock, self._sock = self._sock, None
+        sock, self._sock, self._poll = self._sock, None, None
         self._link.down()
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.close()
-
-
-def _receiver(sock: socket.socket, size: int) -> Callable[[bytearray], int]:
-    """The C-level receive of ``sock``: no Python frame (a thread switch point) between
-    the caller and the system call (``SSLSocket.recv_into`` is Python code)."""
-    tls = getattr(sock, "_sslobj", None) if isinstance(sock, ssl.SSLSocket) else None
-    if tls is None:
-        return sock.recv_into
-    return functools.partial(tls.read, size)
