@@ -137,9 +137,22 @@ class Check(Call[Principal]):
         return principal_of(claims, session=session)
 
     def checked(self, reply: Any) -> Principal:
-        """The check script's reply: the session's fields, or why it is gone."""
+        """The check script's reply: the session's fields, or why it is gone.
+
+        A due touch the server refused (memory full under noeviction) leaves the session
+        as it was: the read answers, an event says so. Never a ``ScriptError`` here, and
+        never the degraded fallback (the server answered).
+        """
         if isinstance(reply, list):
-            return self.principal_all(reply)
+            fields, refused = _codec.untouched(reply)
+            if refused is not None:
+                claims = self.verified.claims
+                self.auth.emit(
+                    events.TouchFailed(
+                        user_id=claims.user_id, session_id=claims.session_id, reason=refused
+                    )
+                )
+            return self.principal_all(fields)
         raise self._gone(reply)
 
     def _gone(self, code: int) -> SessionRevoked:

@@ -220,7 +220,13 @@ class Core:
             if not isinstance(reply, list):
                 self.gone(user_id, session_id, reply)
                 return None
-            return _codec.parse_session(user_id, session_id, _codec.parse_fields(reply))
+            fields, refused = _codec.untouched(reply)
+            if refused is not None:  # touch() only: the touch was the point
+                self.emit(
+                    events.TouchFailed(user_id=user_id, session_id=session_id, reason=refused)
+                )
+                raise ScriptError(f"Redis refused the touch: {refused}")
+            return _codec.parse_session(user_id, session_id, _codec.parse_fields(fields))
 
         args = (session_id, interval_ms)
         return Call(SCRIPTS["check"], (keys.index, keys.session(session_id)), args, parse)
