@@ -66,7 +66,7 @@ def fill(admin: redis.Redis) -> None:
     raise AssertionError("the server never said its memory was full")
 
 
-def deadlines(admin: redis.Redis) -> list[list[bytes | None]]:
+def deadlines(admin: redis.Redis) -> list[list[Any]]:
     """Every session hash's last-seen and idle deadline fields."""
     keys = sorted(admin.scan_iter(match="ss:*:s:*"))
     assert len(keys) == SESSIONS
