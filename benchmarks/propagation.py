@@ -74,18 +74,26 @@ class PropagationResult:
         return statistics.quantiles(data, n=100, method="inclusive")[q - 1] / 1e3
 
     def bound(self) -> Bound:
-        """The target: p99 from the revoke call to the rejection, in milliseconds."""
+        """The target: p99 from the revoke call (spinning: from its return) to the
+        rejection, in milliseconds."""
         detail = (
             f"{self.trials} trials, p50 {self.percentile(50) / 1e3:.3f} ms,"
             f" max {max(self.from_call_ns) / 1e6:.3f} ms"
         )
-        if self.spinning:
-            name = "revocation propagation p99 <= 1 ms (validator spinning 0-300 ms, issue 14)"
-            limit = SPINNING_LIMIT_MS
-        else:
-            name = "revocation propagation p99 <= 2 ms (cross-process, near cache on)"
-            limit = LIMIT_MS
-        return Bound(name, self.percentile(99) / 1e3, limit, "ms", detail)
+        if self.spinning:  # issue 14 times it from the acknowledged revoke (its return)
+            returned = self.from_return_ns
+            detail = (
+                f"{self.trials} trials, p50 {self.percentile(50, returned) / 1e3:.3f} ms,"
+                f" max {max(returned) / 1e6:.3f} ms"
+            )
+            name = (
+                "revocation propagation p99 <= 1 ms from revoke() returning"
+                " (validator spinning 0-300 ms, issue 14)"
+            )
+            p99 = self.percentile(99, returned) / 1e3
+            return Bound(name, p99, SPINNING_LIMIT_MS, "ms", detail)
+        name = "revocation propagation p99 <= 2 ms (cross-process, near cache on)"
+        return Bound(name, self.percentile(99) / 1e3, LIMIT_MS, "ms", detail)
 
     def to_json(self) -> dict[str, object]:
         """Every trial plus the summary figures (µs)."""
@@ -104,6 +112,7 @@ class PropagationResult:
             "from_revoke_return_us": {
                 "p50": round(self.percentile(50, self.from_return_ns), 1),
                 "p99": round(self.percentile(99, self.from_return_ns), 1),
+                "max": round(max(self.from_return_ns) / 1e3, 1),
             },
             "revoke_call_us_p50": round(self.percentile(50, self.revoke_ns), 1),
             "floor_publish_to_spinning_subscriber_us": {
