@@ -36,6 +36,9 @@ __all__ = ["Listener", "revoked_channel"]
 
 logger = logging.getLogger("sessionstore")
 
+# How long a hot path waits for the listener thread to finish with the connection.
+_WAIT = 0.001
+
 
 def revoked_channel(namespace: str) -> str:
     """The channel the revocation scripts publish ``<enc uid> <sid>...`` on."""
@@ -97,8 +100,12 @@ class Listener:
 
     def fresh(self) -> bool:
         """Apply whatever pushes have already arrived; False when that cannot be done now
-        (the thread holds the connection, or there is none): then do not serve the cache."""
-        if not self._io.acquire(blocking=False):
+        (the thread kept the connection past ``_WAIT``, or there is none): then do not
+        serve the cache."""
+        # Held: the thread is mid-drain (or sending a heartbeat), maybe waiting for the GIL
+        # this thread holds. A blocking acquire releases it, so the thread finishes within
+        # microseconds; a bounded wait, then Redis answers instead.
+        if not self._io.acquire(blocking=False) and not self._io.acquire(timeout=_WAIT):
             return False
         try:
             poll, sock = self._poll, self._sock
