@@ -5,11 +5,12 @@ push the name of every key of the namespace that changes, from any client; the s
 connection subscribes to the channel the revocation scripts publish on, so revocations
 also reach the degraded-mode memory. A thread sends a heartbeat PING every ``heartbeat``
 seconds and applies what arrives. A hot path asks ``fresh()`` before it serves the cache:
-it applies what has arrived itself (one ``poll`` system call), or says no when the thread
-holds the connection, so a push that has reached the socket is never outrun by a cache
-hit. Never waiting there matters: the thread may be mid-drain and need the GIL the caller
-holds (up to ``sys.getswitchinterval()``); the caller's Redis round trip releases it. The
-connection is one ``Link`` of the cache: any socket
+it applies what has reached the socket itself (one ``poll`` system call), so a push that
+has arrived is never outrun by a cache hit. When the thread holds the connection, it may
+be mid-drain and waiting for the GIL the caller holds (for up to
+``sys.getswitchinterval()``): the caller waits on the lock, which releases the GIL, for at
+most ``_WAIT`` (1 ms; an event loop may block that long), then sends the validation to
+Redis instead of serving the cache. The connection is one ``Link`` of the cache: any socket
 error drops the whole cache until a new connection is subscribed. Which servers get a
 listener (one, every cluster primary, the sentinels' primary) is ``_follow``'s business.
 """
