@@ -260,8 +260,7 @@ class Auth(Core):
         near = self.near
         if near is not None and near.get(verified.key, mono) is not None and self.fresh():
             # A hit, and every push that has arrived is applied: look again. Not fresh
-            # (the listener thread is mid-drain and may need the GIL this thread holds):
-            # Redis answers, and the round trip lets the thread finish.
+            # (the listener thread kept the connection past a short wait): Redis answers.
             session = near.get(verified.key, time.monotonic())
             if session is not None:
                 if self._binding:
