@@ -114,6 +114,7 @@ class Outcome:
         self.context: list[Ratio] = []
         self.memory: memory.MemoryResult | None = None
         self.propagation: propagation.PropagationResult | None = None
+        self.spinning: propagation.PropagationResult | None = None
 
     def add(self, group: str, ratios: tuple[list[Ratio], list[Ratio]]) -> None:
         """Record a group's (targets, context ratios)."""
@@ -168,7 +169,9 @@ def run_groups(ctx: Context, groups: Sequence[str], settings: Settings, quick: b
         ctx.reset()
         progress(f"propagation: {PROPAGATION_TRIALS} trials")
         out.propagation = propagation.measure(ctx, PROPAGATION_TRIALS)
-        out.targets["propagation"] = [out.propagation.bound()]
+        progress(f"propagation, validator spinning: {PROPAGATION_TRIALS} trials")
+        out.spinning = propagation.measure(ctx, PROPAGATION_TRIALS, spinning=True)
+        out.targets["propagation"] = [out.propagation.bound(), out.spinning.bound()]
     if "cluster" in groups:
         ctx.reset()
         with cluster.cluster_cases(ctx) as cases:
@@ -213,6 +216,8 @@ def _lines(out: Outcome) -> list[Line]:
         lines += memory_lines(out.memory)
     if out.propagation is not None:
         lines += propagation_lines(out.propagation)
+    if out.spinning is not None:
+        lines += propagation_lines(out.spinning)
     return lines
 
 
@@ -266,6 +271,7 @@ def run(args: argparse.Namespace) -> int:
         rows=[row for group in GROUPS for row in out.rows.get(group, [])],
         memory=out.memory,
         propagation=out.propagation,
+        spinning=out.spinning,
         targets=targets,
         context=out.context,
     )

@@ -93,6 +93,37 @@ def propagation_lines(result: PropagationResult) -> list[Line]:
     )
     if result.cold_trials:
         note += f"; {result.cold_trials} trials began without a near-cache hit"
+    if result.spinning:
+        returned = result.from_return_ns
+        note = (
+            f"{result.trials} trials; revoke() return -> rejection in another process whose"
+            " validator spins 0-300 ms (across heartbeats) before the revoke; negative:"
+            " refused before revoke() returned"
+        )
+        call = (
+            f"from the revoke() call: p50 {result.percentile(50):.0f},"
+            f" p99 {result.percentile(99):.0f}, max {max(result.from_call_ns) / 1e3:.0f} µs;"
+            f" revoke() itself p50 {result.percentile(50, result.revoke_ns):.0f} µs"
+        )
+        if result.cold_trials:
+            call += f"; {result.cold_trials} trials began without a near-cache hit"
+        return [
+            Line(
+                "propagation, validator spinning p50",
+                None,
+                result.percentile(50, returned),
+                None,
+                note,
+            ),
+            Line(
+                "propagation, validator spinning p99",
+                None,
+                result.percentile(99, returned),
+                None,
+                call,
+            ),
+            Line("propagation, validator spinning max", None, max(returned) / 1e3, None, ""),
+        ]
     floor = "floor: raw PUBLISH -> a raw subscriber spinning on select() in the validator process"
     return [
         Line("revocation propagation p50", None, result.percentile(50), None, note),
@@ -166,6 +197,7 @@ def write_json(
     memory: MemoryResult | None,
     propagation: PropagationResult | None,
     targets: Sequence[Target],
+    spinning: PropagationResult | None = None,
     context: Sequence[Ratio],
 ) -> None:
     """Write the full report (every per-round value) to ``path``."""
@@ -192,6 +224,7 @@ def write_json(
         "rows": [row.to_json() for row in rows] + memory_rows,
         "memory": None if memory is None else memory.to_json(),
         "propagation": None if propagation is None else propagation.to_json(),
+        "propagation_spinning": None if spinning is None else spinning.to_json(),
         "targets": [target.to_json() for target in targets],
         "ratios": [ratio.to_json() for ratio in context],
     }

@@ -84,9 +84,16 @@ local function load_live(index, key, sid, now)
 end
 
 -- Slide the idle deadline (never past the absolute one) and keep index and TTLs in step.
-local function slide(index, key, sid, live, now, now_us)
+-- The first write goes through ``first`` (default redis.call): redis.pcall gets a refusal
+-- back instead of failing the script. Under maxmemory with noeviction, a full server
+-- refuses the first write of a script that may grow memory (later ones it lets through),
+-- so when that HSET is refused nothing has been written: the refusal is returned.
+local function slide(index, key, sid, live, now, now_us, first)
   local e = math.min(now + live.i, live.a)
-  redis.call('HSET', key, 's', now_us, 'e', e)
+  local done = (first or redis.call)('HSET', key, 's', now_us, 'e', e)
+  if type(done) == 'table' and done.err then
+    return done.err
+  end
   redis.call('PEXPIREAT', key, e)
   redis.call('ZADD', index, e, sid)
   bump_index_ttl(index)

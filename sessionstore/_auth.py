@@ -14,7 +14,7 @@ from typing import Any
 from sessionstore import _binding, _codec, _marker, events
 from sessionstore._cache import NearCache, TokenCache
 from sessionstore._check import Check, Verified, principal_of
-from sessionstore._core import Call, Core, checked_ttl
+from sessionstore._core import Call, Core, announced, checked_ttl
 from sessionstore._policy import Breaker
 from sessionstore.errors import (
     DeviceBindingError,
@@ -70,12 +70,13 @@ class Auth(Core):
     def attach(
         self,
         near: NearCache,
-        pump: Callable[[], None],
+        fresh: Callable[[], bool],
         reader: Callable[[str], tuple[str, int]] | None = None,
     ) -> None:
-        """Serve hot validations from ``near``, kept current by Redis' pushes via ``pump``;
-        ``reader(key)`` names the node a key is read from (a cluster), see ``NearCache``."""
-        self.near, self.pump, self.reader = near, pump, reader
+        """Serve hot validations from ``near`` when ``fresh()`` has applied every push of
+        Redis that reached the process (and says so); ``reader(key)`` names the node a key
+        is read from (a cluster), see ``NearCache``."""
+        self.near, self.fresh, self.reader = near, fresh, reader
 
     def forked(self) -> None:
         """In a forked child: every lock anew (a parent thread may have held one)."""
@@ -252,7 +253,8 @@ class Auth(Core):
             )
 
         key_pair = (keys.index, keys.session(session_id))
-        return Call(SCRIPTS["refresh"], key_pair, args, parse, durable=True)
+        call = Call(SCRIPTS["refresh"], key_pair, args, parse, durable=True)
+        return announced(call, lambda reply: int(reply[0]) == 3)  # reuse revoked it
 
     def verify(self, access_token: object) -> AccessClaims:
         """Check an access token locally (no I/O): gate, signature, claims."""
@@ -314,9 +316,9 @@ class Auth(Core):
             self._failed(claims, err)
             raise err
         near = self.near
-        if near is not None and near.get(verified.key, mono) is not None:
-            # A hit: apply the pushes that already arrived, then look again.
-            self.pump()
+        if near is not None and near.get(verified.key, mono) is not None and self.fresh():
+            # A hit, and every push that has arrived is applied: look again. Not fresh
+            # (the listener thread kept the connection past a short wait): Redis answers.
             session = near.get(verified.key, time.monotonic())
             if session is not None:
                 if self._binding:

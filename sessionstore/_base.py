@@ -76,7 +76,7 @@ class StoreBase:
             topology, cfg.namespace, cfg.near_cache_size, cfg.touch_interval
         )
         listener.subscribe(self._core.published, self._core.breaker.expedite, self._primary)
-        self._core.attach(listener.cache, listener.pump, _follow.reader_of(self._client))
+        self._core.attach(listener.cache, listener.fresh, _follow.reader_of(self._client))
 
     def _chores(self) -> Call[None] | None:
         """The core's housekeeping call when one is due; first, in a forked child, the

@@ -151,9 +151,22 @@ class Check(Call[Principal]):
         return principal_of(claims, session=session)
 
     def checked(self, reply: Any) -> Principal:
-        """The check script's reply: the session's fields, or why it is gone."""
+        """The check script's reply: the session's fields, or why it is gone.
+
+        A due touch the server refused (memory full under noeviction) leaves the session
+        as it was: the read answers, an event says so. Never a ``ScriptError`` here, and
+        never the degraded fallback (the server answered).
+        """
         if isinstance(reply, list):
-            fields = _codec.parse_fields(reply)
+            flat, refused = _codec.untouched(reply)
+            if refused is not None:
+                claims = self.verified.claims
+                self.auth.emit(
+                    events.TouchFailed(
+                        user_id=claims.user_id, session_id=claims.session_id, reason=refused
+                    )
+                )
+            fields = _codec.parse_fields(flat)
             seen, idle = fields.get(b"s"), fields.get(b"i")
             if seen is not None and idle is not None:
                 self.due = _codec.touch_due_us(seen, idle, self.auth.touch_us) / 1e6

@@ -30,6 +30,7 @@ __all__ = [
     "parse_session",
     "row_fits",
     "touch_due_us",
+    "untouched",
 ]
 
 CHUNK = 64
@@ -108,6 +109,16 @@ def chunk_fields(prefix: str, blob: bytes) -> list[bytes | str]:
 def data_chunks(blob: bytes) -> list[bytes]:
     """The chunks of a data blob, in order (``update`` stores them as d0, d1, ...)."""
     return [blob[start : start + CHUNK] for start in range(0, len(blob), CHUNK)]
+
+
+def untouched(reply: list[Any]) -> tuple[list[Any], str | None]:
+    """A check script's fields, and the server's refusal of its due touch (None: none;
+    see lua/check.lua: '!untouched' and the error follow the fields)."""
+    if len(reply) >= 2 and reply[-2] in (b"!untouched", "!untouched"):
+        refused = reply[-1]
+        text = refused.decode(errors="replace") if isinstance(refused, bytes) else str(refused)
+        return reply[:-2], text
+    return reply, None
 
 
 def parse_fields(flat: Sequence[bytes]) -> dict[bytes, bytes]:

@@ -25,7 +25,7 @@ from sessionstore.keys import check_device_id, check_session_id, new_session_id,
 from sessionstore.models import Config, Device, DeviceSessions, Session
 from sessionstore.scripts import SCRIPTS, Script
 
-__all__ = ["Call", "Core", "checked_ttl", "fail_closed", "group"]
+__all__ = ["Call", "Core", "announced", "checked_ttl", "fail_closed", "group"]
 
 T = TypeVar("T")
 Arg = bytes | str | int
@@ -61,8 +61,8 @@ class Call(Generic[T]):
     then: Callable[[Any], Call[T] | None] | None = None
 
 
-def _nothing() -> None:
-    return None
+def _fresh() -> bool:
+    return True  # no listener, no near cache: nothing to wait for
 
 
 def checked_ttl(value: int | None, default: int, name: str) -> int:
@@ -72,6 +72,35 @@ def checked_ttl(value: int | None, default: int, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= default:
         raise InvalidInput(f"{name} must be an integer in 1..{default}, got {value!r}")
     return value
+
+
+def announced(call: Call[T], when: Callable[[Any], bool] | None = None) -> Call[T]:
+    """``call`` (a revocation), then one keyed read on the server that ran it before the
+    result is returned (when ``when(reply)`` holds, or always).
+
+    The server writes the script's reply before the invalidation pushes of the same step
+    (the listeners' connections queued first are written last), and a busy two-core
+    machine may run the caller before the server gets to them: a revoke returned, and
+    another process' next validation still found nothing on its listener's socket. The
+    server reads the follow-up only after it has written everything of that step, so when
+    it answers, every listener's socket holds the pushes: a validation anywhere that
+    starts after ``revoke`` returns sees them (``Listener.fresh``).
+    """
+
+    def then(reply: Any) -> Call[T] | None:
+        if when is not None and not when(reply):
+            return None
+
+        def done(_: Any) -> T:
+            return call.parse(reply)
+
+        def failed(err: Exception, unreachable: bool) -> T:
+            return call.parse(reply)  # the revocation stands; only its confirmation failed
+
+        return Call(call.script, call.keys[:1], (), done, failed, command="PTTL")
+
+    call.then = then
+    return call
 
 
 class Core:
@@ -88,13 +117,13 @@ class Core:
         self.revoked = RevocationMemory(config.revoked_memory, config.access_ttl + config.leeway)
         # Set by the shells when Redis' invalidation pushes feed a near cache.
         self.near: NearCache | None = None
-        self.pump: Callable[[], None] = _nothing
+        self.fresh: Callable[[], bool] = _fresh
 
     def forked(self) -> None:
         """In a forked child: no near cache (it was fed by the parent's connections) and
         new locks; the revocations the parent knew of are kept (still true)."""
         self.near = None
-        self.pump = _nothing
+        self.fresh = _fresh
         self.revoked.forked()
 
     def emit(self, event: events.Event) -> None:
@@ -203,7 +232,13 @@ class Core:
             if not isinstance(reply, list):
                 self.gone(user_id, session_id, reply)
                 return None
-            return _codec.parse_session(user_id, session_id, _codec.parse_fields(reply))
+            fields, refused = _codec.untouched(reply)
+            if refused is not None:  # touch() only: the touch was the point
+                self.emit(
+                    events.TouchFailed(user_id=user_id, session_id=session_id, reason=refused)
+                )
+                raise ScriptError(f"Redis refused the touch: {refused}")
+            return _codec.parse_session(user_id, session_id, _codec.parse_fields(fields))
 
         args = (session_id, interval_ms)
         return Call(SCRIPTS["check"], (keys.index, keys.session(session_id)), args, parse)
@@ -244,7 +279,7 @@ class Core:
             return bool(reply)
 
         key_pair = (keys.index, keys.session(session_id))
-        return Call(SCRIPTS["revoke"], key_pair, (session_id,), parse, durable=True)
+        return announced(Call(SCRIPTS["revoke"], key_pair, (session_id,), parse, durable=True))
 
     def _revoke_many(self, user_id: str, mode: Literal["device", "user"], arg: str) -> Call[int]:
         keys = user_keys(self.config.namespace, user_id)
@@ -253,7 +288,8 @@ class Core:
             self._forget(user_id, [x.decode() for x in reply], mode)
             return len(reply)
 
-        return Call(SCRIPTS["revoke_many"], (keys.index,), (mode, arg), parse, durable=True)
+        call = Call(SCRIPTS["revoke_many"], (keys.index,), (mode, arg), parse, durable=True)
+        return announced(call, bool)  # an empty reply revoked nothing
 
     def revoke_device(self, user_id: str, device_id: str) -> Call[int]:
         """Delete every session of one device; the number deleted."""

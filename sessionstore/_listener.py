@@ -8,8 +8,13 @@ seconds; it starts with ``HELLO 3``, whose reply names the server's role (unlike
 it is allowed to a user confined to ``@connection``): a server that answers as a replica
 (a demoted primary: a cluster failover, a Sentinel switchover), or is one when we connect,
 counts as a lost connection; so does one silent past the cache's trust window (a stall).
-A hot path drains the socket before it trusts the cache (``pump``), so a push that has
-arrived is never ignored. The connection is one ``Link`` of the cache: any socket
+A hot path asks ``fresh()`` before it serves the cache: it applies what has reached the
+socket itself (one ``poll`` system call, skipped within 10 µs of the last: see
+``_FRESH_FOR``), so a push that has arrived is not outrun by a cache hit. When the thread
+holds the connection, it may be mid-drain and waiting for the GIL the caller holds (for up
+to ``sys.getswitchinterval()``): the caller waits on the lock, which releases the GIL, for
+at most ``_WAIT`` (1 ms; an event loop may block that long), then sends the validation to
+Redis instead of serving the cache. The connection is one ``Link`` of the cache: any socket
 error drops the whole cache until a new connection is subscribed. Which servers get a
 listener (one, every cluster primary, the sentinels' primary) is ``_follow``'s business.
 
@@ -53,6 +58,16 @@ __all__ = ["Listener", "revoked_channel"]
 
 logger = logging.getLogger("sessionstore")
 
+# How long a hot path waits for the listener thread to finish with the connection.
+_WAIT = 0.001
+# How long a poll that found the socket drained vouches for it. Less than any round trip
+# of the revoking client (two wake-ups and a reply parsed in Python: tens of µs on
+# loopback): the pushes land before the server reads ``revoke()``'s last command (see
+# ``_core.announced``), so a validation that starts after ``revoke()`` returned, anywhere,
+# polls after they landed. A validation loop faster than this polls every few calls
+# instead of every call: the poll costs about a microsecond, a cached validation 1.5.
+_FRESH_FOR = 0.00001
+
 
 def revoked_channel(namespace: str) -> str:
     """The channel the revocation scripts publish ``<enc uid> <sid>...`` on."""
@@ -92,7 +107,6 @@ class Listener:
         self._stop = threading.Event()
         # Written to by stop(), so the thread's select() wakes at once instead of timing out.
         self._wake_r, self._wake_w = socket.socketpair()
-        self._last_pump = 0.0
         # Whether heartbeats check the database's watch key (not in a cluster), whether
         # the next one must create it again first, and what each pending reply is: the
         # send time of a heartbeat's confirming reply, None for replies that confirm nothing.
@@ -101,6 +115,8 @@ class Listener:
         self._repair = False
         self._pending: deque[float | None] = deque()
         self._armed_at = 0.0  # when the last handshake was sent: the link is up as of then
+        self._poll: Callable[[int], list[tuple[int, int]]] | None = None
+        self._polled = 0.0  # time.perf_counter() of the last poll that left nothing unread
         # revoked(encoded user id, session ids) on every published revocation; up() each
         # time the connection is (re)established.
         self._revoked = revoked
@@ -139,24 +155,37 @@ class Listener:
         self._stop = threading.Event()
         self._stop.set()
         self._io = threading.Lock()
-        sock, self._sock = self._sock, None
+        sock, self._sock, self._poll = self._sock, None, None
         for each in (sock, self._wake_r, self._wake_w):
             if each is not None:
                 with contextlib.suppress(OSError):
                     each.close()
 
-    def pump(self) -> None:
-        """Apply whatever pushes have already arrived (non-blocking, rate-limited to 20 kHz)."""
+    def fresh(self) -> bool:
+        """Apply whatever pushes have already arrived; False when that cannot be done now
+        (the thread kept the connection past ``_WAIT``, or there is none): then do not
+        serve the cache."""
         now = time.perf_counter()
-        if now - self._last_pump < 0.00005 or not self._io.acquire(blocking=False):
-            return
+        if now - self._polled < _FRESH_FOR:
+            return True
+        # Held: the thread is mid-drain (or sending a heartbeat), maybe waiting for the GIL
+        # this thread holds. A blocking acquire releases it, so the thread finishes within
+        # microseconds; a bounded wait, then Redis answers instead.
+        if not self._io.acquire(blocking=False) and not self._io.acquire(timeout=_WAIT):
+            return False
         try:
-            self._last_pump = now
-            sock = self._sock
-            if sock is not None:
+            poll, sock = self._poll, self._sock
+            if poll is None or sock is None:
+                return False
+            for _ in range(8):  # one read takes 64 KiB: a revoke_user may push more
+                if not poll(0):
+                    self._polled = now
+                    return True
                 self._drain(sock)
-        except OSError:
+            return False  # still more: let Redis answer this one
+        except (OSError, ConnectionError):
             self._close()
+            return False
         finally:
             self._io.release()
 
@@ -268,8 +297,10 @@ class Listener:
                 select.select([self._wake_r], [], [], backoff)
                 backoff = min(1.0, backoff * 2)
                 continue
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
             with self._io:
-                self._sock = sock
+                self._sock, self._poll = sock, poller.poll
                 self._link.up(self._armed_at)
             self._up()
             try:
@@ -284,7 +315,7 @@ class Listener:
             except (OSError, ConnectionError) as err:
                 logger.debug("sessionstore invalidation connection lost: %s", err)
             finally:
-                # Under the lock: a pump draining this socket must not confirm (up) the
+                # Under the lock: a hot path draining this socket must not confirm (up) the
                 # link after it went down.
                 with self._io:
                     self._close()
@@ -305,8 +336,8 @@ class Listener:
                 with self._io:
                     if self._sock is not sock:
                         return
-                    # Non-blocking: a pump may have drained what select() saw, and a recv
-                    # blocked while holding the lock would stop every pump until more data.
+                    # Non-blocking: a hot path may have drained what select() saw, and a
+                    # recv blocked while holding the lock would stall every hot path.
                     self._drain(sock)
 
     def _drain(self, sock: socket.socket) -> None:
@@ -344,7 +375,7 @@ class Listener:
                 self._revoked(words[0], words[1:])
 
     def _close(self) -> None:
-        sock, self._sock = self._sock, None
+        sock, self._sock, self._poll = self._sock, None, None
         self._link.down()
         if sock is not None:
             with contextlib.suppress(OSError):

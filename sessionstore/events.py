@@ -27,6 +27,7 @@ __all__ = [
     "ReplicationLag",
     "ReuseDetected",
     "Revoked",
+    "TouchFailed",
     "ValidationFailed",
     "emit",
     "fanout",
@@ -117,6 +118,16 @@ class ReplicationLag(Event, frozen=True, kw_only=True):
 
     wanted: int
     acked: int
+
+
+class TouchFailed(Event, frozen=True, kw_only=True):
+    """A validation was due to extend its session, and Redis refused the write (e.g. memory
+    full under noeviction): the validation answered from its read, the session was not
+    extended. ``reason`` is the server's error."""
+
+    user_id: str
+    session_id: str
+    reason: str
 
 
 class DataLost(Event, frozen=True, kw_only=True):

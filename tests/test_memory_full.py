@@ -1,0 +1,132 @@
+"""Issue 14.8: with memory full under noeviction, validations keep answering.
+
+A validation that is due a touch runs the check script, whose touch is a write. A full
+server refuses a script's first write that may grow memory: the read must answer all the
+same (never ``ScriptError``, never the degraded fallback), the session must not be
+extended, and a ``TouchFailed`` event says so. Private servers (maxmemory is
+server-wide), one per engine; the sync store on its direct path and on redis-py's, the
+async store through its batcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from redis.exceptions import OutOfMemoryError
+
+from sessionstore import (
+    AsyncSessionStore,
+    Config,
+    Device,
+    Keyring,
+    ScriptError,
+    SessionStore,
+    events,
+)
+from sessionstore.testing import LocalServer, redis_binary, valkey_binary
+
+PHONE = Device(id="phone-1", name="Pixel", user_agent="Mozilla/5.0 (Linux; Android 14)")
+# A touch is due one second after the last one; no near cache, so every call reads Redis.
+CONFIG = Config(touch_interval=1, near_cache_size=0)
+SESSIONS = 6
+
+
+class PlainRedis(redis.Redis):
+    """A subclass: the sync store then talks through redis-py, not its direct path."""
+
+
+@pytest.fixture(params=["valkey", "redis7"])
+def full_server(request: pytest.FixtureRequest) -> Iterator[LocalServer]:
+    """A private server of the engine, under noeviction."""
+    binary = valkey_binary() if request.param == "valkey" else redis_binary()
+    if binary is None:
+        pytest.skip(f"no {request.param} binary installed")
+    with LocalServer(binary, name=f"memfull-{request.param}") as server:
+        yield server
+
+
+def fill(admin: redis.Redis) -> None:
+    """Set maxmemory a little above what is used, write until the server refuses, then
+    lower the limit under what is used (freed buffers must not let a write through)."""
+    used = int(admin.info("memory")["used_memory"])
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", used + 1_000_000)
+    blob = b"x" * 65536
+    for n in range(1000):
+        try:
+            admin.set(f"filler:{n}", blob)
+        except OutOfMemoryError:
+            full = int(admin.info("memory")["used_memory"])
+            admin.config_set("maxmemory", full - 2_000_000)
+            return
+    raise AssertionError("the server never said its memory was full")
+
+
+def deadlines(admin: redis.Redis) -> list[list[Any]]:
+    """Every session hash's last-seen and idle deadline fields."""
+    keys = sorted(admin.scan_iter(match="ss:*:s:*"))
+    assert len(keys) == SESSIONS
+    return [admin.hmget(key, "s", "e") for key in keys]
+
+
+@pytest.mark.parametrize("mode", ["sync", "sync-redis-py", "async"])
+async def test_validation_answers_when_its_touch_cannot_be_written(
+    full_server: LocalServer, mode: str
+) -> None:
+    keyring = Keyring.generate("HS256")
+    seen: list[events.Event] = []
+    admin = redis.Redis.from_url(full_server.url)
+    store: Any
+    if mode == "async":
+        store = AsyncSessionStore.from_url(
+            full_server.url, keyring=keyring, config=CONFIG, on_event=seen.append
+        )
+    elif mode == "sync":
+        store = SessionStore.from_url(
+            full_server.url, keyring=keyring, config=CONFIG, on_event=seen.append
+        )
+    else:
+        client = PlainRedis.from_url(full_server.url)
+        store = SessionStore(client, keyring=keyring, config=CONFIG, on_event=seen.append)
+
+    async def run(method: str, *args: Any, **kwargs: Any) -> Any:
+        result = getattr(store, method)(*args, **kwargs)
+        return await result if mode == "async" else result
+
+    try:
+        pairs = [await run("login", f"user-{n}", device=PHONE) for n in range(SESSIONS)]
+        await asyncio.sleep(1.1)  # every session is now due a touch
+        fill(admin)
+        before = deadlines(admin)
+        tokens = [pair.access_token for pair in pairs]
+        if mode == "async":  # concurrent: one batch of scripts
+            principals = await asyncio.gather(*(store.validate(t) for t in tokens))
+        else:
+            principals = [store.validate(t) for t in tokens]
+        for pair, principal in zip(pairs, principals, strict=True):
+            assert principal.session_id == pair.session_id
+            assert principal.session is not None and not principal.degraded
+        assert deadlines(admin) == before, "a refused touch extended a session"
+        failed = [e for e in seen if isinstance(e, events.TouchFailed)]
+        assert {e.session_id for e in failed} == {pair.session_id for pair in pairs}
+        assert all("OOM" in e.reason for e in failed)
+        # touch() itself is the write: it fails loudly, and writes nothing either.
+        with pytest.raises(ScriptError):
+            await run("touch", "user-0", pairs[0].session_id)
+        assert deadlines(admin) == before
+        # Room again: the next validation touches as usual.
+        admin.config_set("maxmemory", 0)
+        principal = await run("validate", tokens[0])
+        assert principal.session is not None
+        assert deadlines(admin) != before
+    finally:
+        admin.config_set("maxmemory", 0)
+        admin.close()
+        if mode == "async":
+            await store.close()
+        else:
+            store.close()
