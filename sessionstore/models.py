@@ -21,6 +21,12 @@ __all__ = ["Config", "Device", "DeviceSessions", "Principal", "Session", "TokenP
 
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
+MAX_SESSIONS_PER_USER = 1000
+"""The largest ``Config.max_sessions_per_user``. A login at the cap looks at every session of
+the user (to evict the least recently active) in one script: at 1,000 that script takes about
+a millisecond; at 100,000 it blocked Redis for most of a second. Listing and revoking walk
+the index in short steps whatever its size."""
+
 
 class Config(msgspec.Struct, frozen=True, kw_only=True):
     """Lifetimes, limits and policies of a store (seconds unless said).
@@ -104,6 +110,15 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             value = getattr(self, name)
             if not isinstance(value, str) or not 1 <= len(value) <= 256:
                 raise InvalidInput(f"{name} must be a string of 1..256 chars")
+        _check_session_cap(self.max_sessions_per_user)
+
+
+def _check_session_cap(value: int) -> None:
+    """The cap's upper bound: the work of a login at the cap grows with it (see above)."""
+    if value > MAX_SESSIONS_PER_USER:
+        raise InvalidInput(
+            f"max_sessions_per_user must be at most {MAX_SESSIONS_PER_USER}, got {value!r}"
+        )
 
 
 def _require_int(name: str, value: object, *, minimum: int) -> None:
