@@ -265,7 +265,9 @@ class Core:
             self._forget(user_id, [x.decode() for x in reply[2:]], mode)
             if reply[0] == b"0":
                 return None
-            return self._revoke_many(user_id, mode, arg, (reply[0], reply[1]), done + len(reply) - 2)
+            return self._revoke_many(
+                user_id, mode, arg, (reply[0], reply[1]), done + len(reply) - 2
+            )
 
         args = (mode, arg, step[0], CHUNK, step[1])
         return Call(

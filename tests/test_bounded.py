@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import redis
-from conftest import needed
 
+from conftest import needed
 from sessionstore import Config, Device, InvalidInput, Keyring, SessionStore, events
 from sessionstore._io import eval_args
 from sessionstore.keys import user_keys
