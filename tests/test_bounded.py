@@ -16,7 +16,15 @@ import pytest
 import redis
 
 from conftest import needed
-from sessionstore import Config, Device, InvalidInput, Keyring, SessionStore, events
+from sessionstore import (
+    AsyncSessionStore,
+    Config,
+    Device,
+    InvalidInput,
+    Keyring,
+    SessionStore,
+    events,
+)
 from sessionstore._io import eval_args
 from sessionstore.keys import user_keys
 from sessionstore.testing import LocalServer, redis_binary, valkey_binary
@@ -149,5 +157,32 @@ def test_revoke_in_steps_spares_sessions_created_after_it_began(server: LocalSer
         assert store._run(follow) == len(made)  # every step's count, the first included
         assert [s.session_id for s in store.sessions(USER)] == [later.session_id]
     finally:
+        store.close()
+        client.close()
+
+
+async def test_async_store_walks_in_steps_too(server: LocalServer) -> None:
+    """The follow-up calls run through the async shell (its batcher) the same way."""
+    client = redis.Redis.from_url(server.url)
+    config = Config(max_sessions_per_user=1000)
+    keyring = Keyring.generate("HS256")
+    store = SessionStore.from_url(server.url, keyring=keyring, config=config)
+    async_store = AsyncSessionStore.from_url(server.url, keyring=keyring, config=config)
+    try:
+        made = fill(store, client, 300)
+        client.config_set("slowlog-log-slower-than", 0)
+        client.config_set("slowlog-max-len", 10_000)
+        client.slowlog_reset()
+        listed = await async_store.sessions(USER)
+        assert {s.session_id for s in listed} == set(made)
+        assert worst_script_us(client)[1] > 1  # several steps
+        grouped = await async_store.devices(USER)
+        assert sum(len(g.sessions) for g in grouped) == len(made)
+        assert await async_store.revoke_device(USER, "d3") == len(made) // DEVICES
+        assert await async_store.revoke_user(USER) == len(made) - len(made) // DEVICES
+        assert await async_store.sessions(USER) == []
+        assert client.zcard(user_keys("ss", USER).index) == 0
+    finally:
+        await async_store.close()
         store.close()
         client.close()
