@@ -113,7 +113,7 @@ def cap_lines(result: CapResult) -> list[Line]:
             us,
             None,
             f"SLOWLOG at {result.cap:,} sessions (the largest allowed cap);"
-            f" median script {result.median_us(name):,.0f} µs;"
+            f" median script (of those > 100 µs) {result.median_us(name):,.0f} µs;"
             f" script runs per call {'/'.join(map(str, result.runs[name]))}",
         )
         for name, us in result.worst_us.items()
