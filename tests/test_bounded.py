@@ -9,6 +9,7 @@ revocations walk the index in short steps.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -184,5 +185,36 @@ async def test_async_store_walks_in_steps_too(server: LocalServer) -> None:
         assert client.zcard(user_keys("ss", USER).index) == 0
     finally:
         await async_store.close()
+        store.close()
+        client.close()
+
+
+def test_a_user_past_the_cap_from_before_the_bound(server: LocalServer) -> None:
+    """An index an older version let grow past today's bound (a cap of 120,000 then) is
+    listed within the cap and revoked in full, in short steps, with no deep recursion."""
+    legacy = 120_000  # over 1,000 steps: deeper than the recursion limit
+    client = redis.Redis.from_url(server.url, socket_timeout=60.0)
+    store = SessionStore.from_url(server.url, keyring=Keyring.generate("HS256"))
+    try:
+        calls = [
+            dataclasses.replace(call, args=(*call.args[:3], legacy, *call.args[4:]))
+            for call in (store._core.create(USER, device=Device(id="d0")) for _ in range(legacy))
+        ]
+        client.script_load(calls[0].script.source)
+        for start in range(0, legacy, 1000):
+            pipe = client.pipeline(transaction=False)
+            for call in calls[start : start + 1000]:
+                pipe.evalsha(call.script.sha, *eval_args(call))
+            pipe.execute()
+        client.config_set("slowlog-log-slower-than", 0)
+        client.config_set("slowlog-max-len", 10_000)
+        client.slowlog_reset()
+        assert len(store.sessions(USER)) == store.config.max_sessions_per_user
+        assert worst_script_us(client)[0] <= SCRIPT_BOUND_US
+        client.slowlog_reset()
+        assert store.revoke_user(USER) == legacy
+        assert worst_script_us(client)[0] <= SCRIPT_BOUND_US
+        assert client.zcard(user_keys("ss", USER).index) == 0
+    finally:
         store.close()
         client.close()
