@@ -6,7 +6,9 @@ Groups run in this order, each from an empty namespace: ``memory`` (100,000 sess
 validate, validate with caches off), ``async`` (naive async vs first-time async validate,
 1000 concurrent), ``degraded`` (a private server killed, breaker open), ``tokens`` (login,
 refresh), ``propagation`` (revoke here, rejection in another process, 200 trials) and
-``cluster`` (cold validate and login on a private 3-primary cluster vs one server). The
+``cluster`` (cold validate and login on a private 3-primary cluster vs one server), ``cap``
+(the longest single script, from SLOWLOG, of each operation on a user at the largest
+allowed ``max_sessions_per_user``). The
 rows of a group run interleaved, round by round. Exit status 0 whether targets are met or
 not (the output says); 2 when the benchmarks cannot run.
 """
@@ -24,12 +26,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from benchmarks import aio, cluster, degraded, memory, propagation, store_ops, validate
+from benchmarks import aio, cap, cluster, degraded, memory, propagation, store_ops, validate
 from benchmarks.context import Context
 from benchmarks.harness import Ratio, RowResult, Settings, progress, run_group
 from benchmarks.report import (
     Line,
     Target,
+    cap_lines,
     format_table,
     format_targets,
     memory_lines,
@@ -58,6 +61,7 @@ GROUPS = (
     "tokens",
     "propagation",
     "cluster",
+    "cap",
 )
 TABLE_ORDER = ("hot", "cold", "async", "degraded", "tokens", "core", "cluster")
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -115,6 +119,7 @@ class Outcome:
         self.memory: memory.MemoryResult | None = None
         self.propagation: propagation.PropagationResult | None = None
         self.spinning: propagation.PropagationResult | None = None
+        self.cap: cap.CapResult | None = None
 
     def add(self, group: str, ratios: tuple[list[Ratio], list[Ratio]]) -> None:
         """Record a group's (targets, context ratios)."""
@@ -123,7 +128,7 @@ class Outcome:
 
     def all_targets(self) -> list[Target]:
         """Targets in the issue's order; issue 3's target last."""
-        order = ("hot", "async", "cold", "propagation", "memory", "degraded")
+        order = ("hot", "async", "cold", "propagation", "memory", "degraded", "cap")
         found = [t for group in order for t in self.targets.get(group, [])]
         first = [t for t in found if "issue 3" not in t.name]
         return first + [t for t in found if "issue 3" in t.name]
@@ -177,6 +182,10 @@ def run_groups(ctx: Context, groups: Sequence[str], settings: Settings, quick: b
         with cluster.cluster_cases(ctx) as cases:
             out.rows["cluster"] = rows = run_group("cluster", cases, settings)
         out.add("cluster", ([], cluster.ratios(rows)))
+    if "cap" in groups:
+        ctx.reset()
+        out.cap = cap.measure(ctx, repeats=1 if quick else 3)
+        out.targets["cap"] = [out.cap.bound()]
     return out
 
 
@@ -218,6 +227,8 @@ def _lines(out: Outcome) -> list[Line]:
         lines += propagation_lines(out.propagation)
     if out.spinning is not None:
         lines += propagation_lines(out.spinning)
+    if out.cap is not None:
+        lines += cap_lines(out.cap)
     return lines
 
 
@@ -272,6 +283,7 @@ def run(args: argparse.Namespace) -> int:
         memory=out.memory,
         propagation=out.propagation,
         spinning=out.spinning,
+        cap=out.cap,
         targets=targets,
         context=out.context,
     )

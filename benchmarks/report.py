@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.cap import CapResult
 from benchmarks.harness import Bound, Ratio, RowResult
 from benchmarks.memory import MemoryResult
 from benchmarks.propagation import PropagationResult
@@ -14,6 +15,7 @@ from benchmarks.propagation import PropagationResult
 __all__ = [
     "Line",
     "Target",
+    "cap_lines",
     "format_table",
     "format_targets",
     "memory_lines",
@@ -133,6 +135,22 @@ def propagation_lines(result: PropagationResult) -> list[Line]:
     ]
 
 
+def cap_lines(result: CapResult) -> list[Line]:
+    """One line per operation: its longest script (µs column), from SLOWLOG."""
+    return [
+        Line(
+            f"longest script: {name}",
+            None,
+            us,
+            None,
+            f"SLOWLOG at {result.cap:,} sessions (the largest allowed cap);"
+            f" median script (of those > 100 µs) {result.median_us(name):,.0f} µs;"
+            f" script runs per call {'/'.join(map(str, result.runs[name]))}",
+        )
+        for name, us in result.worst_us.items()
+    ]
+
+
 def _cell(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -196,6 +214,7 @@ def write_json(
     rows: Sequence[RowResult],
     memory: MemoryResult | None,
     propagation: PropagationResult | None,
+    cap: CapResult | None = None,
     targets: Sequence[Target],
     spinning: PropagationResult | None = None,
     context: Sequence[Ratio],
@@ -225,6 +244,7 @@ def write_json(
         "memory": None if memory is None else memory.to_json(),
         "propagation": None if propagation is None else propagation.to_json(),
         "propagation_spinning": None if spinning is None else spinning.to_json(),
+        "cap": None if cap is None else cap.to_json(),
         "targets": [target.to_json() for target in targets],
         "ratios": [ratio.to_json() for ratio in context],
     }

@@ -42,25 +42,41 @@ local function forget(index, key, sid)
   redis.call('ZREM', index, sid)
 end
 
--- Drop index entries past their deadline (their hashes expire with them).
-local function prune_expired(index, prefix, now)
-  for _, sid in ipairs(redis.call('ZRANGE', index, '-inf', now, 'BYSCORE')) do
+-- Drop up to `limit` index entries past their deadline (their hashes expire with them):
+-- bounded work per script; later scripts drop the rest.
+local function prune_expired(index, prefix, now, limit)
+  for _, sid in ipairs(redis.call('ZRANGE', index, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)) do
     forget(index, prefix .. sid, sid)
   end
 end
 
--- Drop expired entries and entries whose hash is gone (evicted or lost); return the live ids.
-local function prune(index, prefix, now)
-  prune_expired(index, prefix, now)
-  local kept = {}
-  for _, sid in ipairs(redis.call('ZRANGE', index, 0, -1)) do
-    if redis.call('EXISTS', prefix .. sid) == 1 then
-      kept[#kept + 1] = sid
-    else
+-- One bounded step over a user's index: ZSCAN from `cursor` (about `count` entries; an
+-- entry present for the whole walk is seen at least once, maybe twice). Dead entries met
+-- (past their deadline, or their hash gone) are dropped on the way. Returns the next
+-- cursor ('0': done) and {sid, key} of the live entries met.
+local function scan_live(index, prefix, cursor, count, now)
+  local step = redis.call('ZSCAN', index, cursor, 'COUNT', count)
+  local flat, live = step[2], {}
+  for n = 1, #flat, 2 do
+    local sid, key = flat[n], prefix .. flat[n]
+    if tonumber(flat[n + 1]) <= now then
+      forget(index, key, sid)
+    elseif redis.call('EXISTS', key) == 0 then
       redis.call('ZREM', index, sid)
+    else
+      live[#live + 1] = {sid, key}
     end
   end
-  return kept
+  return step[1], live
+end
+
+-- A chunk size or cursor from ARGV, or nil when malformed.
+local function chunk_args(cursor, count)
+  local c = tonumber(count)
+  if not string.match(cursor, '^%d+$') or not c or c < 1 or c > 1000 then
+    return nil
+  end
+  return cursor, c
 end
 
 -- Load a live session's clock fields, or nil and why not: 0 revoked (or never existed),

@@ -15,24 +15,37 @@ if redis.call('EXISTS', key) == 1 then
 end
 local now, created = clock()
 local prefix = session_prefix(index)
-prune_expired(index, prefix, now)
+prune_expired(index, prefix, now, 100)
 local evicted = {}
--- The full scan (EXISTS per entry) runs only when the cap is reached.
-local live = {}
-if redis.call('ZCARD', index) >= cap then
-  live = prune(index, prefix, now)
-end
-if #live >= cap then
+-- Entries not past their deadline (O(log n)); expired ones a bounded prune left are not
+-- counted. The walk (one HGET per entry, at most the cap) runs only at the cap.
+if redis.call('ZCOUNT', index, '(' .. now, '+inf') >= cap then
   -- Least recently active first: order by last-seen, then by id for a stable choice.
   local seen = {}
-  for _, other in ipairs(live) do
-    seen[#seen + 1] = {tonumber(redis.call('HGET', prefix .. other, 's')), other}
+  for _, other in ipairs(redis.call('ZRANGE', index, '(' .. now, '+inf', 'BYSCORE')) do
+    local s = redis.call('HGET', prefix .. other, 's')
+    if s then
+      seen[#seen + 1] = {tonumber(s), other}
+    else
+      redis.call('ZREM', index, other)  -- its hash is gone (evicted or lost)
+    end
   end
-  table.sort(seen, function(x, y)
+  local function older(x, y)
     if x[1] == y[1] then return x[2] < y[2] end
     return x[1] < y[1]
-  end)
-  for n = 1, #live - cap + 1 do
+  end
+  local surplus = #seen - cap + 1
+  if surplus == 1 then
+    -- The usual case: one victim, found in one pass rather than a sort.
+    local victim = seen[1]
+    for n = 2, #seen do
+      if older(seen[n], victim) then victim = seen[n] end
+    end
+    seen = {victim}
+  elseif surplus > 1 then
+    table.sort(seen, older)  -- the cap was lowered: several to evict
+  end
+  for n = 1, surplus do
     forget(index, prefix .. seen[n][2], seen[n][2])
     evicted[#evicted + 1] = seen[n][2]
   end

@@ -1,26 +1,39 @@
--- revoke_many: delete a user's sessions on one device, or all of them but one.
+-- revoke_many: one bounded step deleting a user's sessions on one device, or all but one.
 -- KEYS[1] index ZSET
--- ARGV[1] mode: 'device' or 'user', ARGV[2] device id (device) or session id to keep ('' none)
--- Reply: the deleted session ids.
+-- ARGV[1] mode: 'device' or 'user', ARGV[2] device id (device) or session id to keep ('' none),
+-- ARGV[3] ZSCAN cursor ('0' first), ARGV[4] about how many entries to look at (1..1000),
+-- ARGV[5] cutoff µs ('' on the first step: now)
+-- Reply: {next cursor ('0': done), cutoff, deleted session ids...}
+-- Sessions created after the cutoff are spared: a walk in steps revokes exactly what one
+-- atomic script run at the first step would have, whatever logins happen in between.
 local index, mode, arg = KEYS[1], ARGV[1], ARGV[2]
-if mode ~= 'device' and mode ~= 'user' then
-  return redis.error_reply('ERR sessionstore: bad revoke mode')
+local cursor, count = chunk_args(ARGV[3], ARGV[4])
+local now, now_us = clock()
+local cutoff = now_us
+if ARGV[5] ~= '' then
+  cutoff = tonumber(ARGV[5])
 end
-local prefix = session_prefix(index)
-local live = prune(index, prefix, now_ms())
+if (mode ~= 'device' and mode ~= 'user') or not cursor or not cutoff then
+  return redis.error_reply('ERR sessionstore: bad revoke arguments')
+end
+local next_cursor, live = scan_live(index, session_prefix(index), cursor, count, now)
 local gone = {}
-for _, sid in ipairs(live) do
+for _, entry in ipairs(live) do
+  local sid, key = entry[1], entry[2]
+  local f = redis.call('HMGET', key, 'c', 'v')
   local hit
   if mode == 'device' then
-    hit = redis.call('HGET', prefix .. sid, 'v') == arg
+    hit = f[2] == arg
   else
     hit = sid ~= arg
   end
-  if hit then
-    forget(index, prefix .. sid, sid)
+  if hit and tonumber(f[1]) <= cutoff then
+    forget(index, key, sid)
     gone[#gone + 1] = sid
   end
 end
 bump_index_ttl(index)
 announce(index, gone)
-return gone
+local reply = {next_cursor, string.format('%d', cutoff)}
+for _, sid in ipairs(gone) do reply[#reply + 1] = sid end
+return reply

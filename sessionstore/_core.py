@@ -25,10 +25,17 @@ from sessionstore.keys import check_device_id, check_session_id, new_session_id,
 from sessionstore.models import Config, Device, DeviceSessions, Session
 from sessionstore.scripts import SCRIPTS, Script
 
-__all__ = ["Call", "Core", "announced", "checked_ttl", "fail_closed", "group"]
+__all__ = ["Call", "Core", "announced", "checked_ttl", "confirmed", "fail_closed", "group"]
 
 T = TypeVar("T")
 Arg = bytes | str | int
+
+CHUNK = 100
+"""Index entries one listing or revocation script looks at (about: ZSCAN's COUNT hint).
+
+The walk over a user's sessions runs as a series of such steps, each a short script, so
+that no single script blocks Redis for long however many sessions a user has.
+"""
 
 
 def fail_closed(err: Exception, unreachable: bool) -> Any:
@@ -101,6 +108,16 @@ def announced(call: Call[T], when: Callable[[Any], bool] | None = None) -> Call[
 
     call.then = then
     return call
+
+
+def confirmed(script: Script, key: str, result: T) -> Call[T]:
+    """The keyed read of ``announced`` after the last step of a stepped revocation: its
+    answer, or its failure, leaves ``result`` as it is."""
+
+    def failed(err: Exception, unreachable: bool) -> T:
+        return result
+
+    return Call(script, (key,), (), lambda _: result, failed, command="PTTL")
 
 
 class Core:
@@ -281,15 +298,37 @@ class Core:
         key_pair = (keys.index, keys.session(session_id))
         return announced(Call(SCRIPTS["revoke"], key_pair, (session_id,), parse, durable=True))
 
-    def _revoke_many(self, user_id: str, mode: Literal["device", "user"], arg: str) -> Call[int]:
+    def _revoke_many(
+        self,
+        user_id: str,
+        mode: Literal["device", "user"],
+        arg: str,
+        step: tuple[bytes, bytes] = (b"0", b""),
+        done: int = 0,
+    ) -> Call[int]:
+        """One bounded step (``CHUNK`` index entries) of a revocation; the reply asks for
+        the next step until the walk is done. ``step`` is (ZSCAN cursor, cutoff µs)."""
         keys = user_keys(self.config.namespace, user_id)
 
-        def parse(reply: list[bytes]) -> int:
-            self._forget(user_id, [x.decode() for x in reply], mode)
-            return len(reply)
+        def then(reply: list[bytes]) -> Call[int] | None:
+            # Each step's deletions are remembered (and announced) as soon as they are made.
+            self._forget(user_id, [x.decode() for x in reply[2:]], mode)
+            total = done + len(reply) - 2
+            if reply[0] != b"0":
+                return self._revoke_many(user_id, mode, arg, (reply[0], reply[1]), total)
+            # The walk is done: one keyed read answered after every step's pushes (see
+            # ``announced``); a walk that revoked nothing has nothing to announce.
+            return confirmed(SCRIPTS["revoke_many"], keys.index, total) if total else None
 
-        call = Call(SCRIPTS["revoke_many"], (keys.index,), (mode, arg), parse, durable=True)
-        return announced(call, bool)  # an empty reply revoked nothing
+        args = (mode, arg, step[0], CHUNK, step[1])
+        return Call(
+            SCRIPTS["revoke_many"],
+            (keys.index,),
+            args,
+            lambda reply: done + len(reply) - 2,
+            durable=True,
+            then=then,
+        )
 
     def revoke_device(self, user_id: str, device_id: str) -> Call[int]:
         """Delete every session of one device; the number deleted."""
@@ -300,23 +339,38 @@ class Core:
         return self._revoke_many(user_id, "user", "" if keep is None else check_session_id(keep))
 
     def sessions(self, user_id: str) -> Call[list[Session]]:
-        """A user's live sessions, newest first."""
-        keys = user_keys(self.config.namespace, user_id)
-
-        def parse(reply: list[list[bytes]]) -> list[Session]:
-            found = [
-                _codec.parse_session(user_id, row[0].decode(), _codec.parse_fields(row[1:]))
-                for row in reply
-            ]
-            found.sort(key=lambda s: (s.created_at, s.session_id), reverse=True)
-            return found
-
-        return Call(SCRIPTS["list"], (keys.index,), (), parse)
+        """A user's live sessions, newest first (at most ``max_sessions_per_user``)."""
+        return self._listing(user_id, lambda found: found)
 
     def devices(self, user_id: str) -> Call[list[DeviceSessions]]:
         """A user's live sessions grouped per device, most recently seen device first."""
-        inner = self.sessions(user_id)
-        return Call(inner.script, inner.keys, inner.args, lambda r: group(inner.parse(r)))
+        return self._listing(user_id, group)
+
+    def _listing(self, user_id: str, finish: Callable[[list[Session]], T]) -> Call[T]:
+        keys = user_keys(self.config.namespace, user_id)
+        cap = self.config.max_sessions_per_user
+        rows: dict[str, list[bytes]] = {}  # one per session id: a walk may meet one twice
+
+        def sessions() -> list[Session]:
+            found = [
+                _codec.parse_session(user_id, sid, _codec.parse_fields(fields))
+                for sid, fields in rows.items()
+            ]
+            found.sort(key=lambda s: (s.created_at, s.session_id), reverse=True)
+            return found[:cap]  # logins during the walk may have passed the cap
+
+        def step(cursor: bytes) -> Call[T]:
+            def then(reply: list[Any]) -> Call[T] | None:
+                for row in reply[1:]:
+                    rows[row[0].decode()] = row[1:]
+                return None if reply[0] == b"0" else step(reply[0])
+
+            args = (cursor, CHUNK)
+            return Call(
+                SCRIPTS["list"], (keys.index,), args, lambda _: finish(sessions()), then=then
+            )
+
+        return step(b"0")
 
 
 def group(sessions: list[Session]) -> list[DeviceSessions]:

@@ -59,31 +59,35 @@ class AsyncSessionStore(StoreBase):
         return _connect.async_client(url, config, options)
 
     async def _run(self, call: Call[T]) -> T:
-        self._here()
-        if self._stale:
-            await self._disconnect()
-        chore = self._chores()
-        if chore is not None:
-            await self._run(chore)
-        wait = self._core.wait_for(call)
-        try:
-            if call.command is not None:
-                reply = await self._client.execute_command(*command_args(call))
-            elif wait is None:
-                try:
-                    reply = await self._client.evalsha(call.script.sha, *eval_args(call))
-                except NoScriptError:
-                    reply = await self._client.eval(call.script.source, *eval_args(call))
-            else:
-                # EVAL then WAIT on one connection to the primary owning the keys' slot.
-                reply, acked = await _durable.arun(self._client, call, wait)
-                self._core.replicated(acked)
-        except DRIVER_ERRORS as err:
-            return failed(call, err)
-        if call.durable and self._unconfirmed():
-            raise self._replaced()
-        follow = None if call.then is None else call.then(reply)
-        return call.parse(reply) if follow is None else await self._run(follow)
+        # A loop, not recursion: a walk over a user's index may take many follow-up calls.
+        while True:
+            self._here()
+            if self._stale:
+                await self._disconnect()
+            chore = self._chores()
+            if chore is not None:
+                await self._run(chore)
+            wait = self._core.wait_for(call)
+            try:
+                if call.command is not None:
+                    reply = await self._client.execute_command(*command_args(call))
+                elif wait is None:
+                    try:
+                        reply = await self._client.evalsha(call.script.sha, *eval_args(call))
+                    except NoScriptError:
+                        reply = await self._client.eval(call.script.source, *eval_args(call))
+                else:
+                    # EVAL then WAIT on one connection to the primary owning the keys' slot.
+                    reply, acked = await _durable.arun(self._client, call, wait)
+                    self._core.replicated(acked)
+            except DRIVER_ERRORS as err:
+                return failed(call, err)
+            if call.durable and self._unconfirmed():
+                raise self._replaced()
+            follow = None if call.then is None else call.then(reply)
+            if follow is None:
+                return call.parse(reply)
+            call = follow
 
     async def create(
         self,

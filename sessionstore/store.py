@@ -30,30 +30,34 @@ class SessionStore(StoreBase):
         return _connect.sync_client(url, config, options)
 
     def _run(self, call: Call[T]) -> T:
-        chore = self._chores()
-        if chore is not None:
-            self._run(chore)
-        wait = self._core.wait_for(call)
-        try:
-            if wait is None and self._direct is not None:
-                reply = self._direct.execute(call)
-            elif call.command is not None:
-                reply = self._client.execute_command(*command_args(call))
-            elif wait is None:
-                try:
-                    reply = self._client.evalsha(call.script.sha, *eval_args(call))
-                except NoScriptError:
-                    reply = self._client.eval(call.script.source, *eval_args(call))
-            else:
-                # EVAL then WAIT on one connection to the primary owning the keys' slot.
-                reply, acked = _durable.run(self._client, call, wait)
-                self._core.replicated(acked)
-        except DRIVER_ERRORS as err:
-            return failed(call, err)
-        if call.durable and self._unconfirmed():
-            raise self._replaced()
-        follow = None if call.then is None else call.then(reply)
-        return call.parse(reply) if follow is None else self._run(follow)
+        # A loop, not recursion: a walk over a user's index may take many follow-up calls.
+        while True:
+            chore = self._chores()
+            if chore is not None:
+                self._run(chore)
+            wait = self._core.wait_for(call)
+            try:
+                if wait is None and self._direct is not None:
+                    reply = self._direct.execute(call)
+                elif call.command is not None:
+                    reply = self._client.execute_command(*command_args(call))
+                elif wait is None:
+                    try:
+                        reply = self._client.evalsha(call.script.sha, *eval_args(call))
+                    except NoScriptError:
+                        reply = self._client.eval(call.script.source, *eval_args(call))
+                else:
+                    # EVAL then WAIT on one connection to the primary owning the keys' slot.
+                    reply, acked = _durable.run(self._client, call, wait)
+                    self._core.replicated(acked)
+            except DRIVER_ERRORS as err:
+                return failed(call, err)
+            if call.durable and self._unconfirmed():
+                raise self._replaced()
+            follow = None if call.then is None else call.then(reply)
+            if follow is None:
+                return call.parse(reply)
+            call = follow
 
     def create(
         self,

@@ -282,7 +282,7 @@ async def test_failover_under_load(
     config = Config(
         socket_timeout=0.25,
         breaker_reset=0.2,
-        max_sessions_per_user=10_000,  # the load's logins must never evict a session
+        max_sessions_per_user=1000,  # the load's logins must never evict a session
         revoke_wait_replicas=1 if kind == "takeover" else 0,
     )
     store = open_store(cluster.url, config=config)
@@ -328,7 +328,7 @@ async def test_resharding_a_busy_user_under_load(
     cluster = fault_cluster
     with cluster.client() as admin:
         admin.flushall()
-    store = open_store(cluster.url, config=Config(max_sessions_per_user=10_000))
+    store = open_store(cluster.url, config=Config(max_sessions_per_user=1000))
     busy = "busy-user"
     keys = user_keys("ss", busy)
     pool = Pool([(busy, await store.login(busy, device=LAPTOP)) for _ in range(40)])
