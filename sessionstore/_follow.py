@@ -303,18 +303,33 @@ class Followers:
         self._followed = tuple(sorted(current))
 
     def _watch(self) -> None:
+        warned = False
         while not self._stop.is_set():
-            servers = self._resolve()
-            if servers and not self._stop.is_set():
-                if self._topology.kind == "sentinel":
-                    # After a switchover the old primary may stay a writable primary for
-                    # seconds (until the sentinels reconfigure it): the stores let go of
-                    # their connections to it before the new one is followed (a flush).
-                    for callback in list(self._on_switch):
-                        callback(next(iter(servers)))
-                self._follow(servers)
-            settled = servers and all(lis.alive for lis in self._listeners.values())
-            self._pause(self._refresh if settled else min(self._refresh, 0.1))
+            try:
+                self._look()
+            except Exception as err:  # a seed that is no Redis (a TLS port, a proxy), a bug
+                # The thread must not die: an unfollowed topology leaves the cache off for
+                # good. Said once at warning level, then retried like an unreachable seed.
+                (logger.debug if warned else logger.warning)(
+                    "sessionstore: following the servers failed: %r", err
+                )
+                warned = True
+                self._quiet()
+                self._stop.wait(min(self._refresh, 0.5))
+
+    def _look(self) -> None:
+        """Resolve the servers once, follow them, and wait for the next look."""
+        servers = self._resolve()
+        if servers and not self._stop.is_set():
+            if self._topology.kind == "sentinel":
+                # After a switchover the old primary may stay a writable primary for
+                # seconds (until the sentinels reconfigure it): the stores let go of
+                # their connections to it before the new one is followed (a flush).
+                for callback in list(self._on_switch):
+                    callback(next(iter(servers)))
+            self._follow(servers)
+        settled = servers and all(lis.alive for lis in self._listeners.values())
+        self._pause(self._refresh if settled else min(self._refresh, 0.1))
 
     def _pause(self, seconds: float) -> None:
         """Wait until the next look; for Sentinel, a switchover announcement ends it."""

@@ -140,7 +140,8 @@ class Listener:
             self._wake_w.send(b"x")
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=2)
-        self._close()
+        with self._io:  # a hot path may be inside fresh() on this very socket
+            self._close()
         self._link.close()
         self._wake_r.close()
         self._wake_w.close()
@@ -183,7 +184,9 @@ class Listener:
                     return True
                 self._drain(sock)
             return False  # still more: let Redis answer this one
-        except (OSError, ConnectionError):
+        except Exception:  # any failure: the pushes it held are lost
+            # A push that could not be applied (garbled, a key that is not UTF-8, a socket
+            # closed under us) must not leave the link up: drop everything, ask Redis.
             self._close()
             return False
         finally:
@@ -215,7 +218,12 @@ class Listener:
         )
         reader = hiredis.Reader()
         # SET NX answers null when the key exists: count replies, not just non-null ones.
-        greeting = _wire.read_replies(sock, reader, 4 + bool(choose) + 2 * self._watch)[0]
+        # A full server (noeviction) refuses even a SET NX that would write nothing: the
+        # subscription still matters (revocations reach degraded mode's memory), and the
+        # heartbeat's EXISTS keeps the cache untrusted while the key is missing.
+        count = 4 + bool(choose) + 2 * self._watch
+        tolerate = (2 + bool(choose),) if self._watch else ()
+        greeting = _wire.read_replies(sock, reader, count, tolerate)[0]
         if not _is_primary(greeting):
             raise ConnectionError("the server is not a primary")
         sock.settimeout(None)
@@ -364,13 +372,15 @@ class Listener:
             return
         kind = message[0]
         if kind == b"invalidate":
-            names = None if message[1] is None else [k.decode() for k in message[1]]
+            # A foreign key that is not UTF-8 must not poison the push (it names no entry).
+            keys = message[1]
+            names = None if keys is None else [k.decode(errors="surrogateescape") for k in keys]
             # A write to the watch key (in any database: pushes name keys, not databases)
             # may come with a swap in the same transaction: forget everything at once.
             whole = names is None or self._watch_key in names
             self.cache.invalidate(None if whole else names)
         elif kind == b"message" and len(message) == 3:
-            words = message[2].decode().split()
+            words = message[2].decode(errors="replace").split()
             if len(words) >= 2:
                 self._revoked(words[0], words[1:])
 

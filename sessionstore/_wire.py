@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,16 +78,19 @@ def hello(spec: ConnSpec) -> bytes:
     return command(*args)
 
 
-def read_replies(sock: socket.socket, reader: hiredis.Reader, count: int) -> list[Any]:
-    """Read ``count`` replies; an error reply raises ``ConnectionError``."""
+def read_replies(
+    sock: socket.socket, reader: hiredis.Reader, count: int, tolerate: Container[int] = ()
+) -> list[Any]:
+    """Read ``count`` replies; an error reply raises ``ConnectionError``, except at the
+    positions in ``tolerate`` (it is returned). What follows them stays in ``reader``."""
     replies: list[Any] = []
     while len(replies) < count:
         data = sock.recv(65536)
         if not data:
             raise ConnectionError("connection closed before the reply")
         reader.feed(data)
-        while (reply := reader.gets()) is not False:
-            if isinstance(reply, hiredis.ReplyError):
+        while len(replies) < count and (reply := reader.gets()) is not False:
+            if isinstance(reply, hiredis.ReplyError) and len(replies) not in tolerate:
                 raise ConnectionError(f"refused: {reply}")
             replies.append(reply)
     return replies

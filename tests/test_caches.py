@@ -81,6 +81,30 @@ async def test_hot_validations_make_no_redis_calls(store: Any, redis_client: red
         await store.validate(pair.access_token)
 
 
+async def test_a_push_naming_a_foreign_key_that_is_not_utf8_still_revokes(
+    store: Any, redis_client: redis.Redis
+) -> None:
+    """One push can name several keys: a key of another app under the prefix that is not
+    UTF-8 must neither break a validation nor hide the session key beside it."""
+    pair = await store.login("user-1", device=PHONE)
+    await warm(store, pair.access_token)
+    session_key = next(iter(redis_client.scan_iter(match="ss:*:s:*")))
+    foreign = session_key.split(b"}")[0] + b"}:\xff\xfe"  # same slot, so one transaction
+    pipe = redis_client.pipeline(transaction=True)
+    pipe.set(foreign, b"x", ex=60)
+    pipe.delete(session_key)
+    pipe.execute()
+    redis_client.delete(foreign)
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        try:
+            await store.validate(pair.access_token)
+        except SessionRevoked:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the deleted session was still served from the near cache")
+
+
 async def test_revoke_elsewhere_is_pushed(
     make_store: Callable[..., Any], redis_client: redis.Redis
 ) -> None:

@@ -11,6 +11,7 @@ async store through its batcher.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +25,7 @@ from sessionstore import (
     Device,
     Keyring,
     ScriptError,
+    SessionRevoked,
     SessionStore,
     events,
 )
@@ -130,3 +132,39 @@ async def test_validation_answers_when_its_touch_cannot_be_written(
             await store.close()
         else:
             store.close()
+
+
+def test_a_store_started_on_a_full_server_still_hears_revocations(
+    full_server: LocalServer,
+) -> None:
+    """A full server refuses even the listener's SET NX of its watch key: the listener
+    must connect all the same, so revocations reach the store's memory for degraded mode."""
+    keyring = Keyring.generate("HS256")
+    admin = redis.Redis.from_url(full_server.url)
+    revoker = SessionStore.from_url(full_server.url, keyring=keyring)
+    try:
+        revoked = revoker.login("user-1", device=PHONE)
+        live = revoker.login("user-2", device=PHONE)
+        fill(admin)
+        # Another spelling of the address: a listener of its own, not the revoker's.
+        url = full_server.url.replace("127.0.0.1", "localhost")
+        assert url != full_server.url
+        listener = SessionStore.from_url(url, keyring=keyring)
+        try:
+            assert not listener.validate(live.access_token).degraded  # it reached Redis
+            assert revoker.revoke("user-1", revoked.session_id)  # a delete: allowed when full
+            full_server.kill()
+            deadline = time.monotonic() + 3
+            while True:
+                try:
+                    principal = listener.validate(revoked.access_token)
+                except SessionRevoked:
+                    break  # heard on its subscription, refused while degraded
+                assert principal.degraded
+                assert time.monotonic() < deadline, "the revocation never reached the store"
+                time.sleep(0.05)
+        finally:
+            listener.close()
+    finally:
+        revoker.close()
+        admin.close()
