@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
+import pytest
 import redis
 
 from conftest import needed
 from sessionstore.testing import LocalServer, local_binary
 
-__all__ = ["flushed", "private_server"]
+__all__ = ["flushed", "private_server", "server_fixtures"]
 
 
 @contextlib.contextmanager
@@ -33,3 +35,19 @@ def flushed(server: LocalServer) -> str:
     finally:
         client.close()
     return server.url
+
+
+def server_fixtures(name: str) -> tuple[Any, Any]:
+    """A suite's ``server`` (its private server, per module) and ``url`` (flushed per test)
+    fixtures: ``server, url = server_fixtures("name")`` at the top of the module."""
+
+    @pytest.fixture(scope="module")
+    def server() -> Iterator[LocalServer]:
+        with private_server(name) as srv:
+            yield srv
+
+    @pytest.fixture
+    def url(server: LocalServer) -> str:
+        return flushed(server)
+
+    return server, url
