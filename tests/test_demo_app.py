@@ -10,17 +10,9 @@ from starlette.testclient import TestClient
 from sessionstore import demo
 from sessionstore.demo_app import DEMO_USERS, create_app, pages
 from sessionstore.demo_app.useragent import parse
-from web_support import server_fixtures
+from web_support import LAPTOP_UA, PHONE_UA, server_fixtures
 
 BASE = "https://testserver"
-LAPTOP_UA = (
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/156.0.0.0 Safari/537.36"
-)
-PHONE_UA = (
-    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/156.0.0.0 Mobile Safari/537.36"
-)
 
 server, url = server_fixtures("demo-app")
 

@@ -16,7 +16,17 @@ import redis
 from conftest import needed
 from sessionstore.testing import LocalServer, local_binary
 
-__all__ = ["flushed", "private_server", "server_fixtures"]
+__all__ = ["LAPTOP_UA", "PHONE_UA", "flushed", "private_server", "server_fixtures"]
+
+# The demo suites' two devices (HTTP client and real browser alike).
+LAPTOP_UA = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/156.0.0.0 Safari/537.36"
+)
+PHONE_UA = (
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/156.0.0.0 Mobile Safari/537.36"
+)
 
 
 @contextlib.contextmanager
