@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import re
 from typing import Literal
 
-from sessionstore import _strict
+from sessionstore import _strict, _useragent
 
 __all__ = [
     "digest",
@@ -25,21 +24,6 @@ __all__ = [
     "ua_family",
 ]
 
-_BROWSERS = (
-    ("Edge", re.compile(r"\bEdg(?:e|A|iOS)?/")),
-    ("Opera", re.compile(r"\bOPR/|\bOpera\b")),
-    ("Firefox", re.compile(r"\bFirefox/|\bFxiOS/")),
-    ("Chrome", re.compile(r"\bChrome/|\bCriOS/")),
-    ("Safari", re.compile(r"\bSafari/")),
-    ("curl", re.compile(r"^curl/")),
-)
-_SYSTEMS = (
-    ("Android", re.compile(r"\bAndroid\b")),
-    ("iOS", re.compile(r"\b(?:iPhone|iPad|iPod)\b")),
-    ("Windows", re.compile(r"\bWindows\b")),
-    ("macOS", re.compile(r"\bMac OS X\b|\bMacintosh\b")),
-    ("Linux", re.compile(r"\bLinux\b|\bX11\b")),
-)
 _DIGEST_BYTES = 16
 
 Field = Literal["ip", "user_agent"]
@@ -47,9 +31,7 @@ Field = Literal["ip", "user_agent"]
 
 def ua_family(user_agent: str) -> tuple[str, str]:
     """(browser family, OS family) of a user agent; "other" where unknown."""
-    browser = next((name for name, rx in _BROWSERS if rx.search(user_agent)), "other")
-    system = next((name for name, rx in _SYSTEMS if rx.search(user_agent)), "other")
-    return browser, system
+    return _useragent.family(user_agent)
 
 
 def ip_address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

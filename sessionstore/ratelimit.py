@@ -38,7 +38,7 @@ import time
 import unicodedata
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -202,6 +202,49 @@ class Step(msgspec.Struct, frozen=True):
         return (1, self.key, self.rate.limit, self.rate.period_ms, 1)
 
 
+class Call(msgspec.Struct, frozen=True):
+    """One Redis call a decision needs: the client method's name and its arguments."""
+
+    method: Literal["evalsha", "eval"]
+    args: tuple[Any, ...]
+
+
+class _Run:
+    """One decision under way, driven by a sync or an async shell that only does the I/O.
+
+    ``call`` is the next Redis call to make (None once decided, then ``decision`` holds);
+    the shell hands back its reply (``answer``) or the exception it raised (``fail``).
+    """
+
+    def __init__(self, steps: Generator[Call, Any, Decision]) -> None:
+        self._steps = steps
+        self.call: Call | None = None
+        self._decision: Decision | None = None
+        self._advance(lambda: next(steps))
+
+    @property
+    def decision(self) -> Decision:
+        """The answer, once no call is left."""
+        if self._decision is None:
+            raise RuntimeError("the decision still waits on a Redis call")
+        return self._decision
+
+    def answer(self, reply: Any) -> None:
+        """The reply to ``call``."""
+        self._advance(lambda: self._steps.send(reply))
+
+    def fail(self, err: BaseException) -> None:
+        """``call`` raised ``err``: decide without Redis, or re-raise it."""
+        self._advance(lambda: self._steps.throw(err))
+
+    def _advance(self, step: Callable[[], Call]) -> None:
+        try:
+            self.call = step()
+        except StopIteration as done:
+            self.call = None
+            self._decision = done.value
+
+
 class _Plan:
     """The pure part of a decision: the steps, and what their replies mean."""
 
@@ -209,6 +252,36 @@ class _Plan:
         self._limiter = limiter
         self.steps = steps
         self._remaining: list[int] = []
+
+    def run(self) -> _Run:
+        """The decision, as a run whose Redis calls the caller makes (see ``_Run``)."""
+        return _Run(self._decide())
+
+    def _decide(self) -> Generator[Call, Any, Decision]:
+        """The breaker and the script calls: yields each call, is sent its reply or thrown
+        the error it raised."""
+        limiter = self._limiter
+        if not self.steps:
+            return self.allowed()
+        if not limiter.breaker.allow(time.monotonic()):
+            return self.fallback()
+        try:
+            for step in self.steps:
+                try:
+                    try:
+                        reply = yield Call("evalsha", (_SCRIPT.sha, *step.args))
+                    except NoScriptError:
+                        reply = yield Call("eval", (_SCRIPT.source, *step.args))
+                except DRIVER_ERRORS as err:
+                    return self.failed(err)
+                limiter.reachable()
+                refused = self.feed(step, reply)
+                if refused is not None:
+                    return refused
+        except BaseException:
+            limiter.breaker.abandon()  # interrupted mid-call: the probe, if it was one, is void
+            raise
+        return self.allowed()
 
     def feed(self, step: Step, reply: Any) -> Decision | None:
         """The final decision once ``reply`` (of ``step``) refuses, else None to go on."""
@@ -352,28 +425,15 @@ class LoginRateLimiter(_LimiterBase):
 
     def hit(self, account: str, ip: str | None = None) -> Decision:
         """Count one attempt on ``account`` from ``ip``; is it allowed, and if not, when?"""
-        plan = self.plan(account, ip)
-        if not plan.steps:
-            return plan.allowed()
-        if not self.breaker.allow(time.monotonic()):
-            return plan.fallback()
-        try:
-            for step in plan.steps:
-                try:
-                    try:
-                        reply = self.client.evalsha(_SCRIPT.sha, *step.args)
-                    except NoScriptError:
-                        reply = self.client.eval(_SCRIPT.source, *step.args)
-                except DRIVER_ERRORS as err:
-                    return plan.failed(err)
-                self.reachable()
-                refused = plan.feed(step, reply)
-                if refused is not None:
-                    return refused
-        except BaseException:
-            self.breaker.abandon()  # interrupted mid-call: the probe, if it was one, is void
-            raise
-        return plan.allowed()
+        run = self.plan(account, ip).run()
+        while (call := run.call) is not None:
+            try:
+                reply = getattr(self.client, call.method)(*call.args)
+            except BaseException as err:  # an interrupt too: the run voids its probe
+                run.fail(err)
+            else:
+                run.answer(reply)
+        return run.decision
 
 
 class AsyncLoginRateLimiter(_LimiterBase):
@@ -387,25 +447,12 @@ class AsyncLoginRateLimiter(_LimiterBase):
 
     async def hit(self, account: str, ip: str | None = None) -> Decision:
         """Count one attempt on ``account`` from ``ip``; is it allowed, and if not, when?"""
-        plan = self.plan(account, ip)
-        if not plan.steps:
-            return plan.allowed()
-        if not self.breaker.allow(time.monotonic()):
-            return plan.fallback()
-        try:
-            for step in plan.steps:
-                try:
-                    try:
-                        reply = await self.client.evalsha(_SCRIPT.sha, *step.args)
-                    except NoScriptError:
-                        reply = await self.client.eval(_SCRIPT.source, *step.args)
-                except DRIVER_ERRORS as err:
-                    return plan.failed(err)
-                self.reachable()
-                refused = plan.feed(step, reply)
-                if refused is not None:
-                    return refused
-        except BaseException:
-            self.breaker.abandon()  # cancelled mid-call: the probe, if it was one, is void
-            raise
-        return plan.allowed()
+        run = self.plan(account, ip).run()
+        while (call := run.call) is not None:
+            try:
+                reply = await getattr(self.client, call.method)(*call.args)
+            except BaseException as err:  # a cancellation too: the run voids its probe
+                run.fail(err)
+            else:
+                run.answer(reply)
+        return run.decision

@@ -27,6 +27,7 @@ __all__ = [
     "script_calls",
     "session_keys",
     "store",
+    "wait_for",
 ]
 
 
@@ -99,6 +100,16 @@ def script_calls(client: redis.Redis) -> int:
     else:
         nodes = [client.info("commandstats")]
     return sum(int(v["calls"]) for stats in nodes for k, v in stats.items() if _counted(k))
+
+
+def wait_for(predicate: Callable[[], bool], seconds: float = 5.0) -> bool:
+    """Poll ``predicate`` until it holds or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
 
 
 async def cache_serves(store: Any, token: str, admin: Any, seconds: float = 5.0) -> bool:

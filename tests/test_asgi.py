@@ -25,7 +25,7 @@ from sessionstore.errors import InvalidToken
 from sessionstore.integrations.starlette import SessionAuth, SessionAuthMiddleware, principal_of
 from sessionstore.testing import LocalServer
 from sessionstore.tokens import issue_access_token
-from web_support import flushed, private_server
+from web_support import server_fixtures
 
 PHONE = Device(
     id="phone-1",
@@ -36,21 +36,7 @@ PHONE = Device(
 SECRET = secrets.token_bytes(32)
 BASE = "https://testserver"  # Secure cookies only travel over https, even in a test client
 
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[LocalServer]:
-    with private_server("asgi") as srv:
-        yield srv
-
-
-@pytest.fixture
-def url(server: LocalServer) -> str:
-    return flushed(server)
-
-
-@pytest.fixture
-def keyring() -> Keyring:
-    return Keyring.generate("HS256")
+server, url = server_fixtures("asgi")
 
 
 @pytest.fixture

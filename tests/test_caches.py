@@ -25,7 +25,7 @@ from sessionstore import (
     TokenExpired,
 )
 from sessionstore.testing import Engine, LocalServer
-from support import script_calls, session_keys, validate_until_rejected
+from support import script_calls, session_keys, validate_until_rejected, wait_for
 
 PHONE = Device(id="phone-1", name="Pixel", user_agent="Mozilla/5.0 (Linux; Android 14)")
 
@@ -36,16 +36,6 @@ def node_clients(engine: Engine) -> list[redis.Redis]:
     if servers == [None]:
         return [redis.Redis.from_url(engine.url)]
     return [redis.Redis(port=server.port) for server in servers if server is not None]
-
-
-def wait_for(predicate: Callable[[], bool], seconds: float = 5.0) -> bool:
-    """Poll ``predicate`` until it holds or ``seconds`` pass."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 async def warm(store: Any, token: str) -> None:

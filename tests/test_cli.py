@@ -37,22 +37,13 @@ from sessionstore.testing import (
     redis_binary,
     valkey_binary,
 )
-from web_support import flushed, private_server
+from web_support import server_fixtures
 
 PHONE = Device(id="phone-1", name="Pixel", ip="10.0.0.7")
 LAPTOP = Device(id="laptop-1", name="ThinkPad", ip="10.0.0.8")
 DEAD_URL = "redis://127.0.0.1:1/0"  # port 1: nothing listens, the connection is refused
 
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[LocalServer]:
-    with private_server("cli") as srv:
-        yield srv
-
-
-@pytest.fixture
-def url(server: LocalServer) -> str:
-    return flushed(server)
+server, url = server_fixtures("cli")
 
 
 def _alive(pid: int) -> bool:

@@ -38,7 +38,7 @@ from sessionstore import (
 )
 from sessionstore.keys import user_keys
 from sessionstore.testing import Engine, LocalCluster, LocalServer, redis_binary
-from test_caches import wait_for
+from support import wait_for
 
 only_cluster = pytest.mark.parametrize("engine", ["cluster"], indirect=True)
 LAPTOP = Device(id="laptop-1", name="ThinkPad")

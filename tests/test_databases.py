@@ -26,7 +26,7 @@ from sessionstore.testing import (
     redis_binary,
     valkey_binary,
 )
-from support import cache_serves
+from support import cache_serves, wait_for
 
 PHONE = Device(id="phone-1", name="Pixel")
 
@@ -130,16 +130,6 @@ def test_a_swap_that_deletes_the_watch_key_is_seen_like_a_revocation(
         assert wait_for(lambda: not len(cache))
     finally:
         listener.stop()
-
-
-def wait_for(predicate: Callable[[], bool], seconds: float = 5.0) -> bool:
-    """Poll ``predicate`` until it holds or ``seconds`` pass."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 async def test_swapdb_with_an_empty_database_drops_cached_sessions(

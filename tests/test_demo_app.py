@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 from starlette.testclient import TestClient
@@ -11,29 +10,11 @@ from starlette.testclient import TestClient
 from sessionstore import demo
 from sessionstore.demo_app import DEMO_USERS, create_app, pages
 from sessionstore.demo_app.useragent import parse
-from sessionstore.testing import LocalServer
-from web_support import flushed, private_server
+from web_support import LAPTOP_UA, PHONE_UA, server_fixtures
 
 BASE = "https://testserver"
-LAPTOP_UA = (
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/156.0.0.0 Safari/537.36"
-)
-PHONE_UA = (
-    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/156.0.0.0 Mobile Safari/537.36"
-)
 
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[LocalServer]:
-    with private_server("demo-app") as srv:
-        yield srv
-
-
-@pytest.fixture
-def url(server: LocalServer) -> str:
-    return flushed(server)
+server, url = server_fixtures("demo-app")
 
 
 def sign_in(client: TestClient, user: str = "alice") -> None:

@@ -30,6 +30,7 @@ import pytest
 from conftest import unavailable
 from sessionstore.demo_app import DEMO_USERS
 from sessionstore.testing import LocalServer, free_port, local_binary
+from web_support import LAPTOP_UA, PHONE_UA
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Locator, Page, Playwright, ViewportSize
@@ -45,14 +46,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-LAPTOP_UA = (
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/156.0.0.0 Safari/537.36"
-)
-PHONE_UA = (
-    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/156.0.0.0 Mobile Safari/537.36"
-)
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "dashboard.png"
 PHONE_SCREENSHOT = SCREENSHOT.with_name("dashboard-phone.png")
 DESKTOP: ViewportSize = {"width": 1280, "height": 800}

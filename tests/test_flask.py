@@ -20,25 +20,11 @@ from sessionstore.errors import InvalidToken, StoreUnavailable
 from sessionstore.integrations.flask import SessionAuth
 from sessionstore.testing import LocalServer
 from sessionstore.tokens import issue_access_token
-from web_support import flushed, private_server
+from web_support import server_fixtures
 
 PHONE = Device(id="phone-1", name="Pixel", user_agent="Mozilla/5.0 (Linux; Android 14)")
 
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[LocalServer]:
-    with private_server("flask") as srv:
-        yield srv
-
-
-@pytest.fixture
-def url(server: LocalServer) -> str:
-    return flushed(server)
-
-
-@pytest.fixture
-def keyring() -> Keyring:
-    return Keyring.generate("HS256")
+server, url = server_fixtures("flask")
 
 
 def make_app(store: SessionStore) -> Flask:

@@ -21,9 +21,9 @@ from sessionstore._cache import NearCache
 from sessionstore._follow import cluster_primaries
 from sessionstore._wire import ConnSpec
 from sessionstore.keys import user_keys
-from sessionstore.testing import Engine, LocalCluster, LocalSentinel
-from support import cache_serves
-from test_caches import validator_core, wait_for, warm
+from sessionstore.testing import Engine, LocalCluster, LocalSentinel, LocalServer
+from support import cache_serves, wait_for
+from test_caches import validator_core, warm
 from test_cluster import promote
 
 PHONE = Device(id="phone-1", name="Pixel")
@@ -163,16 +163,25 @@ async def login_again(store: Any, user_id: str, seconds: float = 10.0) -> Any:
             await asyncio.sleep(0.1)
 
 
-async def test_near_cache_follows_the_sentinel_primary(
-    sentinel_group: LocalSentinel,
-    open_store: Callable[..., Any],
-) -> None:
-    group = sentinel_group
+async def on_primary(
+    group: LocalSentinel, open_store: Callable[..., Any]
+) -> tuple[Any, LocalServer, Any]:
+    """A store on the Sentinel group, following its primary, with a session of ``user-1``
+    in its near cache: (store, the primary, the session's token pair)."""
     store = open_store(group.url)
     old = group.primary()
     pair = await store.login("user-1", device=PHONE)
     assert wait_for(lambda: ports(store) == {old.port})
     await warm(store, pair.access_token)
+    return store, old, pair
+
+
+async def test_near_cache_follows_the_sentinel_primary(
+    sentinel_group: LocalSentinel,
+    open_store: Callable[..., Any],
+) -> None:
+    group = sentinel_group
+    store, old, _ = await on_primary(group, open_store)
     old.kill()
     new = group.wait_promoted(old)
     assert wait_for(lambda: ports(store) == {new.port}, 15), (ports(store), new.port)

@@ -33,22 +33,13 @@ from sessionstore import (
 )
 from sessionstore.keys import user_keys
 from sessionstore.testing import LocalServer, redis_binary, valkey_binary
+from support import wait_for
 
 PHONE = Device(id="phone-1", name="Pixel")
 ROWS = pytest.mark.parametrize("engine", ["valkey", "redis7"], indirect=True)
 # How long a revocation may take to reach another process's near cache and memory: the
 # push arrives within milliseconds; a loaded 2-core box gets seconds of slack.
 PROPAGATION = 3.0
-
-
-def wait_for(predicate: Callable[[], bool], seconds: float = PROPAGATION) -> bool:
-    """Poll ``predicate`` until it holds or ``seconds`` pass."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def refused(store: SessionStore, token: str) -> bool:
@@ -270,7 +261,9 @@ def test_the_degraded_child_refuses_what_the_parent_knows_was_revoked(
             unheard = [
                 name
                 for name, each in stores.items()
-                if not wait_for(functools.partial(knows_revoked, each, "user-2", after.session_id))
+                if not wait_for(
+                    functools.partial(knows_revoked, each, "user-2", after.session_id), PROPAGATION
+                )
             ]
             pipe.send(("heard", None))
             expect(pipe, "down")
@@ -454,7 +447,7 @@ def _pool_worker(store: SessionStore, token: str, parents: set[int], conn: Conne
         store.validate(token)
         conn.send(("ready", None))
         expect(conn, "revoked")
-        seen = wait_for(functools.partial(refused, store, token))
+        seen = wait_for(functools.partial(refused, store, token), PROPAGATION)
         conn.send(("done", {"refused": seen, "inherited": len(socket_inodes() & parents)}))
     except BaseException as err:  # reported to the parent, which fails the test
         conn.send(("done", {"error": repr(err)}))

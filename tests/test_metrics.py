@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from typing import Any, cast
 
 import pytest
@@ -28,20 +28,11 @@ from sessionstore.metrics import event_labels
 from sessionstore.metrics.otel import OtelMetrics
 from sessionstore.metrics.prometheus import PrometheusMetrics
 from sessionstore.testing import LocalServer
-from web_support import flushed, private_server
+from web_support import server_fixtures
 
 PHONE = Device(id="phone-1", name="Pixel")
 
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[LocalServer]:
-    with private_server("metrics") as srv:
-        yield srv
-
-
-@pytest.fixture
-def url(server: LocalServer) -> str:
-    return flushed(server)
+server, url = server_fixtures("metrics")
 
 
 def test_event_labels_are_low_cardinality() -> None:

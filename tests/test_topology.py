@@ -21,9 +21,9 @@ from sessionstore import Device, Keyring, SessionRevoked, SessionStore, StoreUna
 from sessionstore._listener import revoked_channel
 from sessionstore.keys import encode_user_id, user_keys
 from sessionstore.testing import LocalCluster, LocalSentinel, LocalServer, local_binary
-from support import cache_serves
-from test_caches import validator_core, wait_for, warm
-from test_follow import followers, ports
+from support import cache_serves, wait_for
+from test_caches import validator_core, warm
+from test_follow import followers, on_primary, ports
 from test_security_acl import PASSWORD, acl_words
 
 PHONE = Device(id="phone-1", name="Pixel")
@@ -140,11 +140,7 @@ async def test_a_sentinel_switchover_leaves_the_old_primary(
     drops its connections to it (and its cached entries) once the sentinels name another,
     so a revocation on the new primary is refused long before the old one is demoted."""
     group = sentinel_group
-    store = open_store(group.url)
-    old = group.primary()
-    pair = await store.login("user-1", device=PHONE)
-    assert wait_for(lambda: ports(store) == {old.port})
-    await warm(store, pair.access_token)
+    store, old, pair = await on_primary(group, open_store)
     with redis.Redis(port=group.sentinels[0].port, socket_timeout=5) as sentinel:
         sentinel.execute_command("SENTINEL", "FAILOVER", group.service)
     new = group.wait_promoted(old)

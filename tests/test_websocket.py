@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -24,29 +24,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from sessionstore import AsyncSessionStore, Device, Keyring, SessionStore
 from sessionstore.errors import InvalidInput
 from sessionstore.integrations.starlette import SessionAuth, SessionAuthMiddleware
-from sessionstore.testing import LocalServer
-from web_support import flushed, private_server
+from web_support import server_fixtures
 
 PHONE = Device(id="phone-1", user_agent="Mozilla/5.0 (Linux; Android 14)")
 WS = "wss://testserver/ws"  # wss: the Secure cookies travel, as in a browser over https
 SAME = "https://testserver"
 EVIL = "https://evil.example"
 
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[LocalServer]:
-    with private_server("websocket") as srv:
-        yield srv
-
-
-@pytest.fixture
-def url(server: LocalServer) -> str:
-    return flushed(server)
-
-
-@pytest.fixture
-def keyring() -> Keyring:
-    return Keyring.generate("HS256")
+server, url = server_fixtures("websocket")
 
 
 def make_app(url: str, keyring: Keyring, allowed_origins: tuple[str, ...] = ()) -> Starlette:

@@ -8,13 +8,25 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
+import pytest
 import redis
 
 from conftest import needed
 from sessionstore.testing import LocalServer, local_binary
 
-__all__ = ["flushed", "private_server"]
+__all__ = ["LAPTOP_UA", "PHONE_UA", "flushed", "private_server", "server_fixtures"]
+
+# The demo suites' two devices (HTTP client and real browser alike).
+LAPTOP_UA = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/156.0.0.0 Safari/537.36"
+)
+PHONE_UA = (
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/156.0.0.0 Mobile Safari/537.36"
+)
 
 
 @contextlib.contextmanager
@@ -33,3 +45,19 @@ def flushed(server: LocalServer) -> str:
     finally:
         client.close()
     return server.url
+
+
+def server_fixtures(name: str) -> tuple[Any, Any]:
+    """A suite's ``server`` (its private server, per module) and ``url`` (flushed per test)
+    fixtures: ``server, url = server_fixtures("name")`` at the top of the module."""
+
+    @pytest.fixture(scope="module")
+    def server() -> Iterator[LocalServer]:
+        with private_server(name) as srv:
+            yield srv
+
+    @pytest.fixture
+    def url(server: LocalServer) -> str:
+        return flushed(server)
+
+    return server, url

@@ -1,7 +1,9 @@
 """A tiny user-agent parser for the demo: browser and OS with their major versions.
 
-It knows the common browsers and systems only, enough to label a device card; anything
-else is "Unknown browser" / "unknown OS" and the raw string stays one click away.
+It reads device binding's table of families (``sessionstore._useragent``), so a card
+names the family binding compares, and only tells apart two brands binding counts in a
+wider family (Samsung Internet is Chrome, ChromeOS is Linux). Anything else is
+"Unknown browser" / "unknown OS" and the raw string stays one click away.
 """
 
 from __future__ import annotations
@@ -10,25 +12,14 @@ import re
 
 import msgspec
 
+from sessionstore._useragent import BROWSERS, SYSTEMS, Table, first
+
 __all__ = ["UserAgent", "parse"]
 
-# Order matters: Edge and Opera also say "Chrome/", Chrome also says "Safari/".
-_BROWSERS = (
-    ("Edge", re.compile(r"\bEdg(?:e|A|iOS)?/(\d+)")),
-    ("Opera", re.compile(r"\bOPR/(\d+)")),
-    ("Samsung Internet", re.compile(r"\bSamsungBrowser/(\d+)")),
-    ("Firefox", re.compile(r"\b(?:Firefox|FxiOS)/(\d+)")),
-    ("Chrome", re.compile(r"\b(?:Chrome|CriOS)/(\d+)")),
-    ("Safari", re.compile(r"\bVersion/(\d+)[.\d]* (?:Mobile/\S+ )?Safari/")),
-    ("curl", re.compile(r"^curl/(\d+)")),
-)
-_SYSTEMS = (
-    ("Android", re.compile(r"\bAndroid (\d+)?")),
-    ("iOS", re.compile(r"\b(?:iPhone|iPad|iPod)\b.*?\bOS (\d+)?")),
-    ("Windows", re.compile(r"\bWindows\b()")),
-    ("ChromeOS", re.compile(r"\bCrOS\b()")),
-    ("macOS", re.compile(r"\bMac OS X\b()|\bMacintosh\b()")),
-    ("Linux", re.compile(r"\bLinux\b()|\bX11\b()")),
+# Brands within a family: (family, brand, pattern with the brand's major version).
+_BRANDS = (
+    ("Chrome", "Samsung Internet", re.compile(r"\bSamsungBrowser/(\d+)")),
+    ("Linux", "ChromeOS", re.compile(r"\bCrOS\b()")),
 )
 
 
@@ -42,17 +33,20 @@ class UserAgent(msgspec.Struct, frozen=True, kw_only=True):
         return f"{self.browser} on {self.system}"
 
 
-def _first(table: tuple[tuple[str, re.Pattern[str]], ...], text: str) -> str | None:
-    for name, pattern in table:
-        found = pattern.search(text)
-        if found:
-            version = next((group for group in found.groups() if group), "")
-            return f"{name} {version}".strip()
-    return None
+def _label(table: Table, user_agent: str) -> str | None:
+    found = first(table, user_agent)
+    if found is None:
+        return None
+    name, version = found
+    for family, brand, pattern in _BRANDS:
+        branded = pattern.search(user_agent) if family == name else None
+        if branded:
+            name, version = brand, branded.group(1)
+    return f"{name} {version}".strip()
 
 
 def parse(user_agent: str) -> UserAgent:
     """Browser family and OS of a user agent, each with its major version where given."""
-    browser = _first(_BROWSERS, user_agent) or "Unknown browser"
-    system = _first(_SYSTEMS, user_agent) or "unknown OS"
+    browser = _label(BROWSERS, user_agent) or "Unknown browser"
+    system = _label(SYSTEMS, user_agent) or "unknown OS"
     return UserAgent(browser=browser, system=system)

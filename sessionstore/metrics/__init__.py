@@ -74,6 +74,27 @@ def instrument(store: S, observe: Observe, operations: Iterable[str] = OPERATION
     return store
 
 
+class _Timing:
+    """Times one call, or one walk of a generator, and reports it with its outcome: ``ok``,
+    or the class name of the ``Exception`` that ended it (an interruption such as a
+    consumer letting go of a walk or a cancellation counts as ``ok``)."""
+
+    __slots__ = ("_name", "_observe", "_started")
+
+    def __init__(self, name: str, observe: Observe) -> None:
+        self._name = name
+        self._observe = observe
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._started = time.perf_counter()
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        failed = kind is not None and issubclass(kind, Exception)
+        outcome = kind.__name__ if failed and kind is not None else "ok"
+        self._observe(self._name, time.perf_counter() - self._started, outcome)
+
+
 def _timed_walk(name: str, method: Callable[..., Any], observe: Observe) -> Callable[..., Any]:
     """A generator (sync or async) timed as one operation: from the first step to the last
     (or to the consumer letting go, which counts as ``ok``)."""
@@ -81,30 +102,16 @@ def _timed_walk(name: str, method: Callable[..., Any], observe: Observe) -> Call
 
         @functools.wraps(method)
         async def walk_async(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-            started = time.perf_counter()
-            outcome = "ok"
-            try:
+            with _Timing(name, observe):
                 async for item in method(*args, **kwargs):
                     yield item
-            except Exception as err:
-                outcome = type(err).__name__
-                raise
-            finally:
-                observe(name, time.perf_counter() - started, outcome)
 
         return walk_async
 
     @functools.wraps(method)
     def walk(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        started = time.perf_counter()
-        outcome = "ok"
-        try:
+        with _Timing(name, observe):
             yield from method(*args, **kwargs)
-        except Exception as err:
-            outcome = type(err).__name__
-            raise
-        finally:
-            observe(name, time.perf_counter() - started, outcome)
 
     return walk
 
@@ -116,28 +123,14 @@ def _timed(name: str, method: Callable[..., Any], observe: Observe) -> Callable[
 
         @functools.wraps(method)
         async def timed_async(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            outcome = "ok"
-            try:
+            with _Timing(name, observe):
                 return await method(*args, **kwargs)
-            except Exception as err:
-                outcome = type(err).__name__
-                raise
-            finally:
-                observe(name, time.perf_counter() - started, outcome)
 
         return timed_async
 
     @functools.wraps(method)
     def timed(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        outcome = "ok"
-        try:
+        with _Timing(name, observe):
             return method(*args, **kwargs)
-        except Exception as err:
-            outcome = type(err).__name__
-            raise
-        finally:
-            observe(name, time.perf_counter() - started, outcome)
 
     return timed
