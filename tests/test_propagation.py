@@ -25,7 +25,7 @@ from sessionstore import AsyncSessionStore, Device, Keyring, SessionRevoked, Ses
 from sessionstore.testing import Engine
 
 PHONE = Device(id="phone-1", name="Pixel", user_agent="Mozilla/5.0 (Linux; Android 14)")
-TRIALS = 60
+TRIALS = 40
 REPLY_SECONDS = 30.0
 
 
