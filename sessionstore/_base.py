@@ -15,7 +15,7 @@ import threading
 import weakref
 from typing import Any, TypeVar
 
-from sessionstore import _follow
+from sessionstore import _follow, _redispy
 from sessionstore._auth import Auth
 from sessionstore._core import Call
 from sessionstore._io import check_client
@@ -145,8 +145,8 @@ class StoreBase:
         a reconnection through a sentinel that has not heard of the switch yet is caught
         at the next look.
         """
-        known = getattr(self._client.connection_pool, "master_address", None)
-        if known is not None and tuple(known) != address and tuple(known) in self._former:
+        known = _redispy.primary_address(self._client.connection_pool)
+        if known is not None and known != address and known in self._former:
             self._let_go()
         self._former.add(address)
 
@@ -160,8 +160,11 @@ class StoreBase:
         listener = self._listener
         if listener is None or len(self._former) < 2:
             return False  # no switchover seen
-        known = getattr(self._client.connection_pool, "master_address", None)
-        return known is not None and tuple(known) not in listener.servers
+        followed = listener.servers
+        if not followed:
+            return False  # nothing followed yet (a forked child's new followers): no verdict
+        known = _redispy.primary_address(self._client.connection_pool)
+        return known is not None and known not in followed
 
     def _replaced(self) -> StoreUnavailable:
         self._let_go()

@@ -36,7 +36,7 @@ import hiredis
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 
-from sessionstore import _wire
+from sessionstore import _redispy, _wire
 from sessionstore._cache import NearCache
 from sessionstore._listener import Listener
 from sessionstore._wire import ConnSpec, command
@@ -80,21 +80,20 @@ def _is_tls(kwargs: dict[str, Any], pool: Any = None) -> bool:
 
 def topology_of(client: Any) -> Topology | None:
     """What a redis-py client talks to; None where it cannot be told (then no near cache)."""
-    nodes = getattr(client, "nodes_manager", None)
-    if nodes is not None:  # RedisCluster, sync or asyncio
-        kwargs = dict(getattr(nodes, "connection_kwargs", None) or client.connection_kwargs)
+    if _redispy.cluster_nodes(client) is not None:  # RedisCluster, sync or asyncio
+        kwargs = _redispy.cluster_options(client)
         # The address of ``node`` means nothing for a cluster: the seeds name the nodes.
         node = dataclasses.replace(_spec(kwargs, _is_tls(kwargs)), host="", port=0)
         seeds = tuple(
-            dataclasses.replace(node, host=str(seed.host), port=int(seed.port))
-            for seed in nodes.startup_nodes.values()
+            dataclasses.replace(node, host=host, port=port)
+            for host, port in _redispy.cluster_seeds(client)
         )
         return Topology("cluster", node, seeds) if seeds else None
     pool = getattr(client, "connection_pool", None)
     if pool is None or getattr(pool, "connection_kwargs", None) is None:
         return None
     kwargs = pool.connection_kwargs
-    manager = getattr(pool, "sentinel_manager", None)
+    manager = _redispy.sentinels_of(pool)
     if manager is not None:  # a Sentinel-managed primary
         if not getattr(pool, "is_master", True):
             return None
@@ -115,24 +114,21 @@ def reader_of(client: Any) -> Callable[[str], Address] | None:
     do, a Sentinel client can keep a connection to a replaced primary. No I/O: the client's
     slot map, the pool's primary address. None for one server (it is the one followed).
     """
-    nodes = getattr(client, "nodes_manager", None)
-    if nodes is None:
+    if _redispy.cluster_nodes(client) is None:
         pool: Any = getattr(client, "connection_pool", None)
-        if getattr(pool, "sentinel_manager", None) is None:
+        if _redispy.sentinels_of(pool) is None:
             return None
 
         def primary(key: str) -> Address:
             # Where the pool connects now (no I/O): entries read through a connection to a
             # primary the sentinels have already replaced are neither stored nor served.
-            known = pool.master_address
-            return ("", 0) if known is None else (str(known[0]), int(known[1]))
+            return _redispy.primary_address(pool) or ("", 0)
 
         return primary
 
     def reader(key: str) -> Address:
         try:
-            node = nodes.get_node_from_slot(key_slot(key.encode()))
-            return (str(node.host), int(node.port))
+            return _redispy.slot_owner(client, key_slot(key.encode()))
         except (RedisClusterException, LookupError, AttributeError):
             return ("", 0)  # no owner known: never followed, so never cached
 

@@ -3,8 +3,9 @@
 The direct path (``_direct``) writes and reads a pooled connection's socket or streams
 itself and parses replies with redis-py's error mapping; the durable writes (``_durable``)
 move a slot in a cluster client's map after a MOVED reply; an asyncio store awaited from a
-new event loop closes the connections a closed loop left behind (redis-py cannot). Those
-are redis-py internals: they are touched only here, and only on the redis-py releases this
+new event loop closes the connections a closed loop left behind (redis-py cannot); the near
+cache reads a cluster client's node map and a Sentinel pool's primary. Those are redis-py
+internals: they are touched only here, and only on the redis-py releases this
 project tests (``TESTED``, the range ``pyproject.toml`` declares and ``make compat`` runs).
 On any other release the store takes redis-py's public path (slower, same answers) and
 logs one warning.
@@ -26,12 +27,18 @@ __all__ = [
     "TESTED",
     "abandon",
     "abandon_closed_loops",
+    "cluster_nodes",
+    "cluster_options",
+    "cluster_seeds",
     "internals",
     "loop_closed",
     "move_slot",
     "node_pipeline",
+    "primary_address",
     "reply_error",
     "retries",
+    "sentinels_of",
+    "slot_owner",
     "sock_of",
     "streams_of",
     "supported",
@@ -176,3 +183,37 @@ def abandon_closed_loops(client: Any) -> int:
     for conn in stale:
         abandon(conn)
     return len(stale)
+
+
+def cluster_nodes(client: Any) -> Any:
+    """A cluster client's node map (``nodes_manager``, sync or asyncio); None otherwise."""
+    return getattr(client, "nodes_manager", None)
+
+
+def cluster_options(client: Any) -> dict[str, Any]:
+    """The connection options a cluster client gives each node."""
+    nodes = cluster_nodes(client)
+    return dict(getattr(nodes, "connection_kwargs", None) or client.connection_kwargs)
+
+
+def cluster_seeds(client: Any) -> list[tuple[str, int]]:
+    """The addresses a cluster client maps the cluster from (it rewrites them once mapped)."""
+    nodes = cluster_nodes(client)
+    return [(str(seed.host), int(seed.port)) for seed in nodes.startup_nodes.values()]
+
+
+def slot_owner(client: Any, slot: int) -> tuple[str, int]:
+    """The node a cluster client sends a slot's reads to now (no I/O: its slot map)."""
+    node = cluster_nodes(client).get_node_from_slot(slot)
+    return (str(node.host), int(node.port))
+
+
+def sentinels_of(pool: Any) -> Any:
+    """The Sentinel manager behind a Sentinel-managed pool; None for any other pool."""
+    return getattr(pool, "sentinel_manager", None)
+
+
+def primary_address(pool: Any) -> tuple[str, int] | None:
+    """Where a Sentinel-managed pool connects now (no I/O); None before it asked."""
+    known = getattr(pool, "master_address", None)
+    return None if known is None else (str(known[0]), int(known[1]))

@@ -72,7 +72,9 @@ def _only(folder: Path, pattern: str) -> Path:
     return found[0]
 
 
-@pytest.fixture(scope="module")
+# Session-scoped: the engine rows interleave this module's tests with other modules', and
+# a module-scoped build would be redone (and a venv installed again) for every row.
+@pytest.fixture(scope="session")
 def dist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sdist, and the wheel built from that sdist (as pip would from PyPI)."""
     out = tmp_path_factory.mktemp("dist")
@@ -80,7 +82,7 @@ def dist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def installed_venv(dist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with the wheel (and its dependencies, from the index or pip's cache)."""
     venv = tmp_path_factory.mktemp("venv")
