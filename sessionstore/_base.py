@@ -166,6 +166,15 @@ class StoreBase:
         known = _redispy.primary_address(self._client.connection_pool)
         return known is not None and known not in followed
 
+    def _after(self, call: Call[Any], reply: Any) -> Call[Any] | None:
+        """The follow-up ``reply`` asks for, or None: then ``call.parse(reply)`` is the result.
+
+        A write confirmed by a primary the sentinels replaced raises ``StoreUnavailable``.
+        """
+        if call.durable and self._unconfirmed():
+            raise self._replaced()
+        return None if call.then is None else call.then(reply)
+
     def _replaced(self) -> StoreUnavailable:
         self._let_go()
         return StoreUnavailable(

@@ -52,9 +52,7 @@ class SessionStore(StoreBase):
                     self._core.replicated(acked)
             except DRIVER_ERRORS as err:
                 return failed(call, err)
-            if call.durable and self._unconfirmed():
-                raise self._replaced()
-            follow = None if call.then is None else call.then(reply)
+            follow = self._after(call, reply)
             if follow is None:
                 return call.parse(reply)
             call = follow
