@@ -293,7 +293,7 @@ class AsyncDirect:
         """
         inherited: list[object] = [self._conn, self._reading]
         pool = self._pool
-        inherited += [*pool._available_connections, *pool._in_use_connections]
+        inherited += _redispy.pool_connections(pool)
         pool.reset()
         _INHERITED.extend(item for item in inherited if item is not None)
         self._conn, self._ok, self._loop, self._lock, self._reading = None, False, None, None, None

@@ -34,6 +34,7 @@ __all__ = [
     "loop_closed",
     "move_slot",
     "node_pipeline",
+    "pool_connections",
     "primary_address",
     "reply_error",
     "retries",
@@ -114,7 +115,7 @@ def move_slot(client: Any, moved: Any) -> Any:
     Where redis-py has no ``move_slot`` (before 6.x) or is outside the tested range, the
     client re-reads the whole map instead (``initialize``, a public method).
     """
-    nodes = client.nodes_manager
+    nodes = cluster_nodes(client)
     mover = getattr(nodes, "move_slot", None)
     if _KNOWN and mover is not None:
         return mover(moved)
@@ -129,6 +130,14 @@ async def node_pipeline(node: Any, batch: Sequence[tuple[Any, ...]]) -> list[Any
     return [command.result for command in sent]
 
 
+def pool_connections(pool: Any) -> list[Any]:
+    """Every connection a redis-py pool holds, idle or checked out."""
+    return [
+        *getattr(pool, "_available_connections", ()),
+        *getattr(pool, "_in_use_connections", ()),
+    ]
+
+
 def _connections(client: Any) -> list[Any]:
     """Every connection an asyncio client holds: its pool's (a Sentinel-managed pool's
     sentinels' too) or, for a cluster, each node's."""
@@ -136,13 +145,9 @@ def _connections(client: Any) -> list[Any]:
     pool = getattr(client, "connection_pool", None)
     if pool is not None:
         pools.append(pool)
-        manager = getattr(pool, "sentinel_manager", None)
-        pools += [s.connection_pool for s in getattr(manager, "sentinels", ())]
-    found: list[Any] = []
-    for each in pools:
-        found += list(getattr(each, "_available_connections", ()))
-        found += list(getattr(each, "_in_use_connections", ()))
-    nodes = getattr(client, "nodes_manager", None)
+        pools += [s.connection_pool for s in getattr(sentinels_of(pool), "sentinels", ())]
+    found = [conn for each in pools for conn in pool_connections(each)]
+    nodes = cluster_nodes(client)
     for table in ("nodes_cache", "startup_nodes"):  # the seeds are nodes of their own
         for node in getattr(nodes, table, {}).values():
             found += list(getattr(node, "_connections", ()))
