@@ -33,8 +33,8 @@ from benchmarks.report import format_table, row_lines
 from benchmarks.server import open_server
 from benchmarks.validate import cycling, pyjwt_decoder
 from sessionstore import AsyncSessionStore, Config, Principal
-from sessionstore._core import Call
-from sessionstore._io import command_args, eval_args
+from sessionstore._engine.sessions import Call
+from sessionstore._redis.driver import command_args, eval_args
 from sessionstore.tokens import verify_access_token
 
 __all__ = ["main"]

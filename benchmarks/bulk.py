@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 from benchmarks.context import DATA, device
 from benchmarks.server import BenchError
 from sessionstore import SessionStore, TokenPair
-from sessionstore._core import Call
-from sessionstore._io import eval_args
+from sessionstore._engine.sessions import Call
+from sessionstore._redis.driver import eval_args
 
 __all__ = ["BATCH", "create_many", "login_many"]
 

@@ -22,7 +22,7 @@ from benchmarks.context import DATA, Context, device
 from benchmarks.harness import Case, Ratio, RowResult, Runner
 from benchmarks.server import BenchError
 from sessionstore import Config, SessionStore, TokenPair
-from sessionstore._io import eval_args
+from sessionstore._redis.driver import eval_args
 from sessionstore.testing import LocalCluster, local_binary
 
 __all__ = ["cluster_cases", "ratios"]

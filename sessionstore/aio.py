@@ -8,11 +8,18 @@ from typing import Any, TypeVar
 
 from redis.exceptions import NoScriptError
 
-from sessionstore import _admin, _connect, _durable, _redispy
-from sessionstore._base import StoreBase
-from sessionstore._batch import Batcher
-from sessionstore._core import Call, fail_closed
-from sessionstore._io import DRIVER_ERRORS, command_args, eval_args, failed, is_unreachable
+from sessionstore._engine import admin as _admin
+from sessionstore._engine.sessions import Call, fail_closed
+from sessionstore._redis import connect, durable, redispy
+from sessionstore._redis.batch import Batcher
+from sessionstore._redis.driver import (
+    DRIVER_ERRORS,
+    command_args,
+    eval_args,
+    failed,
+    is_unreachable,
+)
+from sessionstore._shell import StoreBase
 from sessionstore.models import Config, Device, DeviceSessions, Principal, Session, TokenPair
 
 __all__ = ["AsyncSessionStore"]
@@ -43,7 +50,7 @@ class AsyncSessionStore(StoreBase):
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             if self._loop is not None:
-                _redispy.abandon_closed_loops(self._client)
+                redispy.abandon_closed_loops(self._client)
             self._loop = loop
 
     def _let_go(self) -> None:
@@ -56,7 +63,7 @@ class AsyncSessionStore(StoreBase):
 
     @staticmethod
     def _new_client(url: str, config: Config, options: dict[str, Any]) -> Any:
-        return _connect.async_client(url, config, options)
+        return connect.async_client(url, config, options)
 
     async def _run(self, call: Call[T]) -> T:
         # A loop, not recursion: a walk over a user's index may take many follow-up calls.
@@ -78,7 +85,7 @@ class AsyncSessionStore(StoreBase):
                         reply = await self._client.eval(call.script.source, *eval_args(call))
                 else:
                     # EVAL then WAIT on one connection to the primary owning the keys' slot.
-                    reply, acked = await _durable.arun(self._client, call, wait)
+                    reply, acked = await durable.arun(self._client, call, wait)
                     self._core.replicated(acked)
             except DRIVER_ERRORS as err:
                 return failed(call, err)

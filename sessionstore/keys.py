@@ -12,7 +12,7 @@ import secrets
 
 import msgspec
 
-from sessionstore._strict import b64u_decode_checked, b64u_encode
+from sessionstore._jose.strict import b64u_decode_checked, b64u_encode
 from sessionstore.errors import InvalidInput
 
 __all__ = [
@@ -107,3 +107,20 @@ def user_keys(namespace: str, user_id: str) -> UserKeys:
 def new_session_id() -> str:
     """A fresh 128-bit random session id (22 chars of base64url)."""
     return secrets.token_urlsafe(16)
+
+
+MARKER_TTL_MS = 30 * 86_400_000
+
+
+def marker_key(namespace: str) -> str:
+    """The marker's key: its hash tag holds a '!', so no encoded user id can share it."""
+    return f"{namespace}:{{!marker}}"
+
+
+def db_watch_key(namespace: str) -> str:
+    """The key the near cache's listener WATCHes in its database (see ``sessionstore._nearcache.listener``).
+
+    Set once (NX), never renewed: any write to it, like a SWAPDB or a flush, dirties the
+    watch of every listening process. A '!' in its hash tag keeps user keys off it.
+    """
+    return f"{namespace}:{{!db}}"

@@ -44,9 +44,9 @@ from typing import Any, Literal
 import msgspec
 from redis.exceptions import NoScriptError
 
-from sessionstore._binding import ip_address
-from sessionstore._io import DRIVER_ERRORS, is_unreachable
-from sessionstore._policy import Breaker
+from sessionstore._engine.binding import ip_address
+from sessionstore._engine.fallback import Breaker
+from sessionstore._redis.driver import DRIVER_ERRORS, is_unreachable
 from sessionstore.errors import InvalidInput, ScriptError
 from sessionstore.keys import check_user_id, encode_user_id
 from sessionstore.models import Config

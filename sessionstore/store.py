@@ -7,10 +7,17 @@ from typing import Any, TypeVar
 
 from redis.exceptions import NoScriptError
 
-from sessionstore import _admin, _connect, _direct, _durable
-from sessionstore._base import StoreBase
-from sessionstore._core import Call, fail_closed
-from sessionstore._io import DRIVER_ERRORS, command_args, eval_args, failed, is_unreachable
+from sessionstore._engine import admin as _admin
+from sessionstore._engine.sessions import Call, fail_closed
+from sessionstore._redis import connect, direct, durable
+from sessionstore._redis.driver import (
+    DRIVER_ERRORS,
+    command_args,
+    eval_args,
+    failed,
+    is_unreachable,
+)
+from sessionstore._shell import StoreBase
 from sessionstore.models import Config, Device, DeviceSessions, Principal, Session, TokenPair
 
 __all__ = ["SessionStore"]
@@ -23,11 +30,11 @@ class SessionStore(StoreBase):
 
     def _start(self, client: Any) -> None:
         # A plain single-server client: commands go straight onto its connections.
-        self._direct = _direct.sync_direct(client)
+        self._direct = direct.sync_direct(client)
 
     @staticmethod
     def _new_client(url: str, config: Config, options: dict[str, Any]) -> Any:
-        return _connect.sync_client(url, config, options)
+        return connect.sync_client(url, config, options)
 
     def _run(self, call: Call[T]) -> T:
         # A loop, not recursion: a walk over a user's index may take many follow-up calls.
@@ -48,7 +55,7 @@ class SessionStore(StoreBase):
                         reply = self._client.eval(call.script.source, *eval_args(call))
                 else:
                     # EVAL then WAIT on one connection to the primary owning the keys' slot.
-                    reply, acked = _durable.run(self._client, call, wait)
+                    reply, acked = durable.run(self._client, call, wait)
                     self._core.replicated(acked)
             except DRIVER_ERRORS as err:
                 return failed(call, err)

@@ -18,9 +18,10 @@ from typing import Any, Final
 import jwt
 import msgspec
 
-from sessionstore import _binding, _strict
-from sessionstore._jose import KeyEntry
-from sessionstore._keyring import SAFE_INT_MAX, Keyring, seconds
+from sessionstore._engine import binding as _binding
+from sessionstore._jose import strict as _strict
+from sessionstore._jose.jws import KeyEntry
+from sessionstore._jose.keyring import SAFE_INT_MAX, Keyring, seconds
 from sessionstore.errors import (
     InvalidClaim,
     InvalidInput,

@@ -1,6 +1,6 @@
 """The token gate's base64url decoding agrees with the standard library's, strictly.
 
-``_strict.b64u_decode_checked`` decodes through msgspec (faster than ``binascii``); whatever
+``strict.b64u_decode_checked`` decodes through msgspec (faster than ``binascii``); whatever
 the text, it must return the bytes ``base64.urlsafe_b64decode`` returns, and refuse every
 text that is not the canonical unpadded encoding of its bytes.
 """
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from sessionstore import _strict
+from sessionstore._jose import strict
 
 _URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
@@ -25,14 +25,14 @@ def _unpadded(data: bytes) -> bytes:
 
 @given(st.binary(max_size=600))
 def test_the_encoding_of_any_bytes_decodes_to_them(data: bytes) -> None:
-    assert _strict.b64u_decode_checked(_unpadded(data)) == data
+    assert strict.b64u_decode_checked(_unpadded(data)) == data
 
 
 @given(st.text(_URL_ALPHABET, max_size=200))
 def test_any_text_of_the_alphabet_decodes_only_when_canonical(text: str) -> None:
     segment = text.encode("ascii")
     try:
-        decoded = _strict.b64u_decode_checked(segment)
+        decoded = strict.b64u_decode_checked(segment)
     except ValueError:
         # Refused: the text is not the canonical encoding of any bytes.
         padded = segment + b"=" * (-len(segment) % 4)
@@ -47,7 +47,7 @@ def test_any_text_of_the_alphabet_decodes_only_when_canonical(text: str) -> None
 )
 def test_non_canonical_texts_are_refused(segment: bytes) -> None:
     with pytest.raises(ValueError):
-        _strict.b64u_decode_checked(segment)
+        strict.b64u_decode_checked(segment)
 
 
 @given(st.binary(max_size=100))
@@ -57,4 +57,4 @@ def test_non_canonical_texts_are_refused(segment: bytes) -> None:
 def test_bytes_outside_the_charset_never_raise_anything_but_value_error(segment: bytes) -> None:
     # Callers check the charset first; even without that, nothing but a ValueError comes out.
     with contextlib.suppress(ValueError):
-        _strict.b64u_decode_checked(segment)
+        strict.b64u_decode_checked(segment)

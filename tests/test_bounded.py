@@ -26,7 +26,7 @@ from sessionstore import (
     SessionStore,
     events,
 )
-from sessionstore._io import eval_args
+from sessionstore._redis.driver import eval_args
 from sessionstore.keys import user_keys
 from sessionstore.testing import LocalServer, redis_binary, valkey_binary
 

@@ -20,7 +20,6 @@ import redis
 
 from conftest import needed
 from sessionstore import Device, Keyring, SessionStore
-from sessionstore._redact import mask_url
 from sessionstore.cli import (
     EXIT_AUTH,
     EXIT_BAD_INPUT,
@@ -29,6 +28,7 @@ from sessionstore.cli import (
     EXIT_UNREACHABLE,
     main,
 )
+from sessionstore.cli.redact import mask_url
 from sessionstore.testing import (
     LocalCluster,
     LocalSentinel,

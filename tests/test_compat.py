@@ -15,7 +15,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from sessionstore import Keyring, SessionRevoked, SessionStore, _redispy
+from sessionstore import Keyring, SessionRevoked, SessionStore
+from sessionstore._redis import redispy
 from sessionstore.models import Device
 from sessionstore.testing import Engine
 from test_fastpath import single_node, takes_direct_path
@@ -47,11 +48,11 @@ def test_lowest_pins_are_the_declared_lower_bounds() -> None:
 
 def test_the_adapter_knows_the_declared_redis_range() -> None:
     (spec,) = [s for s in _declared()["redis"].specifier if s.operator == ">="]
-    assert _redispy.supported(spec.version)
-    assert not _redispy.supported("5.3.0")
-    assert _redispy.supported("8.2.0")
-    assert not _redispy.supported("9.0.0")
-    assert not _redispy.supported("banana")
+    assert redispy.supported(spec.version)
+    assert not redispy.supported("5.3.0")
+    assert redispy.supported("8.2.0")
+    assert not redispy.supported("9.0.0")
+    assert not redispy.supported("banana")
 
 
 def test_a_redis_py_outside_the_range_takes_the_public_path(
@@ -62,8 +63,8 @@ def test_a_redis_py_outside_the_range_takes_the_public_path(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     single_node(engine)
-    monkeypatch.setattr(_redispy, "_KNOWN", False)
-    monkeypatch.setattr(_redispy, "_warned", type(_redispy._warned)())
+    monkeypatch.setattr(redispy, "_KNOWN", False)
+    monkeypatch.setattr(redispy, "_warned", type(redispy._warned)())
     caplog.set_level(logging.WARNING, logger="sessionstore")
     stores = [SessionStore.from_url(redis_url, keyring=keyring) for _ in range(2)]
     try:

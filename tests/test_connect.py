@@ -12,12 +12,12 @@ from redis import exceptions as rx
 from redis.sentinel import SentinelManagedSSLConnection
 
 from sessionstore import AsyncSessionStore, Config, InvalidInput, SessionStore
-from sessionstore._admin import Walk, glob_escape
-from sessionstore._connect import async_client, parse, sync_client
-from sessionstore._core import Core
-from sessionstore._durable import Hop, commands, settle
-from sessionstore._io import is_unreachable
-from sessionstore._redispy import retries
+from sessionstore._engine.admin import Walk, glob_escape
+from sessionstore._engine.sessions import Core
+from sessionstore._redis.connect import async_client, parse, sync_client
+from sessionstore._redis.driver import is_unreachable
+from sessionstore._redis.durable import Hop, commands, settle
+from sessionstore._redis.redispy import retries
 from sessionstore.keys import encode_user_id
 from sessionstore.testing import free_port
 

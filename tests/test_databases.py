@@ -13,12 +13,11 @@ import pytest
 import redis
 
 from sessionstore import Device, SessionRevoked
-from sessionstore._cache import NearCache
-from sessionstore._follow import topology_of
-from sessionstore._listener import Listener
-from sessionstore._marker import db_watch_key
-from sessionstore._wire import ConnSpec
-from sessionstore.keys import user_keys
+from sessionstore._nearcache.cache import NearCache
+from sessionstore._nearcache.follow import topology_of
+from sessionstore._nearcache.listener import Listener
+from sessionstore._redis.resp import ConnSpec
+from sessionstore.keys import db_watch_key, user_keys
 from sessionstore.testing import (
     Engine,
     LocalSentinel,

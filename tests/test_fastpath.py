@@ -41,10 +41,10 @@ from sessionstore import (
     SessionExpired,
     SessionRevoked,
     SessionStore,
-    _strict,
 )
-from sessionstore._batch import WRITE_AT
-from sessionstore._cache import TokenCache
+from sessionstore._jose import strict as _strict
+from sessionstore._nearcache.cache import TokenCache
+from sessionstore._redis.batch import WRITE_AT
 from sessionstore.testing import Engine, LocalServer
 from support import cache_serves
 from test_caches import wrong_type_session

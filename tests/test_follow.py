@@ -17,9 +17,9 @@ import redis
 from redis.crc import key_slot
 
 from sessionstore import Device, SessionRevoked, StoreUnavailable
-from sessionstore._cache import NearCache
-from sessionstore._follow import cluster_primaries
-from sessionstore._wire import ConnSpec
+from sessionstore._nearcache.cache import NearCache
+from sessionstore._nearcache.follow import cluster_primaries
+from sessionstore._redis.resp import ConnSpec
 from sessionstore.keys import user_keys
 from sessionstore.testing import Engine, LocalCluster, LocalSentinel, LocalServer
 from support import cache_serves, wait_for

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from sessionstore import AsyncSessionStore, Device, Keyring
-from sessionstore._batch import Batcher
+from sessionstore._redis.batch import Batcher
 from sessionstore.testing import Engine
 from test_fastpath import single_node
 

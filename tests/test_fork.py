@@ -398,14 +398,14 @@ def test_locks_a_parent_thread_held_at_the_fork_do_not_hang_the_child(
     """A parent thread in the middle of a store's critical section when another forks
     (the registry of followers, the revocation memory, the marker, the token cache): the
     child gets locks of its own and works. Before the fix it waited forever."""
-    from sessionstore import _follow
+    from sessionstore._nearcache import follow
 
     store = SessionStore.from_url(redis_url, keyring=keyring)
     try:
         pair = store.login("user-1", device=PHONE)
         core = store._core
         assert core.tokens is not None
-        locks = [_follow._registry_lock, core.revoked._lock, core.marker._lock, core.tokens._lock]
+        locks = [follow._registry_lock, core.revoked._lock, core.marker._lock, core.tokens._lock]
         held, release = threading.Event(), threading.Event()
 
         def holder() -> None:

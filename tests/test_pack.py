@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sessionstore._check import READ_FIELDS
-from sessionstore._core import Call
-from sessionstore._direct import pack
+from sessionstore._engine.sessions import Call
+from sessionstore._engine.validation import READ_FIELDS
+from sessionstore._redis.direct import pack
 from sessionstore.scripts import SCRIPTS
 
 # What redis-py packs commands with when hiredis is installed (its stub types are narrower).

@@ -113,7 +113,7 @@ def test_wheel_carries_lua_inside_the_package(dist_dir: Path) -> None:
     packaged = sorted(n.removeprefix("sessionstore/_lua/") for n in names if "/_lua/" in n)
     assert packaged == LUA_FILES
     assert "sessionstore/py.typed" in names
-    assert "sessionstore/testing.py" in names
+    assert "sessionstore/testing/__init__.py" in names
     name, version = wheel.name.split("-")[:2]
     top_level = {n.split("/", 1)[0] for n in names}
     assert top_level == {"sessionstore", f"{name}-{version}.dist-info"}, top_level

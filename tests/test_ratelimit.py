@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from sessionstore import AsyncSessionStore, Config, InvalidInput, ScriptError, SessionStore
-from sessionstore._policy import Breaker
+from sessionstore._engine.fallback import Breaker
 from sessionstore.ratelimit import (
     AsyncLoginRateLimiter,
     Decision,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sessionstore._binding import ua_family
+from sessionstore._engine.binding import ua_family
 from sessionstore.demo_app.useragent import parse
 
 CHROME_LINUX = (

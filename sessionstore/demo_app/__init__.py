@@ -30,7 +30,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from sessionstore import events
-from sessionstore._binding import ua_family
+from sessionstore._engine.binding import ua_family
 from sessionstore.aio import AsyncSessionStore
 from sessionstore.demo_app import pages
 from sessionstore.errors import InvalidInput, StoreUnavailable

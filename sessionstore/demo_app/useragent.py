@@ -1,6 +1,6 @@
 """A tiny user-agent parser for the demo: browser and OS with their major versions.
 
-It reads device binding's table of families (``sessionstore._useragent``), so a card
+It reads device binding's table of families (``sessionstore._engine.useragent``), so a card
 names the family binding compares, and only tells apart two brands binding counts in a
 wider family (Samsung Internet is Chrome, ChromeOS is Linux). Anything else is
 "Unknown browser" / "unknown OS" and the raw string stays one click away.
@@ -12,7 +12,7 @@ import re
 
 import msgspec
 
-from sessionstore._useragent import BROWSERS, SYSTEMS, Table, first
+from sessionstore._engine.useragent import BROWSERS, SYSTEMS, Table, first
 
 __all__ = ["UserAgent", "parse"]
 

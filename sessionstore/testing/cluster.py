@@ -19,7 +19,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 from redis.retry import Retry
 
-from sessionstore._process import Started
+from sessionstore.testing.process import Started
 
 if TYPE_CHECKING:
     from sessionstore.testing import LocalServer

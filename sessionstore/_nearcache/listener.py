@@ -49,10 +49,10 @@ from typing import Any
 
 import hiredis
 
-from sessionstore import _wire
-from sessionstore._cache import NearCache
-from sessionstore._marker import MARKER_TTL_MS, db_watch_key
-from sessionstore._wire import ConnSpec, command
+from sessionstore._nearcache.cache import NearCache
+from sessionstore._redis import resp
+from sessionstore._redis.resp import ConnSpec, command
+from sessionstore.keys import MARKER_TTL_MS, db_watch_key
 
 __all__ = ["Listener", "revoked_channel"]
 
@@ -193,7 +193,7 @@ class Listener:
             self._io.release()
 
     def _connect(self) -> socket.socket:
-        sock = _wire.open_socket(self._spec, max(1.0, 4 * self._heartbeat))
+        sock = resp.open_socket(self._spec, max(1.0, 4 * self._heartbeat))
         try:
             self._handshake(sock)
         except BaseException:
@@ -209,7 +209,7 @@ class Listener:
         watch = self._watch_commands() + command("WATCH", self._watch_key) if self._watch else b""
         self._armed_at = time.monotonic()
         sock.sendall(
-            _wire.hello(spec)
+            resp.hello(spec)
             + command("CLIENT", "SETNAME", "sessionstore-invalidations")
             + choose
             + watch
@@ -223,7 +223,7 @@ class Listener:
         # heartbeat's EXISTS keeps the cache untrusted while the key is missing.
         count = 4 + bool(choose) + 2 * self._watch
         tolerate = (2 + bool(choose),) if self._watch else ()
-        greeting = _wire.read_replies(sock, reader, count, tolerate)[0]
+        greeting = resp.read_replies(sock, reader, count, tolerate)[0]
         if not _is_primary(greeting):
             raise ConnectionError("the server is not a primary")
         sock.settimeout(None)

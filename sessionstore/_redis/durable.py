@@ -17,10 +17,10 @@ from typing import Any, NamedTuple
 
 from redis.exceptions import AskError, MovedError, TryAgainError
 
-from sessionstore import _redispy
-from sessionstore._connect import is_cluster
-from sessionstore._core import Call
-from sessionstore._io import eval_args
+from sessionstore._engine.sessions import Call
+from sessionstore._redis import redispy
+from sessionstore._redis.connect import is_cluster
+from sessionstore._redis.driver import eval_args
 
 __all__ = ["Hop", "arun", "commands", "run", "settle"]
 
@@ -87,7 +87,7 @@ def run(client: Any, call: Call[Any], wait: tuple[int, int]) -> tuple[Any, int]:
             target = client.get_redis_connection(_asked(client, hop.ask))
         else:
             if hop is not None and hop.moved is not None:
-                _redispy.move_slot(client, hop.moved)
+                redispy.move_slot(client, hop.moved)
             target = client.get_redis_connection(client.get_node_from_key(call.keys[0]))
         pipe = target.pipeline(transaction=False)
         for command in commands(call, wait, hop):
@@ -116,9 +116,9 @@ async def arun(client: Any, call: Call[Any], wait: tuple[int, int]) -> tuple[Any
                 node = _asked(client, hop.ask)
             else:
                 if hop is not None and hop.moved is not None:
-                    await _redispy.move_slot(client, hop.moved)
+                    await redispy.move_slot(client, hop.moved)
                 node = client.get_node_from_key(call.keys[0])
-            results = await _redispy.node_pipeline(node, batch)
+            results = await redispy.node_pipeline(node, batch)
         hop = settle(results, hop)
         if hop is None:
             return results[-2], int(results[-1])

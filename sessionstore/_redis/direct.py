@@ -33,9 +33,9 @@ import redis.asyncio.connection as aconn
 import redis.connection as sconn
 from redis import exceptions as rx
 
-from sessionstore import _redispy
-from sessionstore._core import Call
-from sessionstore._io import eval_args
+from sessionstore._engine.sessions import Call
+from sessionstore._redis import redispy
+from sessionstore._redis.driver import eval_args
 
 __all__ = ["AsyncDirect", "SyncDirect", "async_direct", "pack", "pack_eval", "sync_direct"]
 
@@ -54,7 +54,7 @@ def _plain_pool(
 ) -> Any:
     """The client's pool when the direct path may use it, else None."""
     # Exact types only: a subclass may have overridden execute_command for a reason.
-    if type(client) is not client_type or not _redispy.internals():
+    if type(client) is not client_type or not redispy.internals():
         return None
     if getattr(client, "single_connection_client", False) or getattr(client, "connection", None):
         return None  # a single-connection client serialises commands itself
@@ -70,7 +70,7 @@ def _plain_pool(
     # when given a Retry that does, or retry_on_timeout / retry_on_error without one.)
     retry = kwargs.get("retry")
     if retry is not None:
-        retries = _redispy.retries(retry)
+        retries = redispy.retries(retry)
     else:
         retries = bool(kwargs.get("retry_on_timeout") or kwargs.get("retry_on_error"))
     return None if retries else pool
@@ -192,7 +192,7 @@ class SyncDirect:
 def _refresh(conn: Any) -> None:
     """Disconnect an idle connection that has something to read (the server closed it, or
     it is out of step), as the pool does at checkout; it reconnects when next used."""
-    sock = _redispy.sock_of(conn)
+    sock = redispy.sock_of(conn)
     if sock is None:
         return  # not connected: the next send connects
     try:
@@ -246,7 +246,7 @@ class AsyncDirect:
 
     def write(self, calls: list[Call[Any]], futures: list[asyncio.Future[Any]]) -> None:
         """Send ``calls`` now (``ready()`` must hold); each reply settles its future."""
-        _redispy.streams_of(self._conn)[1].write(b"".join([pack(call) for call in calls]))
+        redispy.streams_of(self._conn)[1].write(b"".join([pack(call) for call in calls]))
         self._calls.extend(calls)
         self._futures.extend(futures)
         if self._reading is None:
@@ -293,7 +293,7 @@ class AsyncDirect:
         """
         inherited: list[object] = [self._conn, self._reading]
         pool = self._pool
-        inherited += _redispy.pool_connections(pool)
+        inherited += redispy.pool_connections(pool)
         pool.reset()
         _INHERITED.extend(item for item in inherited if item is not None)
         self._conn, self._ok, self._loop, self._lock, self._reading = None, False, None, None, None
@@ -313,14 +313,14 @@ class AsyncDirect:
 
     async def _give_back(self, conn: Any) -> None:
         """Release ``conn`` to the pool; first close it if its event loop has gone."""
-        if _redispy.loop_closed(conn):
-            _redispy.abandon(conn)
+        if redispy.loop_closed(conn):
+            redispy.abandon(conn)
         await self._pool.release(conn)
 
     async def _read(self, conn: Any) -> None:
         calls, futures, reloaded = self._calls, self._futures, self._reloaded
-        parser = hiredis.Reader(protocolError=rx.InvalidResponse, replyError=_redispy.reply_error())
-        reader, writer = _redispy.streams_of(conn)
+        parser = hiredis.Reader(protocolError=rx.InvalidResponse, replyError=redispy.reply_error())
+        reader, writer = redispy.streams_of(conn)
         timeout = conn.socket_timeout
         try:
             while calls:
@@ -386,7 +386,7 @@ _INHERITED: list[object] = []
 
 def _alive(conn: Any) -> bool:
     """Whether the loop has not yet seen ``conn`` closed (EOF, an error, a closing writer)."""
-    reader, writer = _redispy.streams_of(conn)
+    reader, writer = redispy.streams_of(conn)
     if reader is None or writer is None:
         return False
     return not (reader.at_eof() or reader.exception() is not None or writer.is_closing())

@@ -36,10 +36,10 @@ import hiredis
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 
-from sessionstore import _redispy, _wire
-from sessionstore._cache import NearCache
-from sessionstore._listener import Listener
-from sessionstore._wire import ConnSpec, command
+from sessionstore._nearcache.cache import NearCache
+from sessionstore._nearcache.listener import Listener
+from sessionstore._redis import redispy, resp
+from sessionstore._redis.resp import ConnSpec, command
 
 __all__ = ["Followers", "Topology", "acquire", "reader_of", "release", "topology_of"]
 
@@ -80,20 +80,20 @@ def _is_tls(kwargs: dict[str, Any], pool: Any = None) -> bool:
 
 def topology_of(client: Any) -> Topology | None:
     """What a redis-py client talks to; None where it cannot be told (then no near cache)."""
-    if _redispy.cluster_nodes(client) is not None:  # RedisCluster, sync or asyncio
-        kwargs = _redispy.cluster_options(client)
+    if redispy.cluster_nodes(client) is not None:  # RedisCluster, sync or asyncio
+        kwargs = redispy.cluster_options(client)
         # The address of ``node`` means nothing for a cluster: the seeds name the nodes.
         node = dataclasses.replace(_spec(kwargs, _is_tls(kwargs)), host="", port=0)
         seeds = tuple(
             dataclasses.replace(node, host=host, port=port)
-            for host, port in _redispy.cluster_seeds(client)
+            for host, port in redispy.cluster_seeds(client)
         )
         return Topology("cluster", node, seeds) if seeds else None
     pool = getattr(client, "connection_pool", None)
     if pool is None or getattr(pool, "connection_kwargs", None) is None:
         return None
     kwargs = pool.connection_kwargs
-    manager = _redispy.sentinels_of(pool)
+    manager = redispy.sentinels_of(pool)
     if manager is not None:  # a Sentinel-managed primary
         if not getattr(pool, "is_master", True):
             return None
@@ -114,21 +114,21 @@ def reader_of(client: Any) -> Callable[[str], Address] | None:
     do, a Sentinel client can keep a connection to a replaced primary. No I/O: the client's
     slot map, the pool's primary address. None for one server (it is the one followed).
     """
-    if _redispy.cluster_nodes(client) is None:
+    if redispy.cluster_nodes(client) is None:
         pool: Any = getattr(client, "connection_pool", None)
-        if _redispy.sentinels_of(pool) is None:
+        if redispy.sentinels_of(pool) is None:
             return None
 
         def primary(key: str) -> Address:
             # Where the pool connects now (no I/O): entries read through a connection to a
             # primary the sentinels have already replaced are neither stored nor served.
-            return _redispy.primary_address(pool) or ("", 0)
+            return redispy.primary_address(pool) or ("", 0)
 
         return primary
 
     def reader(key: str) -> Address:
         try:
-            return _redispy.slot_owner(client, key_slot(key.encode()))
+            return redispy.slot_owner(client, key_slot(key.encode()))
         except (RedisClusterException, LookupError, AttributeError):
             return ("", 0)  # no owner known: never followed, so never cached
 
@@ -348,12 +348,12 @@ class Followers:
         """A connection subscribed to +switch-master on the first sentinel that answers."""
         for sentinel in self._topology.seeds:
             try:
-                sock = _wire.open_socket(sentinel, 1.0)
+                sock = resp.open_socket(sentinel, 1.0)
             except (OSError, ConnectionError):
                 continue
             try:
-                sock.sendall(_wire.hello(sentinel) + command("SUBSCRIBE", "+switch-master"))
-                _wire.read_replies(sock, hiredis.Reader(), 2)
+                sock.sendall(resp.hello(sentinel) + command("SUBSCRIBE", "+switch-master"))
+                resp.read_replies(sock, hiredis.Reader(), 2)
                 sock.setblocking(False)
                 return sock
             except (OSError, ConnectionError) as err:
@@ -373,7 +373,7 @@ class Followers:
         if topology.kind == "sentinel":
             for sentinel in topology.seeds:
                 try:
-                    reply = _wire.request(
+                    reply = resp.request(
                         sentinel, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", topology.service
                     )
                 except (OSError, ConnectionError) as err:
@@ -393,7 +393,7 @@ class Followers:
         ]
         for node in known + list(topology.seeds):
             try:
-                return cluster_primaries(_wire.request(node, "CLUSTER", "SLOTS"), node)
+                return cluster_primaries(resp.request(node, "CLUSTER", "SLOTS"), node)
             except (OSError, ConnectionError, IndexError, TypeError, ValueError) as err:
                 logger.debug("sessionstore: CLUSTER SLOTS on %s:%s: %s", node.host, node.port, err)
         return None

@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 
 from redis.exceptions import NoScriptError
 
-from sessionstore import _direct
-from sessionstore._core import Call
-from sessionstore._io import DRIVER_ERRORS, command_args, eval_args, failed
+from sessionstore._engine.sessions import Call
+from sessionstore._redis import direct as _direct
+from sessionstore._redis.driver import DRIVER_ERRORS, command_args, eval_args, failed
 
 __all__ = ["Batcher"]
 

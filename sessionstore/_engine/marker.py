@@ -14,27 +14,12 @@ import threading
 from typing import Any
 
 from sessionstore import events
+from sessionstore.keys import MARKER_TTL_MS, marker_key
 from sessionstore.scripts import SCRIPTS
 
-__all__ = ["MARKER_TTL_MS", "Marker", "db_watch_key", "marker_key"]
+__all__ = ["Marker"]
 
 logger = logging.getLogger("sessionstore")
-
-MARKER_TTL_MS = 30 * 86_400_000
-
-
-def marker_key(namespace: str) -> str:
-    """The marker's key: its hash tag holds a '!', so no encoded user id can share it."""
-    return f"{namespace}:{{!marker}}"
-
-
-def db_watch_key(namespace: str) -> str:
-    """The key the near cache's listener WATCHes in its database (see ``_listener``).
-
-    Set once (NX), never renewed: any write to it, like a SWAPDB or a flush, dirties the
-    watch of every listening process. A '!' in its hash tag keeps user keys off it.
-    """
-    return f"{namespace}:{{!db}}"
 
 
 class Marker:

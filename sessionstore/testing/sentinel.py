@@ -11,9 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-# The process helpers are the cluster module's (one implementation of each).
-from sessionstore._process import Started
-from sessionstore._topology import (
+from sessionstore.testing.cluster import (
     _ADMIN_ERRORS,
     _FAST_SYNC,
     _HOST,
@@ -23,6 +21,9 @@ from sessionstore._topology import (
     _info,
     _until,
 )
+
+# The process helpers are the cluster module's (one implementation of each).
+from sessionstore.testing.process import Started
 
 if TYPE_CHECKING:
     from sessionstore.testing import LocalServer

@@ -17,14 +17,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from jwt.algorithms import Algorithm
 
-from sessionstore._strict import (
+from sessionstore._jose.strict import (
     b64u_bytes,
     b64u_decode,
     b64u_decode_checked,
     b64u_encode,
     json_object,
 )
-from sessionstore._weakkeys import looks_like_key, roca_weak
+from sessionstore._jose.weakkeys import looks_like_key, roca_weak
 from sessionstore.errors import (
     DisallowedAlgorithm,
     InvalidHeader,

@@ -15,10 +15,11 @@ import threading
 import weakref
 from typing import Any, TypeVar
 
-from sessionstore import _follow, _redispy
-from sessionstore._auth import Auth
-from sessionstore._core import Call
-from sessionstore._io import check_client
+from sessionstore._engine.engine import Auth
+from sessionstore._engine.sessions import Call
+from sessionstore._nearcache import follow as _follow
+from sessionstore._redis import redispy
+from sessionstore._redis.driver import check_client
 from sessionstore.errors import InvalidInput, StoreUnavailable
 from sessionstore.events import EventHook
 from sessionstore.models import Config
@@ -145,7 +146,7 @@ class StoreBase:
         a reconnection through a sentinel that has not heard of the switch yet is caught
         at the next look.
         """
-        known = _redispy.primary_address(self._client.connection_pool)
+        known = redispy.primary_address(self._client.connection_pool)
         if known is not None and known != address and known in self._former:
             self._let_go()
         self._former.add(address)
@@ -163,7 +164,7 @@ class StoreBase:
         followed = listener.servers
         if not followed:
             return False  # nothing followed yet (a forked child's new followers): no verdict
-        known = _redispy.primary_address(self._client.connection_pool)
+        known = redispy.primary_address(self._client.connection_pool)
         return known is not None and known not in followed
 
     def _after(self, call: Call[Any], reply: Any) -> Call[Any] | None:

@@ -11,9 +11,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
-from sessionstore import _codec, events
-from sessionstore._cache import NearCache
-from sessionstore._policy import RevocationMemory
+from sessionstore import events
+from sessionstore._engine import codec
+from sessionstore._engine.fallback import RevocationMemory
+from sessionstore._nearcache.cache import NearCache
 from sessionstore.errors import (
     InvalidInput,
     ScriptError,
@@ -201,17 +202,17 @@ class Core:
         """
         cfg = self.config
         keys = user_keys(cfg.namespace, user_id)
-        _codec.check_device(device)
+        codec.check_device(device)
         idle = checked_ttl(idle_ttl, cfg.idle_ttl, "idle_ttl")
         absolute = checked_ttl(absolute_ttl, cfg.absolute_ttl, "absolute_ttl")
         if idle > absolute:
             raise InvalidInput("idle_ttl must not exceed absolute_ttl")
-        data, blob = _codec.encode_data(data, cfg.max_data_bytes)
+        data, blob = codec.encode_data(data, cfg.max_data_bytes)
         fields: list[Arg] = [*extra]
-        fields += _codec.chunk_fields("m", _codec.encode_meta(device, claims or {}))
+        fields += codec.chunk_fields("m", codec.encode_meta(device, claims or {}))
         if data:
-            chunks = _codec.data_chunks(blob)
-            fields += [*_codec.chunk_fields("d", blob), "dn", len(chunks)]
+            chunks = codec.data_chunks(blob)
+            fields += [*codec.chunk_fields("d", blob), "dn", len(chunks)]
         session_id = new_session_id() if session_id is None else check_session_id(session_id)
         args: tuple[Arg, ...] = (
             session_id,
@@ -249,13 +250,13 @@ class Core:
             if not isinstance(reply, list):
                 self.gone(user_id, session_id, reply)
                 return None
-            fields, refused = _codec.untouched(reply)
+            fields, refused = codec.untouched(reply)
             if refused is not None:  # touch() only: the touch was the point
                 self.emit(
                     events.TouchFailed(user_id=user_id, session_id=session_id, reason=refused)
                 )
                 raise ScriptError(f"Redis refused the touch: {refused}")
-            return _codec.parse_session(user_id, session_id, _codec.parse_fields(fields))
+            return codec.parse_session(user_id, session_id, codec.parse_fields(fields))
 
         args = (session_id, interval_ms)
         return Call(SCRIPTS["check"], (keys.index, keys.session(session_id)), args, parse)
@@ -273,13 +274,13 @@ class Core:
         """Replace a live session's data; ``SessionRevoked`` when gone (never recreated)."""
         keys = user_keys(self.config.namespace, user_id)
         check_session_id(session_id)
-        checked, blob = _codec.encode_data(data, self.config.max_data_bytes)
-        chunks = _codec.data_chunks(blob) if checked else []
+        checked, blob = codec.encode_data(data, self.config.max_data_bytes)
+        chunks = codec.data_chunks(blob) if checked else []
 
         def parse(reply: Any) -> Session:
             if not isinstance(reply, list):
                 raise self.gone(user_id, session_id, reply)
-            return _codec.parse_session(user_id, session_id, _codec.parse_fields(reply))
+            return codec.parse_session(user_id, session_id, codec.parse_fields(reply))
 
         args: tuple[Arg, ...] = (session_id, *chunks)
         return Call(SCRIPTS["update"], (keys.index, keys.session(session_id)), args, parse)
@@ -353,7 +354,7 @@ class Core:
 
         def sessions() -> list[Session]:
             found = [
-                _codec.parse_session(user_id, sid, _codec.parse_fields(fields))
+                codec.parse_session(user_id, sid, codec.parse_fields(fields))
                 for sid, fields in rows.items()
             ]
             found.sort(key=lambda s: (s.created_at, s.session_id), reverse=True)

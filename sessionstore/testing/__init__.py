@@ -52,11 +52,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from sessionstore._process import Started
+from sessionstore.testing.cluster import LocalCluster
+from sessionstore.testing.process import Started
 
 # LocalCluster / LocalSentinel: multi-process topologies built from LocalServer.
-from sessionstore._sentinels import LocalSentinel
-from sessionstore._topology import LocalCluster
+from sessionstore.testing.sentinel import LocalSentinel
 
 if TYPE_CHECKING:
     from sessionstore.store import SessionStore

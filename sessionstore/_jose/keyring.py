@@ -12,8 +12,8 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from sessionstore import _jose, _strict
-from sessionstore._jose import KeyEntry, KeySet
+from sessionstore._jose import jws, strict
+from sessionstore._jose.jws import KeyEntry, KeySet
 from sessionstore.errors import InvalidInput, UnknownKey
 
 __all__ = ["SAFE_INT_MAX", "Keyring", "seconds"]
@@ -45,7 +45,7 @@ class Keyring:
     @classmethod
     def generate(cls, alg: str = "HS256", *, kid: str | None = None) -> Keyring:
         """A keyring of one fresh random key: HS256/384/512, ES256, EdDSA, RS256 or PS256."""
-        entry = _jose.generate_entry(alg, kid)
+        entry = jws.generate_entry(alg, kid)
         return cls([entry], current=entry.kid)
 
     @classmethod
@@ -58,13 +58,13 @@ class Keyring:
         if isinstance(jwks, str | bytes):
             try:
                 text = jwks.decode("utf-8") if isinstance(jwks, bytes) else jwks
-                data = _strict.strict_loads(text)
+                data = strict.strict_loads(text)
             except (ValueError, RecursionError) as err:
                 raise InvalidInput("JWK Set is not valid JSON") from err
         keys = data.get("keys") if isinstance(data, Mapping) else None
         if not isinstance(keys, list | tuple) or not keys:
             raise InvalidInput('a JWK Set must be an object with a non-empty "keys" list')
-        entries = [_jose.entry_from_jwk(jwk) for jwk in keys]
+        entries = [jws.entry_from_jwk(jwk) for jwk in keys]
         signing = [entry.kid for entry in entries if entry.can_sign]
         return cls(entries, current=signing[-1] if signing else None)
 

@@ -12,7 +12,8 @@ import hmac
 import ipaddress
 from typing import Literal
 
-from sessionstore import _strict, _useragent
+from sessionstore._engine import useragent
+from sessionstore._jose import strict as _strict
 
 __all__ = [
     "digest",
@@ -31,7 +32,7 @@ Field = Literal["ip", "user_agent"]
 
 def ua_family(user_agent: str) -> tuple[str, str]:
     """(browser family, OS family) of a user agent; "other" where unknown."""
-    return _useragent.family(user_agent)
+    return useragent.family(user_agent)
 
 
 def ip_address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

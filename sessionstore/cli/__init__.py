@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import redis
 
-from sessionstore._redact import mask_text, mask_url
+from sessionstore.cli.redact import mask_text, mask_url
 from sessionstore.errors import InvalidInput, SessionStoreError, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ def _keygen(args: argparse.Namespace) -> int:
 
 def _checked_url(url: str) -> str:
     """``url`` if it is a URL ``from_url`` takes; else ``InvalidInput``, before connecting."""
-    from sessionstore._connect import parse
+    from sessionstore._redis.connect import parse
 
     if parse(url).kind == "single":
         # Building (not connecting) a connection applies every URL option: a misspelt one
@@ -165,7 +165,7 @@ def _checked_url(url: str) -> str:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from sessionstore._doctor import diagnose
+    from sessionstore.cli.doctor import diagnose
 
     checks = diagnose(_checked_url(args.url))
     ok = all(c.status in ("ok", "note") for c in checks)
@@ -264,7 +264,7 @@ def _refused_login(err: BaseException) -> bool:
 
 def _failure(err: Exception, url: str) -> tuple[int, str] | None:
     """The exit code and the one line for ``err``; None for an error that is a bug."""
-    from sessionstore._io import is_unreachable
+    from sessionstore._redis.driver import is_unreachable
     from sessionstore.testing import NoServerAvailable
 
     where = mask_url(url) if url else "the server"

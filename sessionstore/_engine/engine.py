@@ -11,11 +11,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sessionstore import _binding, _codec, _marker, events
-from sessionstore._cache import NearCache, TokenCache
-from sessionstore._check import Check, Verified, principal_of
-from sessionstore._core import Call, Core, announced, checked_ttl
-from sessionstore._policy import Breaker
+from sessionstore import events
+from sessionstore._engine import binding as _binding
+from sessionstore._engine import codec
+from sessionstore._engine import marker as _marker
+from sessionstore._engine.fallback import Breaker
+from sessionstore._engine.sessions import Call, Core, announced, checked_ttl
+from sessionstore._engine.validation import Check, Verified, principal_of
+from sessionstore._nearcache.cache import NearCache, TokenCache
 from sessionstore.errors import (
     DeviceBindingError,
     InvalidInput,
@@ -181,7 +184,7 @@ class Auth(Core):
         """
         kid = self._signing_kid()
         cfg = self.config
-        checked = _codec.check_claims(claims, RESERVED_CLAIMS, cfg.max_claims_bytes)
+        checked = codec.check_claims(claims, RESERVED_CLAIMS, cfg.max_claims_bytes)
         session_id = new_session_id()
         inner = self.create(
             user_id,
@@ -232,7 +235,7 @@ class Auth(Core):
                 raise RefreshReuseDetected("refresh token reused: session revoked")
             if status <= 0:
                 raise self.gone(user_id, session_id, status)
-            session = _codec.parse_session(user_id, session_id, _codec.parse_fields(reply[3:]))
+            session = codec.parse_session(user_id, session_id, codec.parse_fields(reply[3:]))
             generation, kid = int(reply[1]), reply[2].decode()
             self.emit(
                 events.Refreshed(

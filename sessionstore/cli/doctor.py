@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 import redis
 
-from sessionstore._connect import parse, sync_client
-from sessionstore._redact import mask_url
+from sessionstore._redis.connect import parse, sync_client
+from sessionstore.cli.redact import mask_url
 from sessionstore.models import Config
 from sessionstore.scripts import SCRIPTS
 from sessionstore.testing import server_version

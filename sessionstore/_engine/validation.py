@@ -13,21 +13,22 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from sessionstore import _codec, events
-from sessionstore._cache import NearCache
-from sessionstore._core import Call, fail_closed
+from sessionstore import events
+from sessionstore._engine import codec
+from sessionstore._engine.sessions import Call, fail_closed
+from sessionstore._nearcache.cache import NearCache
 from sessionstore.errors import SessionRevoked
 from sessionstore.models import Principal, Session
 from sessionstore.scripts import SCRIPTS
 from sessionstore.tokens import AccessClaims
 
 if TYPE_CHECKING:
-    from sessionstore._auth import Auth
+    from sessionstore._engine.engine import Auth
 
 __all__ = ["READ_FIELDS", "Check", "Verified", "principal_of"]
 
 _CHECK = SCRIPTS["check"]
-READ_FIELDS = _codec.ROW_FIELDS
+READ_FIELDS = codec.ROW_FIELDS
 
 
 class Verified(msgspec.Struct, gc=False):
@@ -107,7 +108,7 @@ class Check(Call[Principal]):
             return self._script(interval_us)
         if self.near is not None:
             self.due = (seen_us + interval_us) / 1e6
-        if not _codec.row_fits(row):
+        if not codec.row_fits(row):
             read = self.verified.read
             return Call(
                 _CHECK, read, (), self.principal_all, self.fail, command="HGETALL", then=self._all
@@ -125,15 +126,15 @@ class Check(Call[Principal]):
     def parse(self, row: list[bytes | None]) -> Principal:
         """The Principal of a live session's HMGET row (see ``then``)."""
         claims = self.verified.claims
-        return self._built(_codec.parse_row(claims.user_id, claims.session_id, row))
+        return self._built(codec.parse_row(claims.user_id, claims.session_id, row))
 
     def principal_all(self, fields: Mapping[bytes, bytes] | list[bytes]) -> Principal:
         """The Principal of a live session's whole hash (HGETALL: redis-py makes it a dict,
         the direct path leaves it a flat list of names and values)."""
         claims = self.verified.claims
         if isinstance(fields, list):
-            fields = _codec.parse_fields(fields)
-        return self._built(_codec.parse_session(claims.user_id, claims.session_id, fields))
+            fields = codec.parse_fields(fields)
+        return self._built(codec.parse_session(claims.user_id, claims.session_id, fields))
 
     def _built(self, session: Session) -> Principal:
         auth, verified = self.auth, self.verified
@@ -158,7 +159,7 @@ class Check(Call[Principal]):
         never the degraded fallback (the server answered).
         """
         if isinstance(reply, list):
-            flat, refused = _codec.untouched(reply)
+            flat, refused = codec.untouched(reply)
             if refused is not None:
                 claims = self.verified.claims
                 self.auth.emit(
@@ -166,10 +167,10 @@ class Check(Call[Principal]):
                         user_id=claims.user_id, session_id=claims.session_id, reason=refused
                     )
                 )
-            fields = _codec.parse_fields(flat)
+            fields = codec.parse_fields(flat)
             seen, idle = fields.get(b"s"), fields.get(b"i")
             if seen is not None and idle is not None:
-                self.due = _codec.touch_due_us(seen, idle, self.auth.touch_us) / 1e6
+                self.due = codec.touch_due_us(seen, idle, self.auth.touch_us) / 1e6
             return self.principal_all(fields)
         raise self._gone(reply)
 

@@ -1,0 +1,8 @@
+"""The pure logic the shells run: calls, session operations, validation, codecs, policy.
+
+Nothing here does I/O or imports redis: a ``Call`` says which command or script to run and
+how to read its reply, and ``SessionStore``/``AsyncSessionStore`` run it. May import
+``sessionstore._jose``, ``sessionstore._nearcache.cache`` (pure) and the public data modules
+(``errors``, ``models``, ``events``, ``keys``, ``scripts``, ``tokens``); never ``_redis``,
+the rest of ``_nearcache``, the shells, ``cli`` or ``testing``.
+"""

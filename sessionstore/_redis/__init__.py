@@ -1,0 +1,6 @@
+"""Everything that talks to a Redis client: error mapping, URLs, the direct path, batching.
+
+The only package that touches redis-py's internals (``redispy``, behind a version gate).
+May import ``sessionstore._engine`` (the calls it runs) and the public data modules; never
+``_nearcache`` beyond ``cache``, the shells, ``cli`` or ``testing``.
+"""
