@@ -118,7 +118,7 @@ def marker_key(namespace: str) -> str:
 
 
 def db_watch_key(namespace: str) -> str:
-    """The key the near cache's listener WATCHes in its database (see ``sessionstore._nearcache.listener``).
+    """The key the near cache's listener WATCHes in its database (``_nearcache.listener``).
 
     Set once (NX), never renewed: any write to it, like a SWAPDB or a flush, dirties the
     watch of every listening process. A '!' in its hash tag keeps user keys off it.
