@@ -9,7 +9,7 @@ reads, 1000 concurrent validations through the batcher, 1000 concurrent ``GET``,
 of no-ops, and a gather of coroutines that each await a future one callback resolves: the
 floor of any auto-batching design in asyncio), each 1000 at a time like ``make bench``'s
 async rows. The server's own time per command comes from ``INFO commandstats``. Private
-names of the library (``store._core``, ``store._direct``) are used read-only.
+names of the library (``store._engine``, ``store._direct``) are used read-only.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from benchmarks.report import format_table, row_lines
 from benchmarks.server import open_server
 from benchmarks.validate import cycling, pyjwt_decoder
 from sessionstore import AsyncSessionStore, Config, Principal
-from sessionstore._engine.sessions import Call
+from sessionstore._engine.call import Call
 from sessionstore._redis.driver import command_args, eval_args
 from sessionstore.tokens import verify_access_token
 
@@ -44,7 +44,7 @@ _SESSIONS = 3000
 
 def _calls(ctx: Context, tokens: Sequence[str]) -> list[Call[Principal]]:
     """The check-script calls ``validate`` would send for these tokens (caches off)."""
-    core = ctx.open_store(token_cache_size=0, near_cache_size=0)._core
+    core = ctx.open_store(token_cache_size=0, near_cache_size=0)._engine
     calls = [core.validate(token) for token in tokens]
     if not all(isinstance(call, Call) for call in calls):
         raise RuntimeError("validate answered without Redis")
@@ -106,7 +106,7 @@ def sync_cases(ctx: Context, tokens: list[str]) -> list[Case]:
             _timed_each(calls, direct.execute),
         ),
         Case("parse the reply", _timed_each(pairs, lambda p: p[0].parse(p[1]))),
-        Case("core.validate: gate + Call, no I/O", cycling(tokens, uncached._core.validate)),
+        Case("core.validate: gate + Call, no I/O", cycling(tokens, uncached._engine.validate)),
         Case("store._run(call): send + parse", _timed_each(calls, uncached._run)),
         Case("validate, caches off", cycling(tokens, uncached.validate)),
         Case(

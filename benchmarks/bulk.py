@@ -2,7 +2,7 @@
 
 Rows such as cold validation need fresh sessions every round, and the memory row needs
 100,000 of them; one ``login()`` per round trip would spend most of the run on setup. The
-calls here are built by the store's own core (``store._core``: the same ``Call`` that
+calls here are built by the store's own core (``store._engine``: the same ``Call`` that
 ``login()``/``create()`` send, the same script, KEYS and ARGV), so Redis ends up holding
 exactly what those methods would store; only the round trips are batched. Never timed.
 """
@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from benchmarks.context import DATA, device
 from benchmarks.server import BenchError
 from sessionstore import SessionStore, TokenPair
-from sessionstore._engine.sessions import Call
+from sessionstore._engine.call import Call
 from sessionstore._redis.driver import eval_args
 
 __all__ = ["BATCH", "create_many", "login_many"]
@@ -47,11 +47,11 @@ def _execute(store: SessionStore, calls: Sequence[Call[T]]) -> list[T]:
 
 def login_many(store: SessionStore, owners: Sequence[Owner]) -> list[TokenPair]:
     """``store.login(user, device=device(n), data=DATA)`` for every owner, pipelined."""
-    core = store._core
+    core = store._engine
     return _execute(store, [core.login(u, device=device(n), data=DATA) for u, n in owners])
 
 
 def create_many(store: SessionStore, owners: Sequence[Owner]) -> int:
     """``store.create(user, device=device(n), data=DATA)`` for every owner; how many."""
-    core = store._core
+    core = store._engine
     return len(_execute(store, [core.create(u, device=device(n), data=DATA) for u, n in owners]))

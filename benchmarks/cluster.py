@@ -40,7 +40,7 @@ def _login_many(store: SessionStore, owners: Sequence[tuple[str, int]]) -> list[
     ``execute_command("EVALSHA", …)`` rather than ``pipe.evalsha``: redis-py's cluster
     pipeline refuses the latter but routes the former by its first key.
     """
-    core = store._core
+    core = store._engine
     calls = [core.login(u, device=device(n), data=DATA) for u, n in owners]
     for script in {call.script.name: call.script for call in calls}.values():
         store.client.script_load(script.source)

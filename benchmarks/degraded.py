@@ -68,7 +68,7 @@ def degraded_cases(ctx: Context, sessions: int = 2000) -> Iterator[list[Case]]:
 def _open_breaker(store: SessionStore, token: str, seen: list[events.Event]) -> None:
     """Validate until the breaker is open (Config.breaker_failures unreachable calls)."""
     deadline = time.monotonic() + _OPEN_WITHIN
-    breaker = store._core.breaker  # read-only: proof of the precondition the row names
+    breaker = store._engine.breaker  # read-only: proof of the precondition the row names
     while not breaker.is_open:
         if time.monotonic() > deadline:
             raise BenchError("the circuit breaker did not open after the kill")

@@ -44,7 +44,7 @@ class Row:
 
 def warm(store: SessionStore, token: str) -> None:
     """Validate until the near cache holds the session (and is trusted)."""
-    near = store._core.near
+    near = store._engine.near
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         store.validate(token)

@@ -15,8 +15,8 @@ import threading
 import weakref
 from typing import Any, TypeVar
 
-from sessionstore._engine.engine import Auth
-from sessionstore._engine.sessions import Call
+from sessionstore._engine.call import Call
+from sessionstore._engine.engine import Engine
 from sessionstore._nearcache import follow as _follow
 from sessionstore._redis import redispy
 from sessionstore._redis.driver import check_client
@@ -49,7 +49,7 @@ class StoreBase:
             raise InvalidInput("client must be a Redis client; use from_url() to make one")
         check_client(client)
         self._client = client
-        self._core = Auth(Config() if config is None else config, keyring, on_event)
+        self._engine = Engine(Config() if config is None else config, keyring, on_event)
         # Clients the store creates are closed by close(); a user-owned one is left open.
         self._owns_client = False
         self._listener: _follow.Followers | None = None
@@ -58,7 +58,7 @@ class StoreBase:
         self._rejoin = False
         self._rejoin_lock = threading.Lock()
         self._former: set[tuple[str, int]] = set()  # the primaries the sentinels named
-        cfg = self._core.config
+        cfg = self._engine.config
         topology = _follow.topology_of(client)
         self._topology = topology
         try:
@@ -72,19 +72,19 @@ class StoreBase:
 
     def _follow(self, topology: _follow.Topology) -> None:
         """Take the process-wide listeners of ``topology`` and serve from their near cache."""
-        cfg = self._core.config
+        cfg = self._engine.config
         listener = self._listener = _follow.acquire(
             topology, cfg.namespace, cfg.near_cache_size, cfg.touch_interval
         )
-        listener.subscribe(self._core.published, self._core.breaker.expedite, self._primary)
-        self._core.attach(listener.cache, listener.fresh, _follow.reader_of(self._client))
+        listener.subscribe(self._engine.published, self._engine.breaker.expedite, self._primary)
+        self._engine.attach(listener.cache, listener.fresh, _follow.reader_of(self._client))
 
     def _chores(self) -> Call[None] | None:
         """The core's housekeeping call when one is due; first, in a forked child, the
         listeners of this process (asked before each trip to Redis, never on a cache hit)."""
         if self._rejoin:
             self._rejoined()
-        return self._core.housekeeping()
+        return self._engine.housekeeping()
 
     def _rejoined(self) -> None:
         with self._rejoin_lock:
@@ -97,7 +97,7 @@ class StoreBase:
         """In a forked child: drop the parent's listeners (``_follow`` abandons them) and
         every lock a parent thread may have held; rejoin on the next trip to Redis."""
         self._rejoin_lock = threading.Lock()
-        self._core.forked()
+        self._engine.forked()
         if self._listener is not None:
             self._listener = None
             self._rejoin = True
@@ -192,19 +192,21 @@ class StoreBase:
             self._rejoin = False  # a closed store rejoins nothing
         listener, self._listener = self._listener, None
         if listener is not None:
-            listener.unsubscribe(self._core.published, self._core.breaker.expedite, self._primary)
-            self._core.near = None
+            listener.unsubscribe(
+                self._engine.published, self._engine.breaker.expedite, self._primary
+            )
+            self._engine.near = None
             _follow.release(listener)
 
     @property
     def config(self) -> Config:
         """The store's configuration."""
-        return self._core.config
+        return self._engine.config
 
     @property
     def keyring(self) -> Keyring:
         """The store's keyring (raises ``InvalidInput`` when it has none)."""
-        return self._core.keyring
+        return self._engine.keyring
 
     @property
     def client(self) -> Any:

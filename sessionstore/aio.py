@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from redis.exceptions import NoScriptError
 
 from sessionstore._engine import admin as _admin
-from sessionstore._engine.sessions import Call, fail_closed
+from sessionstore._engine.call import Call, fail_closed
 from sessionstore._redis import connect, durable, redispy
 from sessionstore._redis.batch import Batcher
 from sessionstore._redis.driver import (
@@ -74,7 +74,7 @@ class AsyncSessionStore(StoreBase):
             chore = self._chores()
             if chore is not None:
                 await self._run(chore)
-            wait = self._core.wait_for(call)
+            wait = self._engine.wait_for(call)
             try:
                 if call.command is not None:
                     reply = await self._client.execute_command(*command_args(call))
@@ -86,7 +86,7 @@ class AsyncSessionStore(StoreBase):
                 else:
                     # EVAL then WAIT on one connection to the primary owning the keys' slot.
                     reply, acked = await durable.arun(self._client, call, wait)
-                    self._core.replicated(acked)
+                    self._engine.replicated(acked)
             except DRIVER_ERRORS as err:
                 return failed(call, err)
             follow = self._after(call, reply)
@@ -105,7 +105,7 @@ class AsyncSessionStore(StoreBase):
     ) -> Session:
         """Create a session without tokens (``login`` also issues a token pair)."""
         return await self._run(
-            self._core.create(
+            self._engine.create(
                 user_id, device=device, data=data, idle_ttl=idle_ttl, absolute_ttl=absolute_ttl
             )
         )
@@ -122,7 +122,7 @@ class AsyncSessionStore(StoreBase):
     ) -> TokenPair:
         """Create a session and return its access and refresh tokens."""
         return await self._run(
-            self._core.login(
+            self._engine.login(
                 user_id,
                 device=device,
                 claims=claims,
@@ -139,7 +139,7 @@ class AsyncSessionStore(StoreBase):
 
         ``ip`` and ``user_agent`` describe the request, for ``Config.device_binding``.
         """
-        step = self._core.validate(access_token, ip=ip, user_agent=user_agent)
+        step = self._engine.validate(access_token, ip=ip, user_agent=user_agent)
         if isinstance(step, Principal):
             return step
         self._here()
@@ -149,43 +149,43 @@ class AsyncSessionStore(StoreBase):
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         """Rotate a refresh token into a new pair."""
-        return await self._run(self._core.refresh(refresh_token))
+        return await self._run(self._engine.refresh(refresh_token))
 
     async def logout(self, access_token: str) -> bool:
         """Revoke the session of an access token."""
-        return await self._run(self._core.logout(access_token))
+        return await self._run(self._engine.logout(access_token))
 
     async def get(self, user_id: str, session_id: str) -> Session | None:
         """One live session, or None."""
-        return await self._run(self._core.get(user_id, session_id))
+        return await self._run(self._engine.get(user_id, session_id))
 
     async def touch(self, user_id: str, session_id: str) -> bool:
         """Slide a session's idle deadline; False when it is gone."""
-        return await self._run(self._core.touch(user_id, session_id))
+        return await self._run(self._engine.touch(user_id, session_id))
 
     async def update(self, user_id: str, session_id: str, *, data: Mapping[str, Any]) -> Session:
         """Replace a session's data; raises ``SessionRevoked`` when it is gone."""
-        return await self._run(self._core.update(user_id, session_id, data))
+        return await self._run(self._engine.update(user_id, session_id, data))
 
     async def revoke(self, user_id: str, session_id: str) -> bool:
         """Revoke one session; True when it was live."""
-        return await self._run(self._core.revoke(user_id, session_id))
+        return await self._run(self._engine.revoke(user_id, session_id))
 
     async def revoke_device(self, user_id: str, device_id: str) -> int:
         """Revoke every session of one device; how many."""
-        return await self._run(self._core.revoke_device(user_id, device_id))
+        return await self._run(self._engine.revoke_device(user_id, device_id))
 
     async def revoke_user(self, user_id: str, *, keep: str | None = None) -> int:
         """Revoke every session of a user except ``keep``; how many."""
-        return await self._run(self._core.revoke_user(user_id, keep))
+        return await self._run(self._engine.revoke_user(user_id, keep))
 
     async def sessions(self, user_id: str) -> list[Session]:
         """A user's active sessions, newest first."""
-        return await self._run(self._core.sessions(user_id))
+        return await self._run(self._engine.sessions(user_id))
 
     async def devices(self, user_id: str) -> list[DeviceSessions]:
         """A user's active sessions grouped per device."""
-        return await self._run(self._core.devices(user_id))
+        return await self._run(self._engine.devices(user_id))
 
     async def close(self) -> None:
         """Close the client if this store created it."""

@@ -198,7 +198,7 @@ def validate_until_rejected(url: str, jwks: dict[str, Any], token: str, conn: An
     with SessionStore.from_url(url, keyring=Keyring.from_jwks(jwks)) as store:
         store.validate(token)
         deadline = time.monotonic() + 10
-        while store._core.near is None or len(store._core.near) == 0:
+        while store._engine.near is None or len(store._engine.near) == 0:
             if time.monotonic() > deadline:
                 conn.send(("cold", 0))
                 return

@@ -71,7 +71,7 @@ def test_cap_above_the_bound_is_refused() -> None:
 def fill(store: SessionStore, client: redis.Redis, count: int) -> list[str]:
     """``count`` sessions of USER, pipelined (the calls ``create`` sends); their ids, oldest
     first (they are seen in that order)."""
-    calls = [store._core.create(USER, device=Device(id=f"d{n % DEVICES}")) for n in range(count)]
+    calls = [store._engine.create(USER, device=Device(id=f"d{n % DEVICES}")) for n in range(count)]
     client.script_load(calls[0].script.source)
     made: list[str] = []
     for start in range(0, count, 1000):
@@ -147,7 +147,7 @@ def test_revoke_in_steps_spares_sessions_created_after_it_began(server: LocalSer
     store = SessionStore.from_url(server.url, keyring=Keyring.generate("HS256"), config=config)
     try:
         made = fill(store, client, 300)  # well past a listpack: several ZSCAN steps
-        call = store._core.revoke_user(USER)
+        call = store._engine.revoke_user(USER)
         client.script_load(call.script.source)
         reply = client.evalsha(call.script.sha, *eval_args(call))
         assert reply[0] != b"0", "expected more steps"
@@ -198,7 +198,7 @@ def test_a_user_past_the_cap_from_before_the_bound(server: LocalServer) -> None:
     try:
         calls = [
             dataclasses.replace(call, args=(*call.args[:3], legacy, *call.args[4:]))
-            for call in (store._core.create(USER, device=Device(id="d0")) for _ in range(legacy))
+            for call in (store._engine.create(USER, device=Device(id="d0")) for _ in range(legacy))
         ]
         client.script_load(calls[0].script.source)
         for start in range(0, legacy, 1000):

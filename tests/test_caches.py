@@ -41,7 +41,7 @@ def node_clients(engine: Engine) -> list[redis.Redis]:
 async def warm(store: Any, token: str) -> None:
     """Validate until the near cache serves ``token``'s session."""
     await store.validate(token)
-    core = store.inner._core if store.mode == "sync" else store._core
+    core = store.inner._engine if store.mode == "sync" else store._engine
     assert wait_for(lambda: core.near is not None and core.near.trusted(time.monotonic()))
     for _ in range(50):
         await store.validate(token)
@@ -116,7 +116,7 @@ async def test_revoke_elsewhere_is_pushed(
 
 def validator_core(store: Any) -> Any:
     """The pure core behind a test store of either mode."""
-    return store.inner._core if store.mode == "sync" else store._core
+    return store.inner._engine if store.mode == "sync" else store._engine
 
 
 def test_revoke_in_another_process_is_seen(redis_url: str) -> None:

@@ -234,7 +234,7 @@ async def test_tls_and_acl_reach_every_node(
     # The near cache follows every primary over TLS too (CLUSTER SLOTS names TLS ports).
     inner = store.inner if mode == "sync" else store
     tls_ports = {tls_cluster.tls_port(node) for node in tls_cluster.primaries()}
-    near = inner._core.near
+    near = inner._engine.near
     assert wait_for(lambda: near.trusted(time.monotonic()), 10)
     assert {port for _, port in inner._listener.servers} == tls_ports
     for node in tls_cluster.nodes:  # the store's connections: over TLS, as the ACL user

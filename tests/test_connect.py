@@ -13,7 +13,7 @@ from redis.sentinel import SentinelManagedSSLConnection
 
 from sessionstore import AsyncSessionStore, Config, InvalidInput, SessionStore
 from sessionstore._engine.admin import Walk, glob_escape
-from sessionstore._engine.sessions import Core
+from sessionstore._engine.sessions import Sessions
 from sessionstore._redis.connect import async_client, parse, sync_client
 from sessionstore._redis.driver import is_unreachable
 from sessionstore._redis.durable import Hop, commands, settle
@@ -223,7 +223,7 @@ def test_admin_walk_pattern_and_users() -> None:
 
 
 def test_durable_commands_and_redirect_decisions() -> None:
-    call = Core(Config()).revoke("user-1", "A" * 22)
+    call = Sessions(Config()).revoke("user-1", "A" * 22)
     sent = commands(call, (1, 100), None)
     assert [c[0] for c in sent] == ["EVAL", "WAIT"] and sent[-1] == ("WAIT", 1, 100)
     assert sent[0][2:5] == (2, *call.keys)

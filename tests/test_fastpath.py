@@ -58,7 +58,7 @@ BIG_DATA = {"cart": list(range(200))}
 
 def core_of(store: Any) -> Any:
     """The pure core behind a test store of either mode."""
-    return store.inner._core if store.mode == "sync" else store._core
+    return store.inner._engine if store.mode == "sync" else store._engine
 
 
 def takes_direct_path(store: Any) -> bool:

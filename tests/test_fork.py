@@ -53,7 +53,7 @@ def refused(store: SessionStore, token: str) -> bool:
 
 def cached(store: SessionStore, user_id: str, session_id: str) -> bool:
     """Whether ``store``'s near cache serves this session now."""
-    near = store._core.near
+    near = store._engine.near
     key = user_keys(store.config.namespace, user_id).session(session_id)
     return near is not None and near.get(key, time.monotonic()) is not None
 
@@ -70,7 +70,7 @@ def warm(store: SessionStore, user_id: str, session_id: str, token: str) -> bool
 
 def knows_revoked(store: SessionStore, user_id: str, session_id: str) -> bool:
     """Whether ``store``'s degraded-mode memory holds this revocation."""
-    return store._core.revoked.is_revoked(user_id, session_id, time.time())
+    return store._engine.revoked.is_revoked(user_id, session_id, time.time())
 
 
 def fork(body: Callable[[Connection], Any]) -> tuple[int, Connection]:
@@ -403,7 +403,7 @@ def test_locks_a_parent_thread_held_at_the_fork_do_not_hang_the_child(
     store = SessionStore.from_url(redis_url, keyring=keyring)
     try:
         pair = store.login("user-1", device=PHONE)
-        core = store._core
+        core = store._engine
         assert core.tokens is not None
         locks = [follow._registry_lock, core.revoked._lock, core.marker._lock, core.tokens._lock]
         held, release = threading.Event(), threading.Event()

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sessionstore._engine.sessions import Call
+from sessionstore._engine.call import Call
 from sessionstore._engine.validation import READ_FIELDS
 from sessionstore._redis.direct import pack
 from sessionstore.scripts import SCRIPTS

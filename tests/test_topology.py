@@ -232,7 +232,7 @@ def test_the_heartbeat_is_allowed_to_the_recommended_acl_user() -> None:
         url = server.url.replace("redis://", f"redis://sessionstore:{PASSWORD}@")
         with SessionStore.from_url(url, keyring=Keyring.generate("HS256")) as store:
             pair = store.login("user-1", device=PHONE)
-            core = store._core
+            core = store._engine
             assert wait_for(lambda: core.near is not None and core.near.trusted(time.monotonic()))
             time.sleep(0.6)  # a few heartbeats
             store.validate(pair.access_token)

@@ -15,8 +15,9 @@ from sessionstore import events
 from sessionstore._engine import binding as _binding
 from sessionstore._engine import codec
 from sessionstore._engine import marker as _marker
+from sessionstore._engine.call import Call, announced
 from sessionstore._engine.fallback import Breaker
-from sessionstore._engine.sessions import Call, Core, announced, checked_ttl
+from sessionstore._engine.sessions import Sessions, checked_ttl
 from sessionstore._engine.validation import Check, Verified, principal_of
 from sessionstore._nearcache.cache import NearCache, TokenCache
 from sessionstore.errors import (
@@ -40,12 +41,12 @@ from sessionstore.tokens import (
     verify_access_token,
 )
 
-__all__ = ["Auth"]
+__all__ = ["Engine"]
 
 _KEYS_MEMO = 4096
 
 
-class Auth(Core):
+class Engine(Sessions):
     """The ``Call`` builders of the token operations, plus the fallback state."""
 
     def __init__(

@@ -15,7 +15,7 @@ import msgspec
 
 from sessionstore import events
 from sessionstore._engine import codec
-from sessionstore._engine.sessions import Call, fail_closed
+from sessionstore._engine.call import Call, fail_closed
 from sessionstore._nearcache.cache import NearCache
 from sessionstore.errors import SessionRevoked
 from sessionstore.models import Principal, Session
@@ -23,7 +23,7 @@ from sessionstore.scripts import SCRIPTS
 from sessionstore.tokens import AccessClaims
 
 if TYPE_CHECKING:
-    from sessionstore._engine.engine import Auth
+    from sessionstore._engine.engine import Engine
 
 __all__ = ["READ_FIELDS", "Check", "Verified", "principal_of"]
 
@@ -75,7 +75,7 @@ class Check(Call[Principal]):
 
     def __init__(
         self,
-        auth: Auth,
+        auth: Engine,
         verified: Verified,
         near: NearCache | None,
         ip: str | None,

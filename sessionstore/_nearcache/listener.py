@@ -63,7 +63,7 @@ _WAIT = 0.001
 # How long a poll that found the socket drained vouches for it. Less than any round trip
 # of the revoking client (two wake-ups and a reply parsed in Python: tens of µs on
 # loopback): the pushes land before the server reads ``revoke()``'s last command (see
-# ``_core.announced``), so a validation that starts after ``revoke()`` returned, anywhere,
+# ``_engine.call.announced``), so a validation that starts after ``revoke()`` returned, anywhere,
 # polls after they landed. A validation loop faster than this polls every few calls
 # instead of every call: the poll costs about a microsecond, a cached validation 1.5.
 _FRESH_FOR = 0.00001

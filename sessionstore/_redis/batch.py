@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from redis.exceptions import NoScriptError
 
-from sessionstore._engine.sessions import Call
+from sessionstore._engine.call import Call
 from sessionstore._redis import direct as _direct
 from sessionstore._redis.driver import DRIVER_ERRORS, command_args, eval_args, failed
 

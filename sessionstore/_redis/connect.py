@@ -36,7 +36,7 @@ from redis.backoff import NoBackoff
 from redis.connection import URL_QUERY_ARGUMENT_PARSERS
 from redis.retry import Retry
 
-from sessionstore._engine.sessions import fail_closed
+from sessionstore._engine.call import fail_closed
 from sessionstore._redis.driver import DRIVER_ERRORS, client_options, is_unreachable
 from sessionstore.errors import InvalidInput
 from sessionstore.models import Config

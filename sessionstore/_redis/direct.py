@@ -33,7 +33,7 @@ import redis.asyncio.connection as aconn
 import redis.connection as sconn
 from redis import exceptions as rx
 
-from sessionstore._engine.sessions import Call
+from sessionstore._engine.call import Call
 from sessionstore._redis import redispy
 from sessionstore._redis.driver import eval_args
 

@@ -6,7 +6,7 @@ from typing import Any, TypeVar
 
 from redis import exceptions as rx
 
-from sessionstore._engine.sessions import Call
+from sessionstore._engine.call import Call
 from sessionstore.errors import InvalidInput
 from sessionstore.models import Config
 

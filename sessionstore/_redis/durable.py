@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from redis.exceptions import AskError, MovedError, TryAgainError
 
-from sessionstore._engine.sessions import Call
+from sessionstore._engine.call import Call
 from sessionstore._redis import redispy
 from sessionstore._redis.connect import is_cluster
 from sessionstore._redis.driver import eval_args

@@ -1,0 +1,88 @@
+"""A ``Call``: one command or script to run, and what to make of its reply or failure.
+
+The engine builds calls; the shells (``SessionStore``, ``AsyncSessionStore``) and the
+batcher run them. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from sessionstore.errors import ScriptError, StoreUnavailable
+from sessionstore.scripts import Script
+
+__all__ = ["Arg", "Call", "announced", "confirmed", "fail_closed"]
+
+T = TypeVar("T")
+Arg = bytes | str | int
+
+
+def fail_closed(err: Exception, unreachable: bool) -> Any:
+    """Default outcome of a failed call: never a fallback, always a typed error."""
+    if unreachable:
+        raise StoreUnavailable(f"Redis is unreachable: {type(err).__name__}") from err
+    raise ScriptError(f"Redis answered with an error: {err}") from err
+
+
+# slots, not frozen: a frozen dataclass pays an object.__setattr__ per field, and one Call is
+# built per request. Treat a Call as immutable all the same.
+@dataclass(slots=True)
+class Call(Generic[T]):
+    """One script invocation (or one plain read) and what to make of its outcome.
+
+    With ``command`` set, the shells send that read-only command instead of the script:
+    the command, ``keys``, then ``args``. ``then`` may turn a reply into a follow-up call
+    whose result is the result (e.g. a read that finds a touch due); None means ``parse``
+    the reply.
+    """
+
+    script: Script
+    keys: tuple[str, ...]
+    args: tuple[Arg, ...]
+    parse: Callable[[Any], T]
+    fail: Callable[[Exception, bool], T] = field(default=fail_closed)
+    # A revocation: with Config.revoke_wait_replicas the shells WAIT for replicas after it.
+    durable: bool = False
+    command: str | None = None
+    then: Callable[[Any], Call[T] | None] | None = None
+
+
+def announced(call: Call[T], when: Callable[[Any], bool] | None = None) -> Call[T]:
+    """``call`` (a revocation), then one keyed read on the server that ran it before the
+    result is returned (when ``when(reply)`` holds, or always).
+
+    The server writes the script's reply before the invalidation pushes of the same step
+    (the listeners' connections queued first are written last), and a busy two-core
+    machine may run the caller before the server gets to them: a revoke returned, and
+    another process' next validation still found nothing on its listener's socket. The
+    server reads the follow-up only after it has written everything of that step, so when
+    it answers, every listener's socket holds the pushes: a validation anywhere that
+    starts after ``revoke`` returns sees them (``Listener.fresh``).
+    """
+
+    def then(reply: Any) -> Call[T] | None:
+        if when is not None and not when(reply):
+            return None
+
+        def done(_: Any) -> T:
+            return call.parse(reply)
+
+        def failed(err: Exception, unreachable: bool) -> T:
+            return call.parse(reply)  # the revocation stands; only its confirmation failed
+
+        return Call(call.script, call.keys[:1], (), done, failed, command="PTTL")
+
+    call.then = then
+    return call
+
+
+def confirmed(script: Script, key: str, result: T) -> Call[T]:
+    """The keyed read of ``announced`` after the last step of a stepped revocation: its
+    answer, or its failure, leaves ``result`` as it is."""
+
+    def failed(err: Exception, unreachable: bool) -> T:
+        return result
+
+    return Call(script, (key,), (), lambda _: result, failed, command="PTTL")
