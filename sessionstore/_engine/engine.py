@@ -1,7 +1,8 @@
-"""Pure token logic on top of the store core: login, validate, refresh, logout.
+"""The engine both shells hold: the session operations plus login, refresh, logout, validate.
 
-Token checks run here before any I/O; the Redis side is one ``Call`` each, and the
-fallback policy decides what an unreachable Redis means for validation.
+Token checks run here before any I/O; the Redis side is one ``Call`` each. Validation, the
+hot path, reads top to bottom in ``validation`` (``Engine.validate`` is its entry); this
+module holds the engine's construction, its state and the other token operations.
 """
 
 from __future__ import annotations
@@ -12,24 +13,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from sessionstore import events
-from sessionstore._engine import binding as _binding
-from sessionstore._engine import codec
-from sessionstore._engine import marker as _marker
+from sessionstore._engine import codec, marker, validation
 from sessionstore._engine.call import Call, announced
 from sessionstore._engine.fallback import Breaker
 from sessionstore._engine.sessions import Sessions, checked_ttl
-from sessionstore._engine.validation import Check, Verified, principal_of
+from sessionstore._engine.validation import TouchRule, Verified
 from sessionstore._nearcache.cache import NearCache, TokenCache
-from sessionstore.errors import (
-    DeviceBindingError,
-    InvalidInput,
-    InvalidToken,
-    RefreshReuseDetected,
-    SessionRevoked,
-    StoreUnavailable,
-)
+from sessionstore.errors import InvalidInput, InvalidToken, RefreshReuseDetected
 from sessionstore.keys import UserKeys, decode_user_id, new_session_id, user_keys
-from sessionstore.models import Config, Device, Principal, Session, TokenPair
+from sessionstore.models import Config, Device, TokenPair
 from sessionstore.scripts import SCRIPTS
 from sessionstore.tokens import (
     RESERVED_CLAIMS,
@@ -43,8 +35,6 @@ from sessionstore.tokens import (
 
 __all__ = ["Engine"]
 
-_KEYS_MEMO = 4096
-
 
 class Engine(Sessions):
     """The ``Call`` builders of the token operations, plus the fallback state."""
@@ -57,18 +47,13 @@ class Engine(Sessions):
             raise InvalidInput(f"keyring must be a Keyring, got {type(keyring).__name__}")
         self._keyring = keyring
         self.breaker = Breaker(config.breaker_failures, config.breaker_reset)
-        self.marker = _marker.Marker(config.namespace, config.marker_interval)
+        self.marker = marker.Marker(config.namespace, config.marker_interval)
+        # What validation reads (see validation.Host), set once here.
         size = config.token_cache_size
         self.tokens: TokenCache[Verified] | None = TokenCache(size, config.leeway) if size else None
-        self._binding = config.device_binding != "off"
-        self.touch_us = config.touch_interval * 1_000_000  # read on every validation
-        # A session whose idle ttl (ms) is below this touches every half idle ttl instead;
-        # an idle ttl with more digits is above it, no parse needed (see Check.then).
-        self.idle_cap_ms = 2 * config.touch_interval * 1000
-        self.idle_cap_digits = len(str(self.idle_cap_ms))
-        # user id -> its keys: a user's tokens come back (new sessions, refreshed tokens)
-        # long after any one token has left the token cache. Bounded by clearing.
-        self._keys: dict[str, UserKeys] = {}
+        self.binding = config.device_binding != "off"
+        self.touch_rule = TouchRule(config)
+        self.keys_memo: dict[str, UserKeys] = {}
         self.reader: Callable[[str], tuple[str, int]] | None = None
 
     def attach(
@@ -116,10 +101,10 @@ class Engine(Sessions):
         def fail(err: Exception, unreachable: bool) -> None:
             # The operation that follows meets the same outage and reports it properly.
             if not unreachable:
-                _marker.logger.warning("sessionstore marker check failed: %s", err)
+                marker.logger.warning("sessionstore marker check failed: %s", err)
 
         key, *args = self.marker.args()
-        return Call(_marker.SCRIPT, (key,), tuple(args), parse, fail)
+        return Call(marker.SCRIPT, (key,), tuple(args), parse, fail)
 
     @property
     def keyring(self) -> Keyring:
@@ -156,7 +141,7 @@ class Engine(Sessions):
             now=now,
             expires_at=int(absolute_deadline),
             # Binding on: the token carries its device's digests, for degraded mode.
-            device=device if self._binding else None,
+            device=device if self.binding else None,
         )
         refresh = issue_refresh_token(
             self.keyring, user_id=user_id, session_id=session_id, generation=generation, kid=kid
@@ -269,172 +254,6 @@ class Engine(Sessions):
         claims = self.verify(access_token)
         return self.revoke(claims.user_id, claims.session_id, "logout")
 
-    def _user_keys(self, user_id: str) -> UserKeys:
-        keys = user_keys(self.config.namespace, user_id)
-        if len(self._keys) >= _KEYS_MEMO:
-            self._keys.clear()
-        self._keys[user_id] = keys
-        return keys
-
-    def _verified(self, access_token: object, now: float) -> Verified:
-        cache, keyring = self.tokens, self.keyring
-        snapshot: object = None
-        if cache is not None and type(access_token) is str:
-            snapshot = keyring._live()
-            hit = cache.get(access_token, now, snapshot)
-            if hit is not None:
-                return hit
-        try:
-            claims = verify_access_token(keyring, access_token, config=self.config, now=now)
-        except InvalidToken as err:
-            self.emit(events.ValidationFailed(reason=type(err).__name__))
-            raise
-        keys = self._keys.get(claims.user_id)
-        if keys is None:
-            keys = self._user_keys(claims.user_id)
-        key = keys.session(claims.session_id)
-        verified = Verified(claims, key, keys.index, (key,))
-        if cache is None:
-            verified.repeat = True  # no doorkeeper: every session is worth caching
-        elif type(access_token) is str and cache.admit(access_token):
-            # Seen before (the doorkeeper remembers): worth keeping from now on.
-            verified.repeat = True
-            cache.put(access_token, verified, claims.expires_at, snapshot)
-        return verified
-
-    def validate(
-        self, access_token: object, *, ip: str | None = None, user_agent: str | None = None
-    ) -> Principal | Call[Principal]:
-        """A ``Principal`` decided without Redis (cached or degraded), or the one-trip check.
-
-        ``ip`` and ``user_agent`` describe the request, for ``Config.device_binding``.
-        """
-        now, mono = time.time(), time.monotonic()
-        verified = self._verified(access_token, now)
-        claims = verified.claims
-        if self.revoked.is_revoked(claims.user_id, claims.session_id, now):
-            # Heard of (pushed, or revoked here) before any cache answers: a revocation
-            # announced on one server may reach us before the push that drops the entry
-            # (another node's, after a failover). Sessions are never recreated, so refuse.
-            err = SessionRevoked("session was revoked (announced)")
-            self._failed(claims, err)
-            raise err
-        near = self.near
-        if near is not None and near.get(verified.key, mono) is not None and self.fresh():
-            # A hit, and every push that has arrived is applied: look again. Not fresh
-            # (the listener thread kept the connection past a short wait): Redis answers.
-            session = near.get(verified.key, time.monotonic())
-            if session is not None:
-                if self._binding:
-                    self._bind(claims, session, ip, user_agent)
-                memo = verified.memo
-                if memo is None or memo[0] is not session:
-                    verified.memo = memo = (session, principal_of(claims, session=session))
-                return memo[1]
-        if not self.breaker.allow(mono):
-            return self._degraded(claims, None, ip, user_agent)
-        # A token seen for the first time stays out of both caches (see TokenCache.admit):
-        # its session is cached from the second sighting on.
-        return Check(self, verified, near if verified.repeat else None, ip, user_agent)
-
-    def _reachable(self) -> None:
-        breaker = self.breaker
-        breaker.last_reached = now = time.monotonic()  # degraded mode is bounded from here
-        if breaker.quiet:
-            return  # the common case: no lock
-        ended = breaker.success(now)
-        if ended is not None:
-            self.marker.expedite()  # a server that came back may have come back empty
-            self.emit(events.DegradedLeft(seconds=ended))
-
-    def _failed(self, claims: AccessClaims, err: Exception) -> None:
-        self.emit(
-            events.ValidationFailed(
-                reason=type(err).__name__, user_id=claims.user_id, session_id=claims.session_id
-            )
-        )
-
-    def _bind(
-        self, claims: AccessClaims, session: Session, ip: str | None, user_agent: str | None
-    ) -> None:
-        policy = self.config.device_binding
-        if policy == "off":
-            return
-        device = session.device
-        field = _binding.mismatch(device.ip, device.user_agent, ip, user_agent)
-        if field is not None:
-            self._mismatched(claims, field)
-
-    def _mismatched(self, claims: AccessClaims, field: _binding.Field) -> None:
-        enforced = self.config.device_binding == "enforce"
-        self.emit(
-            events.DeviceMismatch(
-                user_id=claims.user_id,
-                session_id=claims.session_id,
-                field=field,
-                enforced=enforced,
-            )
-        )
-        if enforced:
-            err = DeviceBindingError(f"request {field} does not match the session's device")
-            self._failed(claims, err)
-            raise err
-
-    def _degraded(
-        self,
-        claims: AccessClaims,
-        err: BaseException | None,
-        ip: str | None,
-        user_agent: str | None,
-    ) -> Principal:
-        config = self.config
-        # With the breaker open no call was made: the outage's latest driver error is the cause.
-        cause = err if err is not None else self.breaker.last_error
-        if config.fallback == "deny":
-            raise StoreUnavailable("Redis is unreachable and fallback is 'deny'") from cause
-        # Bounded from the last reply, not from when this process noticed the outage: a
-        # process (re)started mid-outage, or idle when it began, cannot extend the window.
-        # One that never reached Redis has heard of no revocation at all: it denies.
-        unreached = self.breaker.unreached_seconds(time.monotonic())
-        if unreached is None:
-            raise StoreUnavailable(
-                "Redis is unreachable and this process never reached it: "
-                "it cannot know which sessions were revoked"
-            ) from cause
-        if unreached > config.max_degraded_seconds:
-            raise StoreUnavailable(
-                "Redis has been unreachable past max_degraded_seconds (counted from its last reply)"
-            ) from cause
-        if self.revoked.is_revoked(claims.user_id, claims.session_id, time.time()):
-            error = SessionRevoked("session was revoked (known to this process)")
-            self._failed(claims, error)
-            raise error
-        if self._binding:
-            self._bind_token(claims, ip, user_agent, err)
-        return principal_of(claims, session=None)
-
-    def _bind_token(
-        self,
-        claims: AccessClaims,
-        ip: str | None,
-        user_agent: str | None,
-        err: BaseException | None,
-    ) -> None:
-        """Device binding without Redis: against the keyed digests the token carries."""
-        key = None
-        if claims.device is not None:
-            try:
-                key = self.keyring._entry(claims.kid).binding_key
-            except InvalidToken:
-                key = None  # retired since the token was verified: nothing to check with
-        if key is None or claims.device is None:
-            # A token issued without binding, or a verify-only keyring: the device cannot
-            # be checked here, so enforcement refuses rather than skip the check.
-            if self.config.device_binding == "enforce":
-                raise StoreUnavailable(
-                    "Redis is unreachable and the token's device cannot be checked without it"
-                ) from err
-            return
-        field = _binding.token_mismatch(key, claims.session_id, claims.device, ip, user_agent)
-        if field is not None:
-            self._mismatched(claims, field)
+    # The function itself, not a method calling it: no extra call on the hot path. It
+    # reaches the engine only through ``validation.Host`` (mypy checks Engine is one).
+    validate = validation.validate
