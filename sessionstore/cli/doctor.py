@@ -15,10 +15,10 @@ from typing import Any, Literal
 import redis
 
 from sessionstore._redis.connect import parse, sync_client
+from sessionstore._redis.info import server_version
 from sessionstore.cli.redact import mask_url
 from sessionstore.models import Config
 from sessionstore.scripts import SCRIPTS
-from sessionstore.testing import server_version
 
 __all__ = ["Check", "diagnose", "redact"]
 

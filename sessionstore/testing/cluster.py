@@ -1,5 +1,6 @@
 """A local Redis Cluster for tests, spawned from one server binary (``LocalSentinel``, its
-Sentinel counterpart, is in ``_sentinels.py`` and shares the process helpers here).
+Sentinel counterpart, is in ``sentinel.py`` and shares the process helpers here; both are
+built from ``server.LocalServer``).
 
 ``LocalCluster`` builds primaries with replicas itself (CLUSTER ADDSLOTSRANGE, MEET,
 REPLICATE: no redis-cli needed) and drives failovers and slot migrations. Every process is
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -20,9 +21,7 @@ from redis.crc import key_slot
 from redis.retry import Retry
 
 from sessionstore.testing.process import Started
-
-if TYPE_CHECKING:
-    from sessionstore.testing import LocalServer
+from sessionstore.testing.server import LocalServer, LocalServerError, free_port
 
 __all__ = ["LocalCluster"]
 
@@ -55,8 +54,6 @@ def _ask(server: LocalServer, *command: Any, timeout: float = 5.0) -> Any:
 
 def _until(what: str, check: Callable[[], bool], timeout: float = _READY_TIMEOUT) -> None:
     """Poll ``check`` (errors count as "not yet") until true; raise after ``timeout``."""
-    from sessionstore.testing import LocalServerError
-
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -161,8 +158,6 @@ class LocalCluster(Started):
         return self
 
     def _spawn(self, n: int) -> LocalServer:
-        from sessionstore.testing import LocalServer, free_port
-
         bus = free_port()
         tls_port, tls_args = self._tls_args()
         server = LocalServer(
@@ -202,8 +197,6 @@ class LocalCluster(Started):
         return self._tls_ports[server.port]
 
     def _tls_args(self) -> tuple[int, list[str]]:
-        from sessionstore.testing import free_port
-
         if self.tls is None:
             return 0, []
         ca, cert, key = self.tls

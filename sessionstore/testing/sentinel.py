@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from sessionstore.testing.cluster import (
     _ADMIN_ERRORS,
@@ -24,9 +24,7 @@ from sessionstore.testing.cluster import (
 
 # The process helpers are the cluster module's (one implementation of each).
 from sessionstore.testing.process import Started
-
-if TYPE_CHECKING:
-    from sessionstore.testing import LocalServer
+from sessionstore.testing.server import LocalServer
 
 __all__ = ["LocalSentinel"]
 
@@ -68,8 +66,6 @@ class LocalSentinel(Started):
 
     def start(self) -> LocalSentinel:
         """Spawn the data nodes and the sentinels; return once every sentinel sees all."""
-        from sessionstore.testing import LocalServer
-
         if self.servers:
             return self
         try:
