@@ -1,7 +1,7 @@
 """Construction shared by ``SessionStore`` and ``AsyncSessionStore``.
 
 The only I/O started here is the shared invalidation listeners of the near cache
-(background threads, one per followed server and namespace in a process; see ``_follow``).
+(background threads, one per followed server and namespace in a process; see ``_nearcache.follow``).
 
 Fork-safe: in a child forked after a store was made (gunicorn ``--preload``, Celery
 prefork, ``multiprocessing`` with ``fork``), the store lets go of the parent's listeners
@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from sessionstore._engine.call import Call
 from sessionstore._engine.engine import Engine
-from sessionstore._nearcache import follow as _follow
+from sessionstore._nearcache import follow
 from sessionstore._redis import redispy
 from sessionstore._redis.driver import check_client
 from sessionstore.errors import InvalidInput, StoreUnavailable
@@ -31,7 +31,7 @@ S = TypeVar("S", bound="StoreBase")
 
 
 class StoreBase:
-    """Holds the client, the pure core and the ownership flag of both shells.
+    """Holds the client, the engine and the ownership flag of both shells.
 
     A shell adds what is its own through two hooks: ``_new_client`` (the client
     ``from_url`` makes) and ``_start`` (its set-up around the client).
@@ -52,14 +52,14 @@ class StoreBase:
         self._engine = Engine(Config() if config is None else config, keyring, on_event)
         # Clients the store creates are closed by close(); a user-owned one is left open.
         self._owns_client = False
-        self._listener: _follow.Followers | None = None
+        self._listener: follow.Followers | None = None
         # Set in a forked child whose store followed the parent's listeners: the next
         # call to Redis acquires this process' own first (``_chores``).
         self._rejoin = False
         self._rejoin_lock = threading.Lock()
         self._former: set[tuple[str, int]] = set()  # the primaries the sentinels named
         cfg = self._engine.config
-        topology = _follow.topology_of(client)
+        topology = follow.topology_of(client)
         self._topology = topology
         try:
             if cfg.near_cache_size and cfg.touch_interval and topology is not None:
@@ -70,17 +70,17 @@ class StoreBase:
             raise
         _LIVE.add(self)
 
-    def _follow(self, topology: _follow.Topology) -> None:
+    def _follow(self, topology: follow.Topology) -> None:
         """Take the process-wide listeners of ``topology`` and serve from their near cache."""
         cfg = self._engine.config
-        listener = self._listener = _follow.acquire(
+        listener = self._listener = follow.acquire(
             topology, cfg.namespace, cfg.near_cache_size, cfg.touch_interval
         )
         listener.subscribe(self._engine.published, self._engine.breaker.expedite, self._primary)
-        self._engine.attach(listener.cache, listener.fresh, _follow.reader_of(self._client))
+        self._engine.attach(listener.cache, listener.fresh, follow.reader_of(self._client))
 
     def _chores(self) -> Call[None] | None:
-        """The core's housekeeping call when one is due; first, in a forked child, the
+        """The engine's housekeeping call when one is due; first, in a forked child, the
         listeners of this process (asked before each trip to Redis, never on a cache hit)."""
         if self._rejoin:
             self._rejoined()
@@ -94,7 +94,7 @@ class StoreBase:
             self._rejoin = False
 
     def _forked(self) -> None:
-        """In a forked child: drop the parent's listeners (``_follow`` abandons them) and
+        """In a forked child: drop the parent's listeners (``follow`` abandons them) and
         every lock a parent thread may have held; rejoin on the next trip to Redis."""
         self._rejoin_lock = threading.Lock()
         self._engine.forked()
@@ -196,7 +196,7 @@ class StoreBase:
                 self._engine.published, self._engine.breaker.expedite, self._primary
             )
             self._engine.near = None
-            _follow.release(listener)
+            follow.release(listener)
 
     @property
     def config(self) -> Config:

@@ -1,4 +1,4 @@
-"""``AsyncSessionStore``: the asyncio shell. Every decision lives in the pure core."""
+"""``AsyncSessionStore``: the asyncio shell. Every decision lives in the engine (``_engine``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from redis.exceptions import NoScriptError
 
-from sessionstore._engine import admin as _admin
+from sessionstore._engine import admin
 from sessionstore._engine.call import Call, fail_closed
 from sessionstore._redis import connect, durable, redispy
 from sessionstore._redis.batch import Batcher
@@ -206,7 +206,7 @@ class AsyncSessionStore(StoreBase):
 
         ``count`` is SCAN's batch hint. For admin tools: a walk costs a SCAN per batch.
         """
-        walk = _admin.Walk(self.config.namespace, count)
+        walk = admin.Walk(self.config.namespace, count)
         self._here()
         try:
             async for key in self._client.scan_iter(match=walk.pattern, count=count, _type="zset"):

@@ -1,4 +1,4 @@
-"""``SessionStore``: the synchronous shell. Every decision lives in the pure core."""
+"""``SessionStore``: the synchronous shell. Every decision lives in the engine (``_engine``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from redis.exceptions import NoScriptError
 
-from sessionstore._engine import admin as _admin
+from sessionstore._engine import admin
 from sessionstore._engine.call import Call, fail_closed
 from sessionstore._redis import connect, direct, durable
 from sessionstore._redis.driver import (
@@ -171,7 +171,7 @@ class SessionStore(StoreBase):
 
         ``count`` is SCAN's batch hint. For admin tools: a walk costs a SCAN per batch.
         """
-        walk = _admin.Walk(self.config.namespace, count)
+        walk = admin.Walk(self.config.namespace, count)
         try:
             for key in self._client.scan_iter(match=walk.pattern, count=count, _type="zset"):
                 user_id = walk.user(key)

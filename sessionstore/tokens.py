@@ -1,5 +1,5 @@
 """Tokens: stateful access JWTs (RFC 9068) and opaque refresh tokens, under a ``Keyring``
-(``_keyring``, re-exported here).
+(``sessionstore._jose.keyring``, re-exported here).
 
 Pure code: no I/O. ``verify_access_token`` is the pre-decode gate of hybrid validation:
 size, shape, header allowlist, pinned algorithm, signature, then strict claims, so a forged
@@ -18,8 +18,8 @@ from typing import Any, Final
 import jwt
 import msgspec
 
-from sessionstore._engine import binding as _binding
-from sessionstore._jose import strict as _strict
+from sessionstore._engine import binding
+from sessionstore._jose import strict
 from sessionstore._jose.jws import KeyEntry
 from sessionstore._jose.keyring import SAFE_INT_MAX, Keyring, seconds
 from sessionstore.errors import (
@@ -51,7 +51,7 @@ __all__ = [
 
 ACCESS_TOKEN_TYPE: Final = "at+jwt"
 REFRESH_PREFIX: Final = "rt1."
-# The keyed digests of the session's device (see _binding.digest): {"ip": ..., "ua": ...}.
+# The keyed digests of the session's device (see binding.digest): {"ip": ..., "ua": ...}.
 DEVICE_CLAIM: Final = "ss_dev"
 RESERVED_CLAIMS: Final = frozenset(
     {"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid", "typ", DEVICE_CLAIM}
@@ -111,7 +111,7 @@ def issue_access_token(
     expires = issued_at + config.access_ttl
     if expires_at is not None:
         expires = min(expires, math.floor(seconds("expires_at", expires_at)))
-    extra = _strict.json_claims(claims, RESERVED_CLAIMS)
+    extra = strict.json_claims(claims, RESERVED_CLAIMS)
     key = keyring._signer(None)
     token_id = secrets.token_urlsafe(12)
     bound = None if device is None else _device_digests(key, session_id, device)
@@ -150,9 +150,9 @@ def _device_digests(key: KeyEntry, session_id: str, device: Device) -> dict[str,
         raise InvalidInput(f"key {key.kid!r} cannot bind devices")
     bound: dict[str, str] = {}
     if device.ip:
-        bound["ip"] = _binding.digest(binding_key, session_id, "ip", device.ip)
+        bound["ip"] = binding.digest(binding_key, session_id, "ip", device.ip)
     if device.user_agent:
-        bound["ua"] = _binding.digest(binding_key, session_id, "user_agent", device.user_agent)
+        bound["ua"] = binding.digest(binding_key, session_id, "user_agent", device.user_agent)
     return bound
 
 
@@ -225,7 +225,7 @@ def verify_access_token(
         raise InvalidSignature("signature does not verify")
     if not known:
         state.remember(head, key)
-    payload = _strict.json_object(body, "payload")
+    payload = strict.json_object(body, "payload")
 
     sub = payload.get("sub")
     # The user id builds Redis keys next: refuse here what check_user_id would refuse there
@@ -298,7 +298,7 @@ class RefreshClaims(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _refresh_mac(refresh_key: bytes, body: str) -> str:
-    return _strict.b64u_encode(hmac.digest(refresh_key, body.encode("utf-8"), "sha256"))
+    return strict.b64u_encode(hmac.digest(refresh_key, body.encode("utf-8"), "sha256"))
 
 
 def issue_refresh_token(
@@ -318,7 +318,7 @@ def issue_refresh_token(
         raise InvalidInput(f"key {key.kid!r} cannot issue refresh tokens")
     body = (
         f"{REFRESH_PREFIX}{encode_user_id(user_id)}.{session_id}.{generation}."
-        f"{_strict.b64u_encode(key.kid.encode('utf-8'))}"
+        f"{strict.b64u_encode(key.kid.encode('utf-8'))}"
     )
     return f"{body}.{_refresh_mac(key.refresh_key, body)}"
 
@@ -340,7 +340,7 @@ def parse_refresh_token(keyring: Keyring, token: object, *, max_bytes: int) -> R
     try:
         user_id = decode_user_id(encoded_user)
         check_session_id(session_id)
-        kid = _strict.b64u_decode(encoded_kid).decode("utf-8")
+        kid = strict.b64u_decode(encoded_kid).decode("utf-8")
     except (InvalidInput, ValueError) as err:
         raise MalformedToken("refresh token is malformed") from err
     key = keyring._entry(kid)

@@ -13,7 +13,7 @@ import ipaddress
 from typing import Literal
 
 from sessionstore._engine import useragent
-from sessionstore._jose import strict as _strict
+from sessionstore._jose import strict
 
 __all__ = [
     "digest",
@@ -87,7 +87,7 @@ def digest(key: bytes, session_id: str, field: Field, value: str) -> str:
     """
     coarse = ip_prefix(value) if field == "ip" else "/".join(ua_family(value))
     message = f"{field}\x00{session_id}\x00{coarse}".encode("utf-8", "surrogatepass")
-    return _strict.b64u_encode(hmac.digest(key, message, "sha256")[:_DIGEST_BYTES])
+    return strict.b64u_encode(hmac.digest(key, message, "sha256")[:_DIGEST_BYTES])
 
 
 def token_mismatch(

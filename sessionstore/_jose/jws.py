@@ -1,4 +1,4 @@
-"""JOSE layer under ``tokens``: the JWS header gate, keys and JWKs (encodings: ``_strict``).
+"""JOSE layer under ``tokens``: the JWS header gate, keys and JWKs (encodings: ``strict``).
 
 Private module, no I/O. Key material never reaches a repr, a log line or an exception
 message: errors name the ``kid`` and ``alg``, never the key.
@@ -158,7 +158,7 @@ class KeyEntry:
         self.refresh_key = (
             None if material is None else hmac.digest(material, _REFRESH_LABEL, "sha256")
         )
-        # Device binding digests (see _binding.digest) use a key of their own, derived the
+        # Device binding digests (see _engine.binding.digest) use a key of their own, derived the
         # same way: a process that can sign (or refresh) can check a token's device alone.
         self.binding_key = (
             None if material is None else hmac.digest(material, _BINDING_LABEL, "sha256")

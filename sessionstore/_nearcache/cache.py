@@ -4,7 +4,7 @@
 ``exp`` against the clock and that the keyring has not changed since the token verified.
 
 ``NearCache``: session key -> session state, trusted only while Redis' invalidation
-pushes can be heard (see ``_listener``): entries are dropped on a push for their key,
+pushes can be heard (see ``listener``): entries are dropped on a push for their key,
 everything is dropped when a push connection (a ``Link``) is lost, added or removed,
 nothing is served unless every link is up and was heard from within ``trust_window``
 seconds (a cluster has one link per primary), and no entry outlives ``max_age``. An entry

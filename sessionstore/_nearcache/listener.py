@@ -16,7 +16,7 @@ to ``sys.getswitchinterval()``): the caller waits on the lock, which releases th
 at most ``_WAIT`` (1 ms; an event loop may block that long), then sends the validation to
 Redis instead of serving the cache. The connection is one ``Link`` of the cache: any socket
 error drops the whole cache until a new connection is subscribed. Which servers get a
-listener (one, every cluster primary, the sentinels' primary) is ``_follow``'s business.
+listener (one, every cluster primary, the sentinels' primary) is ``follow``'s business.
 
 Some operations change a database without a push for any key: ``SWAPDB`` sends none,
 and a database swapped in may hold the very keys (same names, same values) of a backup.

@@ -4,7 +4,7 @@ Calls queued during a loop turn are sent together when the loop next runs its re
 callbacks, like ioredis' auto-pipelining (on the direct path, a long turn also writes
 every ``WRITE_AT`` calls, so that Redis works while the turn goes on). On a plain
 single-server client the batch is written as one buffer on one connection of the client's
-pool and its replies parsed by one hiredis reader (``_direct``); on any other client (a
+pool and its replies parsed by one hiredis reader (``direct``); on any other client (a
 cluster, Sentinel, RESP3, retries) it is one redis-py pipeline. Each caller gets its own
 result or its own error: one failing call never fails the others. A reply that asks for a
 follow-up call (a touch that is due) joins the next batch instead of costing a task of its

@@ -11,7 +11,7 @@ buffer without awaiting, and one reader task parses the replies with one hiredis
 (auto-pipelining). Idle connections the server closed are replaced before use, as the pool
 does at checkout. Error replies become the exceptions redis-py's own parser makes
 (``NoScriptError``, ``BusyLoadingError``, ...), socket failures its ``ConnectionError`` and
-``TimeoutError``, so the shells' error mapping (``_io``) is unchanged. Anything else (a
+``TimeoutError``, so the shells' error mapping (``driver``) is unchanged. Anything else (a
 cluster, Sentinel, RESP3, a client with retries) stays on redis-py's path.
 """
 

@@ -1,7 +1,7 @@
 """The redis-py internals the store leans on, in one place and behind one version gate.
 
-The direct path (``_direct``) writes and reads a pooled connection's socket or streams
-itself and parses replies with redis-py's error mapping; the durable writes (``_durable``)
+The direct path (``direct``) writes and reads a pooled connection's socket or streams
+itself and parses replies with redis-py's error mapping; the durable writes (``durable``)
 move a slot in a cluster client's map after a MOVED reply; an asyncio store awaited from a
 new event loop closes the connections a closed loop left behind (redis-py cannot); the near
 cache reads a cluster client's node map and a Sentinel pool's primary. Those are redis-py

@@ -8,7 +8,7 @@ Exit codes:
     4  the server answered with an error
     5  the server refused the credentials (WRONGPASS, NOAUTH: wrong or missing password)
 
-Every failure is one line on stderr, and no output ever shows a password (``_redact``).
+Every failure is one line on stderr, and no output ever shows a password (``redact``).
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ class Check:
 
 
 def redact(url: str) -> str:
-    """``url`` without its passwords (see ``_redact.mask_url``)."""
+    """``url`` without its passwords (see ``redact.mask_url``)."""
     return mask_url(url)
 
 
