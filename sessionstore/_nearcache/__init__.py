@@ -3,5 +3,5 @@
 ``cache`` is pure (the engine reads it on every validation); ``listener`` and ``follow``
 hold invalidation connections, spoken in plain RESP (``sessionstore._redis.resp``). May
 import ``sessionstore._redis`` and the public data modules; never ``_engine``, the shells,
-``cli`` or ``testing``.
+``cli`` or ``testing`` (tests/test_architecture.py).
 """

@@ -2,5 +2,5 @@
 
 The only package that touches redis-py's internals (``redispy``, behind a version gate).
 May import ``sessionstore._engine`` (the calls it runs) and the public data modules; never
-``_nearcache`` beyond ``cache``, the shells, ``cli`` or ``testing``.
+``_nearcache``, the shells, ``cli`` or ``testing`` (tests/test_architecture.py).
 """

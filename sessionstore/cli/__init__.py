@@ -9,6 +9,7 @@ Exit codes:
     5  the server refused the credentials (WRONGPASS, NOAUTH: wrong or missing password)
 
 Every failure is one line on stderr, and no output ever shows a password (``redact``).
+Outside the runtime path (no runtime module imports it); ``doctor`` and ``demo`` load on use.
 """
 
 from __future__ import annotations
