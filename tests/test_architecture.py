@@ -160,15 +160,17 @@ def cycles(graph: dict[str, Module]) -> list[list[str]]:
 
 
 def client_imports(graph: dict[str, Module], layers: tuple[str, ...]) -> list[str]:
-    """How modules of ``layers`` reach a client library, one line each."""
-    problems = []
+    """How modules of ``layers`` reach a client library: one line per module importing one."""
+    problems: dict[str, str] = {}
     for name in sorted(m for m in graph if _under(m, layers)):
         parents = reach(graph, name)
-        for reached in sorted(parents):
-            for lib in sorted(graph[reached].outside):
-                if _under(lib, CLIENT_LIBRARIES):
-                    problems.append(f"{' -> '.join(_path(parents, reached))} imports {lib}")
-    return problems
+        for reached in sorted(set(parents) - set(problems)):
+            libs = sorted(lib for lib in graph[reached].outside if _under(lib, CLIENT_LIBRARIES))
+            if libs:
+                problems[reached] = (
+                    f"{' -> '.join(_path(parents, reached))} imports {', '.join(libs)}"
+                )
+    return sorted(problems.values())
 
 
 def layer_breaches(
