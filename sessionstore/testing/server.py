@@ -27,6 +27,7 @@ from sessionstore._redis.info import server_version
 from sessionstore.testing.process import Started
 
 __all__ = [
+    "NO_RETRY",
     "LocalServer",
     "LocalServerError",
     "NoServerAvailable",
