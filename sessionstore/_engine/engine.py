@@ -37,7 +37,7 @@ __all__ = ["Engine"]
 
 
 class Engine(Sessions):
-    """The ``Call`` builders of the token operations, plus the fallback state."""
+    """The ``Call`` builders of the token operations, plus the state validation reads."""
 
     def __init__(
         self, config: Config, keyring: Keyring | None, on_event: events.EventHook | None = None
