@@ -49,11 +49,15 @@ def issue_tokens(request: HttpRequest, user: Any, *, device: Device | None = Non
     return conf.get_store().login(str(user.pk), device=device)
 
 
-def set_login_cookies(request: HttpRequest, response: HttpResponseBase, pair: TokenPair) -> None:
-    """Set the access and refresh cookies of ``pair``; rotate Django's CSRF token."""
+def set_login_cookies(
+    request: HttpRequest, response: HttpResponseBase, pair: TokenPair, *, login: bool = True
+) -> None:
+    """Set the access and refresh cookies of ``pair``; at a login (not a refresh), rotate
+    Django's CSRF token as ``django.contrib.auth.login`` does."""
     http = conf.get_http()
     set_cookies(response, [c for c in http.login_cookies(pair) if c.name != http.cookies.csrf])
-    rotate_token(request)
+    if login:
+        rotate_token(request)
 
 
 def clear_cookies(response: HttpResponseBase) -> None:
