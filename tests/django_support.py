@@ -47,10 +47,9 @@ def django_fixtures(name: str) -> tuple[Any, Any, Any, Any]:
 
     @pytest.fixture
     def alice(site: None) -> Any:
-        from django.contrib.auth import get_user_model
+        from django.contrib.auth.models import User
 
-        users = get_user_model()
-        users.objects.all().delete()
-        return users.objects.create_user("alice", password=PASSWORD)
+        User.objects.all().delete()
+        return User.objects.create_user("alice", password=PASSWORD)
 
     return server, url, site, alice

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("django")
 pytest.importorskip("rest_framework")
 
-import django_site  # noqa: E402
+import django_site
 
 django_site.setup()  # before the imports below: DRF reads its settings at import
 
@@ -33,7 +33,7 @@ CHALLENGE = 'Bearer realm="api", error="invalid_token", error_description="{}"'
 
 
 def bearer(token: str) -> dict[str, str]:
-    return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    return {"Authorization": f"Bearer {token}"}
 
 
 def login(client: Client, path: str = "/api/auth/login") -> Any:
@@ -48,9 +48,9 @@ def test_drf_login_refresh_logout(alice: Any) -> None:
     client = APIClient()
     pair = login(client)
     assert pair["token_type"] == "Bearer" and pair["expires_in"] > 0
-    me = client.get("/api/me", **bearer(pair["access_token"]))
+    me = client.get("/api/me", headers=bearer(pair["access_token"]))
     assert me.json() == {"user": str(alice.pk), "username": "alice"}
-    plain = client.get("/me", **bearer(pair["access_token"]))
+    plain = client.get("/me", headers=bearer(pair["access_token"]))
     assert plain.json() == {"user": str(alice.pk), "degraded": False, "username": "alice"}
 
     rotated = client.post("/api/auth/refresh", {"refresh_token": pair["refresh_token"]})
@@ -58,9 +58,9 @@ def test_drf_login_refresh_logout(alice: Any) -> None:
     new = rotated.json()
     assert new["session_id"] == pair["session_id"] and new["access_token"] != pair["access_token"]
 
-    out = client.post("/api/auth/logout", **bearer(new["access_token"]))
+    out = client.post("/api/auth/logout", headers=bearer(new["access_token"]))
     assert out.json() == {"revoked": True}
-    gone = client.get("/api/me", **bearer(new["access_token"]))
+    gone = client.get("/api/me", headers=bearer(new["access_token"]))
     assert gone.status_code == 401
     assert gone.headers["WWW-Authenticate"] == CHALLENGE.format("The session was revoked")
     assert gone.json() == {
@@ -88,7 +88,7 @@ def test_401_shapes(path: str, alice: Any, keyring: Keyring) -> None:
         "error_description": "Authentication required",
         "reason": "missing",
     }
-    invalid = client.get(path, **bearer("abc.def.ghi"))
+    invalid = client.get(path, headers=bearer("abc.def.ghi"))
     assert invalid.status_code == 401
     assert invalid.headers["WWW-Authenticate"] == CHALLENGE.format("The access token is invalid")
     assert invalid.json()["reason"] == "invalid"
@@ -101,10 +101,10 @@ def test_401_shapes(path: str, alice: Any, keyring: Keyring) -> None:
         config=Config(),
         now=time.time() - 3600,
     )
-    expired = client.get(path, **bearer(old))
+    expired = client.get(path, headers=bearer(old))
     assert expired.status_code == 401 and expired.json()["reason"] == "expired"
     assert expired.headers["WWW-Authenticate"] == CHALLENGE.format("The access token expired")
-    malformed = client.get(path, HTTP_AUTHORIZATION="Bearer a b")
+    malformed = client.get(path, headers={"Authorization": "Bearer a b"})
     assert malformed.status_code == 400
     assert 'error="invalid_request"' in malformed.headers["WWW-Authenticate"]
 
@@ -137,7 +137,7 @@ def test_cookie_login_and_csrf(alice: Any) -> None:
     # A Bearer caller has no ambient credential: no CSRF token asked.
     pair = conf.get_store().login(str(alice.pk), device=_device())
     assert Client(enforce_csrf_checks=True).post(
-        "/api/transfer", **bearer(pair.access_token)
+        "/api/transfer", headers=bearer(pair.access_token)
     ).json() == {"done": True, "degraded": False}
 
     out = client.post("/api/auth/logout", HTTP_X_CSRFTOKEN=csrf)
@@ -149,15 +149,13 @@ def test_user_loader_gone_user_is_anonymous(alice: Any) -> None:
     pair = conf.get_store().login(str(alice.pk), device=_device())
     alice.delete()
     # The token is still good: the principal is set, the user is anonymous.
-    answer = Client().get("/me", **bearer(pair.access_token))
+    answer = Client().get("/me", headers=bearer(pair.access_token))
     assert answer.json()["username"] == ""
 
 
 async def test_asgi_path_uses_the_async_store(alice: Any) -> None:
     pair = await conf.get_async_store().login(str(alice.pk), device=_device())
-    answer = await AsyncClient().get(
-        "/ame", headers={"Authorization": f"Bearer {pair.access_token}"}
-    )
+    answer = await AsyncClient().get("/ame", headers=bearer(pair.access_token))
     assert answer.json() == {"user": str(alice.pk), "degraded": False, "username": "alice"}
     assert (await AsyncClient().get("/ame")).status_code == 401
 
@@ -175,9 +173,9 @@ def test_degraded_answers_when_redis_stops(
         pair = conf.get_store().login(str(alice.pk), device=_device())
         fault_server.stop()
         client = APIClient()
-        me = client.get("/api/me", **bearer(pair.access_token))
-        transfer = client.post("/api/transfer", **bearer(pair.access_token))
-        plain = client.post("/transfer", **bearer(pair.access_token))
+        me = client.get("/api/me", headers=bearer(pair.access_token))
+        transfer = client.post("/api/transfer", headers=bearer(pair.access_token))
+        plain = client.post("/transfer", headers=bearer(pair.access_token))
         signin = client.post("/api/auth/login", {"username": "alice", "password": PASSWORD})
     assert signin.status_code == 503 and signin.headers["Retry-After"] == "1"
     assert signin.json()["reason"] == "unavailable"
@@ -204,7 +202,7 @@ def test_a_forked_worker_makes_its_own_store(alice: Any) -> None:
         mine = conf.get_store()
         assert mine is not parent and mine is conf.get_store()
         principal = mine.validate(pair.access_token)
-        answer = Client().get("/me", **bearer(pair.access_token))
+        answer = Client().get("/me", headers=bearer(pair.access_token))
         return [os.getpid(), principal.user_id, answer.status_code]
 
     pid, pipe = fork(child)
@@ -217,10 +215,10 @@ def test_a_forked_worker_makes_its_own_store(alice: Any) -> None:
 def test_settings_are_checked(site: None) -> None:
     from django.core.exceptions import ImproperlyConfigured
 
-    with override_settings(SESSIONSTORE={"URL": "redis://x", "BOGUS": 1}):
-        with pytest.raises(ImproperlyConfigured, match="BOGUS"):
-            conf.get_store()
-    with override_settings(SESSIONSTORE={"URL_ENV": "SESSIONSTORE_NOT_SET_ANYWHERE"}):
-        with pytest.raises(ImproperlyConfigured, match="SESSIONSTORE_NOT_SET_ANYWHERE"):
-            conf.get_store()
+    bogus = override_settings(SESSIONSTORE={"URL": "redis://x", "BOGUS": 1})
+    with bogus, pytest.raises(ImproperlyConfigured, match="BOGUS"):
+        conf.get_store()
+    unset = override_settings(SESSIONSTORE={"URL_ENV": "SESSIONSTORE_NOT_SET_ANYWHERE"})
+    with unset, pytest.raises(ImproperlyConfigured, match="SESSIONSTORE_NOT_SET_ANYWHERE"):
+        conf.get_store()
     assert isinstance(conf.get_store(), SessionStore)

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("django")
 pytest.importorskip("rest_framework")
 
-import django_site  # noqa: E402
+import django_site
 
 django_site.setup()
 
@@ -94,7 +94,7 @@ def test_password_change_signs_out_the_other_sessions(alice: Any) -> None:
     assert mine.cookies["sessionid"].value != key  # update_session_auth_hash cycled it
     assert mine.get("/site/whoami").json()["user"] == "alice"
     assert other.get("/site/whoami").json()["user"] is None
-    gone = Client().get("/me", HTTP_AUTHORIZATION=f"Bearer {token.access_token}")
+    gone = Client().get("/me", headers={"Authorization": f"Bearer {token.access_token}"})
     assert gone.status_code == 401 and gone.json()["reason"] == "revoked"
     assert len(conf.get_store().sessions(str(alice.pk))) == 1
 

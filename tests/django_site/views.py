@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from sessionstore import Principal
 from sessionstore.integrations.django.drf import NotDegraded
 from sessionstore.integrations.django.middleware import principal_required
 from sessionstore.integrations.django.tokens import sign_out_other_sessions
@@ -28,7 +29,7 @@ def me(request: HttpRequest) -> HttpResponse:
 
 @principal_required
 async def ame(request: HttpRequest) -> HttpResponse:
-    user = await request.auser()  # type: ignore[attr-defined]
+    user = await request.auser()
     return JsonResponse(_principal_body(request) | {"username": user.get_username()})
 
 
@@ -37,16 +38,23 @@ def transfer(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"done": True})
 
 
+def _principal(request: Request) -> Principal:
+    assert isinstance(request.auth, Principal)
+    return request.auth
+
+
 class ApiMe(APIView):
     def get(self, request: Request) -> Response:
-        return Response({"user": request.auth.user_id, "username": request.user.get_username()})
+        user = request.user
+        assert user is not None
+        return Response({"user": _principal(request).user_id, "username": user.get_username()})
 
 
 class ApiTransfer(APIView):
-    permission_classes = [NotDegraded]
+    permission_classes = (NotDegraded,)
 
     def post(self, request: Request) -> Response:
-        return Response({"done": True, "degraded": request.auth.degraded})
+        return Response({"done": True, "degraded": _principal(request).degraded})
 
 
 def site_login(request: HttpRequest) -> HttpResponse:

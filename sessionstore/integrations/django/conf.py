@@ -69,7 +69,9 @@ class Options:
 
 def _from_env(name: object, what: str) -> str:
     if not isinstance(name, str) or not os.environ.get(name):
-        raise ImproperlyConfigured(f"SESSIONSTORE: the environment variable {name!r} ({what}) is empty")
+        raise ImproperlyConfigured(
+            f"SESSIONSTORE: the environment variable {name!r} ({what}) is empty"
+        )
     return os.environ[name]
 
 
@@ -78,7 +80,7 @@ def _read(raw: Mapping[str, Any]) -> Options:
     if unknown:
         raise ImproperlyConfigured(f"SESSIONSTORE: unknown keys {unknown}")
     url = raw["URL"] if "URL" in raw else _from_env(raw.get("URL_ENV", "SESSIONSTORE_URL"), "URL")
-    jwks = raw["JWKS"] if "JWKS" in raw else None
+    jwks = raw.get("JWKS")
     if jwks is None and "JWKS_ENV" in raw:
         jwks = _from_env(raw["JWKS_ENV"], "JWK Set")
     loader = raw.get("USER_LOADER")

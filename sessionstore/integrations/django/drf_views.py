@@ -41,8 +41,8 @@ __all__ = ["LoginView", "LogoutView", "RefreshView"]
 class _TokenView(APIView):
     """Answers a token pair in the body, or (``use_cookies``) as cookies."""
 
-    authentication_classes: list[Any] = []
-    permission_classes: list[Any] = []
+    authentication_classes: tuple[type[SessionStoreAuthentication], ...] = ()
+    permission_classes = ()
     use_cookies = False
 
     def get_authenticate_header(self, request: Request) -> str:
@@ -66,7 +66,9 @@ class _TokenView(APIView):
             response = Response(body)
             set_login_cookies(request._request, response, pair, login=login)
             return response
-        return Response(body | {"access_token": pair.access_token, "refresh_token": pair.refresh_token})
+        return Response(
+            body | {"access_token": pair.access_token, "refresh_token": pair.refresh_token}
+        )
 
 
 class LoginView(_TokenView):
@@ -95,7 +97,7 @@ class RefreshView(_TokenView):
 class LogoutView(_TokenView):
     """POST: revoke the request's session and clear the cookies; ``{"revoked": bool}``."""
 
-    authentication_classes = [SessionStoreAuthentication]
+    authentication_classes = (SessionStoreAuthentication,)
 
     def post(self, request: Request) -> Response:
         response = Response()

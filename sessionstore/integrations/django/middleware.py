@@ -53,7 +53,7 @@ def _attach(request: HttpRequest, state: AuthState) -> None:
     request.principal = principal  # type: ignore[attr-defined]
     if principal is not None:
         request.user = SimpleLazyObject(lambda: user_for(principal))  # type: ignore[assignment]
-        request.auser = functools.partial(sync_to_async(user_for), principal)  # type: ignore[attr-defined]
+        request.auser = functools.partial(sync_to_async(user_for), principal)
 
 
 class SessionStoreMiddleware:

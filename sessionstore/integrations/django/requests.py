@@ -20,8 +20,8 @@ from sessionstore.models import Device, Principal
 
 __all__ = [
     "PrincipalUser",
-    "authenticate",
     "aauthenticate",
+    "authenticate",
     "device_of",
     "principal_of",
     "reply_response",

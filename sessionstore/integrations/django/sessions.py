@@ -1,4 +1,6 @@
-"""A Django session engine on sessionstore: ``SESSION_ENGINE = "sessionstore.integrations.django.sessions"``.
+"""Django's sessions stored as sessionstore sessions: a ``SESSION_ENGINE``.
+
+``SESSION_ENGINE = "sessionstore.integrations.django.sessions"``.
 
 Every Django session is a sessionstore session (its dict is the session's ``data``), so a
 cookie-session site gets the per-user index: list a user's devices, sign one out, sign
@@ -81,13 +83,18 @@ class SessionStore(SessionBase):
     def _validate_session_key(self, key: object) -> bool:
         return address_of(key) is not None
 
+    def _current(self, *, no_load: bool = False) -> dict[str, Any]:
+        """The session's dict (loaded on first use unless ``no_load``)."""
+        data: dict[str, Any] = self._get_session(no_load=no_load)  # type: ignore[attr-defined]
+        return data
+
     # -- lifetimes ------------------------------------------------------------------------
 
     def _lifetimes(self) -> tuple[int, int]:
         """(idle ttl, absolute ttl) of a session made now from the current data."""
         config = conf.get_store().config
         age = max(1, self.get_expiry_age())
-        if isinstance(self._get_session().get(_EXPIRY), str):  # set_expiry(a datetime)
+        if isinstance(self._current().get(_EXPIRY), str):  # set_expiry(a datetime)
             return min(age, config.idle_ttl), min(age, config.absolute_ttl)
         return min(age, config.idle_ttl), config.absolute_ttl
 
@@ -134,11 +141,11 @@ class SessionStore(SessionBase):
         return made
 
     def create(self) -> None:
-        self._make(self._get_session(no_load=True))
+        self._make(self._current(no_load=True))
         self.modified = True
 
     def save(self, must_create: bool = False) -> None:
-        data = self._get_session(no_load=must_create)
+        data = self._current(no_load=must_create)
         found = None if must_create else address_of(self.session_key)
         if found is None:
             self._make(data)
