@@ -50,7 +50,6 @@ V = TypeVar("V", bound=Callable[..., Any])
 
 def _attach(request: HttpRequest, state: AuthState) -> None:
     principal = state.principal
-    request.principal = principal  # type: ignore[attr-defined]
     if principal is not None:
         request.user = SimpleLazyObject(lambda: user_for(principal))  # type: ignore[assignment]
         request.auser = functools.partial(sync_to_async(user_for), principal)

@@ -109,8 +109,9 @@ class _Step:
         self.state = AuthState(principal=principal, from_cookie=self.found.from_cookie)
 
     def finish(self) -> AuthState:
-        """The outcome, kept on the request."""
+        """The outcome, kept on the request (and its principal as ``request.principal``)."""
         setattr(self.request, _ATTR, self.state)
+        self.request.principal = self.state.principal  # type: ignore[attr-defined]
         return self.state
 
 
