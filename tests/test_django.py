@@ -4,6 +4,8 @@ degraded answers, ASGI, and the lazily created store in a forked worker."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import time
 from typing import Any
@@ -222,3 +224,22 @@ def test_settings_are_checked(site: None) -> None:
     with unset, pytest.raises(ImproperlyConfigured, match="SESSIONSTORE_NOT_SET_ANYWHERE"):
         conf.get_store()
     assert isinstance(conf.get_store(), SessionStore)
+
+
+def test_management_commands_mirror_the_cli(alice: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from django.core.management import call_command
+
+    pair = conf.get_store().login(str(alice.pk), device=_device())
+    call_command("sessionstore", "sessions", "list", str(alice.pk), "--json")
+    listed = json.loads(capsys.readouterr().out)
+    assert [s["session_id"] for s in listed] == [pair.session_id]
+    call_command("sessionstore", "sessions", "revoke", str(alice.pk), "--all")
+    assert f"revoked 1 session(s) of '{alice.pk}'" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as nothing:  # the CLI's exit code: nothing to revoke
+        call_command("sessionstore", "sessions", "revoke", str(alice.pk), "--all")
+    assert nothing.value.code == 1
+    assert capsys.readouterr().out == f"revoked 0 session(s) of '{alice.pk}'\n"
+    with contextlib.suppress(SystemExit):  # 1: the test server keeps nothing on disk
+        call_command("sessionstore", "doctor", "--json")
+    report = json.loads(capsys.readouterr().out)
+    assert {check["name"] for check in report["checks"]} >= {"server", "maxmemory-policy"}

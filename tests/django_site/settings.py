@@ -13,6 +13,7 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "rest_framework",
+    "sessionstore.integrations.django",
 ]
 MIDDLEWARE = [
     "sessionstore.integrations.django.middleware.SessionMiddleware",
