@@ -40,7 +40,9 @@ def bearer(token: str) -> dict[str, str]:
 
 def login(client: Client, path: str = "/api/auth/login") -> Any:
     answer = client.post(
-        path, {"username": "alice", "password": PASSWORD}, content_type="application/json"
+        path,
+        json.dumps({"username": "alice", "password": PASSWORD}),
+        content_type="application/json",
     )
     assert answer.status_code == 200, answer.content
     return answer.json()
