@@ -138,11 +138,15 @@ def test_cookie_login_and_csrf(alice: Any) -> None:
 
     rotated = client.post("/auth/refresh")
     assert rotated.status_code == 200 and client.cookies["ss_access"].value != access.value
-    # A Bearer caller has no ambient credential: no CSRF token asked.
+    # A Bearer caller has no ambient credential: no CSRF token asked, in DRF or Django views.
     pair = conf.get_store().login(str(alice.pk), device=_device())
-    assert Client(enforce_csrf_checks=True).post(
-        "/api/transfer", headers=bearer(pair.access_token)
-    ).json() == {"done": True, "degraded": False}
+    api = Client(enforce_csrf_checks=True)
+    assert api.post("/api/transfer", headers=bearer(pair.access_token)).json() == {
+        "done": True,
+        "degraded": False,
+    }
+    assert api.post("/transfer", headers=bearer(pair.access_token)).json() == {"done": True}
+    assert api.post("/transfer", headers=bearer("abc.def.ghi")).status_code == 403
 
     out = client.post("/api/auth/logout", HTTP_X_CSRFTOKEN=csrf)
     assert out.json() == {"revoked": True}

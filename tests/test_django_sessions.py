@@ -20,8 +20,8 @@ django_site.setup()
 from django.contrib.sessions.backends.base import UpdateError  # noqa: E402
 from django.test import Client, override_settings  # noqa: E402
 
-from django_support import PASSWORD, django_fixtures  # noqa: E402
-from sessionstore import Device  # noqa: E402
+from django_support import PASSWORD, django_fixtures, options  # noqa: E402
+from sessionstore import Device, Keyring  # noqa: E402
 from sessionstore.integrations.django import conf  # noqa: E402
 from sessionstore.integrations.django.sessions import (  # noqa: E402
     ANONYMOUS,
@@ -29,6 +29,7 @@ from sessionstore.integrations.django.sessions import (  # noqa: E402
     SessionStore,
     address_of,
 )
+from sessionstore.testing import LocalServer  # noqa: E402
 from web_support import LAPTOP_UA, PHONE_UA  # noqa: E402
 
 server, url, site, alice = django_fixtures("django-sessions")
@@ -167,3 +168,18 @@ def test_data_over_the_limit_is_a_clear_error(alice: Any) -> None:
     session["when"] = object()
     with pytest.raises(SessionDataError, match="JSON-like"):
         session.save()
+
+
+def test_an_unreachable_store_is_503_and_keeps_the_cookie(
+    alice: Any, fault_server: LocalServer, keyring: Keyring
+) -> None:
+    fast = {"socket_timeout": 0.25, "breaker_failures": 1, "breaker_reset": 30.0}
+    with override_settings(SESSIONSTORE=options(fault_server.url, keyring, **fast)):
+        client = signed_in()
+        key = client.cookies["sessionid"].value
+        fault_server.stop()
+        answer = client.get("/site/whoami")
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "1"
+    assert answer.json()["reason"] == "unavailable"
+    assert "sessionid" not in answer.cookies  # not deleted: the session is still there
+    assert client.cookies["sessionid"].value == key

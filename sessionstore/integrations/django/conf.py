@@ -21,7 +21,6 @@ setting (``override_settings`` in tests) drops them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -101,6 +100,7 @@ S = TypeVar("S")
 _lock = threading.Lock()
 # name -> (pid that made it, object): an entry made by another pid is the parent's, pre-fork.
 _made: dict[str, tuple[int, Any]] = {}
+_closing: set[asyncio.Task[None]] = set()  # close() tasks, kept until done
 
 
 def _per_process(name: str, make: Callable[[], S]) -> S:
@@ -164,9 +164,10 @@ def close_stores() -> None:
             asyncio.get_running_loop()
         except RuntimeError:
             asyncio.run(astore.close())
-        else:  # inside a loop (an async test's teardown): closed by the caller's loop later
-            with contextlib.suppress(RuntimeError):
-                asyncio.get_running_loop().create_task(astore.close())
+        else:  # inside a loop (an async test's teardown): closed by that loop soon
+            task = asyncio.get_running_loop().create_task(astore.close())
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
 
 
 def _changed(*, setting: str, **_: object) -> None:

@@ -13,7 +13,8 @@ unsafe requests, exactly as it does for Django's session cookie (the ``csrftoken
 and ``X-CSRFToken`` header your templates and scripts already use); the middleware
 refuses to start without it. DRF's views are CSRF-exempt: there the DRF authentication
 class runs the same check for cookie-authenticated requests, as DRF's
-``SessionAuthentication`` does. A Bearer request is never checked (no ambient credential).
+``SessionAuthentication`` does. A request with a valid Bearer token is not checked (the
+middleware exempts it, as the test client does): it carries no ambient credential.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ V = TypeVar("V", bound=Callable[..., Any])
 
 def _attach(request: HttpRequest, state: AuthState) -> None:
     principal = state.principal
+    if principal is not None and not state.from_cookie:
+        # A valid Bearer token is no ambient credential: a foreign page cannot make a
+        # browser send it (CORS preflight), so Django's CSRF check has nothing to protect.
+        request._dont_enforce_csrf_checks = True  # type: ignore[attr-defined]
     if principal is not None:
         request.user = SimpleLazyObject(lambda: user_for(principal))  # type: ignore[assignment]
         request.auser = functools.partial(sync_to_async(user_for), principal)
