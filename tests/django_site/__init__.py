@@ -29,4 +29,8 @@ def setup() -> None:
             settings.configure(**{k: v for k, v in vars(site).items() if k.isupper()})
         django.setup()
         call_command("migrate", run_syncdb=True, verbosity=0)
+        # A preforking server may fork next: no SQLite connection crosses into a worker.
+        from django.db import connections
+
+        connections.close_all()
         _done = True
