@@ -25,9 +25,9 @@ pytest.importorskip("django")
 pytest.importorskip("rest_framework")
 pytest.importorskip("gunicorn")
 
-from sessionstore import Device, Keyring, SessionStore  # noqa: E402
-from sessionstore.testing import free_port  # noqa: E402
-from web_support import server_fixtures  # noqa: E402
+from sessionstore import Device, Keyring, SessionStore
+from sessionstore.testing import free_port
+from web_support import server_fixtures
 
 server, url = server_fixtures("django-gunicorn")
 WORKERS = 2
@@ -84,9 +84,15 @@ def gunicorn(url: str, tmp_path: Path) -> Iterator[tuple[int, Keyring]]:
     here = Path(__file__).resolve().parent
     env = {
         **os.environ,
+        # The caller's PYTHONPATH first (the sessionstore under test), then tests/ for
+        # django_site.
         "PYTHONPATH": os.pathsep.join(
-            [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")]), str(here.parent)]
-            + [str(here)]
+            [
+                str(tmp_path),
+                *filter(None, [os.environ.get("PYTHONPATH")]),
+                str(here.parent),
+                str(here),
+            ]
         ),
         "FORK_TEST_URL": url,
         "SESSIONSTORE_JWKS": json.dumps(keyring.to_private_jwks()),
