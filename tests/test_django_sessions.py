@@ -183,3 +183,23 @@ def test_an_unreachable_store_is_503_and_keeps_the_cookie(
     assert answer.json()["reason"] == "unavailable"
     assert "sessionid" not in answer.cookies  # not deleted: the session is still there
     assert client.cookies["sessionid"].value == key
+
+
+def test_password_change_over_a_token_keeps_that_token(alice: Any) -> None:
+    browser = signed_in()
+    store = conf.get_store()
+    mine, other = (store.login(str(alice.pk), device=Device(id=f"app-{n}")) for n in range(2))
+    api = Client()
+    auth = {"Authorization": f"Bearer {mine.access_token}"}
+    answer = api.post(
+        "/site/password",
+        json.dumps({"password": "new-password"}),
+        content_type="application/json",
+        headers=auth,
+    )
+    assert answer.json() == {"ended": 2}
+    assert api.get("/me", headers=auth).status_code == 200
+    assert store.sessions(str(alice.pk))[0].session_id == mine.session_id
+    assert browser.get("/site/whoami").json()["user"] is None
+    gone = api.get("/me", headers={"Authorization": f"Bearer {other.access_token}"})
+    assert gone.status_code == 401

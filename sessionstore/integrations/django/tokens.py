@@ -95,18 +95,18 @@ def sign_out(request: HttpRequest, response: HttpResponseBase | None = None) -> 
 
 
 def sign_out_other_sessions(request: HttpRequest, user: Any) -> int:
-    """After a password change: keep this session, end every other of ``user``.
+    """After a password change: keep this request's session, end every other of ``user``.
 
-    Calls Django's ``update_session_auth_hash`` (the session gets a new key), then revokes
-    the user's other sessions, cookie sessions and token sessions alike. How many.
+    A token request keeps its token's session. A cookie-session request goes through
+    Django's ``update_session_auth_hash`` (its session gets a new key) and keeps that
+    session. Every other session of the user ends, cookie sessions and token sessions
+    alike. How many.
     """
-    update_session_auth_hash(request, user)
-    keep: str | None = None
-    session = getattr(request, "session", None)
-    if isinstance(session, DjangoSessionStore):
-        address = session.address
-        keep = None if address is None else address[1]
     principal = getattr(request, "principal", None)
-    if keep is None and principal is not None:
-        keep = principal.session_id
+    keep = principal.session_id if principal is not None else None
+    if keep is None:
+        update_session_auth_hash(request, user)
+        session = getattr(request, "session", None)
+        address = session.address if isinstance(session, DjangoSessionStore) else None
+        keep = None if address is None else address[1]
     return conf.get_store().revoke_user(str(user.pk), keep=keep)
