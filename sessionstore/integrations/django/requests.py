@@ -22,10 +22,12 @@ __all__ = [
     "PrincipalUser",
     "aauthenticate",
     "authenticate",
+    "client_ip",
     "device_of",
     "principal_of",
     "reply_response",
     "state_of",
+    "user_for",
 ]
 
 _ATTR = "sessionstore_state"
@@ -42,6 +44,10 @@ class PrincipalUser:
     def __init__(self, principal: Principal) -> None:
         self.principal = principal
         self.pk = self.id = self.username = principal.user_id
+
+    def get_username(self) -> str:
+        """The user id (Django's ``User.get_username``)."""
+        return self.principal.user_id
 
     def __str__(self) -> str:
         return self.principal.user_id
@@ -66,7 +72,7 @@ def device_of(request: HttpRequest, device_id: str) -> Device:
     agent = request.META.get("HTTP_USER_AGENT", "")
     return Device(
         id=device_id,
-        user_agent=agent[:1024] if isinstance(agent, str) else "",
+        user_agent=agent.replace("\x00", "")[:1024] if isinstance(agent, str) else "",
         ip=(client_ip(request) or "")[:64],
     )
 
@@ -153,6 +159,8 @@ def user_for(principal: Principal) -> Any:
         return PrincipalUser(principal)
     user = loader(principal)
     if user is None:
+        # Imported here: django.contrib.auth.models needs the app registry, which is not
+        # ready when Django imports the session engine (and with it this module).
         from django.contrib.auth.models import AnonymousUser
 
         return AnonymousUser()

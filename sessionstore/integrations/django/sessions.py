@@ -116,8 +116,7 @@ class SessionStore(SessionBase):
         if record is None:
             self._session_key = None
             return {}
-        if self._device is None:
-            self._device = record.device
+        self._device = record.device  # a session keeps its device through new keys
         data = dict(record.data)
         self._expiry_loaded = data.get(_EXPIRY)
         return data
