@@ -166,6 +166,15 @@ async def test_asgi_path_uses_the_async_store(alice: Any) -> None:
     answer = await AsyncClient().get("/ame", headers=bearer(pair.access_token))
     assert answer.json() == {"user": str(alice.pk), "degraded": False, "username": "alice"}
     assert (await AsyncClient().get("/ame")).status_code == 401
+    # A sync DRF view behind the async middleware: it reuses the middleware's validation.
+    api = await AsyncClient().get("/api/me", headers=bearer(pair.access_token))
+    assert api.json() == {"user": str(alice.pk), "username": "alice"}
+    # The session engine under ASGI: django.contrib.auth's login, then the session's user.
+    browser = AsyncClient()
+    body = json.dumps({"username": "alice", "password": PASSWORD})
+    signed = await browser.post("/site/login", body, content_type="application/json")
+    assert signed.json() == {"ok": True}
+    assert (await browser.get("/site/whoami")).json()["user"] == "alice"
 
 
 FAST = {"socket_timeout": 0.25, "breaker_failures": 1, "breaker_reset": 30.0}
