@@ -3,7 +3,7 @@
 ::
 
     SESSIONSTORE = {
-        "URL_ENV": "REDIS_URL",             # or "URL": "redis://localhost:6379/0"
+        "URL_ENV": "REDIS_URL",   # or "URL": "redis://…" (default: $SESSIONSTORE_REDIS_URL)
         "JWKS_ENV": "SESSIONSTORE_JWKS",    # or "JWKS": {...}; none: sessions only, no tokens
         "CONFIG": {"access_ttl": 600},      # any sessionstore.Config field
         "USER_LOADER": "accounts.auth.load_user",  # principal -> user, for request.user
@@ -78,7 +78,7 @@ def _read(raw: Mapping[str, Any]) -> Options:
     unknown = sorted(set(raw) - _KNOWN)
     if unknown:
         raise ImproperlyConfigured(f"SESSIONSTORE: unknown keys {unknown}")
-    url = raw["URL"] if "URL" in raw else _from_env(raw.get("URL_ENV", "SESSIONSTORE_URL"), "URL")
+    url = raw.get("URL") or _from_env(raw.get("URL_ENV", "SESSIONSTORE_REDIS_URL"), "URL")
     jwks = raw.get("JWKS")
     if jwks is None and "JWKS_ENV" in raw:
         jwks = _from_env(raw["JWKS_ENV"], "JWK Set")
