@@ -7,12 +7,9 @@ tokens with it, and refuse a token once it is revoked elsewhere.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -27,7 +24,7 @@ pytest.importorskip("gunicorn")
 
 from sessionstore import Device, Keyring, SessionStore
 from sessionstore.testing import free_port
-from web_support import server_fixtures
+from web_support import gunicorn_master, server_fixtures
 
 server, url = server_fixtures("django-gunicorn")
 WORKERS = 2
@@ -100,26 +97,8 @@ def gunicorn(url: str, tmp_path: Path) -> Iterator[tuple[int, Keyring]]:
     }
     command = [sys.executable, "-m", "gunicorn", "--preload", "-w", str(WORKERS)]
     command += ["-b", f"127.0.0.1:{port}", "--graceful-timeout", "5", "djangowsgi:application"]
-    log_path = tmp_path / "gunicorn.log"
-    with log_path.open("wb") as log:
-        master = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=log)
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                assert master.poll() is None, log_path.read_text()
-                with contextlib.suppress(OSError):
-                    if get(port, "/me", "")[0] == 200:
-                        break
-                assert time.monotonic() < deadline, "gunicorn did not answer within 30 s"
-                time.sleep(0.02)
-            yield port, keyring
-        finally:
-            master.send_signal(signal.SIGTERM)  # the master stops its workers
-            try:
-                master.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                master.kill()
-                master.wait(timeout=5)
+    with gunicorn_master(command, tmp_path, env, lambda: get(port, "/me", "")[0] == 200):
+        yield port, keyring
 
 
 @pytest.mark.slow
