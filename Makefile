@@ -1,7 +1,8 @@
 # One command per job; CI (.ci/run) calls the same targets.
 #   make test [PYTEST_ARGS='-k foo -x']   make lint   make fmt   make bench   make demo
 #   make hardening (docs/hardening.md)    make fuzz [FUZZ_SECONDS=600]
-#   make compat (core suite on the lowest and newest allowed redis-py, hiredis, PyJWT, msgspec)
+#   make compat (core suite on the lowest and newest allowed redis-py, hiredis, PyJWT, msgspec;
+#                the Django suites on the lowest Django and DRF: make compat-django)
 #   make clean (build artefacts)          make distclean (also the venv)
 
 PYTHON ?= python3
@@ -12,7 +13,7 @@ STAMP := $(VENV)/.sessionstore-dev-installed
 PYTEST_ARGS ?=
 LINT_PATHS := sessionstore tests benchmarks hardening fuzz
 
-.PHONY: install test compat compat-lowest compat-newest lint fmt bench demo hardening fuzz clean distclean
+.PHONY: install test compat compat-lowest compat-newest compat-django lint fmt bench demo hardening fuzz clean distclean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +33,7 @@ COMPAT_TESTS ?= tests/test_store.py tests/test_connect.py tests/test_durability.
 	tests/test_loops.py tests/test_compat.py
 COMPAT_SHOW = python -m pip list --disable-pip-version-check 2>/dev/null \
 	| grep -iE '^(redis|hiredis|pyjwt|msgspec) '
-compat: compat-lowest compat-newest
+compat: compat-lowest compat-newest compat-django
 
 compat-lowest:
 	$(PYTHON) -m venv .venv-lowest
@@ -46,6 +47,16 @@ compat-newest: $(STAMP)
 		--upgrade-strategy eager -e '.[test]'
 	$(VENV)/bin/$(COMPAT_SHOW)
 	$(PY) -m pytest -q -p no:cacheprovider $(COMPAT_TESTS)
+
+# The django extra's lower ends (Django 4.2, DRF 3.14; the dev venv has the newest).
+DJANGO_TESTS ?= tests/test_django.py tests/test_django_sessions.py tests/test_django_gunicorn.py
+compat-django:
+	$(PYTHON) -m venv .venv-django-lowest
+	.venv-django-lowest/bin/python -m pip install --quiet --disable-pip-version-check \
+		-e '.[test]' 'django==4.2.*' 'djangorestframework==3.14.*'
+	.venv-django-lowest/bin/python -m pip list --disable-pip-version-check 2>/dev/null \
+		| grep -iE '^(django|djangorestframework) '
+	.venv-django-lowest/bin/python -m pytest -q -p no:cacheprovider $(DJANGO_TESTS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check $(LINT_PATHS)
@@ -78,4 +89,4 @@ clean:
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) .venv-lowest
+	rm -rf $(VENV) .venv-lowest .venv-django-lowest

@@ -9,12 +9,9 @@ summary.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +21,7 @@ import pytest
 
 from sessionstore import Device, Keyring, SessionStore
 from sessionstore.testing import Engine, free_port
+from web_support import gunicorn_master
 
 ROWS = pytest.mark.parametrize("engine", ["valkey", "redis7"], indirect=True)
 PHONE = Device(id="phone-1", name="Pixel")
@@ -121,26 +119,8 @@ def gunicorn(redis_url: str, tmp_path: Path) -> Iterator[tuple[int, Keyring]]:
         "5",
         "forkapp:app",
     ]
-    log = (tmp_path / "gunicorn.log").open("wb")
-    master = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert master.poll() is None, (tmp_path / "gunicorn.log").read_text()
-            with contextlib.suppress(OSError):
-                if request(port, "GET", "/me")[0] == 401:
-                    break
-            assert time.monotonic() < deadline, "gunicorn did not answer within 30 s"
-            time.sleep(0.02)
+    with gunicorn_master(command, tmp_path, env, lambda: request(port, "GET", "/me")[0] == 401):
         yield port, keyring
-    finally:
-        master.send_signal(signal.SIGTERM)  # the master stops its workers
-        try:
-            master.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            master.kill()
-            master.wait(timeout=5)
-        log.close()
 
 
 def warm(port: int, token: str) -> set[str]:

@@ -32,6 +32,16 @@ def test_readme_has_snippets() -> None:
     assert len(snippets()) >= 5
 
 
+def _django_ready(code: str) -> None:
+    """Set up the tests' Django project for a snippet that imports Django (or skip)."""
+    if re.search(r"^from (django|rest_framework)\b", code, flags=re.MULTILINE):
+        pytest.importorskip("django")
+        pytest.importorskip("rest_framework")
+        import django_site
+
+        django_site.setup()
+
+
 def _close_stores(namespace: dict[str, object]) -> None:
     """Close what a snippet left open (closing twice is harmless)."""
     for value in namespace.values():
@@ -47,6 +57,7 @@ def test_readme_snippet_runs_on_its_own_twice(
 ) -> None:
     monkeypatch.setenv("REDIS_URL", redis_url)
     setup, code = snippets()[0], snippets()[number - 1]
+    _django_ready(code)
     for _ in range(2):
         namespace: dict[str, object] = {"__name__": "readme"}
         try:

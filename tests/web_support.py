@@ -7,7 +7,11 @@ own (valkey preferred, else redis-server), started per module and stopped by its
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +20,14 @@ import redis
 from conftest import needed
 from sessionstore.testing import LocalServer, local_binary
 
-__all__ = ["LAPTOP_UA", "PHONE_UA", "flushed", "private_server", "server_fixtures"]
+__all__ = [
+    "LAPTOP_UA",
+    "PHONE_UA",
+    "flushed",
+    "gunicorn_master",
+    "private_server",
+    "server_fixtures",
+]
 
 # The demo suites' two devices (HTTP client and real browser alike).
 LAPTOP_UA = (
@@ -61,3 +72,31 @@ def server_fixtures(name: str) -> tuple[Any, Any]:
         return flushed(server)
 
     return server, url
+
+
+@contextlib.contextmanager
+def gunicorn_master(
+    command: list[str], cwd: Path, env: dict[str, str], answers: Callable[[], bool]
+) -> Iterator[None]:
+    """Run a gunicorn master (``command``) until the block ends: up once ``answers()``
+    (OSError counts as not yet) within 30 s, then SIGTERM (the master stops its workers)."""
+    log_path = cwd / "gunicorn.log"
+    with log_path.open("wb") as log:
+        master = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=log)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                assert master.poll() is None, log_path.read_text()
+                with contextlib.suppress(OSError):
+                    if answers():
+                        break
+                assert time.monotonic() < deadline, "gunicorn did not answer within 30 s"
+                time.sleep(0.02)
+            yield
+        finally:
+            master.send_signal(signal.SIGTERM)
+            try:
+                master.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                master.kill()
+                master.wait(timeout=5)

@@ -1,0 +1,26 @@
+"""URLs of the test project."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from django_site import views
+from sessionstore.integrations.django.drf_views import LoginView, LogoutView, RefreshView
+
+urlpatterns = [
+    path("me", views.me),
+    path("ame", views.ame),
+    path("transfer", views.transfer),
+    path("api/me", views.ApiMe.as_view()),
+    path("api/transfer", views.ApiTransfer.as_view()),
+    path("api/auth/login", LoginView.as_view()),
+    path("api/auth/refresh", RefreshView.as_view()),
+    path("api/auth/logout", LogoutView.as_view()),
+    path("cookie/login", LoginView.as_view(use_cookies=True)),
+    path("auth/refresh", RefreshView.as_view(use_cookies=True)),
+    path("site/login", views.site_login),
+    path("site/logout", views.site_logout),
+    path("site/whoami", views.whoami),
+    path("site/remember", views.remember),
+    path("site/password", views.change_password),
+]
