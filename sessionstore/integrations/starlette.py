@@ -35,7 +35,7 @@ handshake 403. A Bearer handshake (``Authorization`` header) needs no Origin.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
@@ -48,22 +48,19 @@ from starlette.websockets import WebSocket, WebSocketClose
 
 from sessionstore.aio import AsyncSessionStore
 from sessionstore.errors import InvalidInput, InvalidToken, StoreUnavailable
-from sessionstore.integrations import _http
+from sessionstore.integrations import _asgi, _http
 from sessionstore.integrations._http import (
     AuthState,
     CookieSettings,
     HttpAuth,
     Refused,
     Reply,
-    form_field,
 )
 from sessionstore.models import Principal, TokenPair
 
 __all__ = ["AuthRefused", "SessionAuth", "SessionAuthMiddleware", "SessionUser", "principal_of"]
 
 _STATE = "sessionstore.auth"
-_FORM = "application/x-www-form-urlencoded"
-_MAX_FORM_BYTES = 64 * 1024
 
 
 class SessionUser(BaseUser):
@@ -160,23 +157,14 @@ class SessionAuth(_http.CookieMethods[Response]):
 
     async def authenticate(self, conn: HTTPConnection) -> AuthState:
         """Validate the request's token (if any) with its client IP and User-Agent."""
-        try:
-            found = self.http.credentials(
-                conn.headers.get("authorization"), conn.cookies.get(self.cookies.access)
-            )
-        except Refused as refused:
-            return AuthState(refusal=refused.reply)
-        if found is None:
-            return AuthState()
-        try:
-            principal = await self.store.validate(
-                found.token,
-                ip=conn.client.host if conn.client else None,
-                user_agent=conn.headers.get("user-agent"),
-            )
-        except (InvalidToken, InvalidInput, StoreUnavailable) as err:
-            return AuthState(refusal=self.http.refusal(err), from_cookie=found.from_cookie)
-        return AuthState(principal=principal, from_cookie=found.from_cookie)
+        return await _asgi.authenticate(
+            self.store,
+            self.http,
+            authorization=conn.headers.get("authorization"),
+            cookie=conn.cookies.get(self.cookies.access),
+            ip=conn.client.host if conn.client else None,
+            user_agent=conn.headers.get("user-agent"),
+        )
 
     def state(self, conn: HTTPConnection) -> AuthState | None:
         """What the middleware made of this request (None without the middleware)."""
@@ -190,7 +178,7 @@ class SessionAuth(_http.CookieMethods[Response]):
         state = await self.authenticate(request)
         if self.http.csrf_required(request.method, state):
             submitted = request.headers.get(self.http.csrf_header)
-            if submitted is None and request.headers.get("content-type", "").startswith(_FORM):
+            if submitted is None and request.headers.get("content-type", "").startswith(_asgi.FORM):
                 value = (await request.form()).get(self.http.csrf_field)
                 submitted = value if isinstance(value, str) else None
             if not self.http.csrf_valid(state, submitted, request.cookies.get(self.cookies.csrf)):
@@ -280,7 +268,9 @@ class SessionAuthMiddleware:
             await self.app(scope, receive, send)
             return
         if http.csrf_required(scope["method"], state):
-            submitted, receive = await self._submitted_csrf(conn, receive)
+            submitted, receive = await _asgi.submitted_csrf(
+                http, conn.headers.get(http.csrf_header), conn.headers.get("content-type"), receive
+            )
             if not http.csrf_valid(state, submitted, conn.cookies.get(http.cookies.csrf)):
                 await _response(http.csrf_failed())(scope, receive, send)
                 return
@@ -301,48 +291,6 @@ class SessionAuthMiddleware:
             if started:
                 raise
             await _response(self.auth.http.refusal(err))(scope, receive, send)
-
-    async def _submitted_csrf(
-        self, conn: HTTPConnection, receive: Receive
-    ) -> tuple[str | None, Receive]:
-        """The token from the header, else from a urlencoded form body (then replayed)."""
-        header = conn.headers.get(self.auth.http.csrf_header)
-        if header is not None or not conn.headers.get("content-type", "").startswith(_FORM):
-            return header, receive
-        body = await _read_body(receive, _MAX_FORM_BYTES)
-        if body is None:
-            return None, receive
-        return form_field(body, self.auth.http.csrf_field), _replay(body, receive)
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole request body, or None past ``limit`` bytes or on a disconnect."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Callable[[], Awaitable[Message]]:
-    """A ``receive`` that hands the app the body already read, then defers to the real one."""
-    pending = [body]
-
-    async def replay() -> Message:
-        if pending:
-            return {"type": "http.request", "body": pending.pop(), "more_body": False}
-        message: Message = await receive()
-        return message
-
-    return replay
 
 
 def principal_of(request: HTTPConnection) -> Principal | None:
