@@ -1,8 +1,8 @@
-"""Web framework integrations: ``starlette`` (Starlette and FastAPI) and ``flask``.
+"""Web framework integrations: ``starlette`` (Starlette and FastAPI), ``flask``, ``litestar``.
 
-Both read an ``Authorization: Bearer`` header or an HttpOnly cookie, validate it with the
-request's client IP and User-Agent (for ``Config.device_binding``), and answer failures
-the RFC 6750 way. Import the submodule of your framework; this package imports neither.
+Each reads an ``Authorization: Bearer`` header or an HttpOnly cookie, validates it with the
+request's client IP and User-Agent (for ``Config.device_binding``), and answers failures
+the RFC 6750 way. Import the submodule of your framework; this package imports none of them.
 """
 
 from sessionstore.integrations._http import AuthState, Cookie, CookieSettings, Reply

@@ -29,7 +29,6 @@ of its ``Host`` (or one of ``allowed_origins``), or it is closed with code 1008.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from litestar import Request, Response
@@ -46,10 +45,10 @@ from litestar.middleware import (
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from sessionstore.aio import AsyncSessionStore
-from sessionstore.errors import InvalidInput, InvalidToken, StoreUnavailable
+from sessionstore.errors import StoreUnavailable
 from sessionstore.integrations import _asgi, _http
-from sessionstore.integrations._http import AuthState, CookieSettings, HttpAuth, Refused, Reply
-from sessionstore.models import Principal, TokenPair
+from sessionstore.integrations._http import AuthState, Reply
+from sessionstore.models import Principal
 
 __all__ = ["AuthRefused", "SessionAuth", "SessionAuthMiddleware", "principal_of"]
 
@@ -71,41 +70,24 @@ def _response(reply: Reply) -> Response[dict[str, str]]:
     return Response(reply.body(), status_code=reply.status, headers=dict(reply.headers))
 
 
-class SessionAuth(_http.CookieMethods[Response[Any]]):
+class SessionAuth(_asgi.AsgiAuth[Connection, Response[Any]]):
     """Authentication of Litestar requests against an ``AsyncSessionStore``.
 
     ``csrf_secret`` (>= 32 bytes) must be the same in every process serving the same
-    cookies; without one, a random per-process secret is used. ``exclude`` (path patterns)
-    is passed to the middleware: those routes are not authenticated by it (their guards
-    still authenticate on their own).
+    cookies; without one, a random per-process secret is used. The other options are the
+    Starlette integration's: ``cookies``, ``realm``, ``allowed_origins``. ``exclude`` (path
+    patterns) is passed to the middleware: those routes are not authenticated by it (their
+    guards still authenticate on their own).
     """
 
-    def __init__(
-        self,
-        store: AsyncSessionStore,
-        *,
-        cookies: CookieSettings | None = None,
-        realm: str = "api",
-        csrf_secret: bytes | None = None,
-        allowed_origins: Iterable[str] = (),
-        exclude: str | list[str] | None = None,
-    ) -> None:
-        if not isinstance(store, AsyncSessionStore):
-            raise InvalidInput("SessionAuth needs an AsyncSessionStore")
-        self.store = store
-        self.exclude = exclude
-        self.http = HttpAuth(
-            store.config,
-            cookies=cookies,
-            realm=realm,
-            csrf_secret=csrf_secret,
-            allowed_origins=allowed_origins,
-        )
+    state_key = "auth"  # request.auth
 
-    @property
-    def cookies(self) -> CookieSettings:
-        """The cookie settings."""
-        return self.http.cookies
+    def __init__(
+        self, store: AsyncSessionStore, *, exclude: str | list[str] | None = None, **options: Any
+    ) -> None:
+        # options: cookies, realm, csrf_secret, allowed_origins (as in the Starlette one).
+        super().__init__(store, **options)
+        self.exclude = exclude
 
     @property
     def middleware(self) -> DefineMiddleware:
@@ -134,88 +116,26 @@ class SessionAuth(_http.CookieMethods[Response[Any]]):
         app_config.exception_handlers = {**self.exception_handlers, **app_config.exception_handlers}
         return app_config
 
-    async def authenticate(self, conn: Connection) -> AuthState:
-        """Validate the request's token (if any) with its client IP and User-Agent."""
-        return await _asgi.authenticate(
-            self.store,
-            self.http,
-            authorization=conn.headers.get("authorization"),
-            cookie=conn.cookies.get(self.cookies.access),
-            ip=conn.client.host if conn.client else None,
-            user_agent=conn.headers.get("user-agent"),
-        )
+    def refused(self, reply: Reply) -> Exception:
+        """``AuthRefused`` carrying ``reply``."""
+        return AuthRefused(reply)
 
-    def state(self, conn: Connection) -> AuthState | None:
-        """What the middleware made of this request (None without the middleware)."""
-        state = conn.scope.get("auth")
-        return state if isinstance(state, AuthState) else None
-
-    async def _state(self, conn: Connection) -> AuthState:
-        state = self.state(conn)
-        if state is not None:
-            return state  # the middleware has checked CSRF already
-        state = await self.authenticate(conn)
-        if isinstance(conn, Request) and self.http.csrf_required(conn.method, state):
-            submitted = conn.headers.get(self.http.csrf_header)
-            if submitted is None and conn.headers.get("content-type", "").startswith(_asgi.FORM):
-                value = (await conn.form()).get(self.http.csrf_field)
-                submitted = value if isinstance(value, str) else None
-            if not self.http.csrf_valid(state, submitted, conn.cookies.get(self.cookies.csrf)):
-                raise AuthRefused(self.http.csrf_failed())
+    def keep(self, conn: Connection, state: AuthState) -> None:
+        """``request.user`` (the principal) and ``request.auth`` (the ``AuthState``)."""
         conn.scope["user"], conn.scope["auth"] = state.principal, state
-        return state
-
-    async def principal(self, conn: Connection) -> Principal | None:
-        """The request's principal, or None (never raises for a bad token)."""
-        return (await self._state(conn)).principal
 
     async def require_principal(self, conn: Connection, _: BaseRouteHandler | None = None) -> None:
         """Guard: an authenticated request, or 401/503 (``AuthRefused``)."""
-        try:
-            self.http.require(await self._state(conn))
-        except Refused as refused:
-            raise AuthRefused(refused.reply) from None
+        await self._require(conn, fresh=False)
 
     async def require_fresh(self, conn: Connection, _: BaseRouteHandler | None = None) -> None:
         """Guard: a principal checked against the store (not degraded), or 401/503."""
-        try:
-            self.http.require(await self._state(conn), fresh=True)
-        except Refused as refused:
-            raise AuthRefused(refused.reply) from None
-
-    async def refresh(
-        self, request: Connection, response: Response[Any], token: str | None = None
-    ) -> TokenPair:
-        """Rotate the refresh cookie (or ``token``) and set the new cookies; 401 on failure."""
-        token = token or request.cookies.get(self.cookies.refresh)
-        if not token:
-            raise AuthRefused(self.http.missing())
-        try:
-            pair = await self.store.refresh(token)
-        except (InvalidToken, InvalidInput, StoreUnavailable) as err:
-            raise AuthRefused(self.http.refusal(err)) from None
-        self.set_login_cookies(response, pair)
-        return pair
+        await self._require(conn, fresh=True)
 
     def clear_cookies(self, response: Response[Any]) -> None:
         """Delete the three cookies on ``response`` (the session stays live: see ``sign_out``)."""
         # Litestar's delete_cookie takes no flags: send the Max-Age=0 cookies with them.
         _http.set_cookies(response, self.http.logout_cookies())
-
-    async def sign_out(self, request: Connection, response: Response[Any]) -> bool:
-        """Sign out: revoke the request's session, then delete the three cookies.
-
-        The session is the request's principal (cookie or Bearer), else that of the refresh
-        cookie when the route lies under its path. True when a live session was revoked.
-        ``StoreUnavailable`` propagates, cookies untouched (a 503 with the handlers): a
-        sign-out that cannot reach the store must not look done.
-        """
-        state = await self._state(request)
-        refresh = request.cookies.get(self.cookies.refresh)
-        found = self.http.session_to_end(state, refresh, self.store.keyring)
-        revoked = await self.store.revoke(*found) if found is not None else False
-        self.clear_cookies(response)
-        return revoked
 
 
 class SessionAuthMiddleware(AbstractAuthenticationMiddleware):
