@@ -1,0 +1,37 @@
+"""FastAPI: sessionstore's dependency (``SessionAuth.require_principal``), the README's way."""
+
+# No `from __future__ import annotations`: FastAPI evaluates the routes' annotations, which
+# name locals of _app().
+from typing import Annotated
+
+from fastapi import Depends, FastAPI
+
+from benchmarks.http.common import CONFIG, DEVICE, env, keyring, user_id
+from sessionstore import AsyncSessionStore, Principal, SessionStore
+from sessionstore.integrations.starlette import SessionAuth
+
+KIND = "asgi"
+
+
+def _app() -> FastAPI:
+    url, secret = env()
+    store = AsyncSessionStore.from_url(url, keyring=keyring(secret), config=CONFIG)
+    auth = SessionAuth(store)
+    app = FastAPI(exception_handlers=auth.exception_handlers)
+
+    @app.get("/me")
+    async def me(
+        principal: Annotated[Principal, Depends(auth.require_principal)],
+    ) -> dict[str, str]:
+        return {"user": principal.user_id}
+
+    return app
+
+
+APP = _app()
+
+
+def prepare(redis_url: str, secret: str, n: int) -> list[str]:
+    """``n`` sessions, one per user; their access tokens."""
+    with SessionStore.from_url(redis_url, keyring=keyring(secret), config=CONFIG) as store:
+        return [store.login(user_id(i), device=DEVICE).access_token for i in range(n)]
