@@ -2,6 +2,8 @@
 
 # No `from __future__ import annotations`: FastAPI evaluates the routes' annotations, which
 # name locals of _app().
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, FastAPI
@@ -17,7 +19,13 @@ def _app() -> FastAPI:
     url, secret = env()
     store = AsyncSessionStore.from_url(url, keyring=keyring(secret), config=CONFIG)
     auth = SessionAuth(store)
-    app = FastAPI(exception_handlers=auth.exception_handlers)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await store.close()  # in the loop that opened its connections
+
+    app = FastAPI(exception_handlers=auth.exception_handlers, lifespan=lifespan)
 
     @app.get("/me")
     async def me(

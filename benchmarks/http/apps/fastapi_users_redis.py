@@ -7,8 +7,10 @@ sessionstore row loads no user either).
 
 # No `from __future__ import annotations`: FastAPI evaluates the routes' annotations, which
 # name locals of _app().
+import contextlib
 import secrets
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -66,7 +68,13 @@ def _app() -> FastAPI:
     )
     users = FastAPIUsers[User, uuid.UUID](get_user_manager, [backend])
     current_user = users.current_user(active=True)
-    app = FastAPI()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await client.aclose()
+
+    app = FastAPI(lifespan=lifespan)
 
     @app.get("/me")
     async def me(user: Annotated[User, Depends(current_user)]) -> dict[str, str]:
