@@ -10,9 +10,9 @@ import base64
 import hashlib
 import os
 
-from sessionstore import Config, Device, Keyring
+from sessionstore import Config, Device, Keyring, SessionStore
 
-__all__ = ["CONFIG", "DEVICE", "LIFETIME", "env", "keyring", "user_id"]
+__all__ = ["CONFIG", "DEVICE", "LIFETIME", "env", "keyring", "login_tokens", "user_id"]
 
 # Longer than a full run, so no row's tokens expire mid-run (sessionstore's default is 900 s).
 LIFETIME = 3600
@@ -36,3 +36,9 @@ def keyring(secret: str) -> Keyring:
 def user_id(number: int) -> str:
     """The user of session ``number``: one session per user."""
     return f"user-{number}"
+
+
+def login_tokens(redis_url: str, secret: str, n: int) -> list[str]:
+    """The sessionstore rows' ``prepare``: ``n`` sessions, one per user; their access tokens."""
+    with SessionStore.from_url(redis_url, keyring=keyring(secret), config=CONFIG) as store:
+        return [store.login(user_id(i), device=DEVICE).access_token for i in range(n)]

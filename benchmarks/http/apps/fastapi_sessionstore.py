@@ -8,9 +8,12 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI
 
-from benchmarks.http.common import CONFIG, DEVICE, env, keyring, user_id
-from sessionstore import AsyncSessionStore, Principal, SessionStore
+from benchmarks.http.common import CONFIG, env, keyring
+from benchmarks.http.common import login_tokens as prepare
+from sessionstore import AsyncSessionStore, Principal
 from sessionstore.integrations.starlette import SessionAuth
+
+__all__ = ["APP", "KIND", "prepare"]
 
 KIND = "asgi"
 
@@ -37,9 +40,3 @@ def _app() -> FastAPI:
 
 
 APP = _app()
-
-
-def prepare(redis_url: str, secret: str, n: int) -> list[str]:
-    """``n`` sessions, one per user; their access tokens."""
-    with SessionStore.from_url(redis_url, keyring=keyring(secret), config=CONFIG) as store:
-        return [store.login(user_id(i), device=DEVICE).access_token for i in range(n)]

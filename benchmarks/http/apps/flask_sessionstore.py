@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from flask import Flask
 
-from benchmarks.http.common import CONFIG, DEVICE, env, keyring, user_id
+from benchmarks.http.common import CONFIG, env, keyring
+from benchmarks.http.common import login_tokens as prepare
 from sessionstore import SessionStore
 from sessionstore.integrations.flask import SessionAuth
+
+__all__ = ["APP", "KIND", "prepare"]
 
 KIND = "wsgi"
 
@@ -28,9 +31,3 @@ def _app() -> Flask:
 
 
 APP = _app()
-
-
-def prepare(redis_url: str, secret: str, n: int) -> list[str]:
-    """``n`` sessions, one per user; their access tokens."""
-    with SessionStore.from_url(redis_url, keyring=keyring(secret), config=CONFIG) as store:
-        return [store.login(user_id(i), device=DEVICE).access_token for i in range(n)]
