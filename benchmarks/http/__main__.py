@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import importlib.util
 import os
 import subprocess
 import sys
@@ -66,6 +67,12 @@ def _versions() -> dict[str, str]:
     return found
 
 
+def _uvicorn_stack() -> str:
+    """What uvicorn's ``auto`` picks: uvloop and httptools when installed."""
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return f"{loop}, {'httptools' if importlib.util.find_spec('httptools') else 'h11'}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     wanted = [w for w in args.only.split(",") if w]
@@ -95,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         "hot_tokens": plan.hot_tokens,
         "sessions": plan.sessions,
         "wsgi": f"gunicorn, 1 worker, gthread, {plan.wsgi_threads} threads",
-        "asgi": "uvicorn, 1 worker",
+        "asgi": f"uvicorn, 1 worker ({_uvicorn_stack()})",
     }
     print(
         f"sessionstore HTTP benchmarks: {title}, Python {machine['python']},"
