@@ -1,5 +1,6 @@
 # One command per job; CI (.ci/run) calls the same targets.
 #   make test [PYTEST_ARGS='-k foo -x']   make lint   make fmt   make bench   make demo
+#   make bench-http (end-to-end req/s against each framework's usual auth library; installs wrk)
 #   make hardening (docs/hardening.md)    make fuzz [FUZZ_SECONDS=600]
 #   make compat (core suite on the lowest and newest allowed redis-py, hiredis, PyJWT, msgspec;
 #                the Django suites on the lowest Django and DRF: make compat-django)
@@ -13,7 +14,8 @@ STAMP := $(VENV)/.sessionstore-dev-installed
 PYTEST_ARGS ?=
 LINT_PATHS := sessionstore tests benchmarks hardening fuzz
 
-.PHONY: install test compat compat-lowest compat-newest compat-django lint fmt bench demo hardening fuzz clean distclean
+.PHONY: install test compat compat-lowest compat-newest compat-django lint fmt bench bench-http demo \
+	hardening fuzz clean distclean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +71,12 @@ fmt: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
+
+# End-to-end: uvicorn/gunicorn servers under Debian's wrk (~5 min; BENCH_HTTP_ARGS='--rounds 5').
+BENCH_HTTP_ARGS ?=
+bench-http: $(STAMP)
+	command -v wrk || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PY) -m benchmarks.http $(BENCH_HTTP_ARGS)
 
 demo: $(STAMP)
 	$(PY) -m sessionstore demo

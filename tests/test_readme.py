@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 import asyncio
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -59,7 +61,11 @@ def test_readme_snippet_runs_on_its_own_twice(
     setup, code = snippets()[0], snippets()[number - 1]
     _django_ready(code)
     for _ in range(2):
-        namespace: dict[str, object] = {"__name__": "readme"}
+        # A module of its own, as a user's script is: frameworks that resolve a handler's
+        # annotations (Litestar) look its module up in sys.modules.
+        module = types.ModuleType("readme")
+        monkeypatch.setitem(sys.modules, "readme", module)
+        namespace: dict[str, object] = module.__dict__
         try:
             if number != 1 and continues_quickstart(code):
                 exec(compile(setup, "README.md snippet 1", "exec", dont_inherit=True), namespace)

@@ -35,7 +35,6 @@ handshake 403. A Bearer handshake (``Authorization`` header) needs no Origin.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
@@ -46,24 +45,16 @@ from starlette.status import WS_1008_POLICY_VIOLATION, WS_1013_TRY_AGAIN_LATER
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketClose
 
-from sessionstore.aio import AsyncSessionStore
-from sessionstore.errors import InvalidInput, InvalidToken, StoreUnavailable
-from sessionstore.integrations import _http
+from sessionstore.errors import StoreUnavailable
+from sessionstore.integrations import _asgi
 from sessionstore.integrations._http import (
-    AuthState,
-    CookieSettings,
-    HttpAuth,
-    Refused,
     Reply,
-    form_field,
 )
-from sessionstore.models import Principal, TokenPair
+from sessionstore.models import Principal
 
 __all__ = ["AuthRefused", "SessionAuth", "SessionAuthMiddleware", "SessionUser", "principal_of"]
 
 _STATE = "sessionstore.auth"
-_FORM = "application/x-www-form-urlencoded"
-_MAX_FORM_BYTES = 64 * 1024
 
 
 class SessionUser(BaseUser):
@@ -107,32 +98,14 @@ async def _answer(conn: HTTPConnection, reply: Reply, close_code: int) -> Respon
     return _response(reply)  # ignored by Starlette on a WebSocket
 
 
-class SessionAuth(_http.CookieMethods[Response]):
+class SessionAuth(_asgi.AsgiAuth[HTTPConnection, Response]):
     """Authentication of Starlette/FastAPI requests against an ``AsyncSessionStore``.
 
     ``csrf_secret`` (>= 32 bytes) must be the same in every process serving the same
     cookies; without one, a random per-process secret is used.
     """
 
-    def __init__(
-        self,
-        store: AsyncSessionStore,
-        *,
-        cookies: CookieSettings | None = None,
-        realm: str = "api",
-        csrf_secret: bytes | None = None,
-        allowed_origins: Iterable[str] = (),
-    ) -> None:
-        if not isinstance(store, AsyncSessionStore):
-            raise InvalidInput("SessionAuth needs an AsyncSessionStore")
-        self.store = store
-        self.http = HttpAuth(
-            store.config,
-            cookies=cookies,
-            realm=realm,
-            csrf_secret=csrf_secret,
-            allowed_origins=allowed_origins,
-        )
+    state_key = _STATE
 
     @property
     def exception_handlers(self) -> dict[Any, Any]:
@@ -153,97 +126,17 @@ class SessionAuth(_http.CookieMethods[Response]):
 
         return {AuthRefused: refused, StoreUnavailable: unavailable}
 
-    @property
-    def cookies(self) -> CookieSettings:
-        """The cookie settings."""
-        return self.http.cookies
-
-    async def authenticate(self, conn: HTTPConnection) -> AuthState:
-        """Validate the request's token (if any) with its client IP and User-Agent."""
-        try:
-            found = self.http.credentials(
-                conn.headers.get("authorization"), conn.cookies.get(self.cookies.access)
-            )
-        except Refused as refused:
-            return AuthState(refusal=refused.reply)
-        if found is None:
-            return AuthState()
-        try:
-            principal = await self.store.validate(
-                found.token,
-                ip=conn.client.host if conn.client else None,
-                user_agent=conn.headers.get("user-agent"),
-            )
-        except (InvalidToken, InvalidInput, StoreUnavailable) as err:
-            return AuthState(refusal=self.http.refusal(err), from_cookie=found.from_cookie)
-        return AuthState(principal=principal, from_cookie=found.from_cookie)
-
-    def state(self, conn: HTTPConnection) -> AuthState | None:
-        """What the middleware made of this request (None without the middleware)."""
-        state = conn.scope.get(_STATE)
-        return state if isinstance(state, AuthState) else None
-
-    async def _state(self, request: Request) -> AuthState:
-        state = self.state(request)
-        if state is not None:
-            return state  # the middleware has checked CSRF already
-        state = await self.authenticate(request)
-        if self.http.csrf_required(request.method, state):
-            submitted = request.headers.get(self.http.csrf_header)
-            if submitted is None and request.headers.get("content-type", "").startswith(_FORM):
-                value = (await request.form()).get(self.http.csrf_field)
-                submitted = value if isinstance(value, str) else None
-            if not self.http.csrf_valid(state, submitted, request.cookies.get(self.cookies.csrf)):
-                raise AuthRefused(self.http.csrf_failed())
-        request.scope[_STATE] = state
-        return state
-
-    async def principal(self, request: Request) -> Principal | None:
-        """The request's principal, or None (never raises for a bad token)."""
-        return (await self._state(request)).principal
+    def refused(self, reply: Reply) -> Exception:
+        """``AuthRefused`` carrying ``reply``."""
+        return AuthRefused(reply)
 
     async def require_principal(self, request: Request) -> Principal:
         """FastAPI dependency: the principal, or 401/503 (``AuthRefused``)."""
-        try:
-            return self.http.require(await self._state(request))
-        except Refused as refused:
-            raise AuthRefused(refused.reply) from None
+        return await self._require(request, fresh=False)
 
     async def require_fresh(self, request: Request) -> Principal:
         """FastAPI dependency: a principal checked against the store (not degraded), or 401/503."""
-        try:
-            return self.http.require(await self._state(request), fresh=True)
-        except Refused as refused:
-            raise AuthRefused(refused.reply) from None
-
-    async def refresh(
-        self, request: Request, response: Response, token: str | None = None
-    ) -> TokenPair:
-        """Rotate the refresh cookie (or ``token``) and set the new cookies; 401 on failure."""
-        token = token or request.cookies.get(self.cookies.refresh)
-        if not token:
-            raise AuthRefused(self.http.missing())
-        try:
-            pair = await self.store.refresh(token)
-        except (InvalidToken, InvalidInput, StoreUnavailable) as err:
-            raise AuthRefused(self.http.refusal(err)) from None
-        self.set_login_cookies(response, pair)
-        return pair
-
-    async def sign_out(self, request: Request, response: Response) -> bool:
-        """Sign out: revoke the request's session, then delete the three cookies.
-
-        The session is the request's principal (cookie or Bearer), else that of the refresh
-        cookie when the route lies under its path. True when a live session was revoked.
-        ``StoreUnavailable`` propagates, cookies untouched (a 503 with the handlers): a
-        sign-out that cannot reach the store must not look done.
-        """
-        state = await self._state(request)
-        refresh = request.cookies.get(self.cookies.refresh)
-        found = self.http.session_to_end(state, refresh, self.store.keyring)
-        revoked = await self.store.revoke(*found) if found is not None else False
-        self.clear_cookies(response)
-        return revoked
+        return await self._require(request, fresh=True)
 
 
 class SessionAuthMiddleware:
@@ -280,7 +173,9 @@ class SessionAuthMiddleware:
             await self.app(scope, receive, send)
             return
         if http.csrf_required(scope["method"], state):
-            submitted, receive = await self._submitted_csrf(conn, receive)
+            submitted, receive = await _asgi.submitted_csrf(
+                http, conn.headers.get(http.csrf_header), conn.headers.get("content-type"), receive
+            )
             if not http.csrf_valid(state, submitted, conn.cookies.get(http.cookies.csrf)):
                 await _response(http.csrf_failed())(scope, receive, send)
                 return
@@ -301,48 +196,6 @@ class SessionAuthMiddleware:
             if started:
                 raise
             await _response(self.auth.http.refusal(err))(scope, receive, send)
-
-    async def _submitted_csrf(
-        self, conn: HTTPConnection, receive: Receive
-    ) -> tuple[str | None, Receive]:
-        """The token from the header, else from a urlencoded form body (then replayed)."""
-        header = conn.headers.get(self.auth.http.csrf_header)
-        if header is not None or not conn.headers.get("content-type", "").startswith(_FORM):
-            return header, receive
-        body = await _read_body(receive, _MAX_FORM_BYTES)
-        if body is None:
-            return None, receive
-        return form_field(body, self.auth.http.csrf_field), _replay(body, receive)
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole request body, or None past ``limit`` bytes or on a disconnect."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Callable[[], Awaitable[Message]]:
-    """A ``receive`` that hands the app the body already read, then defers to the real one."""
-    pending = [body]
-
-    async def replay() -> Message:
-        if pending:
-            return {"type": "http.request", "body": pending.pop(), "more_body": False}
-        message: Message = await receive()
-        return message
-
-    return replay
 
 
 def principal_of(request: HTTPConnection) -> Principal | None:

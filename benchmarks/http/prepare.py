@@ -1,0 +1,27 @@
+"""``python -m benchmarks.http.prepare MODULE N OUT``: a row's tokens, in its own process.
+
+Imports the app module (with the run's ``BENCH_*`` environment), writes ``prepare(url,
+secret, N)`` to OUT one token per line, and prints the module's ``KIND``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+from benchmarks.http.common import env
+
+
+def main(argv: list[str]) -> int:
+    module_name, count, out = argv
+    module = importlib.import_module(module_name)
+    url, secret = env()
+    tokens: list[str] = module.prepare(url, secret, int(count))
+    Path(out).write_text("".join(f"{token}\n" for token in tokens), encoding="ascii")
+    print(module.KIND)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,226 @@
+"""The ASGI half shared by the Starlette and Litestar integrations (no framework imported).
+
+``AsgiAuth``: what both ``SessionAuth`` classes do on a request, duck-typed on the
+framework's connection (``headers``, ``cookies``, ``client``, ``scope``, ``form()`` agree in
+both); and reading the CSRF token of a cookie-authenticated unsafe request from its header
+or urlencoded form body in a middleware (the body is then replayed to the app).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Generic, TypeVar
+
+from sessionstore.aio import AsyncSessionStore
+from sessionstore.errors import InvalidInput, InvalidToken, StoreUnavailable
+from sessionstore.integrations._http import (
+    AuthState,
+    CookieMethods,
+    CookieSettings,
+    HttpAuth,
+    Refused,
+    Reply,
+    form_field,
+)
+from sessionstore.models import Principal, TokenPair
+
+__all__ = [
+    "FORM",
+    "MAX_FORM_BYTES",
+    "AsgiAuth",
+    "authenticate",
+    "read_body",
+    "replay",
+    "submitted_csrf",
+]
+
+# Any: Starlette's and Litestar's ``Receive`` types differ only in how they type the messages.
+Receive = Callable[[], Awaitable[Any]]
+
+FORM = "application/x-www-form-urlencoded"
+MAX_FORM_BYTES = 64 * 1024
+
+
+async def authenticate(
+    store: AsyncSessionStore,
+    http: HttpAuth,
+    *,
+    authorization: str | None,
+    cookie: str | None,
+    ip: str | None,
+    user_agent: str | None,
+) -> AuthState:
+    """Validate the request's token (Bearer header first, else ``cookie``), if any."""
+    try:
+        found = http.credentials(authorization, cookie)
+    except Refused as refused:
+        return AuthState(refusal=refused.reply)
+    if found is None:
+        return AuthState()
+    try:
+        principal = await store.validate(found.token, ip=ip, user_agent=user_agent)
+    except (InvalidToken, InvalidInput, StoreUnavailable) as err:
+        return AuthState(refusal=http.refusal(err), from_cookie=found.from_cookie)
+    return AuthState(principal=principal, from_cookie=found.from_cookie)
+
+
+async def submitted_csrf(
+    http: HttpAuth, header: str | None, content_type: str | None, receive: Receive
+) -> tuple[str | None, Receive]:
+    """The token from the header, else from a urlencoded form body (then replayed)."""
+    if header is not None or not (content_type or "").startswith(FORM):
+        return header, receive
+    body = await read_body(receive, MAX_FORM_BYTES)
+    if body is None:
+        return None, receive
+    return form_field(body, http.csrf_field), replay(body, receive)
+
+
+async def read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None past ``limit`` bytes or on a disconnect."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message: dict[str, Any] = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the app the body already read, then defers to the real one."""
+    pending = [body]
+
+    async def replayed() -> Any:
+        if pending:
+            return {"type": "http.request", "body": pending.pop(), "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+C = TypeVar("C")  # the framework's connection (Starlette's HTTPConnection, Litestar's)
+R = TypeVar("R")  # the framework's response
+
+
+class AsgiAuth(CookieMethods[R], Generic[C, R]):
+    """The request-level half of a ``SessionAuth`` on an ``AsyncSessionStore``.
+
+    A framework's subclass says how a refusal is raised (``refused``) and where the outcome
+    is kept on the connection (``state_key``, ``keep``).
+    """
+
+    state_key = "sessionstore.auth"
+
+    def __init__(
+        self,
+        store: AsyncSessionStore,
+        *,
+        cookies: CookieSettings | None = None,
+        realm: str = "api",
+        csrf_secret: bytes | None = None,
+        allowed_origins: Iterable[str] = (),
+    ) -> None:
+        if not isinstance(store, AsyncSessionStore):
+            raise InvalidInput("SessionAuth needs an AsyncSessionStore")
+        self.store = store
+        self.http = HttpAuth(
+            store.config,
+            cookies=cookies,
+            realm=realm,
+            csrf_secret=csrf_secret,
+            allowed_origins=allowed_origins,
+        )
+
+    @property
+    def cookies(self) -> CookieSettings:
+        """The cookie settings."""
+        return self.http.cookies
+
+    def refused(self, reply: Reply) -> Exception:
+        """The framework's exception answering ``reply``."""
+        raise NotImplementedError
+
+    def keep(self, conn: C, state: AuthState) -> None:
+        """Keep ``state`` on the connection, where ``state`` finds it."""
+        c: Any = conn
+        c.scope[self.state_key] = state
+
+    async def authenticate(self, conn: C) -> AuthState:
+        """Validate the request's token (if any) with its client IP and User-Agent."""
+        c: Any = conn
+        return await authenticate(
+            self.store,
+            self.http,
+            authorization=c.headers.get("authorization"),
+            cookie=c.cookies.get(self.cookies.access),
+            ip=c.client.host if c.client else None,
+            user_agent=c.headers.get("user-agent"),
+        )
+
+    def state(self, conn: C) -> AuthState | None:
+        """What the middleware made of this request (None without the middleware)."""
+        state = getattr(conn, "scope", {}).get(self.state_key)
+        return state if isinstance(state, AuthState) else None
+
+    async def _state(self, request: C) -> AuthState:
+        state = self.state(request)
+        if state is not None:
+            return state  # the middleware has checked CSRF already
+        state = await self.authenticate(request)
+        r: Any = request
+        if r.scope["type"] == "http" and self.http.csrf_required(r.scope["method"], state):
+            submitted = r.headers.get(self.http.csrf_header)
+            if submitted is None and r.headers.get("content-type", "").startswith(FORM):
+                value = (await r.form()).get(self.http.csrf_field)
+                submitted = value if isinstance(value, str) else None
+            if not self.http.csrf_valid(state, submitted, r.cookies.get(self.cookies.csrf)):
+                raise self.refused(self.http.csrf_failed())
+        self.keep(request, state)
+        return state
+
+    async def principal(self, request: C) -> Principal | None:
+        """The request's principal, or None (never raises for a bad token)."""
+        return (await self._state(request)).principal
+
+    async def _require(self, request: C, *, fresh: bool) -> Principal:
+        """The principal (``fresh``: not degraded), or the refusal raised."""
+        try:
+            return self.http.require(await self._state(request), fresh=fresh)
+        except Refused as refused:
+            raise self.refused(refused.reply) from None
+
+    async def refresh(self, request: C, response: R, token: str | None = None) -> TokenPair:
+        """Rotate the refresh cookie (or ``token``) and set the new cookies; 401 on failure."""
+        r: Any = request
+        token = token or r.cookies.get(self.cookies.refresh)
+        if not token:
+            raise self.refused(self.http.missing())
+        try:
+            pair = await self.store.refresh(token)
+        except (InvalidToken, InvalidInput, StoreUnavailable) as err:
+            raise self.refused(self.http.refusal(err)) from None
+        self.set_login_cookies(response, pair)
+        return pair
+
+    async def sign_out(self, request: C, response: R) -> bool:
+        """Sign out: revoke the request's session, then delete the three cookies.
+
+        The session is the request's principal (cookie or Bearer), else that of the refresh
+        cookie when the route lies under its path. True when a live session was revoked.
+        ``StoreUnavailable`` propagates, cookies untouched (a 503 with the handlers): a
+        sign-out that cannot reach the store must not look done.
+        """
+        state = await self._state(request)
+        r: Any = request
+        refresh = r.cookies.get(self.cookies.refresh)
+        found = self.http.session_to_end(state, refresh, self.store.keyring)
+        revoked = await self.store.revoke(*found) if found is not None else False
+        self.clear_cookies(response)
+        return revoked
