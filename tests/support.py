@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
@@ -204,6 +205,11 @@ class Internals:
         near = self.shell._engine.near
         return 0 if near is None else len(near)
 
+    def holds(self, key: str) -> bool:
+        """Whether the near cache serves the session hash ``key`` now."""
+        near = self.shell._engine.near
+        return near is not None and near.get(key, time.monotonic()) is not None
+
     @property
     def followers(self) -> Followers:
         """The listeners behind the near cache (which servers they follow now)."""
@@ -214,6 +220,45 @@ class Internals:
     def followed_ports(self) -> set[int]:
         """The ports of the servers the near cache follows now."""
         return {port for _, port in self.followers.servers}
+
+    def listener_sockets(self) -> list[socket.socket]:
+        """The invalidation sockets behind the near cache (a forked child must not read
+        the parent's)."""
+        found = [listener._sock for listener in self.followers._listeners.values()]
+        return [sock for sock in found if sock is not None]
+
+    def socket_names(self) -> set[tuple[str, int]]:
+        """The local addresses of the connections the store holds for its calls (the
+        direct path's and the pool's): a forked child must open its own."""
+        found: set[tuple[str, int]] = set()
+        shell = self.shell
+        pool = shell._client.connection_pool
+        if isinstance(shell, SessionStore):
+            conns = list(shell._direct._held) if shell._direct is not None else []
+            for conn in [*conns, *pool._available_connections]:
+                if conn._sock is not None:
+                    found.add(conn._sock.getsockname())
+            return found
+        direct = shell._batcher._direct
+        held = [direct._conn] if direct is not None else []
+        for conn in [*held, *pool._available_connections, *pool._in_use_connections]:
+            if conn is not None and conn._writer is not None:
+                found.add(conn._writer.get_extra_info("sockname"))
+        return found
+
+    def locks(self) -> list[Any]:
+        """Every lock the store's critical sections take, the followers' registry
+        included (a child forked while a parent thread held one must get its own)."""
+        from sessionstore._nearcache import follow
+
+        engine = self.shell._engine
+        assert engine.tokens is not None
+        return [
+            follow._registry_lock,
+            engine.revoked._lock,
+            engine.marker._lock,
+            engine.tokens._lock,
+        ]
 
     def watch_topology_every(self, seconds: float) -> None:
         """How often the followers re-read the topology (a test widens the window in which
