@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import pytest
 import redis
-from redis.cluster import RedisCluster
 
+from observe import script_calls, wait_for
 from sessionstore import (
     AsyncSessionStore,
     Config,
@@ -47,11 +47,10 @@ from sessionstore import (
     Keyring,
     Principal,
     Session,
-    SessionRevoked,
     SessionStore,
     TokenPair,
 )
-from sessionstore.testing import Engine, LocalCluster, LocalSentinel, LocalServer
+from sessionstore.testing import Engine
 
 if TYPE_CHECKING:
     from sessionstore._engine.call import Call
@@ -68,21 +67,12 @@ __all__ = [
     "SyncAdapter",
     "acl_user_url",
     "acl_words",
-    "cache_serves",
     "internals",
     "make_store",
-    "on_primary",
     "open_store",
-    "promote",
-    "reaches_server",
-    "refused_soon",
-    "refused_within",
-    "script_calls",
-    "session_keys",
     "shell_of",
     "single_node",
     "store",
-    "wait_for",
     "warm",
     "wrong_type_session",
 ]
@@ -288,81 +278,6 @@ def internals(store: object) -> Internals:
     return Internals(store)
 
 
-def session_keys(client: redis.Redis) -> list[bytes]:
-    """Every key of the default namespace that belongs to a user (the store's own keys,
-    the marker and the near cache's database watch key, excluded: their tags hold a '!')."""
-    return sorted(k for k in client.scan_iter(match="ss:*") if b":{!" not in k)
-
-
-# Commands no request of ours sent: INFO itself, replicas' REPLCONF ACK (every second), and
-# what a client sends when it connects or maps a cluster (HELLO, CLIENT SETINFO, COMMAND,
-# CLUSTER SLOTS: a sync RedisCluster does that on construction).
-# The near cache's invalidation connection adds its handshake (HELLO, CLIENT SETNAME,
-# CLIENT TRACKING, SUBSCRIBE, and outside a cluster SELECT, SET NX and WATCH of its watch
-# key) and a heartbeat every 0.25 s (HELLO, then outside a cluster MULTI EXISTS EXEC WATCH):
-# none is a request of ours (the store itself never sends a plain SET, EXISTS or MULTI).
-_BACKGROUND = {
-    "cmdstat_info",
-    "cmdstat_replconf",
-    "cmdstat_hello",
-    "cmdstat_client|setinfo",
-    "cmdstat_client|setname",
-    "cmdstat_client|tracking",
-    "cmdstat_subscribe",
-    "cmdstat_ping",
-    "cmdstat_select",
-    "cmdstat_set",
-    "cmdstat_multi",
-    "cmdstat_exists",
-    "cmdstat_exec",
-    "cmdstat_watch",
-}
-_BACKGROUND_PREFIXES = ("cmdstat_command", "cmdstat_cluster|")
-
-
-def _counted(name: str) -> bool:
-    return name not in _BACKGROUND and not name.startswith(_BACKGROUND_PREFIXES)
-
-
-def script_calls(client: redis.Redis) -> int:
-    """How many commands the server (every primary of a cluster) has run for clients so far."""
-    if isinstance(client, RedisCluster):
-        found = client.info("commandstats", target_nodes=RedisCluster.PRIMARIES)
-        # Per node, unless the client sums INFO itself (LocalCluster.client() does).
-        merged = any(str(key).startswith("cmdstat_") for key in found)
-        nodes = [found] if merged else list(found.values())
-    else:
-        nodes = [client.info("commandstats")]
-    return sum(int(v["calls"]) for stats in nodes for k, v in stats.items() if _counted(k))
-
-
-def wait_for(predicate: Callable[[], bool], seconds: float = 5.0) -> bool:
-    """Poll ``predicate`` until it holds or ``seconds`` pass."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
-
-
-async def cache_serves(store: StoreApi, token: str, admin: Any, seconds: float = 5.0) -> bool:
-    """Whether 20 validations in a row are answered without a command reaching Redis.
-
-    Retried for a few seconds: on a loaded machine a heartbeat reply can come later than
-    the trust window, and then the store rightly asks Redis instead.
-    """
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        before = script_calls(admin)
-        for _ in range(20):
-            await store.validate(token)
-        if script_calls(admin) == before:
-            return True
-        await asyncio.sleep(0.05)
-    return False
-
-
 async def warm(store: StoreApi, token: str) -> None:
     """Validate until the near cache holds ``token``'s session."""
     await store.validate(token)
@@ -374,38 +289,6 @@ async def warm(store: StoreApi, token: str) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("the near cache never took the session")
-
-
-async def reaches_server(store: StoreApi, token: str, admin: Any, seconds: float = 5.0) -> bool:
-    """Whether a validation of ``token`` is answered by the server (not from the store's
-    caches) within ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while True:
-        before = script_calls(admin)
-        await store.validate(token)
-        if script_calls(admin) > before:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-
-
-async def refused_within(store: StoreApi, token: str, seconds: float) -> float | None:
-    """Validate until ``SessionRevoked``: seconds it took, or None if still accepted."""
-    started = time.monotonic()
-    while time.monotonic() - started < seconds:
-        try:
-            await store.validate(token)
-        except SessionRevoked:
-            return time.monotonic() - started
-        await asyncio.sleep(0.02)
-    return None
-
-
-async def refused_soon(store: StoreApi, token: str, seconds: float = 5.0) -> bool:
-    """Whether ``store`` refuses ``token`` as revoked within ``seconds`` (a push it has to
-    hear first: until then its near cache may rightly still serve the session)."""
-    return await refused_within(store, token, seconds) is not None
 
 
 async def wrong_type_session(store: StoreApi, redis_client: redis.Redis) -> TokenPair:
@@ -423,36 +306,6 @@ def single_node(engine: Engine) -> None:
     """Skip on a cluster: the behaviour under test is a single server's."""
     if engine.cluster is not None:
         pytest.skip("single-server behaviour (a cluster client takes redis-py's pipeline)")
-
-
-def promote(cluster: LocalCluster, replica: LocalServer, kind: str) -> None:
-    """Fail ``replica``'s primary over to it: ``graceful`` (CLUSTER FAILOVER) or
-    ``takeover`` (the primary stalls, as under SIGSTOP, and its replica takes over without
-    its consent; the old primary rejoins as a replica)."""
-    if kind == "graceful":
-        cluster.failover(replica)
-        return
-    primary = next(p for p in cluster.primaries() if replica in cluster.replicas_of(p))
-    primary.pause()
-    try:
-        time.sleep(0.6)
-        others = [n for n in cluster.nodes if n is not primary]
-        cluster.failover(replica, option="TAKEOVER", wait_for=others)
-    finally:
-        primary.resume()
-
-
-async def on_primary(
-    group: LocalSentinel, open_store: StoreFactory
-) -> tuple[StoreApi, LocalServer, TokenPair]:
-    """A store on the Sentinel group, following its primary, with a session of ``user-1``
-    in its near cache: (store, the primary, the session's token pair)."""
-    store = open_store(group.url)
-    old = group.primary()
-    pair = await store.login("user-1", device=PHONE)
-    assert wait_for(lambda: internals(store).followed_ports() == {old.port})
-    await warm(store, pair.access_token)
-    return store, old, pair
 
 
 PASSWORD = "test-only-password"

@@ -10,6 +10,7 @@ import msgspec
 import pytest
 import redis
 
+from observe import script_calls
 from sessionstore import (
     Config,
     Device,
@@ -27,7 +28,7 @@ from sessionstore import (
     WrongTokenType,
 )
 from sessionstore.tokens import issue_refresh_token, parse_refresh_token
-from support import StoreApi, StoreFactory, script_calls, shell_of
+from support import StoreApi, StoreFactory, shell_of
 
 DEVICES = [
     Device(id="phone-1", name="Pixel", user_agent="Mozilla/5.0 (Linux; Android 14)", ip="10.0.0.7"),

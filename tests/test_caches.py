@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis
 
+from observe import cache_serves, reaches_server, refused_soon, script_calls, session_keys, wait_for
 from sessionstore import (
     AsyncSessionStore,
     Config,
@@ -27,14 +28,8 @@ from sessionstore.testing import Engine, LocalServer
 from support import (
     StoreApi,
     StoreFactory,
-    cache_serves,
     internals,
-    reaches_server,
-    refused_soon,
-    script_calls,
-    session_keys,
     validate_until_rejected,
-    wait_for,
     warm,
     wrong_type_session,
 )

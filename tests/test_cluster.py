@@ -25,7 +25,8 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 
 from conftest import needed
-from load import PHONE, Pool, assert_state, under_load
+from load import PHONE, Pool, assert_state, promote, under_load
+from observe import wait_for
 from sessionstore import (
     AsyncSessionStore,
     Config,
@@ -38,7 +39,7 @@ from sessionstore import (
 )
 from sessionstore.keys import user_keys
 from sessionstore.testing import Engine, LocalCluster, LocalServer, redis_binary
-from support import StoreApi, StoreFactory, promote, shell_of, wait_for
+from support import StoreApi, StoreFactory, shell_of
 
 only_cluster = pytest.mark.parametrize("engine", ["cluster"], indirect=True)
 LAPTOP = Device(id="laptop-1", name="ThinkPad")

@@ -29,6 +29,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from forge import segment
+from observe import cache_serves
 from sessionstore import (
     AsyncSessionStore,
     Config,
@@ -46,14 +47,7 @@ from sessionstore._jose import strict as _strict
 from sessionstore._nearcache.cache import TokenCache
 from sessionstore._redis.batch import WRITE_AT
 from sessionstore.testing import Engine, LocalServer
-from support import (
-    StoreApi,
-    StoreFactory,
-    cache_serves,
-    internals,
-    single_node,
-    wrong_type_session,
-)
+from support import StoreApi, StoreFactory, internals, single_node, wrong_type_session
 
 PHONE = Device(id="phone-1", name="Pixel", user_agent="Mozilla/5.0 (Linux; Android 14)", ip="::1")
 # Blobs past the HMGET's slots (8 meta chunks, 4 data chunks of 64 bytes): the whole hash

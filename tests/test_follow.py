@@ -14,23 +14,15 @@ import pytest
 import redis
 from redis.crc import key_slot
 
+from load import on_primary, promote
+from observe import cache_serves, refused_soon, wait_for
 from sessionstore import Device, StoreUnavailable, TokenPair
 from sessionstore._nearcache.cache import NearCache
 from sessionstore._nearcache.follow import cluster_primaries
 from sessionstore._redis.resp import ConnSpec
 from sessionstore.keys import user_keys
 from sessionstore.testing import Engine, LocalCluster, LocalSentinel
-from support import (
-    StoreApi,
-    StoreFactory,
-    cache_serves,
-    internals,
-    on_primary,
-    promote,
-    refused_soon,
-    wait_for,
-    warm,
-)
+from support import StoreApi, StoreFactory, internals, warm
 
 PHONE = Device(id="phone-1", name="Pixel")
 only_cluster = pytest.mark.parametrize("engine", ["cluster"], indirect=True)

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from observe import wait_for
 from sessionstore import (
     AsyncSessionStore,
     Config,
@@ -33,7 +34,7 @@ from sessionstore import (
 )
 from sessionstore.keys import user_keys
 from sessionstore.testing import LocalServer, redis_binary, valkey_binary
-from support import internals, wait_for
+from support import internals
 
 PHONE = Device(id="phone-1", name="Pixel")
 ROWS = pytest.mark.parametrize("engine", ["valkey", "redis7"], indirect=True)
