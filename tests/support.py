@@ -1,5 +1,5 @@
 """Helpers shared by the suites: the store fixtures (one test body serves sync and async),
-observations of a real server, and the one door into a store's internals.
+the public surface they type (``StoreApi``), and the one door into a store's internals.
 
 The ``store`` fixture is parametrized over ``sync`` and ``async``. Tests are written once,
 as coroutines that await the store's methods; for the sync store an adapter runs the
@@ -7,9 +7,9 @@ real synchronous method and hands back an awaitable of its result. Either way th
 sees a ``StoreApi``: the public surface of ``SessionStore``/``AsyncSessionStore``, awaited.
 
 What a test observes goes through public doors: the store's methods and events, and the
-server's own accounts (``INFO commandstats`` in ``script_calls``, ``CLIENT LIST``, the
-keyspace). Where an invariant can only be seen from inside (the near cache holding an
-entry, the batcher's round trips, the sockets a forked child holds), the test asks
+server's own accounts (``INFO commandstats``, ``CLIENT LIST``, the keyspace; see
+``observe.py``). Where an invariant can only be seen from inside (the near cache holding
+an entry, the batcher's round trips, the sockets a forked child holds), the test asks
 ``internals(store)``: the only place the suites read a store's private attributes, so a
 refactoring of the package has one file of tests to follow.
 
@@ -17,9 +17,14 @@ No test module imports another: what two suites share lives here, or in the help
 modules beside it, each for one kind of suite:
 
 - ``conftest.py``: the engine harness (servers per engine, ``redis_url``, ``redis_client``,
-  the keyspace audit, private servers for faults);
-- ``forge.py``: hand-made JOSE pieces for the token suites;
-- ``load.py``: continuous load and failovers for the topology suites;
+  the keyspace audit, private servers for faults); it loads this module and ``forge.py``
+  as pytest plugins, so their fixtures serve every suite;
+- ``observe.py``: what the suites observe from outside a store (commands the server ran,
+  the keyspace, answers over time);
+- ``forge.py``: hand-made JOSE pieces for the token suites (fixtures ``ctx``, ``forge``),
+  and ``hostile.py``/``hostile_body.py``: the table of hostile tokens;
+- ``load.py``: continuous load, failovers and a Sentinel-followed store for the topology
+  suites;
 - ``web_support.py``: one private server per module for the integration, CLI, rate
   limiter and metrics suites.
 """
