@@ -8,7 +8,8 @@ validate, validate with caches off), ``async`` (naive async vs first-time async 
 refresh), ``propagation`` (revoke here, rejection in another process, 200 trials) and
 ``cluster`` (cold validate and login on a private 3-primary cluster vs one server), ``cap``
 (the longest single script, from SLOWLOG, of each operation on a user at the largest
-allowed ``max_sessions_per_user``). The
+allowed ``max_sessions_per_user``) and ``footprint`` (objects a validation keeps for the
+garbage collector, in flight and after; counted, not timed). The
 rows of a group run interleaved, round by round. Exit status 0 whether targets are met or
 not (the output says); 2 when the benchmarks cannot run.
 """
@@ -26,13 +27,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from benchmarks import aio, cap, cluster, degraded, memory, propagation, store_ops, validate
+from benchmarks import (
+    aio,
+    cap,
+    cluster,
+    degraded,
+    footprint,
+    memory,
+    propagation,
+    store_ops,
+    validate,
+)
 from benchmarks.context import Context
 from benchmarks.harness import Ratio, RowResult, Settings, progress, run_group
 from benchmarks.report import (
     Line,
     Target,
     cap_lines,
+    footprint_lines,
     format_table,
     format_targets,
     memory_lines,
@@ -62,6 +74,7 @@ GROUPS = (
     "propagation",
     "cluster",
     "cap",
+    "footprint",
 )
 TABLE_ORDER = ("hot", "cold", "async", "degraded", "tokens", "core", "cluster")
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -120,6 +133,7 @@ class Outcome:
         self.propagation: propagation.PropagationResult | None = None
         self.spinning: propagation.PropagationResult | None = None
         self.cap: cap.CapResult | None = None
+        self.footprint: footprint.FootprintResult | None = None
 
     def add(self, group: str, ratios: tuple[list[Ratio], list[Ratio]]) -> None:
         """Record a group's (targets, context ratios)."""
@@ -186,6 +200,10 @@ def run_groups(ctx: Context, groups: Sequence[str], settings: Settings, quick: b
         ctx.reset()
         out.cap = cap.measure(ctx, repeats=1 if quick else 3)
         out.targets["cap"] = [out.cap.bound()]
+    if "footprint" in groups:
+        ctx.reset()
+        progress(f"footprint: {footprint.CALLS} concurrent validations, gc paused")
+        out.footprint = footprint.measure(ctx)
     return out
 
 
@@ -229,6 +247,8 @@ def _lines(out: Outcome) -> list[Line]:
         lines += propagation_lines(out.spinning)
     if out.cap is not None:
         lines += cap_lines(out.cap)
+    if out.footprint is not None:
+        lines += footprint_lines(out.footprint)
     return lines
 
 
@@ -284,6 +304,7 @@ def run(args: argparse.Namespace) -> int:
         propagation=out.propagation,
         spinning=out.spinning,
         cap=out.cap,
+        footprint=out.footprint,
         targets=targets,
         context=out.context,
     )

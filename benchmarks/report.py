@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.cap import CapResult
+from benchmarks.footprint import FootprintResult
 from benchmarks.harness import Bound, Ratio, RowResult
 from benchmarks.memory import MemoryResult
 from benchmarks.propagation import PropagationResult
@@ -16,6 +17,7 @@ __all__ = [
     "Line",
     "Target",
     "cap_lines",
+    "footprint_lines",
     "format_table",
     "format_targets",
     "memory_lines",
@@ -151,6 +153,34 @@ def cap_lines(result: CapResult) -> list[Line]:
     ]
 
 
+def footprint_lines(result: FootprintResult) -> list[Line]:
+    """Two lines: objects a validation keeps in flight, and what it leaves afterwards."""
+    checks = result.in_flight.get("Check", 0)
+    untracked = ", ".join(
+        f"{name} {'no' if free else 'YES'}" for name, free in result.untracked.items()
+    )
+    left = ", ".join(f"{name} {count}" for name, count in result.left.items())
+    refs = ", ".join(f"{name} {count}" for name, count in result.refcounts.items())
+    return [
+        Line(
+            "footprint: objects per validation in flight",
+            None,
+            None,
+            None,
+            f"{result.per_validation:.2f} beyond asyncio's {result.asyncio_share:.2f} per task;"
+            f" Check objects {checks}/{result.calls}; {result.calls} concurrent, gc paused",
+        ),
+        Line(
+            "footprint: left by a validation",
+            None,
+            None,
+            None,
+            f"records tracked by gc: {untracked}; refcounts {refs} (2: the caller's only);"
+            f" left: {left}",
+        ),
+    ]
+
+
 def _cell(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -215,6 +245,7 @@ def write_json(
     memory: MemoryResult | None,
     propagation: PropagationResult | None,
     cap: CapResult | None = None,
+    footprint: FootprintResult | None = None,
     targets: Sequence[Target],
     spinning: PropagationResult | None = None,
     context: Sequence[Ratio],
@@ -245,6 +276,7 @@ def write_json(
         "propagation": None if propagation is None else propagation.to_json(),
         "propagation_spinning": None if spinning is None else spinning.to_json(),
         "cap": None if cap is None else cap.to_json(),
+        "footprint": None if footprint is None else footprint.to_json(),
         "targets": [target.to_json() for target in targets],
         "ratios": [ratio.to_json() for ratio in context],
     }

@@ -45,7 +45,7 @@ from sessionstore.testing import (
 )
 
 # tests/support.py holds the store fixtures (`store`, `make_store`) built on this harness.
-pytest_plugins = ["support"]
+pytest_plugins = ["support", "forge"]
 
 ENGINES = ("valkey", "redis7", "cluster", "url", "docker")
 LOCAL_ENGINES: dict[str, Callable[[], str | None]] = {

@@ -1,5 +1,7 @@
-"""Continuous load for topology tests: validations, revocations, logins and touches while a
-failover or a slot migration happens, tallied per kind of outcome.
+"""Helpers of the topology suites: continuous load (validations, revocations, logins and
+touches while a failover or a slot migration happens, tallied per kind of outcome), a
+failover of either kind (``promote``) and a store settled on a Sentinel primary
+(``on_primary``).
 
 One async body drives both APIs: the async store runs its workers as tasks, the sync
 store (wrapped in ``support.SyncAdapter``) runs them in threads, each with its own loop.
@@ -18,6 +20,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from observe import wait_for
 from sessionstore import (
     Config,
     Device,
@@ -27,8 +30,19 @@ from sessionstore import (
     StoreUnavailable,
     TokenPair,
 )
+from sessionstore.testing import LocalCluster, LocalSentinel, LocalServer
+from support import StoreApi, StoreFactory, internals, warm
 
-__all__ = ["PHONE", "Pool", "Tally", "assert_state", "fresh_checker", "under_load"]
+__all__ = [
+    "PHONE",
+    "Pool",
+    "Tally",
+    "assert_state",
+    "fresh_checker",
+    "on_primary",
+    "promote",
+    "under_load",
+]
 
 T = TypeVar("T")
 PHONE = Device(id="phone-1", name="Pixel")
@@ -139,7 +153,7 @@ class Pool:
             return rng.choice(self.revoked) if self.revoked else None
 
 
-async def _validate(store: Any, pool: Pool, tally: Tally, rng: random.Random) -> None:
+async def _validate(store: StoreApi, pool: Pool, tally: Tally, rng: random.Random) -> None:
     picked = pool.pick(rng)
     if picked is None:
         return
@@ -159,7 +173,7 @@ async def _validate(store: Any, pool: Pool, tally: Tally, rng: random.Random) ->
         tally.degraded_seen(time.monotonic())
 
 
-async def _validate_revoked(store: Any, pool: Pool, tally: Tally, rng: random.Random) -> None:
+async def _validate_revoked(store: StoreApi, pool: Pool, tally: Tally, rng: random.Random) -> None:
     picked = pool.gone(rng)
     if picked is None:
         return
@@ -172,7 +186,7 @@ async def _validate_revoked(store: Any, pool: Pool, tally: Tally, rng: random.Ra
     tally.unexpected.append(f"revoked session accepted (degraded={principal.degraded})")
 
 
-async def _revoke(store: Any, pool: Pool, tally: Tally, rng: random.Random) -> None:
+async def _revoke(store: StoreApi, pool: Pool, tally: Tally, rng: random.Random) -> None:
     picked = pool.take(rng)
     if picked is None:
         return
@@ -195,7 +209,7 @@ async def _revoke(store: Any, pool: Pool, tally: Tally, rng: random.Random) -> N
         pool.revoked.append(picked)
 
 
-async def _login(store: Any, pool: Pool, tally: Tally, rng: random.Random) -> None:
+async def _login(store: StoreApi, pool: Pool, tally: Tally, rng: random.Random) -> None:
     user_id = rng.choice(pool.users)
     tally.logins += 1
     pair = await store.login(user_id, device=PHONE)
@@ -204,7 +218,7 @@ async def _login(store: Any, pool: Pool, tally: Tally, rng: random.Random) -> No
         pool.live.append((user_id, pair))
 
 
-async def _touch(store: Any, pool: Pool, tally: Tally, rng: random.Random) -> None:
+async def _touch(store: StoreApi, pool: Pool, tally: Tally, rng: random.Random) -> None:
     picked = pool.pick(rng)
     if picked is None:
         return
@@ -228,7 +242,7 @@ OPS: dict[str, Callable[[Any, Pool, Tally, random.Random], Any]] = {
 
 
 async def _work(
-    store: Any,
+    store: StoreApi,
     pool: Pool,
     tally: Tally,
     stop: threading.Event,
@@ -254,7 +268,7 @@ async def _work(
 
 async def under_load(
     mode: str,
-    store: Any,
+    store: StoreApi,
     pool: Pool,
     action: Callable[[], T],
     *,
@@ -315,3 +329,33 @@ def assert_state(url: str, keyring: Keyring, pool: Pool, live: set[str] | None =
             if live is None or pair.session_id in live:
                 principal = checker.validate(pair.access_token)
                 assert principal.session is not None and not principal.degraded
+
+
+def promote(cluster: LocalCluster, replica: LocalServer, kind: str) -> None:
+    """Fail ``replica``'s primary over to it: ``graceful`` (CLUSTER FAILOVER) or
+    ``takeover`` (the primary stalls, as under SIGSTOP, and its replica takes over without
+    its consent; the old primary rejoins as a replica)."""
+    if kind == "graceful":
+        cluster.failover(replica)
+        return
+    primary = next(p for p in cluster.primaries() if replica in cluster.replicas_of(p))
+    primary.pause()
+    try:
+        time.sleep(0.6)
+        others = [n for n in cluster.nodes if n is not primary]
+        cluster.failover(replica, option="TAKEOVER", wait_for=others)
+    finally:
+        primary.resume()
+
+
+async def on_primary(
+    group: LocalSentinel, open_store: StoreFactory
+) -> tuple[StoreApi, LocalServer, TokenPair]:
+    """A store on the Sentinel group, following its primary, with a session of ``user-1``
+    in its near cache: (store, the primary, the session's token pair)."""
+    store = open_store(group.url)
+    old = group.primary()
+    pair = await store.login("user-1", device=PHONE)
+    assert wait_for(lambda: internals(store).followed_ports() == {old.port})
+    await warm(store, pair.access_token)
+    return store, old, pair

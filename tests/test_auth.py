@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import pytest
 import redis
 
+from observe import script_calls
 from sessionstore import (
     Config,
     Device,
@@ -22,12 +22,13 @@ from sessionstore import (
     RefreshReuseDetected,
     Session,
     SessionRevoked,
+    SessionStore,
     TokenPair,
     UnknownKey,
     WrongTokenType,
 )
 from sessionstore.tokens import issue_refresh_token, parse_refresh_token
-from support import script_calls
+from support import StoreApi, StoreFactory, shell_of
 
 DEVICES = [
     Device(id="phone-1", name="Pixel", user_agent="Mozilla/5.0 (Linux; Android 14)", ip="10.0.0.7"),
@@ -36,7 +37,7 @@ DEVICES = [
 ]
 
 
-async def test_round_trip_three_devices(store: Any) -> None:
+async def test_round_trip_three_devices(store: StoreApi) -> None:
     pairs = [
         await store.login("user-1", device=d, claims={"role": "admin"}, data={"mfa": False})
         for d in DEVICES
@@ -63,7 +64,7 @@ async def test_round_trip_three_devices(store: Any) -> None:
     assert await store.sessions("user-1") == []
 
 
-async def test_refresh_rotates_twenty_times_then_detects_reuse(store: Any) -> None:
+async def test_refresh_rotates_twenty_times_then_detects_reuse(store: StoreApi) -> None:
     pair = await store.login("user-1", device=DEVICES[0], claims={"role": "admin"})
     history = [pair]
     for _ in range(20):
@@ -81,7 +82,7 @@ async def test_refresh_rotates_twenty_times_then_detects_reuse(store: Any) -> No
         await store.refresh(history[-1].refresh_token)
 
 
-async def test_refresh_grace_retry_and_after_grace(make_store: Callable[..., Any]) -> None:
+async def test_refresh_grace_retry_and_after_grace(make_store: StoreFactory) -> None:
     store = make_store(config=Config(refresh_grace=1))
     first = await store.login("user-1", device=DEVICES[0])
     second = await store.refresh(first.refresh_token)
@@ -95,16 +96,17 @@ async def test_refresh_grace_retry_and_after_grace(make_store: Callable[..., Any
         await store.refresh(third.refresh_token)
 
 
-async def test_concurrent_refreshes_all_win(store: Any) -> None:
+async def test_concurrent_refreshes_all_win(store: StoreApi) -> None:
     first = await store.login("user-1", device=DEVICES[0])
     n = 10
-    if store.mode == "sync":
+    shell = shell_of(store)
+    if isinstance(shell, SessionStore):
         barrier = threading.Barrier(n)
         results: list[TokenPair] = []
 
         def worker() -> None:
             barrier.wait()
-            results.append(store.inner.refresh(first.refresh_token))
+            results.append(shell.refresh(first.refresh_token))
 
         threads = [threading.Thread(target=worker) for _ in range(n)]
         for t in threads:
@@ -124,7 +126,7 @@ async def test_concurrent_refreshes_all_win(store: Any) -> None:
 
 
 async def test_forged_refresh_revokes_nothing(
-    store: Any, keyring: Keyring, redis_client: redis.Redis
+    store: StoreApi, keyring: Keyring, redis_client: redis.Redis
 ) -> None:
     pair = await store.login("user-1", device=DEVICES[0])
     genuine = parse_refresh_token(keyring, pair.refresh_token, max_bytes=8192)
@@ -146,7 +148,7 @@ async def test_forged_refresh_revokes_nothing(
     assert (await store.refresh(pair.refresh_token)).session_id == pair.session_id
 
 
-async def test_idle_and_absolute_deadlines(store: Any) -> None:
+async def test_idle_and_absolute_deadlines(store: StoreApi) -> None:
     idle = await store.login("user-1", device=DEVICES[0], idle_ttl=1, absolute_ttl=30)
     absolute = await store.login("user-2", device=DEVICES[0], idle_ttl=1, absolute_ttl=2)
     for _ in range(4):
@@ -160,7 +162,7 @@ async def test_idle_and_absolute_deadlines(store: Any) -> None:
             await store.refresh(pair.refresh_token)
 
 
-async def test_refresh_never_extends_past_absolute(store: Any) -> None:
+async def test_refresh_never_extends_past_absolute(store: StoreApi) -> None:
     pair = await store.login("user-1", device=DEVICES[0], idle_ttl=2, absolute_ttl=2)
     fresh = await store.refresh(pair.refresh_token)
     principal = await store.validate(fresh.access_token)
@@ -169,7 +171,7 @@ async def test_refresh_never_extends_past_absolute(store: Any) -> None:
     assert principal.session.idle_expires_at <= principal.session.absolute_expires_at
 
 
-async def test_login_overrides_are_capped(store: Any) -> None:
+async def test_login_overrides_are_capped(store: StoreApi) -> None:
     with pytest.raises(InvalidInput):
         await store.login("user-1", device=DEVICES[0], idle_ttl=1801)
     with pytest.raises(InvalidInput):
@@ -182,7 +184,7 @@ async def test_login_overrides_are_capped(store: Any) -> None:
     assert session.absolute_expires_at - session.created_at == pytest.approx(120, abs=0.01)
 
 
-async def test_key_rotation(make_store: Callable[..., Any], redis_client: redis.Redis) -> None:
+async def test_key_rotation(make_store: StoreFactory, redis_client: redis.Redis) -> None:
     keyring = Keyring.generate("HS256")
     store = make_store(keyring=keyring)
     old = await store.login("user-1", device=DEVICES[0])
@@ -203,7 +205,7 @@ async def test_key_rotation(make_store: Callable[..., Any], redis_client: redis.
 
 
 async def test_store_without_keyring_refuses_token_operations(
-    make_store: Callable[..., Any],
+    make_store: StoreFactory,
 ) -> None:
     store = make_store(keyring=None)
     await store.create("user-1", device=DEVICES[0])
@@ -218,10 +220,13 @@ def test_records_are_structs() -> None:
     assert "secret" not in repr(pair) and "secret" not in str(pair)
 
 
-async def test_invalid_tokens_make_no_redis_calls(store: Any, redis_client: redis.Redis) -> None:
+async def test_invalid_tokens_make_no_redis_calls(
+    store: StoreApi, redis_client: redis.Redis
+) -> None:
     pair = await store.login("user-1", device=DEVICES[0])
     before = script_calls(redis_client)
-    for bad in ["", "a.b.c", pair.access_token + "x", pair.access_token[:-2], "x" * 9000, 42]:
+    bads: list[Any] = ["", "a.b.c", pair.access_token + "x", pair.access_token[:-2], "x" * 9000, 42]
+    for bad in bads:
         with pytest.raises(InvalidToken):
             await store.validate(bad)
         with pytest.raises(InvalidToken):

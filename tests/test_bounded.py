@@ -29,6 +29,7 @@ from sessionstore import (
 from sessionstore._redis.driver import eval_args
 from sessionstore.keys import user_keys
 from sessionstore.testing import LocalServer, redis_binary, valkey_binary
+from support import internals
 
 # Far above what a short script takes (about a millisecond at the cap), far below what the
 # unbounded walks took: generous for a loaded 2-core box.
@@ -71,7 +72,8 @@ def test_cap_above_the_bound_is_refused() -> None:
 def fill(store: SessionStore, client: redis.Redis, count: int) -> list[str]:
     """``count`` sessions of USER, pipelined (the calls ``create`` sends); their ids, oldest
     first (they are seen in that order)."""
-    calls = [store._engine.create(USER, device=Device(id=f"d{n % DEVICES}")) for n in range(count)]
+    engine = internals(store).engine  # the calls only, sent in bulk: 1000s of sessions fast
+    calls = [engine.create(USER, device=Device(id=f"d{n % DEVICES}")) for n in range(count)]
     client.script_load(calls[0].script.source)
     made: list[str] = []
     for start in range(0, count, 1000):
@@ -147,7 +149,7 @@ def test_revoke_in_steps_spares_sessions_created_after_it_began(server: LocalSer
     store = SessionStore.from_url(server.url, keyring=Keyring.generate("HS256"), config=config)
     try:
         made = fill(store, client, 300)  # well past a listpack: several ZSCAN steps
-        call = store._engine.revoke_user(USER)
+        call = internals(store).engine.revoke_user(USER)
         client.script_load(call.script.source)
         reply = client.evalsha(call.script.sha, *eval_args(call))
         assert reply[0] != b"0", "expected more steps"
@@ -155,7 +157,7 @@ def test_revoke_in_steps_spares_sessions_created_after_it_began(server: LocalSer
         later = store.create(USER, device=Device(id="later"))  # between two steps
         follow = call.then(reply)
         assert follow is not None
-        assert store._run(follow) == len(made)  # every step's count, the first included
+        assert internals(store).run(follow) == len(made)  # every step's count, the first included
         assert [s.session_id for s in store.sessions(USER)] == [later.session_id]
     finally:
         store.close()
@@ -195,10 +197,11 @@ def test_a_user_past_the_cap_from_before_the_bound(server: LocalServer) -> None:
     legacy = 120_000  # over 1,000 steps: deeper than the recursion limit
     client = redis.Redis.from_url(server.url, socket_timeout=60.0)
     store = SessionStore.from_url(server.url, keyring=Keyring.generate("HS256"))
+    engine = internals(store).engine  # the calls only, sent in bulk (as ``fill`` does)
     try:
         calls = [
             dataclasses.replace(call, args=(*call.args[:3], legacy, *call.args[4:]))
-            for call in (store._engine.create(USER, device=Device(id="d0")) for _ in range(legacy))
+            for call in (engine.create(USER, device=Device(id="d0")) for _ in range(legacy))
         ]
         client.script_load(calls[0].script.source)
         for start in range(0, legacy, 1000):

@@ -25,7 +25,8 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 
 from conftest import needed
-from load import PHONE, Pool, assert_state, under_load
+from load import PHONE, Pool, assert_state, promote, under_load
+from observe import wait_for
 from sessionstore import (
     AsyncSessionStore,
     Config,
@@ -38,17 +39,18 @@ from sessionstore import (
 )
 from sessionstore.keys import user_keys
 from sessionstore.testing import Engine, LocalCluster, LocalServer, redis_binary
-from support import wait_for
+from support import StoreApi, StoreFactory, shell_of
 
 only_cluster = pytest.mark.parametrize("engine", ["cluster"], indirect=True)
 LAPTOP = Device(id="laptop-1", name="ThinkPad")
 
 
-async def collect(store: Any, name: str, **kw: Any) -> list[Any]:
+async def collect(store: StoreApi, name: str, **kw: Any) -> list[Any]:
     """Drain ``store.<name>()``: a generator (sync store) or an async generator."""
-    if store.mode == "sync":
-        return list(getattr(store.inner, name)(**kw))
-    return [item async for item in getattr(store, name)(**kw)]
+    shell = shell_of(store)
+    if isinstance(shell, SessionStore):
+        return list(getattr(shell, name)(**kw))
+    return [item async for item in getattr(shell, name)(**kw)]
 
 
 def nodes_of(engine: Engine) -> list[ClusterNode]:
@@ -57,7 +59,9 @@ def nodes_of(engine: Engine) -> list[ClusterNode]:
     return [ClusterNode("127.0.0.1", n.port) for n in engine.cluster.nodes]  # type: ignore[no-untyped-call]
 
 
-async def test_iter_sessions_lists_every_user_once(store: Any, redis_client: redis.Redis) -> None:
+async def test_iter_sessions_lists_every_user_once(
+    store: StoreApi, redis_client: redis.Redis
+) -> None:
     users = ["user-1", "a}b", "ü-ñ", "x" * 256, *(f"u{n}" for n in range(40))]
     made = {uid: [await store.create(uid, device=PHONE) for _ in range(2)] for uid in users}
     gone = made["u3"][0]
@@ -83,7 +87,7 @@ async def test_iter_sessions_lists_every_user_once(store: Any, redis_client: red
 
 @only_cluster
 async def test_admin_listing_scans_each_primary_never_keys(
-    store: Any, redis_client: redis.Redis
+    store: StoreApi, redis_client: redis.Redis
 ) -> None:
     for n in range(60):
         await store.create(f"user-{n}", device=PHONE)
@@ -137,7 +141,7 @@ async def test_user_owned_cluster_client(engine: Engine, redis_url: str, mode: s
 
 @only_cluster
 async def test_acl_user_and_password_pass_through(
-    engine: Engine, redis_url: str, open_store: Callable[..., Any]
+    engine: Engine, redis_url: str, open_store: StoreFactory
 ) -> None:
     assert engine.cluster is not None
     nodes = engine.cluster.nodes
@@ -216,7 +220,7 @@ def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClust
 
 
 async def test_tls_and_acl_reach_every_node(
-    tls_cluster: LocalCluster, open_store: Callable[..., Any], mode: str
+    tls_cluster: LocalCluster, open_store: StoreFactory, mode: str
 ) -> None:
     ca = tls_cluster.tls[0] if tls_cluster.tls else ""
     url = tls_cluster.tls_url.replace("://", "://app:s3cret@", 1) + f"?ssl_ca_certs={ca}"
@@ -225,18 +229,23 @@ async def test_tls_and_acl_reach_every_node(
     for pair in pairs:
         assert (await store.validate(pair.access_token)).session is not None
     assert await store.logout(pairs[0].access_token) is True
-    client = store.inner.client if mode == "sync" else store.client
+    client = store.client
     if mode == "sync":
         classes = {n.redis_connection.connection_pool.connection_class for n in client.get_nodes()}
     else:
         classes = {n.connection_class for n in client.get_nodes()}
     assert {c.__name__ for c in classes} == {"SSLConnection"}
+
     # The near cache follows every primary over TLS too (CLUSTER SLOTS names TLS ports).
-    inner = store.inner if mode == "sync" else store
-    tls_ports = {tls_cluster.tls_port(node) for node in tls_cluster.primaries()}
-    near = inner._engine.near
-    assert wait_for(lambda: near.trusted(time.monotonic()), 10)
-    assert {port for _, port in inner._listener.servers} == tls_ports
+    def followed_over_tls(node: LocalServer) -> bool:
+        with redis.Redis(port=node.port) as admin:
+            return any(
+                c["name"] == "sessionstore-invalidations"
+                and c["laddr"].endswith(f":{tls_cluster.tls_port(node)}")
+                for c in admin.client_list()
+            )
+
+    assert wait_for(lambda: all(map(followed_over_tls, tls_cluster.primaries())), 10)
     for node in tls_cluster.nodes:  # the store's connections: over TLS, as the ACL user
         tls_port = tls_cluster.tls_port(node)
         with redis.Redis(port=node.port) as admin:
@@ -248,27 +257,10 @@ async def test_tls_and_acl_reach_every_node(
         await open_store(untrusted).login("user-1", device=PHONE)
 
 
-def promote(cluster: LocalCluster, replica: LocalServer, kind: str) -> None:
-    """Fail ``replica``'s primary over to it: ``graceful`` (CLUSTER FAILOVER) or
-    ``takeover`` (the primary stalls, as under SIGSTOP, and its replica takes over without
-    its consent; the old primary rejoins as a replica)."""
-    if kind == "graceful":
-        cluster.failover(replica)
-        return
-    primary = next(p for p in cluster.primaries() if replica in cluster.replicas_of(p))
-    primary.pause()
-    try:
-        time.sleep(0.6)
-        others = [n for n in cluster.nodes if n is not primary]
-        cluster.failover(replica, option="TAKEOVER", wait_for=others)
-    finally:
-        primary.resume()
-
-
 @pytest.mark.parametrize("kind", ["graceful", "takeover"])
 async def test_failover_under_load(
     fault_cluster: LocalCluster,
-    open_store: Callable[..., Any],
+    open_store: StoreFactory,
     keyring: Keyring,
     mode: str,
     kind: str,
@@ -320,7 +312,7 @@ async def test_failover_under_load(
 
 async def test_resharding_a_busy_user_under_load(
     fault_cluster: LocalCluster,
-    open_store: Callable[..., Any],
+    open_store: StoreFactory,
     keyring: Keyring,
     mode: str,
     measured: Callable[[str], None],

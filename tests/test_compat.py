@@ -19,7 +19,7 @@ from sessionstore import Keyring, SessionRevoked, SessionStore
 from sessionstore._redis import redispy
 from sessionstore.models import Device
 from sessionstore.testing import Engine
-from test_fastpath import single_node, takes_direct_path
+from support import internals, single_node
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -68,7 +68,7 @@ def test_a_redis_py_outside_the_range_takes_the_public_path(
     caplog.set_level(logging.WARNING, logger="sessionstore")
     stores = [SessionStore.from_url(redis_url, keyring=keyring) for _ in range(2)]
     try:
-        assert not any(takes_direct_path(store) for store in stores)
+        assert not any(internals(store).takes_direct_path() for store in stores)
         pair = stores[0].login("user-1", device=Device(id="phone-1"))
         assert stores[1].validate(pair.access_token).session_id == pair.session_id
         assert stores[1].revoke("user-1", pair.session_id)

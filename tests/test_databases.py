@@ -7,11 +7,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 
+from observe import cache_serves, wait_for
 from sessionstore import Device, SessionRevoked
 from sessionstore._nearcache.cache import NearCache
 from sessionstore._nearcache.follow import topology_of
@@ -25,7 +25,7 @@ from sessionstore.testing import (
     redis_binary,
     valkey_binary,
 )
-from support import cache_serves, wait_for
+from support import StoreApi, StoreFactory
 
 PHONE = Device(id="phone-1", name="Pixel")
 
@@ -43,7 +43,7 @@ def db_url(url: str, db: int) -> str:
     return f"{base}/{db}"
 
 
-async def rejected_within(store: Any, token: str, seconds: float = 5.0) -> bool:
+async def rejected_within(store: StoreApi, token: str, seconds: float = 5.0) -> bool:
     """Whether ``token`` is refused (SessionRevoked) within ``seconds``, polled.
 
     A cached entry may still answer for up to one heartbeat after the operation (the
@@ -60,7 +60,7 @@ async def rejected_within(store: Any, token: str, seconds: float = 5.0) -> bool:
 
 
 async def test_stores_on_two_databases_never_share_a_cached_session(
-    make_store: Callable[..., Any], redis_url: str, engine: Engine
+    make_store: StoreFactory, redis_url: str, engine: Engine
 ) -> None:
     single_server(engine)
     on_db0 = make_store(url=db_url(redis_url, 0))
@@ -85,7 +85,7 @@ def copy_database(admin: redis.Redis, target: int) -> int:
 
 
 async def test_swapdb_to_a_restored_backup_drops_cached_sessions(
-    make_store: Callable[..., Any], redis_url: str, engine: Engine
+    make_store: StoreFactory, redis_url: str, engine: Engine
 ) -> None:
     single_server(engine)
     store = make_store()
@@ -132,7 +132,7 @@ def test_a_swap_that_deletes_the_watch_key_is_seen_like_a_revocation(
 
 
 async def test_swapdb_with_an_empty_database_drops_cached_sessions(
-    make_store: Callable[..., Any], redis_url: str, engine: Engine
+    make_store: StoreFactory, redis_url: str, engine: Engine
 ) -> None:
     single_server(engine)
     store = make_store()
@@ -145,7 +145,7 @@ async def test_swapdb_with_an_empty_database_drops_cached_sessions(
 
 @pytest.mark.parametrize("operation", ["FLUSHDB", "FLUSHALL"])
 async def test_a_flush_drops_cached_sessions(
-    make_store: Callable[..., Any], redis_url: str, engine: Engine, operation: str
+    make_store: StoreFactory, redis_url: str, engine: Engine, operation: str
 ) -> None:
     store = make_store()
     pair = await store.login("user-1", device=PHONE)
@@ -165,7 +165,7 @@ async def test_a_flush_drops_cached_sessions(
 
 @pytest.mark.parametrize("find", [valkey_binary, redis_binary], ids=["valkey", "redis7"])
 async def test_a_restart_from_an_older_snapshot_drops_cached_sessions(
-    find: Callable[[], str | None], open_store: Callable[..., Any], tmp_path: Path
+    find: Callable[[], str | None], open_store: StoreFactory, tmp_path: Path
 ) -> None:
     binary = find()
     if binary is None:
@@ -186,7 +186,7 @@ async def test_a_restart_from_an_older_snapshot_drops_cached_sessions(
 
 
 async def test_sentinel_stores_keep_databases_apart_and_see_swapdb(
-    sentinel_group: LocalSentinel, open_store: Callable[..., Any]
+    sentinel_group: LocalSentinel, open_store: StoreFactory
 ) -> None:
     group = sentinel_group
     on_db0 = open_store(group.url)
@@ -202,7 +202,7 @@ async def test_sentinel_stores_keep_databases_apart_and_see_swapdb(
 
 
 async def test_a_failover_to_a_replica_that_missed_writes_drops_cached_sessions(
-    sentinel_group: LocalSentinel, open_store: Callable[..., Any]
+    sentinel_group: LocalSentinel, open_store: StoreFactory
 ) -> None:
     group = sentinel_group
     store = open_store(group.url)

@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from sessionstore import (
 )
 from sessionstore.testing import LocalServer, redis_binary, valkey_binary
 from sessionstore.tokens import DEVICE_CLAIM
+from support import StoreFactory
 
 CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36"
 CHROME_NEXT = CHROME.replace("Chrome/120.0", "Chrome/121.0")
@@ -67,7 +68,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[LocalServer]:
 
 
 async def test_a_process_started_mid_outage_denies(
-    open_store: Callable[..., Any], server: LocalServer
+    open_store: StoreFactory, server: LocalServer
 ) -> None:
     old = open_store(server.url, config=OUTAGE)
     alive = await old.login("user-1", device=LAPTOP)
@@ -131,7 +132,7 @@ def test_a_restarted_process_denies(server: LocalServer) -> None:
 
 
 async def test_the_bound_runs_from_the_last_reply(
-    open_store: Callable[..., Any], server: LocalServer
+    open_store: StoreFactory, server: LocalServer
 ) -> None:
     config = Config(socket_timeout=0.25, breaker_reset=0.3, max_degraded_seconds=1)
     store = open_store(server.url, config=config)
@@ -145,7 +146,7 @@ async def test_the_bound_runs_from_the_last_reply(
             await store.validate(pair.access_token)
 
 
-async def test_deny_still_denies(open_store: Callable[..., Any], server: LocalServer) -> None:
+async def test_deny_still_denies(open_store: StoreFactory, server: LocalServer) -> None:
     store = open_store(server.url, config=Config(socket_timeout=0.25, fallback="deny"))
     pair = await store.login("user-1", device=LAPTOP)
     server.kill()
@@ -156,9 +157,7 @@ async def test_deny_still_denies(open_store: Callable[..., Any], server: LocalSe
 # --- point 5: device binding -----------------------------------------------------------------
 
 
-async def test_binding_holds_while_degraded(
-    open_store: Callable[..., Any], server: LocalServer
-) -> None:
+async def test_binding_holds_while_degraded(open_store: StoreFactory, server: LocalServer) -> None:
     seen: list[events.Event] = []
     store = open_store(server.url, config=ENFORCE, on_event=seen.append)
     pair = await store.login("user-1", device=LAPTOP)
@@ -184,7 +183,7 @@ async def test_binding_holds_while_degraded(
 
 
 async def test_binding_report_mode_while_degraded(
-    open_store: Callable[..., Any], server: LocalServer
+    open_store: StoreFactory, server: LocalServer
 ) -> None:
     seen: list[events.Event] = []
     config = Config(socket_timeout=0.25, breaker_reset=0.3, device_binding="report")
@@ -198,7 +197,7 @@ async def test_binding_report_mode_while_degraded(
 
 
 async def test_a_token_without_device_digests_is_refused_while_degraded(
-    open_store: Callable[..., Any], server: LocalServer
+    open_store: StoreFactory, server: LocalServer
 ) -> None:
     # A verify-only keyring (a resource server holding the public JWKS) cannot check the
     # digests, nor can anyone check a token issued while binding was off: enforce denies.
@@ -213,13 +212,13 @@ async def test_a_token_without_device_digests_is_refused_while_degraded(
             assert not (await store.validate(token, ip="10.0.0.7", user_agent=CHROME)).degraded
     server.kill()
     assert (await issuer.validate(bound.access_token, ip="10.0.0.7", user_agent=CHROME)).degraded
-    for store, token in ((verifier, bound), (issuer, plain), (verifier, plain)):
+    for store, pair in ((verifier, bound), (issuer, plain), (verifier, plain)):
         with pytest.raises(StoreUnavailable, match="device cannot be checked"):
-            await store.validate(token.access_token, ip="10.0.0.7", user_agent=CHROME)
+            await store.validate(pair.access_token, ip="10.0.0.7", user_agent=CHROME)
 
 
 async def test_a_missing_user_agent_is_a_mismatch(
-    open_store: Callable[..., Any], server: LocalServer
+    open_store: StoreFactory, server: LocalServer
 ) -> None:
     store = open_store(server.url, config=ENFORCE)
     pair = await store.login("user-1", device=LAPTOP)
@@ -232,7 +231,7 @@ async def test_a_missing_user_agent_is_a_mismatch(
 
 
 async def test_an_ipv4_mapped_address_is_its_ipv4(
-    open_store: Callable[..., Any], server: LocalServer
+    open_store: StoreFactory, server: LocalServer
 ) -> None:
     store = open_store(server.url, config=ENFORCE)
     pair = await store.login("user-1", device=LAPTOP)
@@ -250,7 +249,7 @@ async def test_an_ipv4_mapped_address_is_its_ipv4(
 
 
 async def test_the_token_carries_digests_never_the_device(
-    open_store: Callable[..., Any], server: LocalServer
+    open_store: StoreFactory, server: LocalServer
 ) -> None:
     store = open_store(server.url, config=ENFORCE)
     pair = await store.login("user-1", device=LAPTOP, claims={"role": "admin"})

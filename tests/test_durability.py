@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 import redis
 from redis.crc import key_slot
 
 from conftest import needed
+from observe import script_calls
 from sessionstore import Config, Device, events
 from sessionstore.keys import user_keys
 from sessionstore.testing import Engine, LocalCluster, LocalServer, local_binary
-from support import script_calls
+from support import StoreFactory
 
 PHONE = Device(id="phone-1", name="Pixel")
 LAPTOP = Device(id="laptop-1", name="ThinkPad")
@@ -75,7 +75,7 @@ def replica_reader(server: LocalServer, *, cluster: bool = False) -> redis.Redis
 
 
 async def test_acknowledged_revocations_are_on_the_replica(
-    replicated: tuple[LocalServer, LocalServer], open_store: Callable[..., Any]
+    replicated: tuple[LocalServer, LocalServer], open_store: StoreFactory
 ) -> None:
     primary, replica = replicated
     seen: list[events.Event] = []
@@ -97,7 +97,7 @@ async def test_acknowledged_revocations_are_on_the_replica(
 
 
 async def test_a_replica_that_does_not_answer_is_reported(
-    replicated: tuple[LocalServer, LocalServer], open_store: Callable[..., Any]
+    replicated: tuple[LocalServer, LocalServer], open_store: StoreFactory
 ) -> None:
     primary, replica = replicated
     lags: list[events.ReplicationLag] = []
@@ -124,7 +124,7 @@ async def test_a_replica_that_does_not_answer_is_reported(
 
 
 async def test_more_replicas_than_exist_is_reported(
-    replicated: tuple[LocalServer, LocalServer], open_store: Callable[..., Any]
+    replicated: tuple[LocalServer, LocalServer], open_store: StoreFactory
 ) -> None:
     primary, _ = replicated
     lags: list[events.ReplicationLag] = []
@@ -141,7 +141,7 @@ async def test_more_replicas_than_exist_is_reported(
 
 
 async def test_off_by_default_no_wait_is_sent(
-    replicated: tuple[LocalServer, LocalServer], open_store: Callable[..., Any]
+    replicated: tuple[LocalServer, LocalServer], open_store: StoreFactory
 ) -> None:
     primary, _ = replicated
     store = open_store(primary.url)
@@ -154,7 +154,7 @@ async def test_off_by_default_no_wait_is_sent(
 
 @only_cluster
 async def test_cluster_revocations_wait_on_the_slot_owner(
-    engine: Engine, make_store: Callable[..., Any]
+    engine: Engine, make_store: StoreFactory
 ) -> None:
     assert engine.cluster is not None
     lags: list[events.Event] = []
@@ -172,7 +172,7 @@ async def test_cluster_revocations_wait_on_the_slot_owner(
 
 
 async def test_cluster_revocations_follow_moved_ask_and_tryagain(
-    fault_cluster: LocalCluster, open_store: Callable[..., Any]
+    fault_cluster: LocalCluster, open_store: StoreFactory
 ) -> None:
     cluster = fault_cluster
     lags: list[events.Event] = []

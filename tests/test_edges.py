@@ -14,13 +14,14 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
 
 from forge import b64 as b64u
+from observe import session_keys
 from sessionstore import (
     AsyncSessionStore,
     Config,
@@ -30,7 +31,7 @@ from sessionstore import (
     SessionRevoked,
     SessionStore,
 )
-from support import session_keys
+from support import StoreFactory
 
 PHONE = Device(id="phone-1", name="Pixel")
 LAPTOP = Device(id="laptop-1", name="ThinkPad")
@@ -243,7 +244,7 @@ REFUSED_CLAIMS: dict[str, dict[str, Any]] = {
 
 @pytest.mark.parametrize("case", list(REFUSED_CLAIMS))
 async def test_refused_login_writes_nothing_and_evicts_nobody(
-    make_store: Callable[..., Any], redis_client: redis.Redis, case: str
+    make_store: StoreFactory, redis_client: redis.Redis, case: str
 ) -> None:
     store = make_store(config=Config(max_sessions_per_user=2, socket_timeout=5.0))
     phone = await store.login("user-1", device=PHONE)
@@ -260,7 +261,7 @@ async def test_refused_login_writes_nothing_and_evicts_nobody(
 
 
 async def test_login_at_the_cap_still_evicts_and_signs_what_it_stores(
-    make_store: Callable[..., Any],
+    make_store: StoreFactory,
 ) -> None:
     store = make_store(config=Config(max_sessions_per_user=1, socket_timeout=5.0))
     first = await store.login("user-1", device=PHONE)
@@ -281,7 +282,7 @@ async def test_login_at_the_cap_still_evicts_and_signs_what_it_stores(
 
 
 async def test_sessions_in_use_slide_even_when_idle_ttl_is_below_touch_interval(
-    make_store: Callable[..., Any],
+    make_store: StoreFactory,
 ) -> None:
     # touch_interval (60 s) far above both idle ttls: the configured one, and a risky
     # login's shorter one. Used every 0.25 s for over twice the idle ttl, neither may die.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -19,6 +18,7 @@ from sessionstore import (
     TokenExpired,
     events,
 )
+from support import StoreFactory
 
 PHONE = Device(
     id="phone-1",
@@ -34,7 +34,7 @@ def recorder() -> tuple[list[events.Event], Callable[[events.Event], None]]:
     return seen, seen.append
 
 
-async def test_lifecycle_events(make_store: Callable[..., Any]) -> None:
+async def test_lifecycle_events(make_store: StoreFactory) -> None:
     seen, hook = recorder()
     store = make_store(on_event=hook, config=Config(max_sessions_per_user=2))
     first = await store.login("user-1", device=PHONE)
@@ -69,7 +69,7 @@ async def test_lifecycle_events(make_store: Callable[..., Any]) -> None:
 
 
 async def test_a_failing_hook_never_breaks_the_operation(
-    make_store: Callable[..., Any], caplog: pytest.LogCaptureFixture
+    make_store: StoreFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     def broken(event: events.Event) -> None:
         raise RuntimeError("hook bug")
@@ -80,7 +80,7 @@ async def test_a_failing_hook_never_breaks_the_operation(
     assert "event hook failed on Created" in caplog.text
 
 
-async def test_expired_sessions_are_told_apart_from_revoked(make_store: Callable[..., Any]) -> None:
+async def test_expired_sessions_are_told_apart_from_revoked(make_store: StoreFactory) -> None:
     seen, hook = recorder()
     store = make_store(on_event=hook)
     pair = await store.login("user-1", device=PHONE, idle_ttl=1, absolute_ttl=60)
@@ -97,7 +97,7 @@ async def test_expired_sessions_are_told_apart_from_revoked(make_store: Callable
 
 
 @pytest.mark.parametrize("policy", ["report", "enforce"])
-async def test_device_binding(make_store: Callable[..., Any], policy: str) -> None:
+async def test_device_binding(make_store: StoreFactory, policy: str) -> None:
     seen, hook = recorder()
     store = make_store(on_event=hook, config=Config(device_binding=policy))  # type: ignore[arg-type]
     pair = await store.login("user-1", device=PHONE)

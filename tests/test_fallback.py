@@ -11,6 +11,7 @@ import redis
 
 from sessionstore import Config, Device, SessionRevoked, StoreUnavailable, events
 from sessionstore.testing import LocalServer
+from support import StoreApi, StoreFactory
 
 PHONE = Device(id="phone-1", name="Pixel")
 FAST = Config(socket_timeout=0.25, breaker_failures=2, breaker_reset=0.3)
@@ -41,7 +42,7 @@ async def timed(coro: Any) -> tuple[Any, float]:
 
 @pytest.mark.parametrize("kind", ["stall", "crash"])
 async def test_degraded_validation_and_recovery(
-    make_store: Callable[..., Any], fault_server: LocalServer, kind: str
+    make_store: StoreFactory, fault_server: LocalServer, kind: str
 ) -> None:
     seen: list[events.Event] = []
     store = make_store(url=fault_server.url, config=FAST, on_event=seen.append)
@@ -92,7 +93,7 @@ async def test_degraded_validation_and_recovery(
     assert events.DegradedEntered in kinds and events.DegradedLeft in kinds
 
 
-async def test_fallback_deny(make_store: Callable[..., Any], fault_server: LocalServer) -> None:
+async def test_fallback_deny(make_store: StoreFactory, fault_server: LocalServer) -> None:
     config = Config(socket_timeout=0.25, fallback="deny", breaker_failures=1, breaker_reset=0.3)
     store = make_store(url=fault_server.url, config=config)
     pair = await store.login("user-1", device=PHONE)
@@ -105,7 +106,7 @@ async def test_fallback_deny(make_store: Callable[..., Any], fault_server: Local
 
 
 async def test_degraded_mode_is_bounded(
-    make_store: Callable[..., Any], fault_server: LocalServer
+    make_store: StoreFactory, fault_server: LocalServer
 ) -> None:
     config = Config(socket_timeout=0.25, max_degraded_seconds=1, breaker_reset=0.2)
     store = make_store(url=fault_server.url, config=config)
@@ -122,7 +123,7 @@ async def test_degraded_mode_is_bounded(
 
 
 async def test_server_errors_never_open_the_fallback(
-    make_store: Callable[..., Any], fault_server: LocalServer
+    make_store: StoreFactory, fault_server: LocalServer
 ) -> None:
     import redis
 
@@ -140,11 +141,11 @@ async def test_server_errors_never_open_the_fallback(
     admin.close()
 
 
-async def _listing(store: Any, token: str) -> None:
+async def _listing(store: StoreApi, token: str) -> None:
     assert await store.sessions("user-1") == []
 
 
-async def _validating(store: Any, token: str) -> None:
+async def _validating(store: StoreApi, token: str) -> None:
     # A service that only validates (the async store asks for its housekeeping once per
     # batch of validations, not per call) hears of the loss too.
     for _ in range(2):  # the check may share the batch of the first of these
@@ -154,7 +155,7 @@ async def _validating(store: Any, token: str) -> None:
 
 @pytest.mark.parametrize("use", [_listing, _validating], ids=["listing", "validating"])
 async def test_data_loss_is_reported(
-    make_store: Callable[..., Any],
+    make_store: StoreFactory,
     fault_server: LocalServer,
     use: Callable[[Any, str], Awaitable[None]],
 ) -> None:

@@ -14,7 +14,6 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -30,6 +29,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from forge import segment
+from observe import cache_serves
 from sessionstore import (
     AsyncSessionStore,
     Config,
@@ -41,33 +41,19 @@ from sessionstore import (
     SessionExpired,
     SessionRevoked,
     SessionStore,
+    events,
 )
 from sessionstore._jose import strict as _strict
 from sessionstore._nearcache.cache import TokenCache
 from sessionstore._redis.batch import WRITE_AT
 from sessionstore.testing import Engine, LocalServer
-from support import cache_serves
-from test_caches import wrong_type_session
+from support import StoreApi, StoreFactory, internals, single_node, wrong_type_session
 
 PHONE = Device(id="phone-1", name="Pixel", user_agent="Mozilla/5.0 (Linux; Android 14)", ip="::1")
 # Blobs past the HMGET's slots (8 meta chunks, 4 data chunks of 64 bytes): the whole hash
 # is read in a second step.
 BIG = Device(id="big-1", name="Big", user_agent="M" * 1000, ip="10.0.0.1")
-BIG_DATA = {"cart": list(range(200))}
-
-
-def core_of(store: Any) -> Any:
-    """The pure core behind a test store of either mode."""
-    return store.inner._engine if store.mode == "sync" else store._engine
-
-
-def takes_direct_path(store: Any) -> bool:
-    """Whether the store's validations bypass redis-py's client layer."""
-    if isinstance(store, SessionStore):
-        return store._direct is not None
-    if isinstance(store, AsyncSessionStore):
-        return store._batcher.direct
-    return takes_direct_path(store.inner)
+BIG_DATA: dict[str, Any] = {"cart": list(range(200))}
 
 
 def commands(client: redis.Redis, name: str) -> int:
@@ -81,12 +67,7 @@ def commands(client: redis.Redis, name: str) -> int:
     return int(entry.get("calls", 0)) if isinstance(entry, dict) else 0
 
 
-def single_node(engine: Engine) -> None:
-    if engine.cluster is not None:
-        pytest.skip("single-server behaviour (a cluster client takes redis-py's pipeline)")
-
-
-async def validate_all(store: Any, tokens: list[str]) -> list[Any]:
+async def validate_all(store: StoreApi, tokens: list[str]) -> list[Any]:
     """Every token validated concurrently (one batch in async mode), outcomes in order."""
     return await asyncio.gather(*(store.validate(t) for t in tokens), return_exceptions=True)
 
@@ -95,9 +76,9 @@ async def validate_all(store: Any, tokens: list[str]) -> list[Any]:
 
 
 async def test_stores_from_url_take_the_direct_path_on_one_server(
-    store: Any, engine: Engine
+    store: StoreApi, engine: Engine
 ) -> None:
-    assert takes_direct_path(store) == (engine.cluster is None)
+    assert internals(store).takes_direct_path() == (engine.cluster is None)
     pair = await store.login("user-1", device=PHONE)
     assert (await store.validate(pair.access_token)).session_id == pair.session_id
 
@@ -126,8 +107,8 @@ async def test_user_clients_take_the_direct_path_only_when_plain(
     try:
         sync_store = SessionStore(sync_client, keyring=keyring)
         async_store = AsyncSessionStore(async_client, keyring=keyring)
-        assert takes_direct_path(sync_store) is direct
-        assert takes_direct_path(async_store) is direct
+        assert internals(sync_store).takes_direct_path() is direct
+        assert internals(async_store).takes_direct_path() is direct
         pair = sync_store.login("user-1", device=PHONE)
         for _ in range(2):  # first sighting, then through the caches' admission
             assert sync_store.validate(pair.access_token).session_id == pair.session_id
@@ -156,7 +137,10 @@ async def test_a_bounded_pool_stays_on_redis_py(
         redis.asyncio.Redis(connection_pool=async_pool), keyring=keyring
     )
     try:
-        assert not takes_direct_path(sync_store) and not takes_direct_path(async_store)
+        assert (
+            not internals(sync_store).takes_direct_path()
+            and not internals(async_store).takes_direct_path()
+        )
         pair = sync_store.login("user-1", device=PHONE)
         assert (await async_store.validate(pair.access_token)).session_id == pair.session_id
     finally:
@@ -175,7 +159,7 @@ def test_a_subclassed_client_stays_on_redis_py(redis_url: str, engine: Engine) -
     client = Instrumented.from_url(redis_url)
     try:
         store = SessionStore(client, keyring=Keyring.generate("HS256"))
-        assert not takes_direct_path(store)
+        assert not internals(store).takes_direct_path()
         pair = store.login("user-1", device=PHONE)
         assert store.validate(pair.access_token).session_id == pair.session_id
         store.close()
@@ -187,7 +171,7 @@ def test_a_subclassed_client_stays_on_redis_py(redis_url: str, engine: Engine) -
 
 
 async def test_each_caller_gets_its_own_outcome(
-    make_store: Callable[..., Any], redis_client: redis.Redis
+    make_store: StoreFactory, redis_client: redis.Redis
 ) -> None:
     store = make_store(config=Config(touch_interval=3600))
     good = [await store.login(f"user-{n % 30}", device=PHONE) for n in range(120)]
@@ -217,7 +201,7 @@ async def test_each_caller_gets_its_own_outcome(
 async def test_one_batch_per_loop_turn(redis_url: str, keyring: Keyring, engine: Engine) -> None:
     async with AsyncSessionStore.from_url(redis_url, keyring=keyring) as store:
         pairs = [await store.login(f"user-{n}", device=PHONE) for n in range(50)]
-        batcher = store._batcher
+        batcher = internals(store).batcher
         flushes = batcher.flushes
         results = await validate_all(store, [p.access_token for p in pairs])
         assert batcher.flushes == flushes + 1
@@ -234,7 +218,7 @@ async def test_a_long_turn_is_written_in_slices(
         count = 2 * WRITE_AT + 7
         pairs = [await store.login(f"user-{n % 40}", device=PHONE) for n in range(count)]
         await store.validate(pairs[0].access_token)  # the connection is open from now on
-        batcher = store._batcher
+        batcher = internals(store).batcher
         flushes = batcher.flushes
         results = await validate_all(store, [p.access_token for p in pairs])
         assert [r.session_id for r in results] == [p.session_id for p in pairs]
@@ -278,11 +262,17 @@ def test_a_store_left_by_a_loop_that_stopped_mid_turn_serves_the_next_loop(
 
 
 async def test_sessions_larger_than_the_read_slots_are_read_whole(
-    store: Any, redis_client: redis.Redis
+    store: StoreApi, redis_client: redis.Redis
 ) -> None:
     # Meta of exactly 8 chunks fills the last slot: whether a 9th exists is unknown.
     edge = Device(id="edge-1", name="E", user_agent="u" * 470, ip="")
-    cases = [(PHONE, {"a": 1}), (BIG, {}), (PHONE, BIG_DATA), (edge, {}), (BIG, BIG_DATA)]
+    cases: list[tuple[Device, dict[str, Any]]] = [
+        (PHONE, {"a": 1}),
+        (BIG, {}),
+        (PHONE, BIG_DATA),
+        (edge, {}),
+        (BIG, BIG_DATA),
+    ]
     for device, data in cases:
         pair = await store.login("user-1", device=device, data=data)
         for _ in range(2):
@@ -295,7 +285,7 @@ async def test_sessions_larger_than_the_read_slots_are_read_whole(
 
 
 async def test_a_due_touch_or_a_gone_session_runs_the_check_script(
-    make_store: Callable[..., Any], redis_client: redis.Redis
+    make_store: StoreFactory, redis_client: redis.Redis
 ) -> None:
     store = make_store(config=Config(idle_ttl=30, touch_interval=1))
     pairs = [await store.login(f"user-{n}", device=PHONE) for n in range(5)]
@@ -320,7 +310,7 @@ async def test_a_due_touch_or_a_gone_session_runs_the_check_script(
 
 
 async def test_noscript_after_script_flush_loads_the_script_again(
-    make_store: Callable[..., Any], redis_client: redis.Redis
+    make_store: StoreFactory, redis_client: redis.Redis
 ) -> None:
     # touch_interval=0: every validation runs the check script after its read.
     store = make_store(config=Config(touch_interval=0))
@@ -337,7 +327,7 @@ async def test_noscript_after_script_flush_loads_the_script_again(
 
 @pytest.mark.parametrize("loss", ["killed", "stalled"])
 async def test_connection_lost_mid_batch_degrades_every_caller(
-    make_store: Callable[..., Any], fault_server: LocalServer, loss: str
+    make_store: StoreFactory, fault_server: LocalServer, loss: str
 ) -> None:
     config = Config(socket_timeout=0.25, breaker_failures=1, breaker_reset=0.2)
     store = make_store(url=fault_server.url, config=config)
@@ -377,11 +367,12 @@ async def test_connection_lost_mid_batch_degrades_every_caller(
 
 
 async def test_an_idle_connection_the_server_closed_is_replaced(
-    make_store: Callable[..., Any], redis_client: redis.Redis, engine: Engine
+    make_store: StoreFactory, redis_client: redis.Redis, engine: Engine
 ) -> None:
     single_node(engine)
     existing = {client["id"] for client in redis_client.client_list()}
-    store = make_store(config=Config(near_cache_size=0))
+    seen: list[events.Event] = []
+    store = make_store(config=Config(near_cache_size=0), on_event=seen.append)
     pair = await store.login("user-1", device=PHONE)
     await store.validate(pair.access_token)
     mine = [c["id"] for c in redis_client.client_list() if c["id"] not in existing]
@@ -392,43 +383,45 @@ async def test_an_idle_connection_the_server_closed_is_replaced(
     for _ in range(3):
         principal = await store.validate(pair.access_token)
         assert not principal.degraded and principal.session is not None
-    assert not core_of(store).breaker.is_open
+    assert not [e for e in seen if isinstance(e, events.DegradedEntered)]
 
 
 # --- caches: the doorkeeper -----------------------------------------------------------------
 
 
 async def test_a_token_is_cached_from_its_second_sighting(
-    make_store: Callable[..., Any], redis_client: redis.Redis
+    make_store: StoreFactory, redis_client: redis.Redis
 ) -> None:
     store = make_store()
-    core = core_of(store)
+    view = internals(store)  # what the caches hold: a hit is public, an insert is not
     pair = await store.login("user-1", device=PHONE)
     await store.validate(pair.access_token)
-    assert len(core.tokens) == 0 and len(core.near) == 0  # a one-off request pays no insert
+    tokens = view.engine.tokens
+    assert tokens is not None
+    assert len(tokens) == 0 and view.cached() == 0  # a one-off request pays no insert
     await store.validate(pair.access_token)
-    assert len(core.tokens) == 1
+    assert len(tokens) == 1
     deadline = time.monotonic() + 5
-    while len(core.near) == 0 and time.monotonic() < deadline:
+    while view.cached() == 0 and time.monotonic() < deadline:
         await asyncio.sleep(0.02)  # the listener may not be subscribed yet
         await store.validate(pair.access_token)
-    assert len(core.near) == 1
+    assert view.cached() == 1
     assert (await store.validate(pair.access_token)).session is not None
     assert await cache_serves(store, pair.access_token, redis_client)
 
 
 async def test_without_a_token_cache_the_first_sighting_is_cached(
-    make_store: Callable[..., Any],
+    make_store: StoreFactory,
 ) -> None:
     store = make_store(config=Config(token_cache_size=0))
-    core = core_of(store)
+    view = internals(store)
     pair = await store.login("user-1", device=PHONE)
     deadline = time.monotonic() + 5
     await store.validate(pair.access_token)
-    while len(core.near) == 0 and time.monotonic() < deadline:
+    while view.cached() == 0 and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
         await store.validate(pair.access_token)
-    assert len(core.near) == 1
+    assert view.cached() == 1
 
 
 def test_doorkeeper_admits_the_second_sighting() -> None:

@@ -9,35 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 import redis
 from redis.crc import key_slot
 
-from sessionstore import Device, SessionRevoked, StoreUnavailable
+from load import on_primary, promote
+from observe import cache_serves, refused_soon, wait_for
+from sessionstore import Device, StoreUnavailable, TokenPair
 from sessionstore._nearcache.cache import NearCache
 from sessionstore._nearcache.follow import cluster_primaries
 from sessionstore._redis.resp import ConnSpec
 from sessionstore.keys import user_keys
-from sessionstore.testing import Engine, LocalCluster, LocalSentinel, LocalServer
-from support import cache_serves, wait_for
-from test_caches import validator_core, warm
-from test_cluster import promote
+from sessionstore.testing import Engine, LocalCluster, LocalSentinel
+from support import StoreApi, StoreFactory, internals, warm
 
 PHONE = Device(id="phone-1", name="Pixel")
 only_cluster = pytest.mark.parametrize("engine", ["cluster"], indirect=True)
-
-
-def followers(store: Any) -> Any:
-    """The shared followers behind a test store of either mode."""
-    return store.inner._listener if store.mode == "sync" else store._listener
-
-
-def ports(store: Any) -> set[int]:
-    """The ports of the servers the store's near cache follows now."""
-    return {port for _, port in followers(store).servers}
 
 
 def test_any_link_down_flushes_and_untrusts() -> None:
@@ -79,32 +67,32 @@ def test_cluster_slots_reply_names_the_primaries() -> None:
 
 
 @only_cluster
-async def test_cluster_store_follows_every_primary(store: Any, engine: Engine) -> None:
+async def test_cluster_store_follows_every_primary(store: StoreApi, engine: Engine) -> None:
     assert engine.cluster is not None
     primaries = {server.port for server in engine.cluster.primaries()}
     await store.login("user-1", device=PHONE)
-    assert wait_for(lambda: ports(store) == primaries), (ports(store), primaries)
+    assert wait_for(lambda: internals(store).followed_ports() == primaries), (
+        internals(store).followed_ports(),
+        primaries,
+    )
     replicas = {server.port for server in engine.cluster.nodes} - primaries
-    assert replicas and not ports(store) & replicas
+    assert replicas and not internals(store).followed_ports() & replicas
 
 
 async def revoked_behind_our_back(
-    store: Any, cluster: LocalCluster, token: str, user_id: str, session_id: str
+    store: StoreApi, cluster: LocalCluster, token: str, user_id: str, session_id: str
 ) -> None:
     """Delete the session with a plain client: only the owner's push can tell the store."""
-    core = validator_core(store)
     await warm(store, token)
     with cluster.client() as admin:
         assert await cache_serves(store, token, admin)
         assert admin.delete(user_keys("ss", user_id).session(session_id)) == 1
-    assert wait_for(lambda: len(core.near) == 0)
-    with pytest.raises(SessionRevoked):
-        await store.validate(token)
+    assert await refused_soon(store, token)
 
 
 async def warm_store(
-    cluster: LocalCluster, open_store: Callable[..., Any], user_id: str
-) -> tuple[Any, Any]:
+    cluster: LocalCluster, open_store: StoreFactory, user_id: str
+) -> tuple[StoreApi, TokenPair]:
     """A store on the emptied cluster, and a session of ``user_id`` in its near cache."""
     with cluster.client() as admin:
         admin.flushall()
@@ -116,25 +104,30 @@ async def warm_store(
 
 @pytest.mark.parametrize("kind", ["graceful", "takeover"])
 async def test_near_cache_follows_a_cluster_failover(
-    fault_cluster: LocalCluster, open_store: Callable[..., Any], kind: str
+    fault_cluster: LocalCluster, open_store: StoreFactory, kind: str
 ) -> None:
     cluster = fault_cluster
     store, _ = await warm_store(cluster, open_store, "user-1")
     primary = cluster.owner(user_keys("ss", "user-1").index)
     replica = cluster.replicas_of(primary)[0]
-    assert wait_for(lambda: ports(store) == {p.port for p in cluster.primaries()})
+    assert wait_for(
+        lambda: internals(store).followed_ports() == {p.port for p in cluster.primaries()}
+    )
     promote(cluster, replica, kind)
     cluster.wait_ready()
     new_primaries = {p.port for p in cluster.primaries()}
     assert replica.port in new_primaries and primary.port not in new_primaries
-    assert wait_for(lambda: ports(store) == new_primaries, 10), (ports(store), new_primaries)
+    assert wait_for(lambda: internals(store).followed_ports() == new_primaries, 10), (
+        internals(store).followed_ports(),
+        new_primaries,
+    )
     # The promoted replica's pushes are heard: a revocation there reaches the cache.
     second = await store.login("user-1", device=PHONE)
     await revoked_behind_our_back(store, cluster, second.access_token, "user-1", second.session_id)
 
 
 async def test_near_cache_follows_a_resharded_slot(
-    fault_cluster: LocalCluster, open_store: Callable[..., Any]
+    fault_cluster: LocalCluster, open_store: StoreFactory
 ) -> None:
     cluster = fault_cluster
     store, pair = await warm_store(cluster, open_store, "mover")
@@ -144,13 +137,12 @@ async def test_near_cache_follows_a_resharded_slot(
     # MIGRATE deletes the keys on the source: its push drops the entry.
     assert cluster.migrate_slot(slot, target) >= 2
     cluster.wait_ready()
-    core = validator_core(store)
-    assert wait_for(lambda: len(core.near) == 0)
+    assert wait_for(lambda: internals(store).cached() == 0)
     # Writes on the new owner are heard from it.
     await revoked_behind_our_back(store, cluster, pair.access_token, "mover", pair.session_id)
 
 
-async def login_again(store: Any, user_id: str, seconds: float = 10.0) -> Any:
+async def login_again(store: StoreApi, user_id: str, seconds: float = 10.0) -> TokenPair:
     """Log in once the client has let go of the dead primary (pooled connections to it
     fail once each: a write is not retried, so the caller sees StoreUnavailable)."""
     deadline = time.monotonic() + seconds
@@ -163,34 +155,21 @@ async def login_again(store: Any, user_id: str, seconds: float = 10.0) -> Any:
             await asyncio.sleep(0.1)
 
 
-async def on_primary(
-    group: LocalSentinel, open_store: Callable[..., Any]
-) -> tuple[Any, LocalServer, Any]:
-    """A store on the Sentinel group, following its primary, with a session of ``user-1``
-    in its near cache: (store, the primary, the session's token pair)."""
-    store = open_store(group.url)
-    old = group.primary()
-    pair = await store.login("user-1", device=PHONE)
-    assert wait_for(lambda: ports(store) == {old.port})
-    await warm(store, pair.access_token)
-    return store, old, pair
-
-
 async def test_near_cache_follows_the_sentinel_primary(
     sentinel_group: LocalSentinel,
-    open_store: Callable[..., Any],
+    open_store: StoreFactory,
 ) -> None:
     group = sentinel_group
     store, old, _ = await on_primary(group, open_store)
     old.kill()
     new = group.wait_promoted(old)
-    assert wait_for(lambda: ports(store) == {new.port}, 15), (ports(store), new.port)
+    assert wait_for(lambda: internals(store).followed_ports() == {new.port}, 15), (
+        internals(store).followed_ports(),
+        new.port,
+    )
     second = await login_again(store, "user-2")
     await warm(store, second.access_token)
-    core = validator_core(store)
     with redis.Redis(port=new.port) as admin:
         assert await cache_serves(store, second.access_token, admin)
         assert admin.delete(user_keys("ss", "user-2").session(second.session_id)) == 1
-    assert wait_for(lambda: len(core.near) == 0)
-    with pytest.raises(SessionRevoked):
-        await store.validate(second.access_token)
+    assert await refused_soon(store, second.access_token)

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from observe import wait_for
 from sessionstore import (
     AsyncSessionStore,
     Config,
@@ -33,7 +34,7 @@ from sessionstore import (
 )
 from sessionstore.keys import user_keys
 from sessionstore.testing import LocalServer, redis_binary, valkey_binary
-from support import wait_for
+from support import internals
 
 PHONE = Device(id="phone-1", name="Pixel")
 ROWS = pytest.mark.parametrize("engine", ["valkey", "redis7"], indirect=True)
@@ -53,9 +54,8 @@ def refused(store: SessionStore, token: str) -> bool:
 
 def cached(store: SessionStore, user_id: str, session_id: str) -> bool:
     """Whether ``store``'s near cache serves this session now."""
-    near = store._engine.near
     key = user_keys(store.config.namespace, user_id).session(session_id)
-    return near is not None and near.get(key, time.monotonic()) is not None
+    return internals(store).holds(key)
 
 
 def warm(store: SessionStore, user_id: str, session_id: str, token: str) -> bool:
@@ -70,7 +70,7 @@ def warm(store: SessionStore, user_id: str, session_id: str, token: str) -> bool
 
 def knows_revoked(store: SessionStore, user_id: str, session_id: str) -> bool:
     """Whether ``store``'s degraded-mode memory holds this revocation."""
-    return store._engine.revoked.is_revoked(user_id, session_id, time.time())
+    return internals(store).engine.revoked.is_revoked(user_id, session_id, time.time())
 
 
 def fork(body: Callable[[Connection], Any]) -> tuple[int, Connection]:
@@ -134,9 +134,7 @@ def socket_inodes() -> set[int]:
 
 def listener_inodes(store: SessionStore) -> set[int]:
     """The inodes of the invalidation sockets behind ``store``'s near cache."""
-    assert store._listener is not None
-    socks = [lis._sock for lis in store._listener._listeners.values()]
-    return {os.fstat(sock.fileno()).st_ino for sock in socks if sock is not None}
+    return {os.fstat(sock.fileno()).st_ino for sock in internals(store).listener_sockets()}
 
 
 def still_accepted(store: SessionStore, tokens: list[str]) -> list[str]:
@@ -309,24 +307,6 @@ def answer(store: SessionStore, token: str) -> str:
         return "never reached"
 
 
-def sockets_of(store: Any) -> set[tuple[str, int]]:
-    """The local addresses of the connections a store's fast path holds (either shell)."""
-    found: set[tuple[str, int]] = set()
-    if isinstance(store, SessionStore):
-        conns = list(store._direct._held) if store._direct is not None else []
-        conns += list(store._client.connection_pool._available_connections)
-        for conn in conns:
-            if conn._sock is not None:
-                found.add(conn._sock.getsockname())
-        return found
-    direct = store._batcher._direct
-    pool = store._client.connection_pool
-    for conn in [direct._conn, *pool._available_connections, *pool._in_use_connections]:
-        if conn is not None and conn._writer is not None:
-            found.add(conn._writer.get_extra_info("sockname"))
-    return found
-
-
 @ROWS
 @pytest.mark.parametrize("shell", ["sync", "async"])
 def test_the_child_talks_on_connections_of_its_own(
@@ -365,13 +345,13 @@ def test_the_child_talks_on_connections_of_its_own(
     work: Callable[[Any], Any] = sync_work if shell == "sync" else async_work
     try:
         run(work)
-        parents = sockets_of(store)
+        parents = internals(store).socket_names()
         assert parents, "the parent holds no connection to check against"
 
         def child(pipe: Connection) -> dict[str, Any]:
             # The async child runs a loop of its own, as a worker does.
             pair = work(store) if shell == "sync" else asyncio.run(work(store))
-            shared = sockets_of(store) & parents
+            shared = internals(store).socket_names() & parents
             if shell == "sync":
                 gone = store.revoke("user-1", pair.session_id)
             else:
@@ -398,14 +378,10 @@ def test_locks_a_parent_thread_held_at_the_fork_do_not_hang_the_child(
     """A parent thread in the middle of a store's critical section when another forks
     (the registry of followers, the revocation memory, the marker, the token cache): the
     child gets locks of its own and works. Before the fix it waited forever."""
-    from sessionstore._nearcache import follow
-
     store = SessionStore.from_url(redis_url, keyring=keyring)
     try:
         pair = store.login("user-1", device=PHONE)
-        core = store._engine
-        assert core.tokens is not None
-        locks = [follow._registry_lock, core.revoked._lock, core.marker._lock, core.tokens._lock]
+        locks = internals(store).locks()
         held, release = threading.Event(), threading.Event()
 
         def holder() -> None:
@@ -421,7 +397,7 @@ def test_locks_a_parent_thread_held_at_the_fork_do_not_hang_the_child(
         assert held.wait(10)
 
         def child(pipe: Connection) -> dict[str, Any]:
-            core.marker.expedite()  # the next call checks the marker: its lock
+            internals(store).engine.marker.expedite()  # the next call checks the marker: its lock
             for _ in range(3):  # the second sighting enters the token cache: its lock
                 store.validate(pair.access_token)
             other = SessionStore.from_url(redis_url, keyring=keyring)  # the registry's lock

@@ -24,6 +24,7 @@ from conftest import unavailable
 from sessionstore import Config, Device, Keyring
 from sessionstore.errors import InvalidHeader, InvalidSignature, InvalidToken
 from sessionstore.tokens import issue_access_token, verify_access_token
+from support import StoreFactory
 
 ALGS = ["HS256", "HS384", "HS512", "ES256", "EdDSA", "RS256", "PS256"]
 CONFIG = Config(issuer="https://auth.example", audience="api.example")
@@ -189,7 +190,7 @@ def test_our_tokens_verify_in_jose(jose: Jose, rings: dict[str, Keyring], alg: s
 @pytest.mark.parametrize("engine", ["valkey"], indirect=True)
 @pytest.mark.parametrize("alg", ALGS)
 async def test_a_store_validates_jose_tokens_and_jose_verifies_the_stores(
-    jose: Jose, rings: dict[str, Keyring], make_store: Callable[..., Any], alg: str
+    jose: Jose, rings: dict[str, Keyring], make_store: StoreFactory, alg: str
 ) -> None:
     ring = rings[alg]
     store = make_store(keyring=ring, config=CONFIG)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis
 
+from observe import script_calls
 from sessionstore import AsyncSessionStore, Config, InvalidInput, ScriptError, SessionStore
 from sessionstore._engine.fallback import Breaker
 from sessionstore.ratelimit import (
@@ -22,7 +23,6 @@ from sessionstore.ratelimit import (
     normalize_account,
 )
 from sessionstore.testing import LocalServer
-from support import script_calls
 
 Hit = Callable[..., Any]
 

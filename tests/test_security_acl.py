@@ -7,25 +7,15 @@ cannot drift apart. Each engine runs on a private server (users are server-wide 
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import redis
 
 from sessionstore import Config, Device, Keyring, SessionStore, events
 from sessionstore.testing import LocalServer, redis_binary, valkey_binary
-
-SECURITY = Path(__file__).resolve().parents[1] / "SECURITY.md"
-PASSWORD = "test-only-password"
-
-
-def acl_words() -> list[str]:
-    match = re.search(r"^\s*ACL SETUSER sessionstore (.+)$", SECURITY.read_text("utf-8"), re.M)
-    assert match is not None, "SECURITY.md lost its ACL SETUSER line"
-    return match.group(1).replace(">CHANGE-ME", f">{PASSWORD}").split()
+from support import acl_user_url
 
 
 @pytest.mark.parametrize("find", [valkey_binary, redis_binary], ids=["valkey", "redis7"])
@@ -37,8 +27,7 @@ def test_recommended_acl(find: Callable[[], str | None]) -> None:
         pytest.skip("engine not installed")
     with LocalServer(binary, name="acl") as server:
         admin = redis.Redis.from_url(server.url)
-        admin.execute_command("ACL", "SETUSER", "sessionstore", *acl_words())  # type: ignore[no-untyped-call]
-        url = server.url.replace("redis://", f"redis://sessionstore:{PASSWORD}@")
+        url = acl_user_url(server.url, admin)
         seen: list[events.Event] = []
         config = Config(revoke_wait_replicas=1, revoke_wait_timeout=0.01)
         store = SessionStore.from_url(

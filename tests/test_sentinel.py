@@ -16,6 +16,7 @@ from conftest import SENTINEL_DOWN_AFTER_MS
 from load import PHONE, Pool, assert_state, under_load
 from sessionstore import Config, Keyring
 from sessionstore.testing import LocalSentinel, LocalServer
+from support import StoreFactory
 
 # What the README documents: the sentinels name the replica down-after-milliseconds plus
 # about 1-2 s (vote, promotion) after the primary dies; the store then needs at most one
@@ -25,7 +26,7 @@ RECOVERY_BOUND = SENTINEL_DOWN_AFTER_MS / 1000 + 10.0
 
 async def test_primary_dies_under_load(
     sentinel_group: LocalSentinel,
-    open_store: Callable[..., Any],
+    open_store: StoreFactory,
     keyring: Keyring,
     mode: str,
     measured: Callable[[str], None],

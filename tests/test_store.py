@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis
 
+from observe import script_calls, session_keys
 from sessionstore import (
     Config,
     Device,
@@ -20,7 +21,7 @@ from sessionstore import (
     SessionStore,
     StoreUnavailable,
 )
-from support import script_calls, session_keys
+from support import StoreApi, StoreFactory, shell_of
 
 PHONE = Device(
     id="phone-1", name="Pixel 8", user_agent="Mozilla/5.0 (Linux; Android 14)", ip="10.0.0.7"
@@ -39,7 +40,7 @@ def index_and_hashes(client: redis.Redis, user_tag: str) -> tuple[set[str], set[
     return index, hashes
 
 
-async def test_create_get_list_and_devices(store: Any) -> None:
+async def test_create_get_list_and_devices(store: StoreApi) -> None:
     a = await store.create("user-1", device=PHONE, data={"mfa": False})
     b = await store.create("user-1", device=LAPTOP)
     c = await store.create("user-1", device=PHONE, data={"cart": [1, 2]})
@@ -58,7 +59,7 @@ async def test_create_get_list_and_devices(store: Any) -> None:
     assert await store.sessions("nobody") == [] and await store.devices("nobody") == []
 
 
-async def test_touch_slides_idle_deadline_never_past_absolute(store: Any) -> None:
+async def test_touch_slides_idle_deadline_never_past_absolute(store: StoreApi) -> None:
     s = await store.create("user-1", device=PHONE, idle_ttl=2, absolute_ttl=3)
     await asyncio.sleep(0.3)
     assert await store.touch("user-1", s.session_id) is True
@@ -71,7 +72,7 @@ async def test_touch_slides_idle_deadline_never_past_absolute(store: Any) -> Non
     assert capped is not None and capped.idle_expires_at == capped.absolute_expires_at
 
 
-async def test_idle_deadline_expires_session(store: Any, redis_client: redis.Redis) -> None:
+async def test_idle_deadline_expires_session(store: StoreApi, redis_client: redis.Redis) -> None:
     s = await store.create("user-1", device=PHONE, idle_ttl=1, absolute_ttl=60)
     await asyncio.sleep(1.2)
     assert await store.get("user-1", s.session_id) is None
@@ -81,7 +82,7 @@ async def test_idle_deadline_expires_session(store: Any, redis_client: redis.Red
     assert session_keys(redis_client) == []
 
 
-async def test_update_replaces_data_in_place(store: Any) -> None:
+async def test_update_replaces_data_in_place(store: StoreApi) -> None:
     s = await store.create("user-1", device=PHONE, data={"big": "y" * 600})
     updated = await store.update("user-1", s.session_id, data={"mfa": True})
     assert updated.data == {"mfa": True}
@@ -91,7 +92,9 @@ async def test_update_replaces_data_in_place(store: Any) -> None:
     assert (await store.update("user-1", s.session_id, data={})).data == {}
 
 
-async def test_gone_sessions_are_never_recreated(store: Any, redis_client: redis.Redis) -> None:
+async def test_gone_sessions_are_never_recreated(
+    store: StoreApi, redis_client: redis.Redis
+) -> None:
     s = await store.create("user-1", device=PHONE)
     assert await store.revoke("user-1", s.session_id) is True
     assert await store.revoke("user-1", s.session_id) is False
@@ -102,7 +105,7 @@ async def test_gone_sessions_are_never_recreated(store: Any, redis_client: redis
     assert session_keys(redis_client) == []
 
 
-async def test_revoke_device_and_user(store: Any) -> None:
+async def test_revoke_device_and_user(store: StoreApi) -> None:
     a = await store.create("user-1", device=PHONE)
     await store.create("user-1", device=PHONE)
     c = await store.create("user-1", device=LAPTOP)
@@ -119,7 +122,7 @@ async def test_revoke_device_and_user(store: Any) -> None:
 
 
 async def test_cap_evicts_least_recently_active(
-    make_store: Callable[..., Any], redis_client: redis.Redis, keyspace_audit: Any
+    make_store: StoreFactory, redis_client: redis.Redis, keyspace_audit: Any
 ) -> None:
     cap = 6
     store = make_store(config=Config(max_sessions_per_user=cap))
@@ -141,7 +144,9 @@ async def test_cap_evicts_least_recently_active(
     keyspace_audit(redis_client, "ss")
 
 
-async def test_listing_prunes_dead_index_entries(store: Any, redis_client: redis.Redis) -> None:
+async def test_listing_prunes_dead_index_entries(
+    store: StoreApi, redis_client: redis.Redis
+) -> None:
     keep = await store.create("user-1", device=PHONE)
     lost = await store.create("user-1", device=PHONE)
     # A hash lost behind the store's back (eviction, data loss) must not linger in the index.
@@ -155,7 +160,7 @@ ODD_BUT_VALID = ["a}b", "{x}", "u:1", "*", "a", "a b", "ü-ñ-✓", "x" * 256, "
 HOSTILE = ["", "x" * 257, "x" * 10_000, "a\x00b", "\ud800", "ok\udfffok", 7, None, b"bytes", ["u"]]
 
 
-async def test_odd_user_ids_are_isolated(store: Any, redis_client: redis.Redis) -> None:
+async def test_odd_user_ids_are_isolated(store: StoreApi, redis_client: redis.Redis) -> None:
     made = {uid: await store.create(uid, device=PHONE) for uid in ODD_BUT_VALID}
     for uid, session in made.items():
         assert [s.session_id for s in await store.sessions(uid)] == [session.session_id]
@@ -169,7 +174,7 @@ async def test_odd_user_ids_are_isolated(store: Any, redis_client: redis.Redis) 
 
 @pytest.mark.parametrize("user_id", HOSTILE, ids=repr)
 async def test_hostile_user_ids_refused_before_redis(
-    store: Any, redis_client: redis.Redis, user_id: Any
+    store: StoreApi, redis_client: redis.Redis, user_id: Any
 ) -> None:
     before = script_calls(redis_client)
     sid = "A" * 22
@@ -209,7 +214,7 @@ async def test_hostile_user_ids_refused_before_redis(
     ],
 )
 async def test_bad_input_refused_before_redis(
-    store: Any, redis_client: redis.Redis, kwargs: dict[str, Any], message: str
+    store: StoreApi, redis_client: redis.Redis, kwargs: dict[str, Any], message: str
 ) -> None:
     existing = await store.create("user-1", device=PHONE, data={"keep": 1})
     # The user's keys: the near cache's listener may create its watch key meanwhile.
@@ -221,14 +226,15 @@ async def test_bad_input_refused_before_redis(
     if "data" in kwargs:
         with pytest.raises(InvalidInput):
             await store.update("user-1", existing.session_id, data=kwargs["data"])
-    for bad_sid in ["short", "A" * 21 + "!", 12, None]:
+    bad_sids: list[Any] = ["short", "A" * 21 + "!", 12, None]
+    for bad_sid in bad_sids:
         with pytest.raises(InvalidInput):
             await store.get("user-1", bad_sid)
     assert script_calls(redis_client) == before
     assert {k: redis_client.dump(k) for k in session_keys(redis_client)} == snapshot
 
 
-async def test_unreachable_server_is_store_unavailable(make_store: Callable[..., Any]) -> None:
+async def test_unreachable_server_is_store_unavailable(make_store: StoreFactory) -> None:
     from sessionstore.testing import free_port
 
     store = make_store(url=f"redis://127.0.0.1:{free_port()}/0")
@@ -240,13 +246,13 @@ async def test_unreachable_server_is_store_unavailable(make_store: Callable[...,
 
 
 async def test_no_resurrection_under_revoke_touch_race(
-    make_store: Callable[..., Any], redis_client: redis.Redis, keyspace_audit: Any
+    make_store: StoreFactory, redis_client: redis.Redis, keyspace_audit: Any
 ) -> None:
     pairs = 200
     store = make_store()
     made = [await store.create(f"racer-{n % 20}", device=PHONE) for n in range(pairs)]
-    if store.mode == "sync":
-        inner: SessionStore = store.inner
+    inner = shell_of(store)
+    if isinstance(inner, SessionStore):
         barrier = threading.Barrier(2)
 
         def run(fn: Callable[[], object]) -> None:

@@ -10,38 +10,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 import redis
 from redis.crc import key_slot
 
+from load import on_primary
+from observe import cache_serves, refused_within, wait_for
 from sessionstore import Device, Keyring, SessionRevoked, SessionStore, StoreUnavailable
 from sessionstore._nearcache.listener import revoked_channel
 from sessionstore.keys import encode_user_id, user_keys
 from sessionstore.testing import LocalCluster, LocalSentinel, LocalServer, local_binary
-from support import cache_serves, wait_for
-from test_caches import validator_core, warm
-from test_follow import followers, on_primary, ports
-from test_security_acl import PASSWORD, acl_words
+from support import StoreApi, StoreFactory, acl_user_url, internals, warm
 
 PHONE = Device(id="phone-1", name="Pixel")
 
 
 async def test_announced_revocation_beats_the_near_cache(
-    store: Any, redis_client: redis.Redis
+    store: StoreApi, redis_client: redis.Redis
 ) -> None:
     """A revocation published on the channel (the key untouched, so no invalidation push)
     is refused at once, though the near cache still holds the session."""
     pair = await store.login("user-1", device=PHONE)
     await warm(store, pair.access_token)
     assert await cache_serves(store, pair.access_token, redis_client)
-    core = validator_core(store)
+    view = internals(store)  # the announcement heard, the cache untouched: only inside
     message = f"{encode_user_id('user-1')} {pair.session_id}"
     redis_client.publish(revoked_channel("ss"), message)
-    assert wait_for(lambda: core.revoked.is_revoked("user-1", pair.session_id, time.time()))
-    assert len(core.near) == 1  # still cached: only the announcement was heard
+    assert wait_for(lambda: view.engine.revoked.is_revoked("user-1", pair.session_id, time.time()))
+    assert view.cached() == 1  # still cached: only the announcement was heard
     with pytest.raises(SessionRevoked):
         await store.validate(pair.access_token)
 
@@ -56,22 +54,23 @@ def growing_cluster() -> Iterator[LocalCluster]:
         yield cluster
 
 
-def slow_watch(store: Any) -> None:
+def slow_watch(store: StoreApi) -> None:
     """Make the store's topology watcher re-read CLUSTER SLOTS once a minute, not every
     second: the window in which it does not follow a new primary yet (one refresh) is
     then wide enough for a test not to race it."""
-    watcher = followers(store)
-    watcher._refresh = 60.0
+    internals(store).watch_topology_every(60.0)
     time.sleep(1.5)  # the wait already under way (1 s) ends first
 
 
 async def test_a_slot_moved_to_a_new_primary_is_not_cached_before_it_is_followed(
-    growing_cluster: LocalCluster, open_store: Callable[..., Any]
+    growing_cluster: LocalCluster, open_store: StoreFactory
 ) -> None:
     cluster = growing_cluster
     store = open_store(cluster.url)
     pair = await store.login("mover", device=PHONE)
-    assert wait_for(lambda: ports(store) == {p.port for p in cluster.primaries()})
+    assert wait_for(
+        lambda: internals(store).followed_ports() == {p.port for p in cluster.primaries()}
+    )
     await warm(store, pair.access_token)
     slow_watch(store)
     new = cluster.add_node()
@@ -80,23 +79,13 @@ async def test_a_slot_moved_to_a_new_primary_is_not_cached_before_it_is_followed
     cluster.wait_ready()
     for _ in range(10):  # the client follows MOVED to the new primary and reads there
         await store.validate(pair.access_token)
-    assert new.port not in ports(store)  # not followed yet: its pushes are not heard
+    assert (
+        new.port not in internals(store).followed_ports()
+    )  # not followed yet: its pushes are not heard
     with redis.Redis(port=new.port) as admin:
         assert admin.delete(user_keys("ss", "mover").session(pair.session_id)) == 1
     with pytest.raises(SessionRevoked):
         await store.validate(pair.access_token)
-
-
-async def refused_within(store: Any, token: str, seconds: float) -> float | None:
-    """Validate until ``SessionRevoked``: seconds it took, or None if still accepted."""
-    started = time.monotonic()
-    while time.monotonic() - started < seconds:
-        try:
-            await store.validate(token)
-        except SessionRevoked:
-            return time.monotonic() - started
-        await asyncio.sleep(0.02)
-    return None
 
 
 @pytest.fixture
@@ -110,7 +99,7 @@ def pair_cluster() -> Iterator[LocalCluster]:
 
 
 async def test_a_demoted_cluster_primary_is_a_lost_link(
-    pair_cluster: LocalCluster, open_store: Callable[..., Any]
+    pair_cluster: LocalCluster, open_store: StoreFactory
 ) -> None:
     """Its link drops at once (the heartbeat's HELLO reply names the role), not at the next
     topology refresh: nothing read from it is served once a server we do not hear yet
@@ -119,14 +108,14 @@ async def test_a_demoted_cluster_primary_is_a_lost_link(
     store = open_store(cluster.url)
     pair = await store.login("user-1", device=PHONE)
     [primary] = cluster.primaries()
-    assert wait_for(lambda: ports(store) == {primary.port})
+    assert wait_for(lambda: internals(store).followed_ports() == {primary.port})
     await warm(store, pair.access_token)
     slow_watch(store)
     replica = cluster.replicas_of(primary)[0]
     cluster.failover(replica)  # graceful: the old primary becomes its replica
-    core = validator_core(store)
-    assert wait_for(lambda: not core.near.trusted(time.monotonic()), 10)
-    assert ports(store) == {primary.port}  # the watcher has not looked again
+    near = internals(store).near
+    assert wait_for(lambda: not near.trusted(time.monotonic()), 10)
+    assert internals(store).followed_ports() == {primary.port}  # the watcher has not looked again
     with redis.Redis(port=replica.port) as admin:
         assert admin.delete(user_keys("ss", "user-1").session(pair.session_id)) == 1
     with pytest.raises(SessionRevoked):
@@ -134,7 +123,7 @@ async def test_a_demoted_cluster_primary_is_a_lost_link(
 
 
 async def test_a_sentinel_switchover_leaves_the_old_primary(
-    sentinel_group: LocalSentinel, open_store: Callable[..., Any]
+    sentinel_group: LocalSentinel, open_store: StoreFactory
 ) -> None:
     """SENTINEL FAILOVER leaves the old primary a writable primary for seconds: the store
     drops its connections to it (and its cached entries) once the sentinels name another,
@@ -153,7 +142,7 @@ async def test_a_sentinel_switchover_leaves_the_old_primary(
 
 
 async def test_a_takeover_after_a_stall_serves_no_revoked_session(
-    fault_cluster: LocalCluster, open_store: Callable[..., Any]
+    fault_cluster: LocalCluster, open_store: StoreFactory
 ) -> None:
     """A primary stalls (SIGSTOP), its replica takes over, the old one comes back: a
     revocation acknowledged by the new primary is refused from then on, never served from
@@ -170,7 +159,7 @@ async def test_a_takeover_after_a_stall_serves_no_revoked_session(
     ][:4]
     replica = cluster.replicas_of(primary)[0]
     pairs = [await store.login(user, device=PHONE) for user in users]
-    assert wait_for(lambda: primary.port in ports(store))
+    assert wait_for(lambda: primary.port in internals(store).followed_ports())
     for pair in pairs:
         await warm(store, pair.access_token)
     primary.pause()
@@ -194,7 +183,7 @@ async def test_a_takeover_after_a_stall_serves_no_revoked_session(
 
 
 async def test_a_revocation_after_a_switchover_reaches_the_new_primary(
-    sentinel_group: LocalSentinel, open_store: Callable[..., Any]
+    sentinel_group: LocalSentinel, open_store: StoreFactory
 ) -> None:
     """Once the store follows the new primary, a revocation acknowledged to the caller is
     not one the old primary took (still a writable primary, soon a replica that discards
@@ -207,7 +196,7 @@ async def test_a_revocation_after_a_switchover_reaches_the_new_primary(
     with redis.Redis(port=group.sentinels[0].port, socket_timeout=5) as sentinel:
         sentinel.execute_command("SENTINEL", "FAILOVER", group.service)
     new = group.wait_promoted(old)
-    assert wait_for(lambda: ports(store) == {new.port}, 10)
+    assert wait_for(lambda: internals(store).followed_ports() == {new.port}, 10)
     with redis.Redis(port=old.port) as admin:
         assert admin.execute_command("ROLE")[0] == b"master"  # not reconfigured yet
     for _ in range(50):  # a write the store cannot confirm is reported, then retried
@@ -228,12 +217,11 @@ def test_the_heartbeat_is_allowed_to_the_recommended_acl_user() -> None:
         pytest.skip("needs valkey-server or redis-server")
     with LocalServer(binary, name="acl-heartbeat") as server:
         admin = redis.Redis.from_url(server.url)
-        admin.execute_command("ACL", "SETUSER", "sessionstore", *acl_words())  # type: ignore[no-untyped-call]
-        url = server.url.replace("redis://", f"redis://sessionstore:{PASSWORD}@")
+        url = acl_user_url(server.url, admin)
         with SessionStore.from_url(url, keyring=Keyring.generate("HS256")) as store:
             pair = store.login("user-1", device=PHONE)
-            core = store._engine
-            assert wait_for(lambda: core.near is not None and core.near.trusted(time.monotonic()))
+            near = internals(store).near
+            assert wait_for(lambda: near.trusted(time.monotonic()))
             time.sleep(0.6)  # a few heartbeats
             store.validate(pair.access_token)
             assert admin.execute_command("ACL", "LOG") == []  # type: ignore[no-untyped-call]
