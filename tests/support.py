@@ -26,7 +26,8 @@ modules beside it, each for one kind of suite:
 - ``load.py``: continuous load, failovers and a Sentinel-followed store for the topology
   suites;
 - ``web_support.py``: one private server per module for the integration, CLI, rate
-  limiter and metrics suites.
+  limiter and metrics suites;
+- ``forks.py``: forked children (the fork suite, and the Django store made per process).
 """
 
 from __future__ import annotations

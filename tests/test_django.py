@@ -23,11 +23,11 @@ from django.test import AsyncClient, Client, override_settings  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
 from django_support import PASSWORD, django_fixtures, options  # noqa: E402
+from forks import fork, outcome  # noqa: E402
 from sessionstore import Config, Keyring, SessionStore  # noqa: E402
 from sessionstore.integrations.django import conf  # noqa: E402
 from sessionstore.testing import LocalServer  # noqa: E402
 from sessionstore.tokens import issue_access_token  # noqa: E402
-from test_fork import fork, outcome  # noqa: E402
 
 server, url, site, alice = django_fixtures("django")
 
