@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "sessionstore"
+TESTS = Path(__file__).resolve().parent
 
 # The client libraries: ``_engine`` and ``_jose`` must not reach them.
 CLIENT_LIBRARIES = ("redis", "hiredis", "valkey")
@@ -234,6 +235,25 @@ def test_only_the_adapter_touches_redis_py_internals() -> None:
     assert ADAPTER in graph
     found = private_redis(graph)
     assert not found, "\n".join(found)
+
+
+def imports_between_tests(tests: Path = TESTS) -> list[str]:
+    """``test_*`` modules of ``tests`` that import another ``test_*`` module (shared helpers
+    live in support.py and the other helper modules, never in a test module)."""
+    found = []
+    for path in sorted(tests.glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            found += [f"{path.name}: {n}" for n in names if n.split(".")[-1].startswith("test_")]
+    return found
+
+
+def test_no_test_module_imports_another(tmp_path: Path) -> None:
+    assert not imports_between_tests(), imports_between_tests()
+    (tmp_path / "test_a.py").write_text("from test_b import helper\n", encoding="utf-8")
+    assert imports_between_tests(tmp_path) == ["test_a.py: test_b"]
 
 
 # Each rule above fails on a package that breaks it: a small one written for the purpose.
