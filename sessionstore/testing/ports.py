@@ -31,7 +31,7 @@ _next: dict[range, int] = {}  # share -> the index to try next
 
 
 def port_share() -> range:
-    """This process's ports: one share per pytest-xdist worker, one for every other process.
+    """This process's ports: one share per pytest-xdist worker, one for all other processes.
 
     A worker's subprocesses (a nested pytest, a demo) inherit its share; they start at a
     random point of it, and a port that does not bind is passed over.
@@ -40,16 +40,19 @@ def port_share() -> range:
     ephemeral = _ephemeral_low()
     if ephemeral is not None:
         high = min(high, ephemeral)
+    # The first quarter for processes outside pytest-xdist (a serial run, scripts), the rest
+    # split between the workers.
+    rest = low + (high - low) // 4
     worker = re.fullmatch(r"gw(\d+)", os.environ.get("PYTEST_XDIST_WORKER", ""))
     count = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
-    slot, shares = 0, 1
-    if worker is not None and count.isdigit():
-        # Share 0 stays for the controller and for runs without xdist.
-        slot, shares = int(worker.group(1)) + 1, int(count) + 1
-    size = (high - low) // shares
-    if size < _MIN_SHARE or slot >= shares:
+    if worker is None or not count.isdigit():
+        start, stop = low, rest
+    else:
+        slot, size = int(worker.group(1)), (high - rest) // max(int(count), 1)
+        start, stop = rest + slot * size, rest + (slot + 1) * size
+    if stop - start < _MIN_SHARE or stop > high:
         return range(0)
-    return range(low + slot * size, low + (slot + 1) * size)
+    return range(start, stop)
 
 
 def _ephemeral_low() -> int | None:
