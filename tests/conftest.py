@@ -280,9 +280,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 # Under pytest-xdist (`make test` runs -n) tests go to the workers one by one, except the
-# modules named here, each sent whole to one worker: their session fixtures would be built
-# again on every worker (the packaging build and venv, the TLS cluster) or race another
-# worker in a shared folder (npm ci in interop/jose). (xdist's own --dist loadgroup cannot
+# modules named here, each sent whole to one worker: their session or module fixtures would
+# be built again on every worker (the packaging build and venv, the TLS cluster) or race
+# another worker in a shared folder (npm ci in interop/jose). (xdist's own --dist loadgroup cannot
 # do it on pytest 9.2: pytest-dev/pytest-xdist#1386.)
 ONE_WORKER = ("tests/test_packaging.py", "tests/test_interop_jose.py", "tests/test_cluster.py")
 
