@@ -1,5 +1,6 @@
 # One command per job; CI (.ci/run) calls the same targets.
-#   make test [PYTEST_ARGS='-k foo -x']   make lint   make fmt   make bench   make demo
+#   make test [PYTEST_ARGS='-k foo -x'] [PYTEST_XDIST=0|3|auto]   make lint   make fmt
+#   make bench   make demo
 #   make bench-http (end-to-end req/s against each framework's usual auth library; installs wrk)
 #   make hardening (docs/hardening.md)    make fuzz [FUZZ_SECONDS=600]
 #   make compat (core suite on the lowest and newest allowed redis-py, hiredis, PyJWT, msgspec;
@@ -12,6 +13,11 @@ PY := $(VENV)/bin/python
 # Re-installs only when pyproject.toml is newer than this stamp.
 STAMP := $(VENV)/.sessionstore-dev-installed
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` and `make compat` (the tests mostly wait on servers and
+# subprocesses); PYTEST_XDIST=0 runs in one process without xdist. Tests go to the workers
+# one at a time, a few modules whole (tests/conftest.py, ONE_WORKER).
+PYTEST_XDIST ?= 3
+XDIST_ARGS = $(if $(filter 0,$(PYTEST_XDIST)),-p no:xdist,-n $(PYTEST_XDIST))
 LINT_PATHS := sessionstore tests benchmarks hardening fuzz
 
 .PHONY: install test compat compat-lowest compat-newest compat-django lint fmt bench bench-http demo \
@@ -27,7 +33,7 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST_ARGS) $(PYTEST_ARGS)
 
 # The dependency ranges of pyproject.toml, at both ends: .venv-lowest pinned by
 # .ci/lowest.txt, and the dev venv upgraded to the newest allowed; the core suite on each.
@@ -42,13 +48,13 @@ compat-lowest:
 	.venv-lowest/bin/python -m pip install --quiet --disable-pip-version-check \
 		-c .ci/lowest.txt -e '.[test]'
 	.venv-lowest/bin/$(COMPAT_SHOW)
-	.venv-lowest/bin/python -m pytest -q -p no:cacheprovider $(COMPAT_TESTS)
+	.venv-lowest/bin/python -m pytest -q -p no:cacheprovider $(XDIST_ARGS) $(COMPAT_TESTS)
 
 compat-newest: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade \
 		--upgrade-strategy eager -e '.[test]'
 	$(VENV)/bin/$(COMPAT_SHOW)
-	$(PY) -m pytest -q -p no:cacheprovider $(COMPAT_TESTS)
+	$(PY) -m pytest -q -p no:cacheprovider $(XDIST_ARGS) $(COMPAT_TESTS)
 
 # The django extra's lower ends (Django 4.2, DRF 3.14; the dev venv has the newest).
 DJANGO_TESTS ?= tests/test_django.py tests/test_django_sessions.py tests/test_django_gunicorn.py
@@ -58,7 +64,7 @@ compat-django:
 		-e '.[test]' 'django==4.2.*' 'djangorestframework==3.14.*'
 	.venv-django-lowest/bin/python -m pip list --disable-pip-version-check 2>/dev/null \
 		| grep -iE '^(django|djangorestframework) '
-	.venv-django-lowest/bin/python -m pytest -q -p no:cacheprovider $(DJANGO_TESTS)
+	.venv-django-lowest/bin/python -m pytest -q -p no:cacheprovider $(XDIST_ARGS) $(DJANGO_TESTS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check $(LINT_PATHS)

@@ -17,6 +17,10 @@ Fixtures:
     redis_client    (function) redis.Redis on it (a RedisCluster for the cluster), closed after
     keyspace_audit  (function) callable(client, namespace): every key in the namespace, with TTL
     fault_server    (function) a private LocalServer to pause, kill or restart
+
+Under pytest-xdist each worker starts its own servers (on its own share of ports, see
+``sessionstore.testing.ports``); ``ONE_WORKER`` keeps the modules with a costly or shared
+session fixture on one worker each.
 """
 
 from __future__ import annotations
@@ -253,13 +257,49 @@ def sentinel_group() -> Iterator[LocalSentinel]:
 
 
 # Figures the scale-out tests measure (degraded calls, recovery times): printed at the end.
+# They travel on the test's report (user_properties), which pytest-xdist brings back from
+# its workers to the process that prints the summary.
 MEASURED: list[str] = []
+_MEASURED_KEY = "sessionstore-measured"
 
 
 @pytest.fixture
-def measured() -> Callable[[str], None]:
+def measured(request: pytest.FixtureRequest) -> Callable[[str], None]:
     """``measured(line)``: report a measured figure in the run's closing summary."""
-    return MEASURED.append
+
+    def add(line: str) -> None:
+        request.node.user_properties.append((_MEASURED_KEY, line))
+
+    return add
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # The teardown report carries every property the test added.
+    if report.when == "teardown":
+        MEASURED.extend(str(v) for k, v in report.user_properties if k == _MEASURED_KEY)
+
+
+# Under pytest-xdist (`make test` runs -n) tests go to the workers one by one, except the
+# modules named here, each sent whole to one worker: their session or module fixtures would
+# be built again on every worker (the packaging build and venv, the TLS cluster) or race
+# another worker in a shared folder (npm ci in interop/jose). (xdist's own --dist loadgroup cannot
+# do it on pytest 9.2: pytest-dev/pytest-xdist#1386.)
+ONE_WORKER = ("tests/test_packaging.py", "tests/test_interop_jose.py", "tests/test_cluster.py")
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, absent without it
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """``-n`` (``--dist load``): one test per unit of work, one unit per ``ONE_WORKER`` module."""
+    if config.getvalue("dist") != "load":
+        return None  # an explicit --dist other than load is the caller's choice
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist is untyped
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in ONE_WORKER else nodeid
+
+    return Scheduling(config, log)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

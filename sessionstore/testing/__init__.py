@@ -29,8 +29,9 @@ Pytest fixtures: enable them in a ``conftest.py`` with ::
 This module imports pytest only to define the fixtures, and only if pytest is installed:
 ``import sessionstore.testing`` works in a program without it.
 
-Modules: ``server`` (``LocalServer``, binaries, ports), ``cluster`` and ``sentinel`` (built
-from ``LocalServer``), ``process``; this package re-exports them and adds the fixtures.
+Modules: ``server`` (``LocalServer``, binaries), ``ports`` (``free_port``: a share of ports
+per pytest-xdist worker), ``cluster`` and ``sentinel`` (built from ``LocalServer``),
+``process``; this package re-exports them and adds the fixtures.
 Outside the runtime path: no runtime module imports it (tests/test_architecture.py).
 """
 

@@ -12,7 +12,6 @@ import importlib.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,6 +23,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from sessionstore._redis.info import server_version
+from sessionstore.testing.ports import free_port
 from sessionstore.testing.process import Started
 
 __all__ = [
@@ -53,14 +53,6 @@ class LocalServerError(RuntimeError):
 
 class NoServerAvailable(RuntimeError):
     """No server of the requested kind can be had here; the message says why."""
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((_HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def valkey_binary() -> str | None:
