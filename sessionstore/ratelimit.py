@@ -40,7 +40,7 @@ import unicodedata
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -68,6 +68,7 @@ __all__ = [
 Scope = Literal["account", "ip"]
 _MAX_IP_CHARS = 64
 _SCRIPT = SCRIPTS["ratelimit"]
+L = TypeVar("L", bound="_LimiterBase")
 
 
 def normalize_account(account: str) -> str:
@@ -329,6 +330,17 @@ class _LimiterBase:
         self.normalize = normalize
         self.breaker = Breaker(breaker_failures, breaker_reset)
 
+    @classmethod
+    def for_store(cls: type[L], store: Any, **options: Any) -> L:
+        """A limiter on a store's client (``SessionStore`` for ``LoginRateLimiter``,
+        ``AsyncSessionStore`` for ``AsyncLoginRateLimiter``), sharing its namespace and
+        its breaker settings."""
+        config = store.config
+        options.setdefault("namespace", config.namespace)
+        options.setdefault("breaker_failures", config.breaker_failures)
+        options.setdefault("breaker_reset", config.breaker_reset)
+        return cls(store.client, **options)
+
     def reachable(self) -> None:
         """Redis answered: close the breaker (cheap when it is closed already)."""
         if not self.breaker.quiet:
@@ -368,22 +380,8 @@ class _LimiterBase:
         return _Plan(self, steps)
 
 
-def _store_defaults(store: Any, options: dict[str, Any]) -> None:
-    """A limiter built for a store shares its namespace and its breaker settings."""
-    config = store.config
-    options.setdefault("namespace", config.namespace)
-    options.setdefault("breaker_failures", config.breaker_failures)
-    options.setdefault("breaker_reset", config.breaker_reset)
-
-
 class LoginRateLimiter(_LimiterBase):
     """Login attempts per account and per IP, for synchronous code (a ``redis.Redis``)."""
-
-    @classmethod
-    def for_store(cls, store: Any, **options: Any) -> LoginRateLimiter:
-        """A limiter on a ``SessionStore``'s client and namespace."""
-        _store_defaults(store, options)
-        return cls(store.client, **options)
 
     def hit(self, account: str, ip: str | None = None) -> Decision:
         """Count one attempt on ``account`` from ``ip``; is it allowed, and if not, when?"""
@@ -393,12 +391,6 @@ class LoginRateLimiter(_LimiterBase):
 
 class AsyncLoginRateLimiter(_LimiterBase):
     """Login attempts per account and per IP, for asyncio (a ``redis.asyncio.Redis``)."""
-
-    @classmethod
-    def for_store(cls, store: Any, **options: Any) -> AsyncLoginRateLimiter:
-        """A limiter on an ``AsyncSessionStore``'s client and namespace."""
-        _store_defaults(store, options)
-        return cls(store.client, **options)
 
     async def hit(self, account: str, ip: str | None = None) -> Decision:
         """Count one attempt on ``account`` from ``ip``; is it allowed, and if not, when?"""
