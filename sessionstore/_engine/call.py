@@ -1,7 +1,8 @@
 """A ``Call``: one command or script to run, and what to make of its reply or failure.
 
-The engine builds calls; the shells (``SessionStore``, ``AsyncSessionStore``) and the
-batcher run them. Nothing here does I/O.
+The engine (and the rate limiter) builds calls; the shells (``SessionStore``,
+``AsyncSessionStore``), the batcher and the script runner (``_redis.runner``) send them,
+and ``step`` turns each reply into the next call or the result. Nothing here does I/O.
 """
 
 from __future__ import annotations
