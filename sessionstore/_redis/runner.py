@@ -2,11 +2,13 @@
 
 A server forgets its scripts on a restart or SCRIPT FLUSH and answers EVALSHA with
 NOSCRIPT; EVAL of the full source then runs the call and loads the script again in one
-round trip (redis-py's ``Script`` would send SCRIPT LOAD, then EVALSHA again). What to
-send and when to send it again is decided here once, without I/O (``command``,
-``reload``, ``reloads``): the sync and asyncio drivers below only send, and the direct
-path (``direct``), which packs its own RESP, asks the same questions. Calls and their
-follow-ups are stepped by ``_engine.call.step``.
+round trip. (redis-py's ``Script`` would send SCRIPT LOAD, then EVALSHA again, and in a
+pipeline it asks SCRIPT EXISTS before every batch.) What to send and when to send it
+again is decided here once, without I/O (``command``, ``evaluate``, ``reload``,
+``reloads``): the sync and asyncio drivers below only send, and the direct path
+(``direct``), which packs its own RESP, asks the same questions; durable writes
+(``durable``) send ``evaluate``'s EVAL from the start. Each reply moves a call on by
+``_engine.call.step``.
 """
 
 from __future__ import annotations
