@@ -10,6 +10,7 @@ validations of the async store after a flush: tests/test_fastpath.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -50,34 +51,31 @@ async def stores(
 ) -> AsyncIterator[Callable[..., Any]]:
     """Stores of the test's mode: from a URL (one server: the direct path), or on a client
     with driver retries of the test's own (redis-py's path, its pipeline for batches)."""
-    made: list[Any] = []
-
-    def make(config: Config) -> Any:
-        keyring = Keyring.generate("HS256")
-        if request.param == "from_url":
-            store_type = SessionStore if mode == "sync" else AsyncSessionStore
-            made.append(store_type.from_url(redis_url, keyring=keyring, config=config))
-        elif mode == "sync":
-            sync_client = redis.Redis.from_url(redis_url, retry=Retry(NoBackoff(), 1))
-            made.append(SessionStore(sync_client, keyring=keyring, config=config))
-        else:
-            client = redis.asyncio.Redis.from_url(redis_url, retry=AsyncRetry(NoBackoff(), 1))
-            made.append(AsyncSessionStore(client, keyring=keyring, config=config))
-        return SyncAdapter(made[-1]) if mode == "sync" else made[-1]
-
     if request.param == "retries" and engine.cluster is not None:
         pytest.skip("a cluster takes redis-py's path from a URL already")
-    yield make
-    for store in made:
-        if isinstance(store, AsyncSessionStore):
-            await store.close()
-        else:
-            store.close()
-    for client in [s.client for s in made if request.param == "retries"]:
-        if isinstance(client, redis.asyncio.Redis):
-            await client.aclose()
-        else:
-            client.close()
+    async with contextlib.AsyncExitStack() as stack:
+
+        def make(config: Config) -> Any:
+            keyring = Keyring.generate("HS256")
+            if mode == "sync":
+                if request.param == "from_url":
+                    store = SessionStore.from_url(redis_url, keyring=keyring, config=config)
+                else:
+                    client = redis.Redis.from_url(redis_url, retry=Retry(NoBackoff(), 1))
+                    stack.callback(client.close)
+                    store = SessionStore(client, keyring=keyring, config=config)
+                stack.callback(store.close)
+                return SyncAdapter(store)
+            if request.param == "from_url":
+                astore = AsyncSessionStore.from_url(redis_url, keyring=keyring, config=config)
+            else:
+                aclient = redis.asyncio.Redis.from_url(redis_url, retry=AsyncRetry(NoBackoff(), 1))
+                stack.push_async_callback(aclient.aclose)
+                astore = AsyncSessionStore(aclient, keyring=keyring, config=config)
+            stack.push_async_callback(astore.close)
+            return astore
+
+        yield make
 
 
 async def test_every_operation_loads_its_script_again(
