@@ -34,7 +34,7 @@ from benchmarks.server import open_server
 from benchmarks.validate import cycling, pyjwt_decoder
 from sessionstore import AsyncSessionStore, Config, Principal
 from sessionstore._engine.call import Call
-from sessionstore._redis.driver import command_args, eval_args
+from sessionstore._redis import runner
 from sessionstore.tokens import verify_access_token
 
 __all__ = ["main"]
@@ -53,9 +53,7 @@ def _calls(ctx: Context, tokens: Sequence[str]) -> list[Call[Principal]]:
 
 def _send(client: redis.Redis, call: Call[Any]) -> Any:
     """The command ``call`` stands for, as the sync shell sends it (no parse)."""
-    if call.command is not None:
-        return client.execute_command(*command_args(call))  # type: ignore[no-untyped-call]
-    return client.evalsha(call.script.sha, *eval_args(call))
+    return runner.send(client, call)
 
 
 def _timed_each(items: Sequence[Any], work: Callable[[Any], Any]) -> Runner:
@@ -140,10 +138,7 @@ def async_cases(
     async def pipeline(batch: list[Call[Principal]]) -> None:
         pipe = client.pipeline(transaction=False)
         for call in batch:
-            if call.command is not None:
-                pipe.execute_command(*command_args(call))
-            else:
-                pipe.evalsha(call.script.sha, *eval_args(call))
+            pipe.execute_command(*runner.command(call))
         await pipe.execute()
 
     async def validations(batch: list[str]) -> None:

@@ -16,7 +16,7 @@ from benchmarks.context import DATA, device
 from benchmarks.server import BenchError
 from sessionstore import SessionStore, TokenPair
 from sessionstore._engine.call import Call
-from sessionstore._redis.driver import eval_args
+from sessionstore._redis import runner
 
 __all__ = ["BATCH", "create_many", "login_many"]
 
@@ -36,7 +36,7 @@ def _execute(store: SessionStore, calls: Sequence[Call[T]]) -> list[T]:
         chunk = calls[start : start + BATCH]
         pipe = store.client.pipeline(transaction=False)
         for call in chunk:
-            pipe.evalsha(call.script.sha, *eval_args(call))
+            pipe.execute_command(*runner.command(call))
         replies: list[Any] = pipe.execute(raise_on_error=False)
         for call, reply in zip(chunk, replies, strict=True):
             if isinstance(reply, Exception):

@@ -22,7 +22,7 @@ from benchmarks.context import DATA, Context, device
 from benchmarks.harness import Case, Ratio, RowResult, Runner
 from benchmarks.server import BenchError
 from sessionstore import Config, SessionStore, TokenPair
-from sessionstore._redis.driver import eval_args
+from sessionstore._redis import runner
 from sessionstore.testing import LocalCluster, local_binary
 
 __all__ = ["cluster_cases", "ratios"]
@@ -49,7 +49,7 @@ def _login_many(store: SessionStore, owners: Sequence[tuple[str, int]]) -> list[
         chunk = calls[start : start + 1000]
         pipe = store.client.pipeline(transaction=False)
         for call in chunk:
-            pipe.execute_command("EVALSHA", call.script.sha, *eval_args(call))
+            pipe.execute_command(*runner.command(call))
         for call, reply in zip(chunk, pipe.execute(raise_on_error=False), strict=True):
             if isinstance(reply, Exception):
                 raise BenchError(f"bulk login failed: {reply}")

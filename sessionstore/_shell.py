@@ -15,7 +15,7 @@ import threading
 import weakref
 from typing import Any, TypeVar
 
-from sessionstore._engine.call import Call
+from sessionstore._engine.call import Call, step
 from sessionstore._engine.engine import Engine
 from sessionstore._nearcache import follow
 from sessionstore._redis import redispy
@@ -28,6 +28,7 @@ from sessionstore.tokens import Keyring
 __all__ = ["StoreBase"]
 
 S = TypeVar("S", bound="StoreBase")
+T = TypeVar("T")
 
 
 class StoreBase:
@@ -167,14 +168,14 @@ class StoreBase:
         known = redispy.primary_address(self._client.connection_pool)
         return known is not None and known not in followed
 
-    def _after(self, call: Call[Any], reply: Any) -> Call[Any] | None:
-        """The follow-up ``reply`` asks for, or None: then ``call.parse(reply)`` is the result.
+    def _after(self, call: Call[T], reply: Any) -> Call[T] | T:
+        """What ``reply`` makes of ``call`` (``step``): the follow-up call, or the result.
 
         A write confirmed by a primary the sentinels replaced raises ``StoreUnavailable``.
         """
         if call.durable and self._unconfirmed():
             raise self._replaced()
-        return None if call.then is None else call.then(reply)
+        return step(call, reply)
 
     def _replaced(self) -> StoreUnavailable:
         self._let_go()

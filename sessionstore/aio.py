@@ -6,19 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, TypeVar
 
-from redis.exceptions import NoScriptError
-
 from sessionstore._engine import admin
 from sessionstore._engine.call import Call, fail_closed
-from sessionstore._redis import connect, durable, redispy
+from sessionstore._redis import connect, durable, redispy, runner
 from sessionstore._redis.batch import Batcher
-from sessionstore._redis.driver import (
-    DRIVER_ERRORS,
-    command_args,
-    eval_args,
-    failed,
-    is_unreachable,
-)
+from sessionstore._redis.driver import DRIVER_ERRORS, failed, is_unreachable
 from sessionstore._shell import StoreBase
 from sessionstore.models import Config, Device, DeviceSessions, Principal, Session, TokenPair
 
@@ -76,23 +68,18 @@ class AsyncSessionStore(StoreBase):
                 await self._run(chore)
             wait = self._engine.wait_for(call)
             try:
-                if call.command is not None:
-                    reply = await self._client.execute_command(*command_args(call))
-                elif wait is None:
-                    try:
-                        reply = await self._client.evalsha(call.script.sha, *eval_args(call))
-                    except NoScriptError:
-                        reply = await self._client.eval(call.script.source, *eval_args(call))
+                if wait is None:
+                    reply = await runner.asend(self._client, call)
                 else:
                     # EVAL then WAIT on one connection to the primary owning the keys' slot.
                     reply, acked = await durable.arun(self._client, call, wait)
                     self._engine.replicated(acked)
             except DRIVER_ERRORS as err:
                 return failed(call, err)
-            follow = self._after(call, reply)
-            if follow is None:
-                return call.parse(reply)
-            call = follow
+            out = self._after(call, reply)
+            if not isinstance(out, Call):
+                return out
+            call = out
 
     async def create(
         self,

@@ -29,6 +29,7 @@ own ``Callable[[str], str]``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import ipaddress
 import math
 import os
@@ -38,15 +39,15 @@ import time
 import unicodedata
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Generator, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal, TypeVar
 
 import msgspec
-from redis.exceptions import NoScriptError
 
 from sessionstore._engine.binding import ip_address
+from sessionstore._engine.call import Call
 from sessionstore._engine.fallback import Breaker
-from sessionstore._redis.driver import DRIVER_ERRORS, is_unreachable
+from sessionstore._redis import runner
 from sessionstore.errors import InvalidInput, ScriptError
 from sessionstore.keys import check_user_id, encode_user_id
 from sessionstore.models import Config
@@ -67,6 +68,7 @@ __all__ = [
 Scope = Literal["account", "ip"]
 _MAX_IP_CHARS = 64
 _SCRIPT = SCRIPTS["ratelimit"]
+L = TypeVar("L", bound="_LimiterBase")
 
 
 def normalize_account(account: str) -> str:
@@ -197,109 +199,70 @@ class Step(msgspec.Struct, frozen=True):
     rate: Rate
 
     @property
-    def args(self) -> tuple[Any, ...]:
-        """EVALSHA arguments after the script: numkeys, KEYS, ARGV."""
-        return (1, self.key, self.rate.limit, self.rate.period_ms, 1)
-
-
-class Call(msgspec.Struct, frozen=True):
-    """One Redis call a decision needs: the client method's name and its arguments."""
-
-    method: Literal["evalsha", "eval"]
-    args: tuple[Any, ...]
-
-
-class _Run:
-    """One decision under way, driven by a sync or an async shell that only does the I/O.
-
-    ``call`` is the next Redis call to make (None once decided, then ``decision`` holds);
-    the shell hands back its reply (``answer``) or the exception it raised (``fail``).
-    """
-
-    def __init__(self, steps: Generator[Call, Any, Decision]) -> None:
-        self._steps = steps
-        self.call: Call | None = None
-        self._decision: Decision | None = None
-        self._advance(lambda: next(steps))
-
-    @property
-    def decision(self) -> Decision:
-        """The answer, once no call is left."""
-        if self._decision is None:
-            raise RuntimeError("the decision still waits on a Redis call")
-        return self._decision
-
-    def answer(self, reply: Any) -> None:
-        """The reply to ``call``."""
-        self._advance(lambda: self._steps.send(reply))
-
-    def fail(self, err: BaseException) -> None:
-        """``call`` raised ``err``: decide without Redis, or re-raise it."""
-        self._advance(lambda: self._steps.throw(err))
-
-    def _advance(self, step: Callable[[], Call]) -> None:
-        try:
-            self.call = step()
-        except StopIteration as done:
-            self.call = None
-            self._decision = done.value
+    def args(self) -> tuple[int, ...]:
+        """The script's ARGV: limit, period in ms, cost."""
+        return (self.rate.limit, self.rate.period_ms, 1)
 
 
 class _Plan:
-    """The pure part of a decision: the steps, and what their replies mean."""
+    """The pure part of a decision: its steps as calls (IP first), what their replies mean.
+
+    Each step is one ``Call`` of ``lua/ratelimit.lua``, run like the store's calls by the
+    script runner; a step that allows the attempt has the next step as its follow-up.
+    """
 
     def __init__(self, limiter: _LimiterBase, steps: Sequence[Step]) -> None:
         self._limiter = limiter
         self.steps = steps
         self._remaining: list[int] = []
 
-    def run(self) -> _Run:
-        """The decision, as a run whose Redis calls the caller makes (see ``_Run``)."""
-        return _Run(self._decide())
-
-    def _decide(self) -> Generator[Call, Any, Decision]:
-        """The breaker and the script calls: yields each call, is sent its reply or thrown
-        the error it raised."""
-        limiter = self._limiter
+    def start(self) -> Call[Decision] | Decision:
+        """The first call, or the decision when none is needed (no budget, breaker open)."""
         if not self.steps:
             return self.allowed()
-        if not limiter.breaker.allow(time.monotonic()):
+        if not self._limiter.breaker.allow(time.monotonic()):
             return self.fallback()
-        try:
-            for step in self.steps:
-                try:
-                    try:
-                        reply = yield Call("evalsha", (_SCRIPT.sha, *step.args))
-                    except NoScriptError:
-                        reply = yield Call("eval", (_SCRIPT.source, *step.args))
-                except DRIVER_ERRORS as err:
-                    return self.failed(err)
-                limiter.reachable()
-                refused = self.feed(step, reply)
-                if refused is not None:
-                    return refused
-        except BaseException:
-            limiter.breaker.abandon()  # interrupted mid-call: the probe, if it was one, is void
-            raise
-        return self.allowed()
+        return self.call(0)
 
-    def feed(self, step: Step, reply: Any) -> Decision | None:
-        """The final decision once ``reply`` (of ``step``) refuses, else None to go on."""
-        allowed, remaining, retry_ms = int(reply[0]), int(reply[1]), int(reply[2])
-        if not allowed:
-            return Decision(
-                allowed=False, remaining=0, retry_after=retry_ms / 1000, limited_by=step.scope
-            )
-        self._remaining.append(remaining)
-        return None
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Call[Decision] | Decision]:
+        """``start``, guarded: interrupted mid-call (cancelled, or any other exception),
+        the breaker's probe, if the call was it, is void."""
+        try:
+            yield self.start()
+        except BaseException:
+            self._limiter.breaker.abandon()
+            raise
+
+    def call(self, n: int) -> Call[Decision]:
+        """Step ``n``: its reply refuses, or goes on to step ``n + 1``, or allows."""
+        step = self.steps[n]
+
+        def then(reply: Any) -> Call[Decision] | None:
+            self._limiter.reachable()
+            if n + 1 < len(self.steps) and int(reply[0]):
+                self._remaining.append(int(reply[1]))
+                return self.call(n + 1)
+            return None
+
+        def parse(reply: Any) -> Decision:
+            allowed, remaining, retry_ms = int(reply[0]), int(reply[1]), int(reply[2])
+            if not allowed:
+                return Decision(
+                    allowed=False, remaining=0, retry_after=retry_ms / 1000, limited_by=step.scope
+                )
+            self._remaining.append(remaining)
+            return self.allowed()
+
+        return Call(_SCRIPT, (step.key,), step.args, parse, self.failed, then=then)
 
     def allowed(self) -> Decision:
         """Every step allowed the attempt."""
         return Decision(allowed=True, remaining=min(self._remaining, default=0), retry_after=0.0)
 
-    def failed(self, err: Exception) -> Decision:
+    def failed(self, err: Exception, unreachable: bool) -> Decision:
         """Redis could not answer: fall back (unreachable) or raise ``ScriptError``."""
-        if not is_unreachable(err):
+        if not unreachable:
             self._limiter.reachable()
             raise ScriptError(f"Redis answered with an error: {err}") from err
         self._limiter.breaker.failure(time.monotonic())
@@ -367,6 +330,17 @@ class _LimiterBase:
         self.normalize = normalize
         self.breaker = Breaker(breaker_failures, breaker_reset)
 
+    @classmethod
+    def for_store(cls: type[L], store: Any, **options: Any) -> L:
+        """A limiter on a store's client (``SessionStore`` for ``LoginRateLimiter``,
+        ``AsyncSessionStore`` for ``AsyncLoginRateLimiter``), sharing its namespace and
+        its breaker settings."""
+        config = store.config
+        options.setdefault("namespace", config.namespace)
+        options.setdefault("breaker_failures", config.breaker_failures)
+        options.setdefault("breaker_reset", config.breaker_reset)
+        return cls(store.client, **options)
+
     def reachable(self) -> None:
         """Redis answered: close the breaker (cheap when it is closed already)."""
         if not self.breaker.quiet:
@@ -406,53 +380,19 @@ class _LimiterBase:
         return _Plan(self, steps)
 
 
-def _store_defaults(store: Any, options: dict[str, Any]) -> None:
-    """A limiter built for a store shares its namespace and its breaker settings."""
-    config = store.config
-    options.setdefault("namespace", config.namespace)
-    options.setdefault("breaker_failures", config.breaker_failures)
-    options.setdefault("breaker_reset", config.breaker_reset)
-
-
 class LoginRateLimiter(_LimiterBase):
     """Login attempts per account and per IP, for synchronous code (a ``redis.Redis``)."""
 
-    @classmethod
-    def for_store(cls, store: Any, **options: Any) -> LoginRateLimiter:
-        """A limiter on a ``SessionStore``'s client and namespace."""
-        _store_defaults(store, options)
-        return cls(store.client, **options)
-
     def hit(self, account: str, ip: str | None = None) -> Decision:
         """Count one attempt on ``account`` from ``ip``; is it allowed, and if not, when?"""
-        run = self.plan(account, ip).run()
-        while (call := run.call) is not None:
-            try:
-                reply = getattr(self.client, call.method)(*call.args)
-            except BaseException as err:  # an interrupt too: the run voids its probe
-                run.fail(err)
-            else:
-                run.answer(reply)
-        return run.decision
+        with self.plan(account, ip).running() as start:
+            return runner.complete(self.client, start)
 
 
 class AsyncLoginRateLimiter(_LimiterBase):
     """Login attempts per account and per IP, for asyncio (a ``redis.asyncio.Redis``)."""
 
-    @classmethod
-    def for_store(cls, store: Any, **options: Any) -> AsyncLoginRateLimiter:
-        """A limiter on an ``AsyncSessionStore``'s client and namespace."""
-        _store_defaults(store, options)
-        return cls(store.client, **options)
-
     async def hit(self, account: str, ip: str | None = None) -> Decision:
         """Count one attempt on ``account`` from ``ip``; is it allowed, and if not, when?"""
-        run = self.plan(account, ip).run()
-        while (call := run.call) is not None:
-            try:
-                reply = await getattr(self.client, call.method)(*call.args)
-            except BaseException as err:  # a cancellation too: the run voids its probe
-                run.fail(err)
-            else:
-                run.answer(reply)
-        return run.decision
+        with self.plan(account, ip).running() as start:
+            return await runner.acomplete(self.client, start)

@@ -5,18 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
-from redis.exceptions import NoScriptError
-
 from sessionstore._engine import admin
 from sessionstore._engine.call import Call, fail_closed
-from sessionstore._redis import connect, direct, durable
-from sessionstore._redis.driver import (
-    DRIVER_ERRORS,
-    command_args,
-    eval_args,
-    failed,
-    is_unreachable,
-)
+from sessionstore._redis import connect, direct, durable, runner
+from sessionstore._redis.driver import DRIVER_ERRORS, failed, is_unreachable
 from sessionstore._shell import StoreBase
 from sessionstore.models import Config, Device, DeviceSessions, Principal, Session, TokenPair
 
@@ -46,23 +38,18 @@ class SessionStore(StoreBase):
             try:
                 if wait is None and self._direct is not None:
                     reply = self._direct.execute(call)
-                elif call.command is not None:
-                    reply = self._client.execute_command(*command_args(call))
                 elif wait is None:
-                    try:
-                        reply = self._client.evalsha(call.script.sha, *eval_args(call))
-                    except NoScriptError:
-                        reply = self._client.eval(call.script.source, *eval_args(call))
+                    reply = runner.send(self._client, call)
                 else:
                     # EVAL then WAIT on one connection to the primary owning the keys' slot.
                     reply, acked = durable.run(self._client, call, wait)
                     self._engine.replicated(acked)
             except DRIVER_ERRORS as err:
                 return failed(call, err)
-            follow = self._after(call, reply)
-            if follow is None:
-                return call.parse(reply)
-            call = follow
+            out = self._after(call, reply)
+            if not isinstance(out, Call):
+                return out
+            call = out
 
     def create(
         self,

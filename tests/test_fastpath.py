@@ -2,10 +2,11 @@
 
 Guards, against real servers: the direct I/O path (hand-packed RESP on the client's own
 connections; the async batcher's pipelining on one held connection) and who takes it,
-per-caller outcomes in one batch, NOSCRIPT after SCRIPT FLUSH, a connection lost
-mid-batch (degraded answers, then recovery), an idle connection the server closed, the
-HMGET read and its follow-ups (a touch that is due, blobs larger than its slots), the
-caches' doorkeeper, threads sharing the sync store, and the token gate's JSON fast path.
+per-caller outcomes in one batch, a connection lost mid-batch (degraded answers, then
+recovery), an idle connection the server closed, the HMGET read and its follow-ups (a
+touch that is due, blobs larger than its slots), the caches' doorkeeper, threads sharing
+the sync store, and the token gate's JSON fast path. NOSCRIPT after SCRIPT FLUSH:
+tests/test_noscript.py.
 """
 
 from __future__ import annotations
@@ -306,23 +307,7 @@ async def test_a_due_touch_or_a_gone_session_runs_the_check_script(
     assert isinstance(again[6], SessionRevoked) and not isinstance(again[6], SessionExpired)
 
 
-# --- scripts flushed, connections lost ------------------------------------------------------
-
-
-async def test_noscript_after_script_flush_loads_the_script_again(
-    make_store: StoreFactory, redis_client: redis.Redis
-) -> None:
-    # touch_interval=0: every validation runs the check script after its read.
-    store = make_store(config=Config(touch_interval=0))
-    pairs = [await store.login(f"user-{n}", device=PHONE) for n in range(30)]
-    for _ in range(2):
-        redis_client.script_flush()
-        before = commands(redis_client, "eval")
-        results = await validate_all(store, [p.access_token for p in pairs])
-        for pair, result in zip(pairs, results, strict=True):
-            assert not isinstance(result, BaseException), result
-            assert result.session_id == pair.session_id and not result.degraded
-        assert commands(redis_client, "eval") > before  # NOSCRIPT answered with EVAL
+# --- connections lost -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("loss", ["killed", "stalled"])

@@ -1,7 +1,8 @@
 """A ``Call``: one command or script to run, and what to make of its reply or failure.
 
-The engine builds calls; the shells (``SessionStore``, ``AsyncSessionStore``) and the
-batcher run them. Nothing here does I/O.
+The engine (and the rate limiter) builds calls; the shells (``SessionStore``,
+``AsyncSessionStore``), the batcher and the script runner (``_redis.runner``) send them,
+and ``step`` turns each reply into the next call or the result. Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, Generic, TypeVar
 from sessionstore.errors import ScriptError, StoreUnavailable
 from sessionstore.scripts import Script
 
-__all__ = ["Arg", "Call", "announced", "confirmed", "fail_closed"]
+__all__ = ["Arg", "Call", "announced", "confirmed", "fail_closed", "step"]
 
 T = TypeVar("T")
 Arg = bytes | str | int
@@ -47,6 +48,20 @@ class Call(Generic[T]):
     durable: bool = False
     command: str | None = None
     then: Callable[[Any], Call[T] | None] | None = None
+
+
+def step(call: Call[T], reply: Any) -> Call[T] | T:
+    """What ``reply`` makes of ``call``: the follow-up call to run next, or the result.
+
+    The one place a reply moves a call on: the shells, the batcher and the script runner
+    all step calls here (a result is never itself a ``Call``).
+    """
+    then = call.then
+    if then is not None:
+        follow = then(reply)
+        if follow is not None:
+            return follow
+    return call.parse(reply)
 
 
 def announced(call: Call[T], when: Callable[[Any], bool] | None = None) -> Call[T]:

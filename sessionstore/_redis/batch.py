@@ -19,11 +19,10 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from redis.exceptions import NoScriptError
-
-from sessionstore._engine.call import Call
+from sessionstore._engine.call import Call, step
 from sessionstore._redis import direct as _direct
-from sessionstore._redis.driver import DRIVER_ERRORS, command_args, eval_args, failed
+from sessionstore._redis import runner
+from sessionstore._redis.driver import DRIVER_ERRORS, failed
 
 __all__ = ["Batcher"]
 
@@ -135,7 +134,7 @@ class Batcher:
                 await direct.open()
                 self._write(direct, calls, futures)
                 return
-            replies = await self._execute(calls)
+            replies = await runner.apipeline(self._client, calls)
         except DRIVER_ERRORS as err:
             replies = [err] * len(calls)
         except BaseException as err:
@@ -154,36 +153,15 @@ class Batcher:
             if isinstance(reply, Exception):
                 result = failed(call, reply)
             else:
-                then = call.then
-                follow = None if then is None else then(reply)
-                if follow is not None:
-                    # Its result is the caller's result.
-                    self._enqueue(future.get_loop(), follow, future)
+                result = step(call, reply)
+                if isinstance(result, Call):
+                    # A follow-up: its result is the caller's result.
+                    self._enqueue(future.get_loop(), result, future)
                     return
-                result = call.parse(reply)
         except Exception as err:  # handed to exactly that caller
             future.set_exception(err)
             return
         future.set_result(result)
-
-    async def _execute(self, calls: list[Call[Any]]) -> list[Any]:
-        pipe = self._client.pipeline(transaction=False)
-        for call in calls:
-            if call.command is not None:
-                pipe.execute_command(*command_args(call))
-            else:
-                # The raw command: redis-py's cluster pipelines refuse pipe.evalsha().
-                pipe.execute_command("EVALSHA", call.script.sha, *eval_args(call))
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
-        missing = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        if missing:
-            # After a restart or SCRIPT FLUSH: EVAL loads the scripts again.
-            pipe = self._client.pipeline(transaction=False)
-            for n in missing:
-                pipe.execute_command("EVAL", calls[n].script.source, *eval_args(calls[n]))
-            for n, reply in zip(missing, await pipe.execute(raise_on_error=False), strict=True):
-                replies[n] = reply
-        return replies
 
     async def close(self) -> None:
         """Wait for batches in flight (and the follow-ups they queue), then let go."""

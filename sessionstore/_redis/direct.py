@@ -34,10 +34,9 @@ import redis.connection as sconn
 from redis import exceptions as rx
 
 from sessionstore._engine.call import Call
-from sessionstore._redis import redispy
-from sessionstore._redis.driver import eval_args
+from sessionstore._redis import redispy, runner
 
-__all__ = ["AsyncDirect", "SyncDirect", "async_direct", "pack", "pack_eval", "sync_direct"]
+__all__ = ["AsyncDirect", "SyncDirect", "async_direct", "pack", "pack_again", "sync_direct"]
 
 # Not BlockingConnectionPool: whoever bounds a pool's connections would find some held here.
 _SYNC_POOLS = (sconn.ConnectionPool,)
@@ -93,10 +92,10 @@ _pack: Callable[[tuple[Any, ...]], bytes] = hiredis.pack_command
 
 
 def pack(call: Call[Any]) -> bytes:
-    """The RESP of ``call``: its read command, or EVALSHA of its script."""
+    """The RESP of ``call``'s first command (``runner.command``): its read, or EVALSHA."""
     command = call.command
     if command is None:
-        return _pack(("EVALSHA", call.script.sha, *eval_args(call)))
+        return _pack(runner.command(call))
     keys, args = call.keys, call.args
     frame = _FRAMES.get(id(args))
     if frame is None or frame[0] is not args or frame[1] != command or frame[2] != len(keys):
@@ -134,9 +133,11 @@ def _bulk(value: str | bytes | int) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(data), data)
 
 
-def pack_eval(call: Call[Any]) -> bytes:
-    """The RESP of EVAL of ``call``'s script (after NOSCRIPT: it loads the script again)."""
-    return _pack(("EVAL", call.script.source, *eval_args(call)))
+def pack_again(call: Call[Any], reply: Any) -> bytes | None:
+    """The RESP to send again when ``reply`` is NOSCRIPT for ``call`` (``runner.reload``:
+    EVAL, which loads the script again), else None."""
+    line = runner.reload(call, reply)
+    return None if line is None else _pack(line)
 
 
 class SyncDirect:
@@ -164,9 +165,11 @@ class SyncDirect:
             conn.send_packed_command((pack(call),))
             try:
                 reply = conn.read_response()
-            except rx.NoScriptError:
-                # After a restart or SCRIPT FLUSH: EVAL loads the script again.
-                conn.send_packed_command((pack_eval(call),))
+            except rx.NoScriptError as err:
+                again = pack_again(call, err)
+                if again is None:
+                    raise
+                conn.send_packed_command((again,))
                 reply = conn.read_response()
         finally:
             # A connection that failed was disconnected by redis-py: it reconnects on use.
@@ -330,13 +333,15 @@ class AsyncDirect:
                 parser.feed(data)
                 while calls and (reply := parser.gets()) is not False:
                     call, future = calls.popleft(), futures.popleft()
-                    if isinstance(reply, rx.NoScriptError) and future not in reloaded:
-                        # After a restart or SCRIPT FLUSH: EVAL loads the script again.
-                        writer.write(pack_eval(call))
-                        calls.append(call)
-                        futures.append(future)
-                        reloaded.add(future)
-                        continue
+                    # An error reply may be NOSCRIPT: sent again once, as EVAL.
+                    if isinstance(reply, Exception) and future not in reloaded:
+                        again = pack_again(call, reply)
+                        if again is not None:
+                            writer.write(again)
+                            calls.append(call)
+                            futures.append(future)
+                            reloaded.add(future)
+                            continue
                     if reloaded:
                         reloaded.discard(future)
                     self._settle(call, future, reply)

@@ -14,7 +14,6 @@ __all__ = [
     "DRIVER_ERRORS",
     "check_client",
     "client_options",
-    "command_args",
     "eval_args",
     "failed",
     "is_unreachable",
@@ -52,11 +51,6 @@ def is_unreachable(err: BaseException) -> bool:
 def failed(call: Call[T], err: Exception) -> T:
     """The outcome of ``call`` when the driver raised ``err``."""
     return call.fail(err, is_unreachable(err))
-
-
-def command_args(call: Call[Any]) -> tuple[Any, ...]:
-    """A read call's command line: the command, its KEYS, then its arguments."""
-    return (call.command, *call.keys, *call.args)
 
 
 def eval_args(call: Call[Any]) -> tuple[Any, ...]:

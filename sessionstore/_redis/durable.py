@@ -18,9 +18,8 @@ from typing import Any, NamedTuple
 from redis.exceptions import AskError, MovedError, TryAgainError
 
 from sessionstore._engine.call import Call
-from sessionstore._redis import redispy
+from sessionstore._redis import redispy, runner
 from sessionstore._redis.connect import is_cluster
-from sessionstore._redis.driver import eval_args
 
 __all__ = ["Hop", "arun", "commands", "run", "settle"]
 
@@ -41,7 +40,7 @@ class Hop(NamedTuple):
 def commands(call: Call[Any], wait: tuple[int, int], hop: Hop | None) -> list[tuple[Any, ...]]:
     """The commands for one connection: [ASKING,] EVAL, WAIT."""
     first: list[tuple[Any, ...]] = [("ASKING",)] if hop is not None and hop.ask else []
-    return [*first, ("EVAL", call.script.source, *eval_args(call)), ("WAIT", *wait)]
+    return [*first, runner.evaluate(call), ("WAIT", *wait)]
 
 
 def settle(results: list[Any], hop: Hop | None) -> Hop | None:
