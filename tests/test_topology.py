@@ -18,8 +18,7 @@ import redis
 from redis.crc import key_slot
 
 from sessionstore import Device, Keyring, SessionRevoked, SessionStore, StoreUnavailable
-from sessionstore._nearcache.listener import revoked_channel
-from sessionstore.keys import encode_user_id, user_keys
+from sessionstore.keys import encode_user_id, revoked_channel, user_keys
 from sessionstore.testing import LocalCluster, LocalSentinel, LocalServer, local_binary
 from support import cache_serves, wait_for
 from test_caches import validator_core, warm

@@ -16,6 +16,14 @@ import msgspec
 from sessionstore import events
 from sessionstore._engine import codec
 from sessionstore._engine.call import Call, fail_closed
+from sessionstore._engine.schema import (
+    IDLE_TTL,
+    NEVER_TOUCH_MS,
+    ROW_FIELDS,
+    ROW_IDLE_TTL,
+    ROW_SEEN,
+    SEEN,
+)
 from sessionstore._nearcache.cache import NearCache
 from sessionstore.errors import SessionRevoked
 from sessionstore.models import Principal, Session
@@ -28,7 +36,9 @@ if TYPE_CHECKING:
 __all__ = ["READ_FIELDS", "Check", "Verified", "principal_of"]
 
 _CHECK = SCRIPTS["check"]
-READ_FIELDS = codec.ROW_FIELDS
+READ_FIELDS = ROW_FIELDS
+# The check script's "never touch" (``_script`` takes µs): it only says how a session is gone.
+_GONE_US = NEVER_TOUCH_MS * 1000
 
 
 class Verified(msgspec.Struct, gc=False):
@@ -69,7 +79,7 @@ class Check(Call[Principal]):
 
     __slots__ = ("auth", "due", "ip", "near", "ticket", "user_agent", "verified")
     script = _CHECK
-    args: tuple[str, ...] = READ_FIELDS
+    args: tuple[bytes, ...] = READ_FIELDS
     durable = False
     command: str | None = "HMGET"
 
@@ -94,13 +104,13 @@ class Check(Call[Principal]):
 
     def then(self, row: list[bytes | None]) -> Call[Principal] | None:
         """The follow-up an HMGET reply needs (gone, touch due, blobs too big), or None."""
-        seen = row[1]
+        seen = row[ROW_SEEN]
         if seen is None:
-            return self._script(-1000)  # gone: the script says whether expired or revoked
+            return self._script(_GONE_US)  # gone: the script says whether expired or revoked
         auth = self.auth
         seen_us = int(seen)
         interval_us = auth.touch_us
-        idle = row[6]  # the session's idle ttl (ms): half of it bounds the interval
+        idle = row[ROW_IDLE_TTL]  # the session's idle ttl (ms): half of it bounds the interval
         if idle is not None and len(idle) <= auth.idle_cap_digits and int(idle) < auth.idle_cap_ms:
             interval_us = int(idle) * 500
         if time.time() * 1_000_000 - seen_us >= interval_us:
@@ -116,7 +126,7 @@ class Check(Call[Principal]):
         return None
 
     def _all(self, fields: Mapping[bytes, bytes] | list[bytes]) -> Call[Principal] | None:
-        return self._script(-1000) if not fields else None  # gone since the HMGET
+        return self._script(_GONE_US) if not fields else None  # gone since the HMGET
 
     def _script(self, interval_us: int) -> Call[Principal]:
         verified = self.verified
@@ -168,7 +178,7 @@ class Check(Call[Principal]):
                     )
                 )
             fields = codec.parse_fields(flat)
-            seen, idle = fields.get(b"s"), fields.get(b"i")
+            seen, idle = fields.get(SEEN), fields.get(IDLE_TTL)
             if seen is not None and idle is not None:
                 self.due = codec.touch_due_us(seen, idle, self.auth.touch_us) / 1e6
             return self.principal_all(fields)
