@@ -99,9 +99,10 @@ def test_the_row_holds_each_field_at_its_slot() -> None:
     assert row[schema.ROW_META :] == (*(b"m%d" % n for n in range(8)), b"d0", b"d1", b"d2", b"d3")
     slots = {name: getattr(schema, name) for name in schema.__all__ if name.startswith("ROW_")}
     for name, slot in slots.items():
-        if name != "ROW_FIELDS" and name not in ("ROW_META", "ROW_DATA"):
+        if name not in ("ROW_FIELDS", "ROW_HEAD", "ROW_META", "ROW_DATA"):
             assert row[slot] == getattr(schema, name[4:])
     assert row[schema.ROW_DATA] == b"d0"
+    assert row[: len(schema.ROW_HEAD)] == schema.ROW_HEAD
 
 
 def test_key_and_channel_names() -> None:

@@ -7,18 +7,15 @@ a session hash stays listpack-encoded under Redis' default ``hash-max-listpack-v
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Any, cast
 
 import msgspec
 
 from sessionstore._engine.schema import (
-    ABSOLUTE_DEADLINE,
-    CREATED,
     DATA,
     DATA_CHUNKS,
     DATA_SLOTS,
-    DEVICE,
-    IDLE_DEADLINE,
     META,
     META_SLOTS,
     ROW_ABSOLUTE_DEADLINE,
@@ -26,10 +23,10 @@ from sessionstore._engine.schema import (
     ROW_DATA,
     ROW_DATA_CHUNKS,
     ROW_DEVICE,
+    ROW_HEAD,
     ROW_IDLE_DEADLINE,
     ROW_META,
     ROW_SEEN,
-    SEEN,
     UNTOUCHED,
 )
 from sessionstore.errors import InvalidInput
@@ -172,14 +169,14 @@ def parse_session(user_id: str, session_id: str, fields: Mapping[bytes, bytes]) 
     return _session(
         user_id,
         session_id,
-        fields[CREATED],
-        fields[SEEN],
-        fields[IDLE_DEADLINE],
-        fields[ABSOLUTE_DEADLINE],
-        fields[DEVICE],
+        _head(fields),
         _join(fields, META),
         _join(fields, DATA, data_count) if data_count else b"",
     )
+
+
+# A whole hash's ``ROW_HEAD`` fields as a tuple: the start of a row, indexed like one.
+_head = itemgetter(*ROW_HEAD)
 
 
 def touch_due_us(seen_us: bytes | int, idle_ms: bytes | int, touch_us: int) -> int:
@@ -207,40 +204,24 @@ def parse_row(user_id: str, session_id: str, row: list[bytes | None]) -> Session
     values = cast("list[bytes]", row)
     count = int(values[ROW_DATA_CHUNKS] or 0)
     data = values[ROW_DATA] if count == 1 else b"".join(values[ROW_DATA : ROW_DATA + count])
-    return _session(
-        user_id,
-        session_id,
-        values[ROW_CREATED],
-        values[ROW_SEEN],
-        values[ROW_IDLE_DEADLINE],
-        values[ROW_ABSOLUTE_DEADLINE],
-        values[ROW_DEVICE],
-        b"".join(values[ROW_META : row.index(None, ROW_META)]),
-        data,
-    )
+    meta = b"".join(values[ROW_META : row.index(None, ROW_META)])
+    return _session(user_id, session_id, values, meta, data)
 
 
 def _session(
-    user_id: str,
-    session_id: str,
-    created_us: bytes,
-    seen_us: bytes,
-    idle_deadline_ms: bytes,
-    absolute_deadline_ms: bytes,
-    device_id: bytes,
-    meta: bytes,
-    data: bytes,
+    user_id: str, session_id: str, head: Sequence[bytes], meta: bytes, data: bytes
 ) -> Session:
-    """A ``Session`` from its fields' raw values (times from µs or ms to seconds)."""
+    """A ``Session`` from its ``ROW_HEAD`` fields (a whole row will do: no slice per call)
+    and its blobs. Times go from server µs or ms to seconds."""
     name, user_agent, ip, claims = _meta_decoder.decode(meta)
     return Session(
         user_id=user_id,
         session_id=session_id,
-        device=Device(id=device_id.decode(), name=name, user_agent=user_agent, ip=ip),
-        created_at=int(created_us) / 1e6,
-        last_seen_at=int(seen_us) / 1e6,
-        idle_expires_at=int(idle_deadline_ms) / 1000,
-        absolute_expires_at=int(absolute_deadline_ms) / 1000,
+        device=Device(id=head[ROW_DEVICE].decode(), name=name, user_agent=user_agent, ip=ip),
+        created_at=int(head[ROW_CREATED]) / 1e6,
+        last_seen_at=int(head[ROW_SEEN]) / 1e6,
+        idle_expires_at=int(head[ROW_IDLE_DEADLINE]) / 1000,
+        absolute_expires_at=int(head[ROW_ABSOLUTE_DEADLINE]) / 1000,
         data=_data_decoder.decode(data) if data else {},
         claims=claims,
     )

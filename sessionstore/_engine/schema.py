@@ -31,6 +31,7 @@ __all__ = [
     "ROW_DATA_CHUNKS",
     "ROW_DEVICE",
     "ROW_FIELDS",
+    "ROW_HEAD",
     "ROW_IDLE_DEADLINE",
     "ROW_IDLE_TTL",
     "ROW_META",
@@ -78,8 +79,11 @@ class Reply(IntEnum):
 # in the reply, no dict to build. Blobs longer than the slots need the whole hash.
 META_SLOTS = 8
 DATA_SLOTS = 4
+# Every live session has these: a row starts with them (a ``Session`` is built from them).
+ROW_HEAD = (CREATED, SEEN, IDLE_DEADLINE, ABSOLUTE_DEADLINE, DEVICE)
 ROW_FIELDS: tuple[bytes, ...] = (
-    *(CREATED, SEEN, IDLE_DEADLINE, ABSOLUTE_DEADLINE, DEVICE, DATA_CHUNKS, IDLE_TTL),
+    *ROW_HEAD,
+    *(DATA_CHUNKS, IDLE_TTL),
     *(b"%s%d" % (META, n) for n in range(META_SLOTS)),
     *(b"%s%d" % (DATA, n) for n in range(DATA_SLOTS)),
 )
