@@ -114,7 +114,7 @@ class Sessions:
             self.emit(events.ReplicationLag(wanted=wanted, acked=int(acked)))
 
     def gone(self, user_id: str, session_id: str, code: int) -> SessionRevoked:
-        """The error for a session a script found gone (``code``: a ``Reply``, gone or not)."""
+        """The error for a session a script found gone (``Reply.EXPIRED``, else revoked)."""
         self._forget(user_id, [session_id])
         if int(code) == Reply.EXPIRED:
             self.emit(events.Expired(user_id=user_id, session_id=session_id))
