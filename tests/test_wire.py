@@ -58,16 +58,14 @@ def _lua_constants() -> dict[str, str | int]:
 
 
 def _python_constants() -> dict[str, str | int]:
-    fields = [
-        *("CREATED", "SEEN", "IDLE_TTL", "ABSOLUTE_DEADLINE", "IDLE_DEADLINE", "DEVICE"),
-        *("GENERATION", "KEY_ID", "ROTATED_AT", "META", "DATA", "DATA_CHUNKS", "UNTOUCHED"),
-    ]
+    """Every name Python gives the wire: key parts, field names and markers, reply codes."""
     expected: dict[str, str | int] = {
         "SESSION_PART": SESSION_PART,
         "INDEX_PART": INDEX_PART,
         "REVOKED_CHANNEL_PART": REVOKED_CHANNEL_PART,
     }
-    expected.update({name: getattr(schema, name).decode() for name in fields})
+    names = vars(schema).items()
+    expected.update({k: v.decode() for k, v in names if k.isupper() and isinstance(v, bytes)})
     expected.update({reply.name: int(reply) for reply in schema.Reply})
     return expected
 
