@@ -1,8 +1,38 @@
--- Shared helpers, prepended to every script by sessionstore/scripts.py (static text, no interpolation).
--- Session HASH fields: c created µs, s last seen µs (µs keep same-ms events in order), i idle ttl ms, a absolute deadline ms,
--- e idle deadline ms (never past a), v device id, g refresh generation, k its key id,
--- t last rotation ms, m0.. meta blob chunks, d0.. data blob chunks, dn data chunk count.
--- Index ZSET: session id -> idle deadline ms. Every key expires with its last deadline.
+-- Shared names and helpers, prepended to every script by sessionstore/scripts.py (static text,
+-- no interpolation). The names below are the wire format: sessionstore/keys.py (key parts)
+-- and sessionstore/_engine/schema.py (fields, replies) hold the same names and values, and
+-- tests/test_wire.py compares them.
+
+-- Key parts: a user's keys are <ns>:{<enc uid>}: then SESSION_PART .. <sid> (a HASH) or
+-- INDEX_PART (a ZSET: session id -> idle deadline ms); revocations are published on
+-- <ns> .. REVOKED_CHANNEL_PART. Every key expires with its last deadline.
+local SESSION_PART = 's:'
+local INDEX_PART = 'idx'
+local REVOKED_CHANNEL_PART = ':{!revoked}'
+
+-- Session HASH fields. Times are the server's clock.
+local CREATED = 'c'            -- µs
+local SEEN = 's'               -- last seen, µs (µs keep same-ms events in order)
+local IDLE_TTL = 'i'           -- ms
+local ABSOLUTE_DEADLINE = 'a'  -- ms
+local IDLE_DEADLINE = 'e'      -- ms, never past the absolute deadline
+local DEVICE = 'v'             -- device id
+local GENERATION = 'g'         -- refresh generation
+local KEY_ID = 'k'             -- the key id it is signed with
+local ROTATED_AT = 't'         -- last rotation, ms
+local META = 'm'               -- chunk prefix of the meta blob (device texts, claims): m0, ...
+local DATA = 'd'               -- chunk prefix of the data blob: d0, d1, ...
+local DATA_CHUNKS = 'dn'       -- how many data chunks
+
+-- Reply codes (schema.Reply).
+local EXPIRED = -1             -- past a deadline (deleted on the way)
+local REVOKED = 0              -- or never existed
+local ROTATED = 1              -- refresh: the next generation
+local GRACE = 2                -- refresh: the previous generation again, within the grace
+local REUSED = 3               -- refresh: an older generation (the session is deleted)
+local NO_REFRESH = 4           -- refresh: the session has no refresh token
+-- After a check script's fields: its due touch was refused, and the server's error follows.
+local UNTOUCHED = '!untouched'
 
 -- The server's clock in ms, and in µs.
 local function clock()
@@ -17,7 +47,7 @@ end
 
 -- The session prefix is built from the declared index key, so discovered keys share its slot.
 local function session_prefix(index)
-  return string.sub(index, 1, #index - 3) .. 's:'
+  return string.sub(index, 1, #index - #INDEX_PART) .. SESSION_PART
 end
 
 -- The index outlives its longest-lived session by a minute, so that a late request can
@@ -32,8 +62,8 @@ end
 -- Tell listening stores which sessions died (their degraded-mode revocation memory).
 local function announce(index, sids)
   if #sids > 0 then
-    local ns, tag = string.match(index, '^(.*):{(.-)}:idx$')
-    redis.call('PUBLISH', ns .. ':{!revoked}', tag .. ' ' .. table.concat(sids, ' '))
+    local ns, tag = string.match(index, '^(.-):{(.-)}:')  -- no ':' in <ns>, no '}' in a tag
+    redis.call('PUBLISH', ns .. REVOKED_CHANNEL_PART, tag .. ' ' .. table.concat(sids, ' '))
   end
 end
 
@@ -79,22 +109,22 @@ local function chunk_args(cursor, count)
   return cursor, c
 end
 
--- Load a live session's clock fields, or nil and why not: 0 revoked (or never existed),
--- -1 expired. A session past a deadline is deleted on the way.
+-- Load a live session's clock fields, or nil and why not: REVOKED (or never existed),
+-- EXPIRED. A session past a deadline is deleted on the way.
 local function load_live(index, key, sid, now)
-  local f = redis.call('HMGET', key, 'e', 'a', 'i', 's')
+  local f = redis.call('HMGET', key, IDLE_DEADLINE, ABSOLUTE_DEADLINE, IDLE_TTL, SEEN)
   if not f[1] then
     local deadline = redis.call('ZSCORE', index, sid)
     redis.call('ZREM', index, sid)
     if deadline and tonumber(deadline) <= now then
-      return nil, -1
+      return nil, EXPIRED
     end
-    return nil, 0
+    return nil, REVOKED
   end
   local e, a = tonumber(f[1]), tonumber(f[2])
   if now >= e or now >= a then
     forget(index, key, sid)
-    return nil, -1
+    return nil, EXPIRED
   end
   return {e = e, a = a, i = tonumber(f[3]), s = tonumber(f[4])}
 end
@@ -106,7 +136,7 @@ end
 -- so when that HSET is refused nothing has been written: the refusal is returned.
 local function slide(index, key, sid, live, now, now_us, first)
   local e = math.min(now + live.i, live.a)
-  local done = (first or redis.call)('HSET', key, 's', now_us, 'e', e)
+  local done = (first or redis.call)('HSET', key, SEEN, now_us, IDLE_DEADLINE, e)
   if type(done) == 'table' and done.err then
     return done.err
   end

@@ -4,9 +4,9 @@
 -- Serves get (interval -1: never touch), touch (interval 0) and validate.
 -- KEYS[1] index ZSET, KEYS[2] session HASH
 -- ARGV[1] session id, ARGV[2] touch interval ms (-1 never)
--- Reply: 0 when revoked or missing, -1 when expired (nothing written but cleanup),
+-- Reply: REVOKED when revoked or missing, EXPIRED when expired (nothing written but cleanup),
 --        else the session's fields as HGETALL gives them; when a due touch was refused
---        (memory full under noeviction), nothing is written and '!untouched', the
+--        (memory full under noeviction), nothing is written and UNTOUCHED, the
 --        server's error follow them: a read is answered even when a touch cannot be.
 local index, key, sid = KEYS[1], KEYS[2], ARGV[1]
 local interval = tonumber(ARGV[2])
@@ -22,7 +22,7 @@ if interval >= 0 and now_us - live.s >= math.min(interval, math.floor(live.i / 2
   local refused = slide(index, key, sid, live, now, now_us, redis.pcall)
   if refused then
     local fields = redis.call('HGETALL', key)
-    fields[#fields + 1] = '!untouched'
+    fields[#fields + 1] = UNTOUCHED
     fields[#fields + 1] = refused
     return fields
   end

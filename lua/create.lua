@@ -1,7 +1,7 @@
 -- create: add one session for a user, evicting the least recently active ones past the cap.
 -- KEYS[1] index ZSET, KEYS[2] the new session HASH (same hash tag)
 -- ARGV[1] session id, ARGV[2] idle ttl ms, ARGV[3] absolute ttl ms, ARGV[4] cap,
--- ARGV[5] device id, ARGV[6..] field/value pairs stored as given (g, k, m*, d*, dn)
+-- ARGV[5] device id, ARGV[6..] field/value pairs stored as given (refresh state, blob chunks)
 -- Reply: {created µs, idle deadline ms, absolute deadline ms, evicted session ids...}
 local index, key = KEYS[1], KEYS[2]
 local sid, device = ARGV[1], ARGV[5]
@@ -23,7 +23,7 @@ if redis.call('ZCOUNT', index, '(' .. now, '+inf') >= cap then
   -- Least recently active first: order by last-seen, then by id for a stable choice.
   local seen = {}
   for _, other in ipairs(redis.call('ZRANGE', index, '(' .. now, '+inf', 'BYSCORE')) do
-    local s = redis.call('HGET', prefix .. other, 's')
+    local s = redis.call('HGET', prefix .. other, SEEN)
     if s then
       seen[#seen + 1] = {tonumber(s), other}
     else
@@ -52,8 +52,8 @@ if redis.call('ZCOUNT', index, '(' .. now, '+inf') >= cap then
 end
 local a = now + absolute
 local e = math.min(now + idle, a)
-redis.call('HSET', key, 'c', created, 's', created, 'i', idle, 'a', a, 'e', e, 'v', device,
-  unpack(ARGV, 6))
+redis.call('HSET', key, CREATED, created, SEEN, created, IDLE_TTL, idle, ABSOLUTE_DEADLINE, a,
+  IDLE_DEADLINE, e, DEVICE, device, unpack(ARGV, 6))
 redis.call('PEXPIREAT', key, e)
 redis.call('ZADD', index, e, sid)
 bump_index_ttl(index)

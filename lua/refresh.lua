@@ -1,9 +1,10 @@
 -- refresh: rotate a session's refresh generation, or detect reuse of an older one.
 -- KEYS[1] index ZSET, KEYS[2] session HASH
 -- ARGV[1] session id, ARGV[2] presented generation, ARGV[3] grace ms, ARGV[4] key id to sign with
--- Reply: {0} revoked or missing; {-1} expired; {3} reuse detected (session deleted); {4} session has no refresh token;
---        {1, generation, key id, fields...} rotated; {2, generation, key id, fields...} grace retry
---        (the current generation, so a retrying client and the racer that rotated first agree).
+-- Reply: {REVOKED} revoked or missing; {EXPIRED} expired; {REUSED} reuse detected (session
+--        deleted); {NO_REFRESH} session has no refresh token; {ROTATED, generation, key id,
+--        fields...} rotated; {GRACE, generation, key id, fields...} grace retry (the current
+--        generation, so a retrying client and the racer that rotated first agree).
 local index, key, sid = KEYS[1], KEYS[2], ARGV[1]
 local presented, grace, kid = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 if not presented or not grace or grace < 0 or kid == '' then
@@ -14,24 +15,24 @@ local live, why = load_live(index, key, sid, now)
 if not live then
   return {why}
 end
-local r = redis.call('HMGET', key, 'g', 'k', 't')
+local r = redis.call('HMGET', key, GENERATION, KEY_ID, ROTATED_AT)
 local current = tonumber(r[1])
 if not current then
-  return {4}
+  return {NO_REFRESH}
 end
 if presented == current then
   slide(index, key, sid, live, now, now_us)
-  redis.call('HSET', key, 'g', current + 1, 'k', kid, 't', now)
-  local reply = {1, current + 1, kid}
+  redis.call('HSET', key, GENERATION, current + 1, KEY_ID, kid, ROTATED_AT, now)
+  local reply = {ROTATED, current + 1, kid}
   for _, v in ipairs(redis.call('HGETALL', key)) do reply[#reply + 1] = v end
   return reply
 end
 if presented == current - 1 and now - tonumber(r[3] or '0') <= grace then
-  local reply = {2, current, r[2]}
+  local reply = {GRACE, current, r[2]}
   for _, v in ipairs(redis.call('HGETALL', key)) do reply[#reply + 1] = v end
   return reply
 end
 forget(index, key, sid)
 bump_index_ttl(index)
 announce(index, {sid})
-return {3}
+return {REUSED}

@@ -20,7 +20,7 @@ local next_cursor, live = scan_live(index, session_prefix(index), cursor, count,
 local gone = {}
 for _, entry in ipairs(live) do
   local sid, key = entry[1], entry[2]
-  local f = redis.call('HMGET', key, 'c', 'v')
+  local f = redis.call('HMGET', key, CREATED, DEVICE)
   local hit
   if mode == 'device' then
     hit = f[2] == arg

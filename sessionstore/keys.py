@@ -1,8 +1,20 @@
-"""Key layout and id validation: the only place Redis key strings are built.
+"""Key layout and id checks: the only place Redis keys, channels and patterns are built.
 
 Every key of one user shares the hash tag ``{<enc uid>}``, so each script touches
 one slot and runs unchanged on Redis Cluster. The encoded user id is base64url
-without padding: it can never hold ``{ } : * ?`` or whitespace.
+without padding: it can never hold ``{ } : * ?`` or whitespace. ::
+
+    <ns>:{<enc uid>}:s:<sid>       HASH    one session (its fields: ``_engine/schema.py``)
+    <ns>:{<enc uid>}:idx           ZSET    the user's sessions: session id -> idle deadline
+    <ns>:{<enc uid>}:rl:<name>     STRING  an account's rate limit (``ratelimit.py``)
+    <ns>:{ip.<b64 ip>}:rl:<name>   STRING  a client IP's rate limit
+    <ns>:{!marker}                 STRING  the liveness marker (``_engine/marker.py``)
+    <ns>:{!db}                     STRING  the near cache's database watch key
+    <ns>:{!revoked}                channel revocations, ``<enc uid> <sid>...`` per message
+
+The scripts get every key in KEYS, but build a user's session keys (found through the
+index) and the revocations channel themselves: ``lua/_prelude.lua`` holds the parts below
+under the same names (``tests/test_wire.py`` compares them).
 """
 
 from __future__ import annotations
@@ -16,17 +28,36 @@ from sessionstore._jose.strict import b64u_decode_checked, b64u_encode
 from sessionstore.errors import InvalidInput
 
 __all__ = [
+    "INDEX_PART",
+    "MARKER_TTL_MS",
     "MAX_DEVICE_ID_BYTES",
     "MAX_USER_ID_CHARS",
+    "REVOKED_CHANNEL_PART",
+    "SESSION_PART",
     "UserKeys",
+    "account_limit_key",
     "check_device_id",
     "check_session_id",
     "check_user_id",
+    "db_watch_key",
     "decode_user_id",
     "encode_user_id",
+    "glob_escape",
+    "index_pattern",
+    "ip_limit_key",
+    "marker_key",
     "new_session_id",
+    "revoked_channel",
+    "tracking_prefix",
     "user_keys",
+    "user_of_index",
 ]
+
+# After a user's hash tag ``<ns>:{<enc uid>}:``: a session (+ its id), the index.
+SESSION_PART = "s:"
+INDEX_PART = "idx"
+# After the namespace: the channel the revoking scripts publish on.
+REVOKED_CHANNEL_PART = ":{!revoked}"
 
 MAX_USER_ID_CHARS = 256
 # 64 bytes keeps the device field inside a listpack-encoded hash (hash-max-listpack-value).
@@ -100,8 +131,58 @@ def decode_user_id(encoded: str) -> str:
 
 def user_keys(namespace: str, user_id: str) -> UserKeys:
     """The keys of ``user_id`` under ``namespace`` (validates the id)."""
-    tag = f"{namespace}:{{{encode_user_id(user_id)}}}:"
-    return UserKeys(prefix=tag + "s:", index=tag + "idx")
+    tag = _tagged(namespace, encode_user_id(user_id))
+    return UserKeys(prefix=tag + SESSION_PART, index=tag + INDEX_PART)
+
+
+def _tagged(namespace: str, tag: str) -> str:
+    """The start of every key hashed on ``tag``: ``<ns>:{<tag>}:``."""
+    return f"{namespace}:{{{tag}}}:"
+
+
+def tracking_prefix(namespace: str) -> str:
+    """The prefix every key of ``namespace`` starts with (the near cache tracks it)."""
+    return namespace + ":"
+
+
+def revoked_channel(namespace: str) -> str:
+    """The channel the revoking scripts publish ``<enc uid> <sid>...`` on (not a key: it
+    names no slot, and a PUBLISH reaches every node of a cluster)."""
+    return namespace + REVOKED_CHANNEL_PART
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a literal inside a Redis glob pattern."""
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
+def index_pattern(namespace: str) -> str:
+    """The SCAN pattern of every user's index under ``namespace``."""
+    return glob_escape(f"{namespace}:{{") + "*" + _INDEX_SUFFIX
+
+
+_INDEX_SUFFIX = "}:" + INDEX_PART
+
+
+def user_of_index(namespace: str, key: str) -> str | None:
+    """The user whose index ``key`` is, or None for a key that is not a user's index."""
+    start = f"{namespace}:{{"
+    if not (key.startswith(start) and key.endswith(_INDEX_SUFFIX)):
+        return None
+    try:
+        return decode_user_id(key[len(start) : -len(_INDEX_SUFFIX)])
+    except InvalidInput:
+        return None  # a foreign key that happens to match the pattern
+
+
+def account_limit_key(namespace: str, name: str, account: str) -> str:
+    """An account's rate limit key ``name``: in the slot of the account's sessions."""
+    return _tagged(namespace, encode_user_id(account)) + f"rl:{name}"
+
+
+def ip_limit_key(namespace: str, name: str, bucket: str) -> str:
+    """A client IP's (or IPv6 /64's: ``bucket``) rate limit key ``name``."""
+    return _tagged(namespace, "ip." + b64u_encode(bucket.encode())) + f"rl:{name}"
 
 
 def new_session_id() -> str:

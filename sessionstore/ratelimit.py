@@ -28,7 +28,6 @@ own ``Callable[[str], str]``.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import ipaddress
 import math
@@ -49,7 +48,7 @@ from sessionstore._engine.call import Call
 from sessionstore._engine.fallback import Breaker
 from sessionstore._redis import runner
 from sessionstore.errors import InvalidInput, ScriptError
-from sessionstore.keys import check_user_id, encode_user_id
+from sessionstore.keys import account_limit_key, check_user_id, ip_limit_key
 from sessionstore.models import Config
 from sessionstore.scripts import SCRIPTS
 
@@ -359,12 +358,11 @@ class _LimiterBase:
 
     def account_key(self, account: str) -> str:
         """The account's key (same hash tag as the account's sessions)."""
-        return f"{self.namespace}:{{{encode_user_id(account)}}}:rl:{self.name}"
+        return account_limit_key(self.namespace, self.name, account)
 
     def ip_key(self, ip: str) -> str:
         """The client IP's key (IPv6: its /64)."""
-        encoded = base64.urlsafe_b64encode(_ip_bucket(ip).encode()).rstrip(b"=").decode()
-        return f"{self.namespace}:{{ip.{encoded}}}:rl:{self.name}"
+        return ip_limit_key(self.namespace, self.name, _ip_bucket(ip))
 
     def plan(self, account: str, ip: str | None) -> _Plan:
         """Check the inputs (no Redis call for bad ones) and list the steps: IP first."""

@@ -12,13 +12,13 @@ from redis import exceptions as rx
 from redis.sentinel import SentinelManagedSSLConnection
 
 from sessionstore import AsyncSessionStore, Config, InvalidInput, SessionStore
-from sessionstore._engine.admin import Walk, glob_escape
+from sessionstore._engine.admin import Walk
 from sessionstore._engine.sessions import Sessions
 from sessionstore._redis.connect import async_client, parse, sync_client
 from sessionstore._redis.driver import is_unreachable
 from sessionstore._redis.durable import Hop, commands, settle
 from sessionstore._redis.redispy import retries
-from sessionstore.keys import encode_user_id
+from sessionstore.keys import encode_user_id, glob_escape
 from sessionstore.testing import free_port
 
 CONFIG = Config(socket_timeout=0.3)

@@ -19,8 +19,7 @@ from redis.crc import key_slot
 from load import on_primary
 from observe import cache_serves, refused_within, wait_for
 from sessionstore import Device, Keyring, SessionRevoked, SessionStore, StoreUnavailable
-from sessionstore._nearcache.listener import revoked_channel
-from sessionstore.keys import encode_user_id, user_keys
+from sessionstore.keys import encode_user_id, revoked_channel, user_keys
 from sessionstore.testing import LocalCluster, LocalSentinel, LocalServer, local_binary
 from support import StoreApi, StoreFactory, acl_user_url, internals, warm
 

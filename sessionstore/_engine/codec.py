@@ -7,19 +7,34 @@ a session hash stays listpack-encoded under Redis' default ``hash-max-listpack-v
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Any, cast
 
 import msgspec
 
+from sessionstore._engine.schema import (
+    DATA,
+    DATA_CHUNKS,
+    DATA_SLOTS,
+    META,
+    META_SLOTS,
+    ROW_ABSOLUTE_DEADLINE,
+    ROW_CREATED,
+    ROW_DATA,
+    ROW_DATA_CHUNKS,
+    ROW_DEVICE,
+    ROW_HEAD,
+    ROW_IDLE_DEADLINE,
+    ROW_META,
+    ROW_SEEN,
+    UNTOUCHED,
+)
 from sessionstore.errors import InvalidInput
 from sessionstore.keys import check_device_id
 from sessionstore.models import Device, Session
 
 __all__ = [
     "CHUNK",
-    "DATA_SLOTS",
-    "META_SLOTS",
-    "ROW_FIELDS",
     "check_claims",
     "check_device",
     "chunk_fields",
@@ -98,27 +113,30 @@ def encode_meta(device: Device, claims: Mapping[str, Any]) -> bytes:
     return _encoder.encode((device.name, device.user_agent, device.ip, dict(claims)))
 
 
-def chunk_fields(prefix: str, blob: bytes) -> list[bytes | str]:
+def chunk_fields(prefix: bytes, blob: bytes) -> list[bytes]:
     """Field/value pairs ``prefix0, chunk0, prefix1, chunk1, ...`` for one blob."""
-    pairs: list[bytes | str] = []
+    pairs: list[bytes] = []
     for n, start in enumerate(range(0, len(blob), CHUNK)):
-        pairs += [f"{prefix}{n}", blob[start : start + CHUNK]]
+        pairs += [b"%s%d" % (prefix, n), blob[start : start + CHUNK]]
     return pairs
 
 
 def data_chunks(blob: bytes) -> list[bytes]:
-    """The chunks of a data blob, in order (``update`` stores them as d0, d1, ...)."""
+    """The chunks of a data blob, in order (``update`` stores them as ``DATA`` 0, 1, ...)."""
     return [blob[start : start + CHUNK] for start in range(0, len(blob), CHUNK)]
 
 
 def untouched(reply: list[Any]) -> tuple[list[Any], str | None]:
     """A check script's fields, and the server's refusal of its due touch (None: none;
-    see lua/check.lua: '!untouched' and the error follow the fields)."""
-    if len(reply) >= 2 and reply[-2] in (b"!untouched", "!untouched"):
+    see lua/check.lua: ``UNTOUCHED`` and the error follow the fields)."""
+    if len(reply) >= 2 and reply[-2] in _UNTOUCHED:
         refused = reply[-1]
         text = refused.decode(errors="replace") if isinstance(refused, bytes) else str(refused)
         return reply[:-2], text
     return reply, None
+
+
+_UNTOUCHED = (UNTOUCHED, UNTOUCHED.decode())
 
 
 def parse_fields(flat: Sequence[bytes]) -> dict[bytes, bytes]:
@@ -128,7 +146,7 @@ def parse_fields(flat: Sequence[bytes]) -> dict[bytes, bytes]:
 
 
 # Chunk field names, built once (b"m0", b"m1", ...): parsing runs on every validation.
-_NAMES = {prefix: tuple(b"%s%d" % (prefix, n) for n in range(64)) for prefix in (b"m", b"d")}
+_NAMES = {prefix: tuple(b"%s%d" % (prefix, n) for n in range(64)) for prefix in (META, DATA)}
 
 
 def _join(fields: Mapping[bytes, bytes], prefix: bytes, count: int = -1) -> bytes:
@@ -147,27 +165,18 @@ def _join(fields: Mapping[bytes, bytes], prefix: bytes, count: int = -1) -> byte
 
 def parse_session(user_id: str, session_id: str, fields: Mapping[bytes, bytes]) -> Session:
     """Build a ``Session`` from its hash fields (times from ms to seconds)."""
-    data_count = int(fields.get(b"dn") or 0)
+    data_count = int(fields.get(DATA_CHUNKS) or 0)
     return _session(
         user_id,
         session_id,
-        (fields[b"c"], fields[b"s"], fields[b"e"], fields[b"a"], fields[b"v"]),
-        _join(fields, b"m"),
-        _join(fields, b"d", data_count) if data_count else b"",
+        _head(fields),
+        _join(fields, META),
+        _join(fields, DATA, data_count) if data_count else b"",
     )
 
 
-# A validation reads a session with HMGET of these fields: fixed positions, no field names
-# in the reply, no dict to build. Blobs longer than the slots need the whole hash.
-META_SLOTS = 8
-DATA_SLOTS = 4
-ROW_FIELDS: tuple[str, ...] = (
-    *("c", "s", "e", "a", "v", "dn", "i"),
-    *(f"m{n}" for n in range(META_SLOTS)),
-    *(f"d{n}" for n in range(DATA_SLOTS)),
-)
-_M0 = 7  # after c, s, e, a, v, dn and i (the idle ttl in ms, read by Check.then)
-_D0 = _M0 + META_SLOTS
+# A whole hash's ``ROW_HEAD`` fields as a tuple: the start of a row, indexed like one.
+_head = itemgetter(*ROW_HEAD)
 
 
 def touch_due_us(seen_us: bytes | int, idle_ms: bytes | int, touch_us: int) -> int:
@@ -180,9 +189,12 @@ def touch_due_us(seen_us: bytes | int, idle_ms: bytes | int, touch_us: int) -> i
 def row_fits(row: Sequence[bytes | None]) -> bool:
     """Whether an HMGET of ``ROW_FIELDS`` holds the whole session (its blobs fit the slots).
 
-    A live session's row has every fixed field; a gone one has none (check ``row[1]``).
+    A live session's row has every fixed field; a gone one has none (check ``ROW_SEEN``).
     """
-    return row[_D0 - 1] is None and int(row[5] or 0) <= DATA_SLOTS
+    return row[_LAST_META] is None and int(row[ROW_DATA_CHUNKS] or 0) <= DATA_SLOTS
+
+
+_LAST_META = ROW_META + META_SLOTS - 1
 
 
 def parse_row(user_id: str, session_id: str, row: list[bytes | None]) -> Session:
@@ -190,24 +202,26 @@ def parse_row(user_id: str, session_id: str, row: list[bytes | None]) -> Session
     # A live session has every fixed field, and its chunks fill the first slots (the last
     # meta slot is empty), so none of the values used here is None.
     values = cast("list[bytes]", row)
-    count = int(values[5] or 0)
-    data = values[_D0] if count == 1 else b"".join(values[_D0 : _D0 + count])
-    return _session(user_id, session_id, values, b"".join(values[_M0 : row.index(None, _M0)]), data)
+    count = int(values[ROW_DATA_CHUNKS] or 0)
+    data = values[ROW_DATA] if count == 1 else b"".join(values[ROW_DATA : ROW_DATA + count])
+    meta = b"".join(values[ROW_META : row.index(None, ROW_META)])
+    return _session(user_id, session_id, values, meta, data)
 
 
 def _session(
-    user_id: str, session_id: str, fixed: Sequence[bytes], meta: bytes, data: bytes
+    user_id: str, session_id: str, head: Sequence[bytes], meta: bytes, data: bytes
 ) -> Session:
-    """``fixed`` starts with c, s, e, a, v (a whole HMGET row will do: no slice per call)."""
+    """A ``Session`` from its ``ROW_HEAD`` fields (a whole row will do: no slice per call)
+    and its blobs. Times go from server µs or ms to seconds."""
     name, user_agent, ip, claims = _meta_decoder.decode(meta)
     return Session(
         user_id=user_id,
         session_id=session_id,
-        device=Device(id=fixed[4].decode(), name=name, user_agent=user_agent, ip=ip),
-        created_at=int(fixed[0]) / 1e6,
-        last_seen_at=int(fixed[1]) / 1e6,
-        idle_expires_at=int(fixed[2]) / 1000,
-        absolute_expires_at=int(fixed[3]) / 1000,
+        device=Device(id=head[ROW_DEVICE].decode(), name=name, user_agent=user_agent, ip=ip),
+        created_at=int(head[ROW_CREATED]) / 1e6,
+        last_seen_at=int(head[ROW_SEEN]) / 1e6,
+        idle_expires_at=int(head[ROW_IDLE_DEADLINE]) / 1000,
+        absolute_expires_at=int(head[ROW_ABSOLUTE_DEADLINE]) / 1000,
         data=_data_decoder.decode(data) if data else {},
         claims=claims,
     )

@@ -16,6 +16,7 @@ from sessionstore import events
 from sessionstore._engine import codec, marker, validation
 from sessionstore._engine.call import Call, announced
 from sessionstore._engine.fallback import Breaker
+from sessionstore._engine.schema import GENERATION, KEY_ID, Reply
 from sessionstore._engine.sessions import Sessions, checked_ttl
 from sessionstore._engine.validation import TouchRule, Verified
 from sessionstore._nearcache.cache import NearCache, TokenCache
@@ -34,6 +35,8 @@ from sessionstore.tokens import (
 )
 
 __all__ = ["Engine"]
+
+_GONE = (Reply.EXPIRED, Reply.REVOKED)
 
 
 class Engine(Sessions):
@@ -179,7 +182,7 @@ class Engine(Sessions):
             idle_ttl=idle_ttl,
             absolute_ttl=absolute_ttl,
             claims=checked,
-            extra=("g", 1, "k", kid),
+            extra=(GENERATION, 1, KEY_ID, kid),
             session_id=session_id,
         )
         # The session's absolute deadline is set by the server's clock; the local one stands
@@ -213,13 +216,13 @@ class Engine(Sessions):
 
         def parse(reply: list[Any]) -> TokenPair:
             status = int(reply[0])
-            if status == 4:
+            if status == Reply.NO_REFRESH:
                 raise InvalidToken("session has no refresh token")
-            if status == 3:
+            if status == Reply.REUSED:
                 self._forget(user_id, [session_id], "reuse")
                 self.emit(events.ReuseDetected(user_id=user_id, session_id=session_id))
                 raise RefreshReuseDetected("refresh token reused: session revoked")
-            if status <= 0:
+            if status in _GONE:
                 raise self.gone(user_id, session_id, status)
             session = codec.parse_session(user_id, session_id, codec.parse_fields(reply[3:]))
             generation, kid = int(reply[1]), reply[2].decode()
@@ -228,7 +231,7 @@ class Engine(Sessions):
                     user_id=user_id,
                     session_id=session_id,
                     generation=generation,
-                    grace=status == 2,
+                    grace=status == Reply.GRACE,
                 )
             )
             return self._pair(
@@ -243,7 +246,7 @@ class Engine(Sessions):
 
         key_pair = (keys.index, keys.session(session_id))
         call = Call(SCRIPTS["refresh"], key_pair, args, parse, durable=True)
-        return announced(call, lambda reply: int(reply[0]) == 3)  # reuse revoked it
+        return announced(call, lambda reply: int(reply[0]) == Reply.REUSED)  # revoked it
 
     def verify(self, access_token: object) -> AccessClaims:
         """Check an access token locally (no I/O): gate, signature, claims."""

@@ -14,6 +14,14 @@ from sessionstore import events
 from sessionstore._engine import codec
 from sessionstore._engine.call import Arg, Call, announced, confirmed
 from sessionstore._engine.fallback import RevocationMemory
+from sessionstore._engine.schema import (
+    DATA,
+    DATA_CHUNKS,
+    META,
+    NEVER_TOUCH_MS,
+    TOUCH_NOW_MS,
+    Reply,
+)
 from sessionstore._nearcache.cache import NearCache
 from sessionstore.errors import (
     InvalidInput,
@@ -106,9 +114,9 @@ class Sessions:
             self.emit(events.ReplicationLag(wanted=wanted, acked=int(acked)))
 
     def gone(self, user_id: str, session_id: str, code: int) -> SessionRevoked:
-        """The error for a session a script found gone (code -1: expired, else revoked)."""
+        """The error for a session a script found gone (``Reply.EXPIRED``, else revoked)."""
         self._forget(user_id, [session_id])
-        if int(code) == -1:
+        if int(code) == Reply.EXPIRED:
             self.emit(events.Expired(user_id=user_id, session_id=session_id))
             return SessionExpired("session expired")
         return SessionRevoked("session is revoked")
@@ -138,10 +146,10 @@ class Sessions:
             raise InvalidInput("idle_ttl must not exceed absolute_ttl")
         data, blob = codec.encode_data(data, cfg.max_data_bytes)
         fields: list[Arg] = [*extra]
-        fields += codec.chunk_fields("m", codec.encode_meta(device, claims or {}))
+        fields += codec.chunk_fields(META, codec.encode_meta(device, claims or {}))
         if data:
             chunks = codec.data_chunks(blob)
-            fields += [*codec.chunk_fields("d", blob), "dn", len(chunks)]
+            fields += [*codec.chunk_fields(DATA, blob), DATA_CHUNKS, len(chunks)]
         session_id = new_session_id() if session_id is None else check_session_id(session_id)
         args: tuple[Arg, ...] = (
             session_id,
@@ -171,7 +179,7 @@ class Sessions:
         return Call(SCRIPTS["create"], (keys.index, keys.session(session_id)), args, parse)
 
     def check(self, user_id: str, session_id: str, interval_ms: int) -> Call[Session | None]:
-        """Read a live session, touching it when ``interval_ms`` has elapsed (-1: never)."""
+        """Read a live session, touching it when ``interval_ms`` has elapsed (or never)."""
         keys = user_keys(self.config.namespace, user_id)
         check_session_id(session_id)
 
@@ -192,11 +200,11 @@ class Sessions:
 
     def get(self, user_id: str, session_id: str) -> Call[Session | None]:
         """Read one live session (None when gone); never extends it."""
-        return self.check(user_id, session_id, -1)
+        return self.check(user_id, session_id, NEVER_TOUCH_MS)
 
     def touch(self, user_id: str, session_id: str) -> Call[bool]:
         """Slide the idle deadline now; False (and nothing written) when gone."""
-        inner = self.check(user_id, session_id, 0)
+        inner = self.check(user_id, session_id, TOUCH_NOW_MS)
         return Call(inner.script, inner.keys, inner.args, lambda r: inner.parse(r) is not None)
 
     def update(self, user_id: str, session_id: str, data: Mapping[str, Any]) -> Call[Session]:

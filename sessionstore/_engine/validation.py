@@ -21,6 +21,14 @@ from sessionstore._engine import binding, codec
 from sessionstore._engine.call import Call, fail_closed
 from sessionstore._engine.fallback import Breaker, RevocationMemory
 from sessionstore._engine.marker import Marker
+from sessionstore._engine.schema import (
+    IDLE_TTL,
+    NEVER_TOUCH_MS,
+    ROW_FIELDS,
+    ROW_IDLE_TTL,
+    ROW_SEEN,
+    SEEN,
+)
 from sessionstore._nearcache.cache import NearCache, TokenCache
 from sessionstore.errors import DeviceBindingError, InvalidToken, SessionRevoked, StoreUnavailable
 from sessionstore.keys import UserKeys, user_keys
@@ -31,7 +39,9 @@ from sessionstore.tokens import AccessClaims, Keyring, verify_access_token
 __all__ = ["READ_FIELDS", "Check", "Host", "TouchRule", "Verified", "principal_of", "validate"]
 
 _CHECK = SCRIPTS["check"]
-READ_FIELDS = codec.ROW_FIELDS
+READ_FIELDS = ROW_FIELDS
+# The check script's "never touch" (``_script`` takes µs): it only says how a session is gone.
+_GONE_US = NEVER_TOUCH_MS * 1000
 _KEYS_MEMO = 4096
 
 
@@ -178,7 +188,7 @@ class Check(Call[Principal]):
 
     __slots__ = ("due", "engine", "ip", "near", "ticket", "user_agent", "verified")
     script = _CHECK
-    args: tuple[str, ...] = READ_FIELDS
+    args: tuple[bytes, ...] = READ_FIELDS
     durable = False
     command: str | None = "HMGET"
 
@@ -203,13 +213,13 @@ class Check(Call[Principal]):
 
     def then(self, row: list[bytes | None]) -> Call[Principal] | None:
         """The follow-up an HMGET reply needs (gone, touch due, blobs too big), or None."""
-        seen = row[1]
+        seen = row[ROW_SEEN]
         if seen is None:
-            return self._script(-1000)  # gone: the script says whether expired or revoked
+            return self._script(_GONE_US)  # gone: the script says whether expired or revoked
         touch = self.engine.touch_rule
         seen_us = int(seen)
         interval_us = touch.us
-        idle = row[6]  # the session's idle ttl (ms): half of it bounds the interval
+        idle = row[ROW_IDLE_TTL]  # the session's idle ttl (ms): half of it bounds the interval
         if idle is not None and len(idle) <= touch.cap_digits and int(idle) < touch.cap_ms:
             interval_us = int(idle) * 500
         if time.time() * 1_000_000 - seen_us >= interval_us:
@@ -225,7 +235,7 @@ class Check(Call[Principal]):
         return None
 
     def _all(self, fields: Mapping[bytes, bytes] | list[bytes]) -> Call[Principal] | None:
-        return self._script(-1000) if not fields else None  # gone since the HMGET
+        return self._script(_GONE_US) if not fields else None  # gone since the HMGET
 
     def _script(self, interval_us: int) -> Call[Principal]:
         verified = self.verified
@@ -277,7 +287,7 @@ class Check(Call[Principal]):
                     )
                 )
             fields = codec.parse_fields(flat)
-            seen, idle = fields.get(b"s"), fields.get(b"i")
+            seen, idle = fields.get(SEEN), fields.get(IDLE_TTL)
             if seen is not None and idle is not None:
                 self.due = codec.touch_due_us(seen, idle, self.engine.touch_rule.us) / 1e6
             return self.principal_all(fields)

@@ -52,9 +52,9 @@ import hiredis
 from sessionstore._nearcache.cache import NearCache
 from sessionstore._redis import resp
 from sessionstore._redis.resp import ConnSpec, command
-from sessionstore.keys import MARKER_TTL_MS, db_watch_key
+from sessionstore.keys import MARKER_TTL_MS, db_watch_key, revoked_channel, tracking_prefix
 
-__all__ = ["Listener", "revoked_channel"]
+__all__ = ["Listener"]
 
 logger = logging.getLogger("sessionstore")
 
@@ -67,11 +67,6 @@ _WAIT = 0.001
 # polls after they landed. A validation loop faster than this polls every few calls
 # instead of every call: the poll costs about a microsecond, a cached validation 1.5.
 _FRESH_FOR = 0.00001
-
-
-def revoked_channel(namespace: str) -> str:
-    """The channel the revocation scripts publish ``<enc uid> <sid>...`` on."""
-    return f"{namespace}:{{!revoked}}"
 
 
 _HEARTBEAT = command("HELLO", "3")
@@ -202,7 +197,7 @@ class Listener:
         return sock
 
     def _handshake(self, sock: socket.socket) -> None:
-        prefix = f"{self._namespace}:"
+        prefix = tracking_prefix(self._namespace)
         spec = self._spec
         # The watch is armed before tracking starts: the link is up only once both are.
         choose = command("SELECT", str(spec.db)) if spec.db else b""

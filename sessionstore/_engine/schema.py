@@ -1,0 +1,99 @@
+"""The session hash's field names, the row a validation reads, and the scripts' reply codes.
+
+The Python half of the constants at the top of ``lua/_prelude.lua``: the same names with
+the same values (``tests/test_wire.py`` parses the Lua and compares). Key and channel
+names live in ``sessionstore/keys.py``. Field names are bytes: replies name fields in
+bytes, and redis-py and the direct path send bytes arguments unchanged.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+__all__ = [
+    "ABSOLUTE_DEADLINE",
+    "CREATED",
+    "DATA",
+    "DATA_CHUNKS",
+    "DATA_SLOTS",
+    "DEVICE",
+    "GENERATION",
+    "IDLE_DEADLINE",
+    "IDLE_TTL",
+    "KEY_ID",
+    "META",
+    "META_SLOTS",
+    "NEVER_TOUCH_MS",
+    "ROTATED_AT",
+    "ROW_ABSOLUTE_DEADLINE",
+    "ROW_CREATED",
+    "ROW_DATA",
+    "ROW_DATA_CHUNKS",
+    "ROW_DEVICE",
+    "ROW_FIELDS",
+    "ROW_HEAD",
+    "ROW_IDLE_DEADLINE",
+    "ROW_IDLE_TTL",
+    "ROW_META",
+    "ROW_SEEN",
+    "SEEN",
+    "TOUCH_NOW_MS",
+    "UNTOUCHED",
+    "Reply",
+]
+
+# Session HASH fields. Times are the server's clock.
+CREATED = b"c"  # µs
+SEEN = b"s"  # last seen, µs (µs keep same-ms events in order)
+IDLE_TTL = b"i"  # ms, per session
+ABSOLUTE_DEADLINE = b"a"  # ms
+IDLE_DEADLINE = b"e"  # ms, never past the absolute deadline
+DEVICE = b"v"  # device id
+GENERATION = b"g"  # refresh generation (sessions made by login only)
+KEY_ID = b"k"  # the key id the current generation is signed with
+ROTATED_AT = b"t"  # last rotation, ms
+META = b"m"  # chunk prefix of the meta blob (device texts, claims): m0, m1, ...
+DATA = b"d"  # chunk prefix of the data blob: d0, d1, ...
+DATA_CHUNKS = b"dn"  # how many data chunks (absent: no data)
+
+# The touch interval the check script takes (ms; any other value >= 0 is an interval).
+NEVER_TOUCH_MS = -1  # a read only: says how a session is gone when it is
+TOUCH_NOW_MS = 0
+
+# After a check script's fields: its due touch was refused, and the server's error follows.
+UNTOUCHED = b"!untouched"
+
+
+class Reply(IntEnum):
+    """A script's status: check and update reply a gone code bare, refresh in a list."""
+
+    EXPIRED = -1  # past a deadline (deleted on the way)
+    REVOKED = 0  # or never existed
+    ROTATED = 1  # refresh: the next generation
+    GRACE = 2  # refresh: the previous generation again, within the grace
+    REUSED = 3  # refresh: an older generation (the session is deleted)
+    NO_REFRESH = 4  # refresh: the session has no refresh token
+
+
+# A validation reads a session with HMGET of these fields: fixed positions, no field names
+# in the reply, no dict to build. Blobs longer than the slots need the whole hash.
+META_SLOTS = 8
+DATA_SLOTS = 4
+# Every live session has these: a row starts with them (a ``Session`` is built from them).
+ROW_HEAD = (CREATED, SEEN, IDLE_DEADLINE, ABSOLUTE_DEADLINE, DEVICE)
+ROW_FIELDS: tuple[bytes, ...] = (
+    *ROW_HEAD,
+    *(DATA_CHUNKS, IDLE_TTL),
+    *(b"%s%d" % (META, n) for n in range(META_SLOTS)),
+    *(b"%s%d" % (DATA, n) for n in range(DATA_SLOTS)),
+)
+# Positions in a row, as plain ints: the hot path indexes rows with them.
+ROW_CREATED = ROW_FIELDS.index(CREATED)
+ROW_SEEN = ROW_FIELDS.index(SEEN)
+ROW_IDLE_DEADLINE = ROW_FIELDS.index(IDLE_DEADLINE)
+ROW_ABSOLUTE_DEADLINE = ROW_FIELDS.index(ABSOLUTE_DEADLINE)
+ROW_DEVICE = ROW_FIELDS.index(DEVICE)
+ROW_DATA_CHUNKS = ROW_FIELDS.index(DATA_CHUNKS)
+ROW_IDLE_TTL = ROW_FIELDS.index(IDLE_TTL)
+ROW_META = ROW_FIELDS.index(META + b"0")  # the first of META_SLOTS
+ROW_DATA = ROW_FIELDS.index(DATA + b"0")  # the first of DATA_SLOTS
