@@ -10,13 +10,12 @@ and locks at once, and acquires listeners of its own on first use (see ``_forked
 
 from __future__ import annotations
 
-import os
 import threading
-import weakref
 from typing import Any, TypeVar
 
 from sessionstore._engine.call import Call, step
 from sessionstore._engine.engine import Engine
+from sessionstore._engine.forks import AfterFork
 from sessionstore._nearcache import follow
 from sessionstore._redis import redispy
 from sessionstore._redis.driver import check_client
@@ -218,13 +217,4 @@ class StoreBase:
         return f"{type(self).__name__}(namespace={self.config.namespace!r})"
 
 
-_LIVE: weakref.WeakSet[StoreBase] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for store in list(_LIVE):
-        store._forked()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_LIVE: AfterFork[StoreBase] = AfterFork(lambda store: store._forked())

@@ -31,12 +31,10 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import math
-import os
 import re
 import threading
 import time
 import unicodedata
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal, TypeVar
@@ -46,6 +44,7 @@ import msgspec
 from sessionstore._engine.binding import ip_address
 from sessionstore._engine.call import Call
 from sessionstore._engine.fallback import Breaker
+from sessionstore._engine.forks import AfterFork
 from sessionstore._redis import runner
 from sessionstore.errors import InvalidInput, ScriptError
 from sessionstore.keys import account_limit_key, check_user_id, ip_limit_key
@@ -167,17 +166,12 @@ class LocalLimiter:
             return allowed, remaining, retry
 
 
-_LIMITERS: weakref.WeakSet[LocalLimiter] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
+def _unlock(limiter: LocalLimiter) -> None:
     # A parent thread may have held a limiter's lock at the fork; the counts stay.
-    for limiter in list(_LIMITERS):
-        limiter._lock = threading.Lock()
+    limiter._lock = threading.Lock()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_LIMITERS: AfterFork[LocalLimiter] = AfterFork(_unlock)
 
 
 def _ip_bucket(ip: str) -> str:

@@ -38,6 +38,7 @@ from redis.exceptions import RedisClusterException
 
 from sessionstore._nearcache.cache import NearCache
 from sessionstore._nearcache.listener import Listener
+from sessionstore._nearcache.worker import Worker
 from sessionstore._redis import redispy, resp
 from sessionstore._redis.resp import ConnSpec, command
 
@@ -171,12 +172,9 @@ class Followers:
         self._on_revoked: list[Callable[[str, list[str]], None]] = []
         self._on_up: list[Callable[[], None]] = []
         self._on_switch: list[Callable[[Address], None]] = []
-        self._stop = threading.Event()
-        # A sentinel's +switch-master channel, and what wakes the watcher's wait on it.
+        # A sentinel's +switch-master channel; stop() wakes the watcher's wait on it.
         self._announcer: socket.socket | None = None
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._thread = threading.Thread(target=self._watch, name="sessionstore-topology")
-        self._thread.daemon = True
+        self._worker = Worker(self._watch, "sessionstore-topology")
 
     def subscribe(
         self,
@@ -228,19 +226,14 @@ class Followers:
             node = self._topology.node
             self._follow({(node.host, node.port)})
         else:
-            self._thread.start()
+            self._worker.start()
 
     def stop(self) -> None:
         """Stop watching and close every connection."""
-        self._stop.set()
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"x")
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
+        self._worker.stop(timeout=5)
         self._follow(set())
         self._quiet()
-        self._wake_r.close()
-        self._wake_w.close()
+        self._worker.close()
 
     def abandon(self) -> None:
         """In a forked child: let go of the parent's listeners without touching them.
@@ -252,16 +245,12 @@ class Followers:
         listeners, self._listeners = self._listeners, {}
         self._fresh, self._followed = (), ()
         self._on_revoked, self._on_up, self._on_switch = [], [], []
-        self._stop = threading.Event()
-        self._stop.set()
+        self._worker.abandon()
         for listener in listeners.values():
             listener.abandon()
-        # This process' copies of the watcher's sockets (the sentinels' announcements and
-        # its wake-up pair): closing a copy leaves the parent's open.
+        # This process' copy of the sentinels' announcements: closing it leaves the
+        # parent's open.
         self._quiet()
-        for each in (self._wake_r, self._wake_w):
-            with contextlib.suppress(OSError):
-                each.close()
         self.cache.abandon()
 
     def _revoked(self, encoded_user_id: str, session_ids: list[str]) -> None:
@@ -276,7 +265,7 @@ class Followers:
         """Listen to exactly ``servers``: new listeners first, then the old ones go."""
         current = self._listeners
         for address in sorted(servers - current.keys()):
-            if self._stop.is_set() and servers:
+            if self._worker.stopping.is_set() and servers:
                 return
             host, port = address
             spec = dataclasses.replace(self._topology.node, host=host, port=port)
@@ -300,7 +289,7 @@ class Followers:
 
     def _watch(self) -> None:
         warned = False
-        while not self._stop.is_set():
+        while not self._worker.stopping.is_set():
             try:
                 self._look()
             except Exception as err:  # a seed that is no Redis (a TLS port, a proxy), a bug
@@ -311,12 +300,12 @@ class Followers:
                 )
                 warned = True
                 self._quiet()
-                self._stop.wait(min(self._refresh, 0.5))
+                self._worker.stopping.wait(min(self._refresh, 0.5))
 
     def _look(self) -> None:
         """Resolve the servers once, follow them, and wait for the next look."""
         servers = self._resolve()
-        if servers and not self._stop.is_set():
+        if servers and not self._worker.stopping.is_set():
             if self._topology.kind == "sentinel":
                 # After a switchover the old primary may stay a writable primary for
                 # seconds (until the sentinels reconfigure it): the stores let go of
@@ -333,9 +322,9 @@ class Followers:
         if announcer is None and self._topology.kind == "sentinel":
             announcer = self._announcer = self._listen_for_switches()
         if announcer is None:
-            self._stop.wait(seconds)
+            self._worker.stopping.wait(seconds)
             return
-        readable = select.select([announcer, self._wake_r], [], [], seconds)[0]
+        readable = select.select([announcer, self._worker.wake_r], [], [], seconds)[0]
         if announcer in readable:
             # What was announced does not matter: the next look asks GET-MASTER-ADDR.
             try:

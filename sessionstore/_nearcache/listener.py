@@ -50,6 +50,7 @@ from typing import Any
 import hiredis
 
 from sessionstore._nearcache.cache import NearCache
+from sessionstore._nearcache.worker import Worker
 from sessionstore._redis import resp
 from sessionstore._redis.resp import ConnSpec, command
 from sessionstore.keys import MARKER_TTL_MS, db_watch_key, revoked_channel, tracking_prefix
@@ -99,9 +100,6 @@ class Listener:
         self._io = threading.Lock()
         self._sock: socket.socket | None = None
         self._reader = hiredis.Reader()
-        self._stop = threading.Event()
-        # Written to by stop(), so the thread's select() wakes at once instead of timing out.
-        self._wake_r, self._wake_w = socket.socketpair()
         # Whether heartbeats check the database's watch key (not in a cluster), whether
         # the next one must create it again first, and what each pending reply is: the
         # send time of a heartbeat's confirming reply, None for replies that confirm nothing.
@@ -116,8 +114,8 @@ class Listener:
         # time the connection is (re)established.
         self._revoked = revoked
         self._up = up
-        self._thread = threading.Thread(target=self._run, name="sessionstore-invalidations")
-        self._thread.daemon = True
+        # stop() wakes the thread's select() at once instead of at its timeout.
+        self._worker = Worker(self._run, "sessionstore-invalidations")
 
     @property
     def alive(self) -> bool:
@@ -126,20 +124,15 @@ class Listener:
 
     def start(self) -> None:
         """Start the background thread (connects and reconnects on its own)."""
-        self._thread.start()
+        self._worker.start()
 
     def stop(self) -> None:
         """Stop the thread and close the connection."""
-        self._stop.set()
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"x")
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=2)
+        self._worker.stop(timeout=2)
         with self._io:  # a hot path may be inside fresh() on this very socket
             self._close()
         self._link.close()
-        self._wake_r.close()
-        self._wake_w.close()
+        self._worker.close()
 
     def abandon(self) -> None:
         """In a forked child: close this process' copies of the parent's sockets.
@@ -148,14 +141,12 @@ class Listener:
         are the parent's (the thread did not survive the fork). Closing a copy of a
         descriptor leaves the parent's open; ``stop`` stays safe to call afterwards.
         """
-        self._stop = threading.Event()
-        self._stop.set()
+        self._worker.abandon()
         self._io = threading.Lock()
         sock, self._sock, self._poll = self._sock, None, None
-        for each in (sock, self._wake_r, self._wake_w):
-            if each is not None:
-                with contextlib.suppress(OSError):
-                    each.close()
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
 
     def fresh(self) -> bool:
         """Apply whatever pushes have already arrived; False when that cannot be done now
@@ -285,19 +276,19 @@ class Listener:
         protocol = (hiredis.HiredisError, ValueError, TypeError, IndexError, AttributeError)
         backoff = 0.05
         warned = False
-        while not self._stop.is_set():
+        while not self._worker.stopping.is_set():
             try:
                 sock = self._connect()
             except (ssl.SSLError, *protocol) as err:
                 level = logging.DEBUG if warned else logging.WARNING
                 logger.log(level, "sessionstore invalidation connection refused: %r", err)
                 warned = True
-                select.select([self._wake_r], [], [], backoff)
+                select.select([self._worker.wake_r], [], [], backoff)
                 backoff = min(1.0, backoff * 2)
                 continue
             except (OSError, ConnectionError) as err:
                 logger.debug("sessionstore invalidation connection failed: %s", err)
-                select.select([self._wake_r], [], [], backoff)
+                select.select([self._worker.wake_r], [], [], backoff)
                 backoff = min(1.0, backoff * 2)
                 continue
             poller = select.poll()
@@ -312,7 +303,7 @@ class Listener:
                 level = logging.DEBUG if warned else logging.WARNING
                 logger.log(level, "sessionstore invalidation connection dropped: %r", err)
                 warned = True
-                select.select([self._wake_r], [], [], backoff)
+                select.select([self._worker.wake_r], [], [], backoff)
                 backoff = min(1.0, backoff * 2)
                 continue  # (finally closes) the backoff keeps growing: no tight reconnect loop
             except (OSError, ConnectionError) as err:
@@ -326,7 +317,7 @@ class Listener:
 
     def _serve(self, sock: socket.socket) -> None:
         next_ping = 0.0
-        while not self._stop.is_set():
+        while not self._worker.stopping.is_set():
             now = time.monotonic()
             if now >= next_ping:
                 with self._io:
@@ -334,7 +325,7 @@ class Listener:
                 next_ping = now + self._heartbeat
             if now - self._link.last_heard > max(3.0, 8 * self._heartbeat):
                 raise ConnectionError("no heartbeat reply")
-            readable, _, _ = select.select([sock, self._wake_r], [], [], self._heartbeat)
+            readable, _, _ = select.select([sock, self._worker.wake_r], [], [], self._heartbeat)
             if sock in readable:
                 with self._io:
                     if self._sock is not sock:

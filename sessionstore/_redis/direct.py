@@ -18,10 +18,8 @@ cluster, Sentinel, RESP3, a client with retries) stays on redis-py's path.
 from __future__ import annotations
 
 import asyncio
-import os
 import select
 import sys
-import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +32,7 @@ import redis.connection as sconn
 from redis import exceptions as rx
 
 from sessionstore._engine.call import Call
+from sessionstore._engine.forks import AfterFork
 from sessionstore._redis import redispy, runner
 
 __all__ = ["AsyncDirect", "SyncDirect", "async_direct", "pack", "pack_again", "sync_direct"]
@@ -206,16 +205,7 @@ def _refresh(conn: Any) -> None:
         conn.disconnect()
 
 
-_LIVE: weakref.WeakSet[SyncDirect] = weakref.WeakSet()
-
-
-def _after_fork() -> None:
-    for direct in list(_LIVE):
-        direct._forget()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
+_LIVE: AfterFork[SyncDirect] = AfterFork(lambda direct: direct._forget())
 
 
 class AsyncDirect:
