@@ -160,9 +160,9 @@ async def test_data_loss_is_reported(
     use: Callable[[Any, str], Awaitable[None]],
 ) -> None:
     seen: list[events.Event] = []
-    store = make_store(
-        url=fault_server.url, config=Config(marker_interval=0.1), on_event=seen.append
-    )
+    # A generous socket timeout: a loaded CI box must not turn this into an outage test.
+    config = Config(marker_interval=0.1, socket_timeout=2.0)
+    store = make_store(url=fault_server.url, config=config, on_event=seen.append)
     pair = await store.login("user-1", device=PHONE)
     assert not (await store.validate(pair.access_token)).degraded
     assert await store.sessions("user-1") != []
