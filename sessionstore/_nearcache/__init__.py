@@ -1,7 +1,8 @@
 """The near cache, the connections that keep it honest, and which servers they follow.
 
 ``cache`` is pure (the engine reads it on every validation); ``listener`` and ``follow``
-hold invalidation connections, spoken in plain RESP (``sessionstore._redis.resp``). May
+hold invalidation connections, spoken in plain RESP (``sessionstore._redis.resp``), each
+watched by a ``worker.Worker`` thread. May
 import ``sessionstore._redis`` and the public data modules; never ``_engine``, the shells,
 ``cli`` or ``testing`` (tests/test_architecture.py).
 """
