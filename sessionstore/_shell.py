@@ -17,6 +17,7 @@ from sessionstore._engine.call import Call, step
 from sessionstore._engine.engine import Engine
 from sessionstore._engine.forks import AfterFork
 from sessionstore._nearcache import follow
+from sessionstore._nearcache.topology import Topology, reader_of, topology_of
 from sessionstore._redis import redispy
 from sessionstore._redis.driver import check_client
 from sessionstore.errors import InvalidInput, StoreUnavailable
@@ -59,7 +60,7 @@ class StoreBase:
         self._rejoin_lock = threading.Lock()
         self._former: set[tuple[str, int]] = set()  # the primaries the sentinels named
         cfg = self._engine.config
-        topology = follow.topology_of(client)
+        topology = topology_of(client)
         self._topology = topology
         try:
             if cfg.near_cache_size and cfg.touch_interval and topology is not None:
@@ -70,14 +71,14 @@ class StoreBase:
             raise
         _LIVE.add(self)
 
-    def _follow(self, topology: follow.Topology) -> None:
+    def _follow(self, topology: Topology) -> None:
         """Take the process-wide listeners of ``topology`` and serve from their near cache."""
         cfg = self._engine.config
         listener = self._listener = follow.acquire(
             topology, cfg.namespace, cfg.near_cache_size, cfg.touch_interval
         )
         listener.subscribe(self._engine.published, self._engine.breaker.expedite, self._primary)
-        self._engine.attach(listener.cache, listener.fresh, follow.reader_of(self._client))
+        self._engine.attach(listener.cache, listener.fresh, reader_of(self._client))
 
     def _chores(self) -> Call[None] | None:
         """The engine's housekeeping call when one is due; first, in a forked child, the

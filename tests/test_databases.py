@@ -14,8 +14,8 @@ import redis
 from observe import cache_serves, wait_for
 from sessionstore import Device, SessionRevoked
 from sessionstore._nearcache.cache import NearCache
-from sessionstore._nearcache.follow import topology_of
 from sessionstore._nearcache.listener import Listener
+from sessionstore._nearcache.topology import topology_of
 from sessionstore._redis.resp import ConnSpec
 from sessionstore.keys import db_watch_key, user_keys
 from sessionstore.testing import (

@@ -18,7 +18,7 @@ from load import on_primary, promote
 from observe import cache_serves, refused_soon, wait_for
 from sessionstore import Device, StoreUnavailable, TokenPair
 from sessionstore._nearcache.cache import NearCache
-from sessionstore._nearcache.follow import cluster_primaries
+from sessionstore._nearcache.topology import cluster_primaries
 from sessionstore._redis.resp import ConnSpec
 from sessionstore.keys import user_keys
 from sessionstore.testing import Engine, LocalCluster, LocalSentinel
