@@ -10,6 +10,7 @@ from typing import Any
 from benchmarks.http.common import CONFIG, env, jwks
 from benchmarks.http.common import login_tokens as prepare
 from benchmarks.http.django_site import configure
+from sessionstore import Principal
 
 __all__ = ["APP", "KIND", "prepare"]
 
@@ -23,7 +24,9 @@ def _view() -> Callable[..., Any]:
 
     @api_view(["GET"])
     def me(request: Request) -> Response:
-        return Response({"user": request.auth.user_id})
+        principal = request.auth
+        assert isinstance(principal, Principal)  # SessionStoreAuthentication's request.auth
+        return Response({"user": principal.user_id})
 
     return me
 

@@ -25,7 +25,7 @@ def _view() -> Callable[..., Any]:
 
     @api_view(["GET"])
     def me(request: Request) -> Response:
-        return Response({"user": str(request.user.id)})
+        return Response({"user": str(request.user.pk)})
 
     return me
 
