@@ -3,12 +3,14 @@
 Each Django row is a process of its own (gunicorn, or ``prepare``), so each configures
 Django once, at import, with :func:`configure`. No row writes to a database per request;
 the one that reads one (simplejwt's blacklist) gets a SQLite file named after the run
-(:func:`sqlite_path`), so ``prepare`` and the server, two processes, find the same file.
+(:func:`sqlite_path`), so ``prepare`` and the server, two processes, find the same file,
+in the run's scratch directory (``BENCH_WORK``, which the runner removes at the end).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -46,7 +48,8 @@ class _URLs:
 def sqlite_path(redis_url: str, secret: str) -> Path:
     """The run's SQLite file: one per (Redis URL, secret), so one per run."""
     digest = hashlib.sha256(f"{redis_url}\n{secret}".encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"sessionstore-bench-http-{digest}.sqlite3"
+    work = os.environ.get("BENCH_WORK") or tempfile.gettempdir()
+    return Path(work) / f"django-{digest}.sqlite3"
 
 
 def configure(

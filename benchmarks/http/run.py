@@ -74,13 +74,14 @@ def _free_port() -> int:
         return port
 
 
-def _environment(redis_url: str, secret: str) -> dict[str, str]:
+def _environment(redis_url: str, secret: str, work: Path) -> dict[str, str]:
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     return {
         **os.environ,
         "PYTHONPATH": path,
         "BENCH_REDIS_URL": redis_url,
         "BENCH_SECRET": secret,
+        "BENCH_WORK": str(work),  # scratch files of the apps (a SQLite database)
     }
 
 
@@ -185,7 +186,7 @@ def _prepare(
 
 @contextlib.contextmanager
 def _servers(plan: Plan, redis_url: str, work: Path) -> Iterator[list[_Server]]:
-    env = _environment(redis_url, secrets.token_urlsafe(32))
+    env = _environment(redis_url, secrets.token_urlsafe(32), work)
     started: list[_Server] = []
     try:
         for row in plan.rows:
