@@ -22,7 +22,7 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
-from benchmarks.http.common import env, user_id
+from benchmarks.http.common import LIFETIME, env, user_id
 
 __all__ = [
     "CREDENTIAL_COOKIE",
@@ -30,6 +30,8 @@ __all__ = [
     "login_sessions",
     "read_session",
     "session_me",
+    "sessions_site",
+    "simplejwt_site",
     "sqlite_path",
 ]
 
@@ -118,3 +120,46 @@ def login_sessions(n: int) -> list[str]:
         assert session.session_key is not None
         keys.append(session.session_key)
     return keys
+
+
+def _user_pk() -> Callable[..., Any]:
+    from rest_framework.decorators import api_view
+    from rest_framework.request import Request
+    from rest_framework.response import Response
+
+    @api_view(["GET"])
+    def me(request: Request) -> Response:
+        return Response({"user": str(request.user.pk)})
+
+    return me
+
+
+def simplejwt_site(*, apps: Sequence[str] = (), **simple_jwt: Any) -> WSGIHandler:
+    """The simplejwt rows' site: DRF with ``JWTStatelessUserAuthentication`` (the user built
+    from the token, no user SELECT) and ``IsAuthenticated``, ``SIMPLE_JWT`` signed with the
+    run's secret plus ``simple_jwt``."""
+    _, secret = env()
+    return configure(
+        _user_pk,
+        apps=["rest_framework", "rest_framework_simplejwt", *apps],
+        REST_FRAMEWORK={
+            "DEFAULT_AUTHENTICATION_CLASSES": [
+                "rest_framework_simplejwt.authentication.JWTStatelessUserAuthentication"
+            ],
+            "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+            "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+        },
+        SIMPLE_JWT={"SIGNING_KEY": secret, **simple_jwt},
+    )
+
+
+def sessions_site(middleware: str, engine: str, **extra: Any) -> WSGIHandler:
+    """The sessions rows' site: ``middleware`` and ``SESSION_ENGINE = engine``, sessions
+    living as long as a run, ``GET /me`` reading ``request.session``."""
+    return configure(
+        session_me,
+        middleware=[middleware],
+        SESSION_ENGINE=engine,
+        SESSION_COOKIE_AGE=LIFETIME,
+        **extra,
+    )

@@ -8,29 +8,20 @@ sessionstore row does.
 
 from __future__ import annotations
 
-from typing import Any
-
-from benchmarks.http.common import LIFETIME, env
+from benchmarks.http.common import env
 from benchmarks.http.django_site import CREDENTIAL_COOKIE as CREDENTIAL
-from benchmarks.http.django_site import configure, login_sessions, session_me
+from benchmarks.http.django_site import login_sessions, sessions_site
 
 __all__ = ["APP", "CREDENTIAL", "KIND", "prepare"]
 
 KIND = "wsgi"
 
 
-def _app() -> Any:
-    url, _ = env()
-    return configure(
-        session_me,
-        middleware=["django.contrib.sessions.middleware.SessionMiddleware"],
-        SESSION_ENGINE="django.contrib.sessions.backends.cache",
-        SESSION_COOKIE_AGE=LIFETIME,
-        CACHES={"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": url}},
-    )
-
-
-APP = _app()
+APP = sessions_site(
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.sessions.backends.cache",
+    CACHES={"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": env()[0]}},
+)
 
 
 def prepare(redis_url: str, secret: str, n: int) -> list[str]:

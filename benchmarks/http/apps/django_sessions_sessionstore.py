@@ -8,29 +8,20 @@ one session per user, without a user table: the view reads the session, loads no
 
 from __future__ import annotations
 
-from typing import Any
-
 from benchmarks.http.common import LIFETIME, env
 from benchmarks.http.django_site import CREDENTIAL_COOKIE as CREDENTIAL
-from benchmarks.http.django_site import configure, login_sessions, session_me
+from benchmarks.http.django_site import login_sessions, sessions_site
 
 __all__ = ["APP", "CREDENTIAL", "KIND", "prepare"]
 
 KIND = "wsgi"
 
 
-def _app() -> Any:
-    url, _ = env()
-    return configure(
-        session_me,
-        middleware=["sessionstore.integrations.django.middleware.SessionMiddleware"],
-        SESSION_ENGINE="sessionstore.integrations.django.sessions",
-        SESSION_COOKIE_AGE=LIFETIME,
-        SESSIONSTORE={"URL": url, "CONFIG": {"idle_ttl": LIFETIME, "absolute_ttl": LIFETIME}},
-    )
-
-
-APP = _app()
+APP = sessions_site(
+    "sessionstore.integrations.django.middleware.SessionMiddleware",
+    "sessionstore.integrations.django.sessions",
+    SESSIONSTORE={"URL": env()[0], "CONFIG": {"idle_ttl": LIFETIME, "absolute_ttl": LIFETIME}},
+)
 
 
 def prepare(redis_url: str, secret: str, n: int) -> list[str]:

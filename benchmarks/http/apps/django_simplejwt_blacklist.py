@@ -14,53 +14,19 @@ one other as blacklisted.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
-from benchmarks.http.common import LIFETIME, env, user_id
-from benchmarks.http.django_site import configure
+from benchmarks.http.common import LIFETIME, user_id
+from benchmarks.http.django_site import simplejwt_site
 
 KIND = "wsgi"
 
 
-def _view() -> Callable[..., Any]:
-    from rest_framework.decorators import api_view
-    from rest_framework.request import Request
-    from rest_framework.response import Response
-
-    @api_view(["GET"])
-    def me(request: Request) -> Response:
-        return Response({"user": str(request.user.pk)})
-
-    return me
-
-
-def _app() -> Any:
-    _, secret = env()
-    return configure(
-        _view,
-        apps=[
-            "rest_framework",
-            "rest_framework_simplejwt",
-            "rest_framework_simplejwt.token_blacklist",
-        ],
-        REST_FRAMEWORK={
-            "DEFAULT_AUTHENTICATION_CLASSES": [
-                "rest_framework_simplejwt.authentication.JWTStatelessUserAuthentication"
-            ],
-            "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-            "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-        },
-        SIMPLE_JWT={
-            "SIGNING_KEY": secret,
-            "AUTH_TOKEN_CLASSES": ("rest_framework_simplejwt.tokens.SlidingToken",),
-            "SLIDING_TOKEN_LIFETIME": timedelta(seconds=LIFETIME),
-        },
-    )
-
-
-APP = _app()
+APP = simplejwt_site(
+    apps=["rest_framework_simplejwt.token_blacklist"],
+    AUTH_TOKEN_CLASSES=("rest_framework_simplejwt.tokens.SlidingToken",),
+    SLIDING_TOKEN_LIFETIME=timedelta(seconds=LIFETIME),
+)
 
 
 def prepare(redis_url: str, secret: str, n: int) -> list[str]:
