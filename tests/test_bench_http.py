@@ -1,13 +1,18 @@
 """``make bench-http``'s parts that can be checked without wrk or servers: every app module
 keeps its contract (``KIND``, ``APP``, ``prepare``; ``GET /me`` accepts its tokens and
-refuses a forged one) on a real Redis, through the frameworks' test clients; the parsing of
-wrk's report; the ratios."""
+refuses a forged one) on a real Redis, through the frameworks' test clients (the Django
+rows in a process each: Django is configured once per process); the parsing of wrk's
+report; the ratios."""
 
 from __future__ import annotations
 
 import importlib
+import json
+import os
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -66,7 +71,36 @@ def load_app(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[st
         sys.modules.pop(name, None)
 
 
-@pytest.mark.parametrize("row", ROWS, ids=[row.key for row in ROWS])
+ROOT = Path(__file__).resolve().parents[1]
+DJANGO_ROWS = [row for row in ROWS if row.key.startswith("django-")]
+OTHER_ROWS = [row for row in ROWS if row not in DJANGO_ROWS]
+
+
+@pytest.mark.parametrize("row", DJANGO_ROWS, ids=[row.key for row in DJANGO_ROWS])
+def test_every_django_app_keeps_the_contract(row: Row, url: str, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
+        "BENCH_REDIS_URL": url,
+        "BENCH_SECRET": SECRET,
+        "BENCH_WORK": str(tmp_path),
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.http.check", row.module],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (found["kind"], found["tokens"], found["accepted"]) == ("wsgi", 3, [200, 200, 200])
+    assert row.floor or 400 <= found["forged"] < 500
+
+
+@pytest.mark.parametrize("row", OTHER_ROWS, ids=[row.key for row in OTHER_ROWS])
 def test_every_app_keeps_the_contract(
     row: Row, url: str, load_app: Callable[[str], ModuleType]
 ) -> None:
@@ -107,3 +141,12 @@ def test_ratios_pair_each_comparison_and_each_row_with_its_floor() -> None:
     by_name = {r.name: r.of_medians for r in context}
     assert by_name[f"Flask hot: {ours.name} / floor"] == 0.5
     assert by_name[f"Flask hot: {peer.name} / floor"] == pytest.approx(1 / 6)
+
+
+def test_rows_have_one_floor_per_framework_and_comparisons_name_rows() -> None:
+    keys = {row.key for row in ROWS}
+    frameworks = {row.framework for row in ROWS}
+    floors = [row.framework for row in ROWS if row.floor]
+    assert sorted(floors) == sorted(frameworks)
+    for compare in COMPARISONS:
+        assert {compare.numerator, compare.denominator} <= keys

@@ -12,11 +12,23 @@ import os
 
 from sessionstore import Config, Device, Keyring, SessionStore
 
-__all__ = ["CONFIG", "DEVICE", "LIFETIME", "env", "keyring", "login_tokens", "user_id"]
+__all__ = [
+    "BEARER",
+    "CONFIG",
+    "DEVICE",
+    "LIFETIME",
+    "env",
+    "jwks",
+    "keyring",
+    "login_tokens",
+    "user_id",
+]
 
 # Longer than a full run, so no row's tokens expire mid-run (sessionstore's default is 900 s).
 LIFETIME = 3600
 CONFIG = Config(access_ttl=LIFETIME)
+# How a row's token rides in a request (header, prefix), unless its module says otherwise.
+BEARER = ("Authorization", "Bearer ")
 DEVICE = Device(id="bench", name="wrk", user_agent="wrk", ip="127.0.0.1")
 
 
@@ -25,12 +37,16 @@ def env() -> tuple[str, str]:
     return os.environ["BENCH_REDIS_URL"], os.environ["BENCH_SECRET"]
 
 
-def keyring(secret: str) -> Keyring:
-    """The HS256 keyring every sessionstore row derives from ``secret`` (the same in each
+def jwks(secret: str) -> dict[str, list[dict[str, str]]]:
+    """The HS256 JWK Set every sessionstore row derives from ``secret`` (the same in each
     process, so tokens minted by ``prepare`` verify in the server)."""
     key = base64.urlsafe_b64encode(hashlib.sha256(secret.encode()).digest()).rstrip(b"=")
-    jwk = {"kty": "oct", "kid": "bench", "alg": "HS256", "k": key.decode()}
-    return Keyring.from_jwks({"keys": [jwk]})
+    return {"keys": [{"kty": "oct", "kid": "bench", "alg": "HS256", "k": key.decode()}]}
+
+
+def keyring(secret: str) -> Keyring:
+    """The keyring of :func:`jwks`."""
+    return Keyring.from_jwks(jwks(secret))
 
 
 def user_id(number: int) -> str:

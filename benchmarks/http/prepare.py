@@ -1,16 +1,18 @@
 """``python -m benchmarks.http.prepare MODULE N OUT``: a row's tokens, in its own process.
 
 Imports the app module (with the run's ``BENCH_*`` environment), writes ``prepare(url,
-secret, N)`` to OUT one token per line, and prints the module's ``KIND``.
+secret, N)`` to OUT one token per line, and prints, as its last line, a JSON object: the
+module's ``KIND`` and ``CREDENTIAL`` (``[header, prefix]``; default ``BEARER``).
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 from pathlib import Path
 
-from benchmarks.http.common import env
+from benchmarks.http.common import BEARER, env
 
 
 def main(argv: list[str]) -> int:
@@ -19,7 +21,8 @@ def main(argv: list[str]) -> int:
     url, secret = env()
     tokens: list[str] = module.prepare(url, secret, int(count))
     Path(out).write_text("".join(f"{token}\n" for token in tokens), encoding="ascii")
-    print(module.KIND)
+    header, prefix = getattr(module, "CREDENTIAL", BEARER)
+    print(json.dumps({"kind": module.KIND, "credential": [header, prefix]}))
     return 0
 
 

@@ -1,9 +1,13 @@
--- wrk script: GET the path with "Authorization: Bearer <token>", rotating through the tokens
--- of a file (one per line; its path is the first argument after `--`). Each thread starts
--- at its own offset, so a few hot tokens are spread and 10,000 are all visited.
+-- wrk script: GET the path with "<header>: <prefix><token>" (default "Authorization: Bearer "),
+-- rotating through the tokens of a file (one per line). Arguments after `--`: the file,
+-- then optionally the header and the prefix. Each thread starts at a random offset, so a few
+-- hot tokens are spread and, run after run, all of 10,000 are visited (a run of a few
+-- seconds visits a few thousand, each once, in order).
 local tokens = {}
 local index = 0
 local threads = 0
+local header = "Authorization"
+local prefix = "Bearer "
 
 function setup(thread)
   thread:set("id", threads)
@@ -16,10 +20,15 @@ function init(args)
       tokens[#tokens + 1] = line
     end
   end
-  index = ((id or 0) * 7919) % #tokens
+  if args[2] then
+    header = args[2]
+    prefix = args[3] or ""
+  end
+  math.randomseed(os.time() * 7919 + (id or 0))
+  index = math.random(#tokens) - 1
 end
 
 function request()
   index = index % #tokens + 1
-  return wrk.format("GET", wrk.path, { ["Authorization"] = "Bearer " .. tokens[index] })
+  return wrk.format("GET", wrk.path, { [header] = prefix .. tokens[index] })
 end

@@ -47,6 +47,13 @@ ROWS: list[Row] = [
     app("flask-sessionstore", "sessionstore extension", "Flask"),
     app("flask-jwt-redis", "flask-jwt-extended + Redis blocklist", "Flask"),
     app("flask-floor", "no check (floor)", "Flask", floor=True),
+    app("django-drf-sessionstore", "sessionstore SessionStoreAuthentication", "DRF"),
+    app("django-simplejwt", "simplejwt, stateless", "DRF"),
+    app("django-simplejwt-blacklist", "simplejwt sliding + blacklist (SQLite)", "DRF"),
+    app("django-drf-floor", "trivial authentication (floor)", "DRF", floor=True),
+    app("django-sessions-sessionstore", "sessionstore session engine", "Django sessions"),
+    app("django-sessions-redis", "cache engine on django-redis", "Django sessions"),
+    app("django-floor", "plain view (floor)", "Django sessions", floor=True),
 ]
 
 # The targets of issue 17: >= 1.8x the per-request-Redis peer, >= 1.0x the stateless one.
@@ -54,4 +61,9 @@ COMPARISONS: list[Compare] = [
     Compare("fastapi-sessionstore", "fastapi-users-redis", 1.8),
     Compare("fastapi-sessionstore", "fastapi-pyjwt", 1.0),
     Compare("flask-sessionstore", "flask-jwt-redis", 1.8),
+    # simplejwt's per-request check is a SQL query (its blacklist has no Redis form).
+    Compare("django-drf-sessionstore", "django-simplejwt-blacklist", 1.8),
+    Compare("django-drf-sessionstore", "django-simplejwt", 1.0),
+    # Both engines read Redis once per request: context, no issue target.
+    Compare("django-sessions-sessionstore", "django-sessions-redis"),
 ]

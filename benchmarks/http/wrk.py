@@ -74,8 +74,15 @@ def parse(output: str) -> WrkRun:
     )
 
 
-def run_wrk(url: str, tokens: Path, load: Load, seconds: float | None = None) -> WrkRun:
-    """``wrk --latency`` on ``url`` for ``seconds`` (default ``load.seconds``), tokens rotated."""
+def run_wrk(
+    url: str,
+    tokens: Path,
+    load: Load,
+    seconds: float | None = None,
+    credential: tuple[str, str] = ("Authorization", "Bearer "),
+) -> WrkRun:
+    """``wrk --latency`` on ``url`` for ``seconds`` (default ``load.seconds``), tokens rotated,
+    each sent as ``credential`` (header, prefix)."""
     duration = load.seconds if seconds is None else seconds
     command = [
         wrk_binary(),
@@ -90,6 +97,7 @@ def run_wrk(url: str, tokens: Path, load: Load, seconds: float | None = None) ->
         url,
         "--",
         str(tokens),
+        *credential,
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60)
     if done.returncode != 0:
