@@ -16,7 +16,6 @@ Pure and thread-safe; clocks are passed in.
 from __future__ import annotations
 
 import threading
-from array import array
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
@@ -36,25 +35,34 @@ class TokenCache(Generic[V]):
         self._leeway = leeway
         self._lock = threading.Lock()
         self._items: OrderedDict[str, tuple[V, int, object]] = OrderedDict()
-        # The doorkeeper of ``admit``: hashes of tokens offered once, one slot per hash
-        # value (a power of two >= 2 * size), overwritten freely.
-        slots = 1 << max(4, (2 * size - 1).bit_length())
-        self._seen = array("q", bytes(8 * slots))
+        # The doorkeeper of ``admit``: one mark per slot (a power of two >= 16 * size, as
+        # many bytes as it once took in hashes), all cleared once an eighth are marked.
+        slots = 1 << max(7, (16 * size - 1).bit_length())
+        self._seen = bytearray(slots)
         self._mask = slots - 1
+        self._marks = 0
+        self._limit = slots >> 3
 
     def admit(self, token: str) -> bool:
         """True when ``token`` was offered before; the first time, only note that it was.
 
         Most tokens validated once do not come back before they expire (one request per
         token, or a token per request): caching them on first sight would cost every such
-        request an insert and evict entries that do get reused. A collision (another token
-        that left its hash in the same slot) at worst admits a token one sighting early.
+        request an insert and evict entries that do get reused. Marks are bits, never
+        overwritten: a collision (another token marked the same slot) at worst admits a
+        token one sighting early (at most an eighth of the slots are marked), and a token
+        that comes back is admitted whatever else was offered between its sightings (a
+        slot that held one token's hash let two tokens offered in turn erase each other's
+        mark forever). Clearing all marks when an eighth are set keeps the filter young;
+        a token marked just before that is admitted one sighting late.
         """
-        h = hash(token)
-        slot = h & self._mask
-        if self._seen[slot] == h:
+        seen, slot = self._seen, hash(token) & self._mask
+        if seen[slot]:
             return True
-        self._seen[slot] = h  # racing threads may overwrite each other: a missed admission
+        seen[slot] = 1
+        self._marks += 1  # racing threads may miscount by a few: the clearing comes early or late
+        if self._marks >= self._limit:
+            self._seen, self._marks = bytearray(len(seen)), 0
         return False
 
     def get(self, token: str, now: float, snapshot: object) -> V | None:
