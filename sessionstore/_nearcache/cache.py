@@ -53,8 +53,9 @@ class TokenCache(Generic[V]):
         token one sighting early (at most an eighth of the slots are marked), and a token
         that comes back is admitted whatever else was offered between its sightings (a
         slot that held one token's hash let two tokens offered in turn erase each other's
-        mark forever). Clearing all marks when an eighth are set keeps the filter young;
-        a token marked just before that is admitted one sighting late.
+        mark forever). Clearing all marks when an eighth are set keeps the filter young:
+        the token that fills the eighth keeps its mark, the ones marked before it are
+        admitted one sighting late.
         """
         seen, slot = self._seen, hash(token) & self._mask
         if seen[slot]:
@@ -62,7 +63,9 @@ class TokenCache(Generic[V]):
         seen[slot] = 1
         self._marks += 1  # racing threads may miscount by a few: the clearing comes early or late
         if self._marks >= self._limit:
-            self._seen, self._marks = bytearray(len(seen)), 0
+            fresh = bytearray(len(seen))
+            fresh[slot] = 1
+            self._seen, self._marks = fresh, 1
         return False
 
     def get(self, token: str, now: float, snapshot: object) -> V | None:
