@@ -133,9 +133,12 @@ async def test_more_replicas_than_exist_is_reported(
         if isinstance(event, events.ReplicationLag):
             lags.append(event)
 
-    config = Config(socket_timeout=1.0, revoke_wait_replicas=2, revoke_wait_timeout=0.1)
+    # WAIT blocks for its whole timeout (a second replica never comes): long enough for the
+    # one replica's ack on a loaded machine (0.1 s once saw it acknowledge nothing).
+    config = Config(socket_timeout=3.0, revoke_wait_replicas=2, revoke_wait_timeout=1.5)
     store = open_store(primary.url, config=config, on_event=hook)
     pair = await store.login("user-1", device=PHONE)
+    wait_caught_up(primary)
     assert await store.revoke("user-1", pair.session_id) is True
     assert [(e.wanted, e.acked) for e in lags] == [(2, 1)]
 

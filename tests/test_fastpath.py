@@ -30,7 +30,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from forge import segment
-from observe import cache_serves
+from observe import cache_serves, session_keys
 from sessionstore import (
     AsyncSessionStore,
     Config,
@@ -305,6 +305,54 @@ async def test_a_due_touch_or_a_gone_session_runs_the_check_script(
         assert new.session.idle_expires_at > old.session.idle_expires_at
     assert isinstance(again[5], SessionExpired)
     assert isinstance(again[6], SessionRevoked) and not isinstance(again[6], SessionExpired)
+
+
+async def test_a_session_due_a_touch_when_last_read_slides_in_one_round_trip(
+    make_store: StoreFactory, redis_client: redis.Redis
+) -> None:
+    # A user back after the touch interval (10,000 users, one request every 2 minutes):
+    # the check script alone reads and slides; an HMGET first would find the touch due and
+    # cost a second round trip on every such request.
+    store = make_store(config=Config(idle_ttl=30, touch_interval=1))
+    pair = await store.login("user-1", device=PHONE)
+    for _ in range(2):  # seen twice: its token is cached, with when its session is due
+        await store.validate(pair.access_token)
+    time.sleep(1.1)
+
+    def sent() -> tuple[int, int]:
+        scripts = commands(redis_client, "evalsha") + commands(redis_client, "eval")
+        return commands(redis_client, "hmget"), scripts
+
+    for _ in range(2):
+        before = await store.validate(pair.access_token)
+        hmget, scripts = sent()
+        time.sleep(1.1)
+        after = await store.validate(pair.access_token)
+        # One round trip: the script (INFO commandstats counts its own HMGET inside too);
+        # before, an HMGET found the touch due, then the script ran: (hmget + 2, scripts + 1).
+        assert sent() == (hmget + 1, scripts + 1)
+        assert after.session is not None and before.session is not None
+        assert after.session.last_seen_at > before.session.last_seen_at  # slid
+        assert after.session.idle_expires_at > before.session.idle_expires_at
+    # Slid just now: the next validation reads (and may cache) instead of running the script.
+    hmget, scripts = sent()
+    await store.validate(pair.access_token)
+    assert sent() == (hmget + 1, scripts)
+
+
+async def test_a_session_revoked_while_due_a_touch_is_refused(
+    make_store: StoreFactory, redis_client: redis.Redis
+) -> None:
+    store = make_store(config=Config(idle_ttl=30, touch_interval=1))
+    other = make_store(config=Config(idle_ttl=30, touch_interval=1))
+    pair = await store.login("user-1", device=PHONE)
+    for _ in range(2):
+        await store.validate(pair.access_token)
+    time.sleep(1.1)
+    await other.revoke("user-1", pair.session_id)
+    with pytest.raises(SessionRevoked):
+        await store.validate(pair.access_token)
+    assert not [k for k in session_keys(redis_client) if pair.session_id.encode() in k]
 
 
 # --- connections lost -----------------------------------------------------------------------

@@ -94,6 +94,8 @@ class Verified(msgspec.Struct, gc=False):
     read: tuple[str]  # the KEYS of the plain reads
     memo: tuple[Session, Principal] | None = None
     repeat: bool = False  # seen before: cached, and its session may be
+    # When (server clock, s) its session is due a touch, as last read here (0: not read).
+    due: float = 0.0
 
     @property
     def keys(self) -> tuple[str, str]:
@@ -103,7 +105,7 @@ class Verified(msgspec.Struct, gc=False):
 
 def validate(
     engine: Host, access_token: object, *, ip: str | None = None, user_agent: str | None = None
-) -> Principal | Check:
+) -> Principal | Call[Principal]:
     """A ``Principal`` decided without Redis (cached or degraded), or the one-trip check.
 
     ``ip`` and ``user_agent`` describe the request, for ``Config.device_binding``.
@@ -132,6 +134,11 @@ def validate(
             return memo[1]
     if not engine.breaker.allow(mono):
         return degraded(engine, claims, None, ip, user_agent)
+    if 0.0 < verified.due <= now:
+        # Its session was due a touch when last read: the check script reads and slides
+        # in one trip (an HMGET would find the touch due and cost a second). Not cached:
+        # the slide's own push would drop the entry; the next read caches it again.
+        return Check(engine, verified, None, ip, user_agent).touching()
     # A token seen for the first time stays out of both caches (see TokenCache.admit):
     # its session is cached from the second sighting on.
     return Check(engine, verified, near if verified.repeat else None, ip, user_agent)
@@ -222,11 +229,12 @@ class Check(Call[Principal]):
         idle = row[ROW_IDLE_TTL]  # the session's idle ttl (ms): half of it bounds the interval
         if idle is not None and len(idle) <= touch.cap_digits and int(idle) < touch.cap_ms:
             interval_us = int(idle) * 500
+        self.verified.due = due = (seen_us + interval_us) / 1e6
         if time.time() * 1_000_000 - seen_us >= interval_us:
             # Touch due (the script re-checks on its clock, with the same per-session rule).
             return self._script(interval_us)
         if self.near is not None:
-            self.due = (seen_us + interval_us) / 1e6
+            self.due = due
         if not codec.row_fits(row):
             read = self.verified.read
             return Call(
@@ -236,6 +244,10 @@ class Check(Call[Principal]):
 
     def _all(self, fields: Mapping[bytes, bytes] | list[bytes]) -> Call[Principal] | None:
         return self._script(_GONE_US) if not fields else None  # gone since the HMGET
+
+    def touching(self) -> Call[Principal]:
+        """The check script as the first call: read, and slide when due (``validate``)."""
+        return self._script(self.engine.touch_rule.us)
 
     def _script(self, interval_us: int) -> Call[Principal]:
         verified = self.verified
@@ -289,7 +301,8 @@ class Check(Call[Principal]):
             fields = codec.parse_fields(flat)
             seen, idle = fields.get(SEEN), fields.get(IDLE_TTL)
             if seen is not None and idle is not None:
-                self.due = codec.touch_due_us(seen, idle, self.engine.touch_rule.us) / 1e6
+                due = codec.touch_due_us(seen, idle, self.engine.touch_rule.us) / 1e6
+                self.due = self.verified.due = due
             return self.principal_all(fields)
         raise self._gone(reply)
 
