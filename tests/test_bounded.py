@@ -1,10 +1,12 @@
 """A user at the largest allowed cap never makes one script block Redis for long.
 
-The server's own measure is read: SLOWLOG (every command logged, on a private server), the
-duration of each script run. At 100,000 sessions of one user (a cap the store used to
+The server's own account is read: SLOWLOG (every command logged, on a private server), the
+script runs each operation made. At 100,000 sessions of one user (a cap the store used to
 accept) a login at the cap, a listing or a revocation each blocked Redis for 0.4-0.7 s,
 longer than the default ``socket_timeout``. The cap is now bounded, and listings and
-revocations walk the index in short steps.
+revocations walk the index in ZSCAN steps (``COUNT`` 100). These tests count the steps;
+how long the longest one takes is measured by ``python -m benchmarks --only cap`` (no
+timing is asserted here).
 """
 
 from __future__ import annotations
@@ -31,9 +33,8 @@ from sessionstore.keys import user_keys
 from sessionstore.testing import LocalServer, redis_binary, valkey_binary
 from support import internals
 
-# Far above what a short script takes (about a millisecond at the cap), far below what the
-# unbounded walks took: generous for a loaded 2-core box.
-SCRIPT_BOUND_US = 50_000
+# The largest step size (ZSCAN COUNT) the walking scripts accept (list.lua, revoke_many.lua).
+MAX_STEP = 1000
 ISSUE_CAP = 100_000  # the issue's case
 USER = "crowded"
 DEVICES = 10
@@ -85,14 +86,13 @@ def fill(store: SessionStore, client: redis.Redis, count: int) -> list[str]:
     return made
 
 
-def worst_script_us(client: redis.Redis) -> tuple[int, int]:
-    """(the longest script run SLOWLOG holds in µs, how many script runs it holds)."""
-    runs = [
-        entry["duration"]
+def script_runs(client: redis.Redis) -> int:
+    """How many script runs SLOWLOG holds."""
+    return sum(
+        1
         for entry in client.slowlog_get(10_000)
         if entry["command"].split(b" ", 1)[0].upper() in (b"EVALSHA", b"EVAL")
-    ]
-    return max(runs, default=0), len(runs)
+    )
 
 
 def test_no_script_blocks_long_at_the_largest_cap(server: LocalServer) -> None:
@@ -107,12 +107,12 @@ def test_no_script_blocks_long_at_the_largest_cap(server: LocalServer) -> None:
         client.config_set("slowlog-log-slower-than", 0)
         client.config_set("slowlog-max-len", 10_000)
         made = fill(store, client, cap)
-        worst: dict[str, tuple[int, int]] = {}
+        runs: dict[str, int] = {}
 
         def measure(name: str, op: Any) -> Any:
             client.slowlog_reset()
             result = op()
-            worst[name] = worst_script_us(client)
+            runs[name] = script_runs(client)
             return result
 
         # A login at the cap evicts exactly the least recently active session.
@@ -135,11 +135,11 @@ def test_no_script_blocks_long_at_the_largest_cap(server: LocalServer) -> None:
     finally:
         store.close()
         client.close()
-    slow = {name: us for name, (us, _) in worst.items() if us > SCRIPT_BOUND_US}
-    assert not slow, f"scripts blocked Redis past {SCRIPT_BOUND_US} µs at a cap of {cap}: {slow}"
-    # Listing and revoking a full user take several short scripts, not one long one.
+    # A login at the cap is one script over at most ``cap`` entries (Config bounds it);
+    # listing and revoking a full user take several short scripts, not one long one.
+    assert cap <= MAX_STEP
     for name in ("sessions", "devices", "revoke_user"):
-        assert worst[name][1] > 1, (name, worst[name])
+        assert runs[name] > 1, (name, runs)
 
 
 def test_revoke_in_steps_spares_sessions_created_after_it_began(server: LocalServer) -> None:
@@ -178,7 +178,7 @@ async def test_async_store_walks_in_steps_too(server: LocalServer) -> None:
         client.slowlog_reset()
         listed = await async_store.sessions(USER)
         assert {s.session_id for s in listed} == set(made)
-        assert worst_script_us(client)[1] > 1  # several steps
+        assert script_runs(client) > 1  # several steps
         grouped = await async_store.devices(USER)
         assert sum(len(g.sessions) for g in grouped) == len(made)
         assert await async_store.revoke_device(USER, "d3") == len(made) // DEVICES
@@ -213,10 +213,12 @@ def test_a_user_past_the_cap_from_before_the_bound(server: LocalServer) -> None:
         client.config_set("slowlog-max-len", 10_000)
         client.slowlog_reset()
         assert len(store.sessions(USER)) == store.config.max_sessions_per_user
-        assert worst_script_us(client)[0] <= SCRIPT_BOUND_US
+        assert script_runs(client) > 1
         client.slowlog_reset()
         assert store.revoke_user(USER) == legacy
-        assert worst_script_us(client)[0] <= SCRIPT_BOUND_US
+        # Several steps. Not 1,200 of 100: the index shrinks as the walk deletes, and ZSCAN
+        # on a shrunk table returns whole buckets (24-25 runs here on both engines).
+        assert script_runs(client) > 10
         assert client.zcard(user_keys("ss", USER).index) == 0
     finally:
         store.close()
