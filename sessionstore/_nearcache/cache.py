@@ -35,13 +35,14 @@ class TokenCache(Generic[V]):
         self._leeway = leeway
         self._lock = threading.Lock()
         self._items: OrderedDict[str, tuple[V, int, object]] = OrderedDict()
-        # The doorkeeper of ``admit``: one mark per slot (a power of two >= 16 * size, as
-        # many bytes as it once took in hashes), all cleared once an eighth are marked.
+        # The doorkeeper of ``admit``: two generations of one bit per slot (a power of two
+        # >= 16 * size slots: 4 * size bytes in all, a quarter of the hashes it once kept).
         slots = 1 << max(7, (16 * size - 1).bit_length())
-        self._seen = bytearray(slots)
+        self._now = bytearray(slots >> 3)
+        self._old = bytearray(slots >> 3)
         self._mask = slots - 1
         self._marks = 0
-        self._limit = slots >> 3
+        self._limit = slots >> 4
 
     def admit(self, token: str) -> bool:
         """True when ``token`` was offered before; the first time, only note that it was.
@@ -50,23 +51,28 @@ class TokenCache(Generic[V]):
         token, or a token per request): caching them on first sight would cost every such
         request an insert and evict entries that do get reused. Marks are bits, never
         overwritten: a collision (another token marked the same slot) at worst admits a
-        token one sighting early (at most an eighth of the slots are marked), and a token
-        that comes back is admitted whatever else was offered between its sightings (a
-        slot that held one token's hash let two tokens offered in turn erase each other's
-        mark forever). Clearing all marks when an eighth are set keeps the filter young:
-        the token that fills the eighth keeps its mark, the ones marked before it are
-        admitted one sighting late.
+        token one sighting early (at most an eighth of the slots are marked in the two
+        generations together), and a token that comes back is admitted whatever else was
+        offered between its sightings, if at most ``size`` other first sightings came
+        between (a slot that held one token's hash let two tokens offered in turn erase
+        each other's mark forever). When a sixteenth of the slots are marked, the marks
+        become the old generation and the older one is dropped: a mark lives through one
+        such turn, and a token seen again is marked anew (a clearing of all marks at once
+        forgot tokens marked just before it).
         """
-        seen, slot = self._seen, hash(token) & self._mask
-        if seen[slot]:
+        slot = hash(token) & self._mask
+        byte, bit = slot >> 3, 1 << (slot & 7)
+        now = self._now
+        if now[byte] & bit:
             return True
-        seen[slot] = 1
-        self._marks += 1  # racing threads may miscount by a few: the clearing comes early or late
+        seen = self._old[byte] & bit != 0  # marked before the last turn: carried over
+        # Racing threads may lose a mark or miscount by a few: a token is then admitted
+        # one sighting late, or the turn comes early or late.
+        now[byte] |= bit
+        self._marks += 1
         if self._marks >= self._limit:
-            fresh = bytearray(len(seen))
-            fresh[slot] = 1
-            self._seen, self._marks = fresh, 1
-        return False
+            self._old, self._now, self._marks = now, bytearray(len(now)), 0
+        return seen
 
     def get(self, token: str, now: float, snapshot: object) -> V | None:
         """The cached value if still fresh under the same keyring snapshot."""
