@@ -94,8 +94,9 @@ class Verified(msgspec.Struct, gc=False):
     read: tuple[str]  # the KEYS of the plain reads
     memo: tuple[Session, Principal] | None = None
     repeat: bool = False  # seen before: cached, and its session may be
-    # When (server clock, s) its session is due a touch, as last read here (0: not read).
-    due: float = 0.0
+    # When (server clock, s) its session is due a touch, as last read here: kept only for
+    # a token in the token cache (0: not read yet; -1: not kept, nothing to remember).
+    due: float = -1.0
 
     @property
     def keys(self) -> tuple[str, str]:
@@ -173,6 +174,7 @@ def _verified(engine: Host, access_token: object, now: float) -> Verified:
     elif type(access_token) is str and cache.admit(access_token):
         # Seen before (the doorkeeper remembers): worth keeping from now on.
         verified.repeat = True
+        verified.due = 0.0
         cache.put(access_token, verified, claims.expires_at, snapshot)
     return verified
 
@@ -229,12 +231,16 @@ class Check(Call[Principal]):
         idle = row[ROW_IDLE_TTL]  # the session's idle ttl (ms): half of it bounds the interval
         if idle is not None and len(idle) <= touch.cap_digits and int(idle) < touch.cap_ms:
             interval_us = int(idle) * 500
-        self.verified.due = due = (seen_us + interval_us) / 1e6
         if time.time() * 1_000_000 - seen_us >= interval_us:
             # Touch due (the script re-checks on its clock, with the same per-session rule).
             return self._script(interval_us)
-        if self.near is not None:
-            self.due = due
+        verified = self.verified
+        if verified.due >= 0.0:  # kept in the token cache (see Verified.due)
+            verified.due = due = (seen_us + interval_us) / 1e6
+            if self.near is not None:
+                self.due = due
+        elif self.near is not None:  # no token cache: every session is cached
+            self.due = (seen_us + interval_us) / 1e6
         if not codec.row_fits(row):
             read = self.verified.read
             return Call(
@@ -301,8 +307,9 @@ class Check(Call[Principal]):
             fields = codec.parse_fields(flat)
             seen, idle = fields.get(SEEN), fields.get(IDLE_TTL)
             if seen is not None and idle is not None:
-                due = codec.touch_due_us(seen, idle, self.engine.touch_rule.us) / 1e6
-                self.due = self.verified.due = due
+                self.due = due = codec.touch_due_us(seen, idle, self.engine.touch_rule.us) / 1e6
+                if self.verified.due >= 0.0:
+                    self.verified.due = due
             return self.principal_all(fields)
         raise self._gone(reply)
 
