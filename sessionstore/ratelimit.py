@@ -233,13 +233,14 @@ class _Plan:
 
         def then(reply: Any) -> Call[Decision] | None:
             self._limiter.reachable()
-            if n + 1 < len(self.steps) and int(reply[0]):
-                self._remaining.append(int(reply[1]))
+            allowed, remaining, _, _ = reply  # lua/ratelimit.lua
+            if n + 1 < len(self.steps) and int(allowed):
+                self._remaining.append(int(remaining))
                 return self.call(n + 1)
             return None
 
         def parse(reply: Any) -> Decision:
-            allowed, remaining, retry_ms = int(reply[0]), int(reply[1]), int(reply[2])
+            allowed, remaining, retry_ms, _ = map(int, reply)  # lua/ratelimit.lua
             if not allowed:
                 return Decision(
                     allowed=False, remaining=0, retry_after=retry_ms / 1000, limited_by=step.scope

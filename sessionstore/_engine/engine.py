@@ -215,7 +215,8 @@ class Engine(Sessions):
         args = (session_id, found.generation, grace_ms, self._signing_kid())
 
         def parse(reply: list[Any]) -> TokenPair:
-            status = int(reply[0])
+            head, *rest = reply  # lua/refresh.lua: the status, then a live session's state
+            status = int(head)
             if status == Reply.NO_REFRESH:
                 raise InvalidToken("session has no refresh token")
             if status == Reply.REUSED:
@@ -224,8 +225,9 @@ class Engine(Sessions):
                 raise RefreshReuseDetected("refresh token reused: session revoked")
             if status in _GONE:
                 raise self.gone(user_id, session_id, status)
-            session = codec.parse_session(user_id, session_id, codec.parse_fields(reply[3:]))
-            generation, kid = int(reply[1]), reply[2].decode()
+            generation_, kid_, *fields = rest
+            session = codec.parse_session(user_id, session_id, codec.parse_fields(fields))
+            generation, kid = int(generation_), kid_.decode()
             self.emit(
                 events.Refreshed(
                     user_id=user_id,
@@ -246,7 +248,7 @@ class Engine(Sessions):
 
         key_pair = (keys.index, keys.session(session_id))
         call = Call(SCRIPTS["refresh"], key_pair, args, parse, durable=True)
-        return announced(call, lambda reply: int(reply[0]) == Reply.REUSED)  # revoked it
+        return announced(call, _reused)  # reuse revoked the session
 
     def verify(self, access_token: object) -> AccessClaims:
         """Check an access token locally (no I/O): gate, signature, claims."""
@@ -260,3 +262,9 @@ class Engine(Sessions):
     # The function itself, not a method calling it: no extra call on the hot path. It
     # reaches the engine only through ``validation.Host`` (mypy checks Engine is one).
     validate = validation.validate
+
+
+def _reused(reply: list[Any]) -> bool:
+    """Whether a refresh reply (lua/refresh.lua) says reuse was detected."""
+    status, *_ = reply
+    return int(status) == Reply.REUSED

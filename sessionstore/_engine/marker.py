@@ -56,7 +56,8 @@ class Marker:
 
     def parse(self, reply: list[Any]) -> events.DataLost | None:
         """Remember the marker; the event to report when it vanished or changed."""
-        existed, value = int(reply[0]), reply[1].decode()
+        flag, raw = reply  # lua/marker.lua
+        existed, value = int(flag), raw.decode()
         previous, self._seen = self._seen, value
         if previous is None or (existed and value == previous):
             return None

@@ -161,8 +161,9 @@ class Sessions:
         )
 
         def parse(reply: list[Any]) -> Session:
-            created, idle_deadline, absolute_deadline = (int(x) for x in reply[:3])
-            self._forget(user_id, [x.decode() for x in reply[3:]], "evicted")
+            created_us, idle_ms, absolute_ms, *evicted = reply  # lua/create.lua
+            created, idle_deadline, absolute_deadline = map(int, (created_us, idle_ms, absolute_ms))
+            self._forget(user_id, [x.decode() for x in evicted], "evicted")
             self.emit(events.Created(user_id=user_id, session_id=session_id, device_id=device.id))
             return Session(
                 user_id=user_id,
@@ -250,10 +251,11 @@ class Sessions:
 
         def then(reply: list[bytes]) -> Call[int] | None:
             # Each step's deletions are remembered (and announced) as soon as they are made.
-            self._forget(user_id, [x.decode() for x in reply[2:]], mode)
-            total = done + len(reply) - 2
-            if reply[0] != b"0":
-                return self._revoke_many(user_id, mode, arg, (reply[0], reply[1]), total)
+            cursor, cutoff, *deleted = reply  # lua/revoke_many.lua
+            self._forget(user_id, [x.decode() for x in deleted], mode)
+            total = done + len(deleted)
+            if cursor != b"0":
+                return self._revoke_many(user_id, mode, arg, (cursor, cutoff), total)
             # The walk is done: one keyed read answered after every step's pushes (see
             # ``announced``); a walk that revoked nothing has nothing to announce.
             return confirmed(SCRIPTS["revoke_many"], keys.index, total) if total else None
@@ -299,9 +301,10 @@ class Sessions:
 
         def step(cursor: bytes) -> Call[T]:
             def then(reply: list[Any]) -> Call[T] | None:
-                for row in reply[1:]:
-                    rows[row[0].decode()] = row[1:]
-                return None if reply[0] == b"0" else step(reply[0])
+                cursor, *found = reply  # lua/list.lua
+                for session_id, *fields in found:
+                    rows[session_id.decode()] = fields
+                return None if cursor == b"0" else step(cursor)
 
             args = (cursor, CHUNK)
             return Call(

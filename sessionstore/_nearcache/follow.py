@@ -265,8 +265,9 @@ class Followers:
                         "sessionstore: sentinel %s:%s: %s", sentinel.host, sentinel.port, err
                     )
                     continue
-                if reply:
-                    return {(reply[0].decode(), int(reply[1]))}
+                if isinstance(reply, list) and len(reply) == 2:
+                    host, port = reply  # the primary's address (none: an empty reply)
+                    return {(host.decode(), int(port))}
             return None
         # Nodes we hear from first: one that was silent (stalled) may not know yet that
         # it was replaced, and would name itself.
