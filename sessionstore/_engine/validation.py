@@ -234,13 +234,8 @@ class Check(Call[Principal]):
         if time.time() * 1_000_000 - seen_us >= interval_us:
             # Touch due (the script re-checks on its clock, with the same per-session rule).
             return self._script(interval_us)
-        verified = self.verified
-        if verified.due >= 0.0:  # kept in the token cache (see Verified.due)
-            verified.due = due = (seen_us + interval_us) / 1e6
-            if self.near is not None:
-                self.due = due
-        elif self.near is not None:  # no token cache: every session is cached
-            self.due = (seen_us + interval_us) / 1e6
+        if self.near is not None or self.verified.due >= 0.0:
+            self._learned((seen_us + interval_us) / 1e6)
         if not codec.row_fits(row):
             read = self.verified.read
             return Call(
@@ -250,6 +245,13 @@ class Check(Call[Principal]):
 
     def _all(self, fields: Mapping[bytes, bytes] | list[bytes]) -> Call[Principal] | None:
         return self._script(_GONE_US) if not fields else None  # gone since the HMGET
+
+    def _learned(self, due: float) -> None:
+        """When (server clock, s) the session is due a touch: bounds a near-cache entry,
+        and is kept with a token in the token cache (see ``Verified.due``)."""
+        self.due = due
+        if self.verified.due >= 0.0:
+            self.verified.due = due
 
     def touching(self) -> Call[Principal]:
         """The check script as the first call: read, and slide when due (``validate``)."""
@@ -307,9 +309,7 @@ class Check(Call[Principal]):
             fields = codec.parse_fields(flat)
             seen, idle = fields.get(SEEN), fields.get(IDLE_TTL)
             if seen is not None and idle is not None:
-                self.due = due = codec.touch_due_us(seen, idle, self.engine.touch_rule.us) / 1e6
-                if self.verified.due >= 0.0:
-                    self.verified.due = due
+                self._learned(codec.touch_due_us(seen, idle, self.engine.touch_rule.us) / 1e6)
             return self.principal_all(fields)
         raise self._gone(reply)
 
