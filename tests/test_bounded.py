@@ -93,7 +93,8 @@ def script_runs(client: redis.Redis) -> int:
     entries: a 120,000-session walk logs ~400 per step and kept the last ~25 steps of 1,200).
     """
     stats = client.info("commandstats")
-    return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("eval", "evalsha"))
+    calls = (stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("eval", "evalsha"))
+    return sum(int(n) for n in calls)
 
 
 def test_every_walk_at_the_largest_cap_takes_short_steps(server: LocalServer) -> None:
