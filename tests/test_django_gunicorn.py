@@ -45,6 +45,14 @@ from django.urls import path
 from sessionstore.integrations.django import conf
 
 settings.SESSIONSTORE = {"URL_ENV": "FORK_TEST_URL", "JWKS_ENV": "SESSIONSTORE_JWKS"}
+# A 500's traceback goes to gunicorn's log (the test shows the log when a request fails).
+settings.LOGGING = {
+    "version": 1,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "loggers": {"django.request": {"handlers": ["stderr"], "level": "ERROR"}},
+}
+from django.utils.log import configure_logging
+configure_logging(settings.LOGGING_CONFIG, settings.LOGGING)
 PRELOADED = conf.get_store()
 
 
@@ -67,7 +75,9 @@ def get(port: int, path: str, token: str) -> tuple[int, Any]:
     try:
         conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
         response = conn.getresponse()
-        return response.status, json.loads(response.read() or b"null")
+        raw = response.read()
+        # A non-JSON answer (Django's 500 page) comes back as text, for the assertion.
+        return response.status, json.loads(raw or b"null") if response.status == 200 else raw
     finally:
         conn.close()
 
@@ -102,15 +112,18 @@ def gunicorn(url: str, tmp_path: Path) -> Iterator[tuple[int, Keyring]]:
 
 
 @pytest.mark.slow
-def test_preforked_workers_make_their_own_store(gunicorn: tuple[int, Keyring], url: str) -> None:
+def test_preforked_workers_make_their_own_store(
+    gunicorn: tuple[int, Keyring], url: str, tmp_path: Path
+) -> None:
     port, keyring = gunicorn
+    log = tmp_path / "gunicorn.log"
     with SessionStore.from_url(url, keyring=keyring) as store:
         pair = store.login("user-7", device=Device(id="phone-1"))
         seen: dict[int, dict[str, Any]] = {}
         deadline = time.monotonic() + 30
         while len(seen) < WORKERS and time.monotonic() < deadline:
             status, body = get(port, "/me", pair.access_token)
-            assert status == 200, body
+            assert status == 200, (body, log.read_text())
             seen[body["pid"]] = body
         assert len(seen) == WORKERS, f"only workers {sorted(seen)} answered"
         assert all(
@@ -123,7 +136,7 @@ def test_preforked_workers_make_their_own_store(gunicorn: tuple[int, Keyring], u
         deadline = time.monotonic() + 30
         while len(refused) < WORKERS and time.monotonic() < deadline:
             status, body = get(port, "/me", pair.access_token)
-            assert status == 200 and body["own"], body
+            assert status == 200 and body["own"], (body, log.read_text())
             if body["user"] is None:
                 refused.add(body["pid"])
         assert refused == set(seen), f"workers {sorted(set(seen) - refused)} never refused"
