@@ -7,7 +7,8 @@ validate, validate with caches off), ``async`` (naive async vs first-time async 
 1000 concurrent), ``degraded`` (a private server killed, breaker open), ``tokens`` (login,
 refresh), ``propagation`` (revoke here, rejection in another process, 200 trials), ``live``
 (revoke here, the close of a WebSocket served by another process seen by its client, 200
-trials) and ``cluster`` (cold validate and login on a private 3-primary cluster vs one server), ``cap``
+trials) and ``cluster`` (cold validate and login on a private 3-primary cluster vs one
+server), ``cap``
 (the longest single script, from SLOWLOG, of each operation on a user at the largest
 allowed ``max_sessions_per_user``) and ``footprint`` (objects a validation keeps for the
 garbage collector, in flight and after; counted, not timed). The
@@ -47,9 +48,9 @@ from benchmarks.report import (
     Target,
     cap_lines,
     footprint_lines,
-    live_lines,
     format_table,
     format_targets,
+    live_lines,
     memory_lines,
     propagation_lines,
     row_lines,

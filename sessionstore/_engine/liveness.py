@@ -48,8 +48,6 @@ def remaining(engine: Host, user_id: str, session_id: str) -> Call[float | None]
         reached(engine)
         ms = int(reply)
         if ms == _GONE:
-            # Gone for good (sessions are never recreated): degraded mode refuses it too.
-            engine.revoked.add(user_id, session_id, time.time())
             return None
         return math.inf if ms < 0 else ms / 1000  # -1: no TTL (never written so)
 

@@ -42,7 +42,7 @@ from sessionstore.errors import StoreUnavailable
 from sessionstore.keys import encode_user_id
 from sessionstore.models import Principal
 
-__all__ = ["ENDED", "EXPIRED", "FAILED", "REVOKED", "UNAVAILABLE", "Ending", "LiveConnections"]
+__all__ = ["EXPIRED", "FAILED", "REVOKED", "UNAVAILABLE", "Ending", "LiveConnections"]
 
 logger = logging.getLogger("sessionstore")
 
@@ -56,10 +56,11 @@ class Ending:
 
 
 # 4401: the private-use range of RFC 6455 (4000-4999), after HTTP's 401. 1013 (Try Again
-# Later) and 1011 (Internal Error) are the codes the exception handlers close with too.
+# Later) and 1011 (Internal Error) are the codes the exception handlers close with too. A
+# session a check finds gone before its deadline was revoked (or lost with the data set,
+# which logs out the same way); at or after it, it expired.
 REVOKED = Ending(4401, "Session revoked")
 EXPIRED = Ending(4401, "Session expired")
-ENDED = Ending(4401, "Session ended")  # found gone by a check after the link was lost
 UNAVAILABLE = Ending(1013, "Session store unavailable")
 FAILED = Ending(1011, "Session check failed")
 
@@ -71,13 +72,19 @@ _SLACK = 0.005
 class Live(Watch):
     """One open connection of a session, watched on its event loop's hub."""
 
-    __slots__ = ("end", "timer", "user_id")
+    __slots__ = ("deadline", "end", "timer", "user_id")
 
     def __init__(self, hub: _Hub, principal: Principal, end: Callable[[Ending], None]) -> None:
         super().__init__(hub, encode_user_id(principal.user_id), principal.session_id)
         self.user_id = principal.user_id
         self.end = end
         self.timer: asyncio.TimerHandle | None = None
+        session = principal.session  # None when degraded: no deadline known
+        self.deadline = (
+            math.inf
+            if session is None
+            else min(session.idle_expires_at, session.absolute_expires_at)
+        )
 
 
 class LiveConnections:
@@ -110,13 +117,11 @@ class LiveConnections:
         if self._store._revoked_here(principal.user_id, principal.session_id):
             hub.end(live, REVOKED)  # announced before the watch began
         elif principal.session is not None and (watchers is None or watchers.linked):
-            session = principal.session
-            deadline = min(session.idle_expires_at, session.absolute_expires_at)
-            hub.arm(live, deadline - time.time())
+            hub.arm(live, live.deadline - time.time())
         else:
             # Degraded (no deadline known), or the link is not up: what was announced
             # meanwhile was not heard. Checked now, and again when the link is up.
-            hub.check([live], ENDED)
+            hub.check([live])
             if watchers is not None and not watchers.linked:
                 hub.down()
         return live
@@ -202,7 +207,7 @@ class _Hub:
 
     def _due(self, live: Live) -> None:
         live.timer = None
-        self.check([live], EXPIRED)
+        self.check([live])
 
     def _revoked(self, watches: object) -> None:
         assert isinstance(watches, list)
@@ -213,7 +218,7 @@ class _Hub:
         if up:
             self._linked.set()
             # Announcements made while the link was down were not heard: check them all.
-            self.check(list(self.lives), ENDED)
+            self.check(list(self.lives))
         else:
             self.down()
 
@@ -223,16 +228,16 @@ class _Hub:
         if self._outage is None and self.lives:
             self._outage = self._spawn(self._wait_out())
 
-    def check(self, lives: Iterable[Live], gone: Ending) -> None:
+    def check(self, lives: Iterable[Live]) -> None:
         """Check these connections' sessions (one round trip); end the gone ones."""
         lives = list(lives)
         if lives:
-            self._spawn(self._checked(lives, gone))
+            self._spawn(self._checked(lives))
 
-    async def _checked(self, lives: list[Live], gone: Ending) -> None:
-        await self._check(lives, gone)
+    async def _checked(self, lives: list[Live]) -> None:
+        await self._check(lives)
 
-    async def _check(self, lives: list[Live], gone: Ending) -> tuple[list[Live], bool]:
+    async def _check(self, lives: list[Live]) -> tuple[list[Live], bool]:
         """Check ``lives``; those Redis could not be asked about, and whether any was."""
         store = self.store
         results = await asyncio.gather(
@@ -250,10 +255,11 @@ class _Hub:
                 self.end(live, FAILED)
             elif result is None:
                 answered = True
-                self.end(live, gone)
+                self.end(live, EXPIRED if time.time() >= live.deadline else REVOKED)
             else:
                 answered = True
                 if live in self.lives and not math.isinf(result):
+                    live.deadline = time.time() + result
                     self.arm(live, result)
         if unreached and self._outage is None:
             self._outage = self._spawn(self._wait_out())
@@ -263,7 +269,7 @@ class _Hub:
         """An outage may have begun: end every connection once validations would deny."""
         try:
             while self.lives and not self._linked.is_set():
-                unreached, answered = await self._check(list(self.lives), ENDED)
+                unreached, answered = await self._check(list(self.lives))
                 if not unreached:
                     return
                 if answered:
