@@ -5,8 +5,10 @@ Groups run in this order, each from an empty namespace: ``memory`` (100,000 sess
 50), ``hot`` (HMAC+msgspec and PyJWT limits, hot validate), ``cold`` (naive sync, first-time
 validate, validate with caches off), ``async`` (naive async vs first-time async validate,
 1000 concurrent), ``degraded`` (a private server killed, breaker open), ``tokens`` (login,
-refresh), ``propagation`` (revoke here, rejection in another process, 200 trials) and
-``cluster`` (cold validate and login on a private 3-primary cluster vs one server), ``cap``
+refresh), ``propagation`` (revoke here, rejection in another process, 200 trials), ``live``
+(revoke here, the close of a WebSocket served by another process seen by its client, 200
+trials) and ``cluster`` (cold validate and login on a private 3-primary cluster vs one
+server), ``cap``
 (the longest single script, from SLOWLOG, of each operation on a user at the largest
 allowed ``max_sessions_per_user``) and ``footprint`` (objects a validation keeps for the
 garbage collector, in flight and after; counted, not timed). The
@@ -33,6 +35,7 @@ from benchmarks import (
     cluster,
     degraded,
     footprint,
+    live,
     memory,
     propagation,
     store_ops,
@@ -47,6 +50,7 @@ from benchmarks.report import (
     footprint_lines,
     format_table,
     format_targets,
+    live_lines,
     memory_lines,
     propagation_lines,
     row_lines,
@@ -72,6 +76,7 @@ GROUPS = (
     "degraded",
     "tokens",
     "propagation",
+    "live",
     "cluster",
     "cap",
     "footprint",
@@ -80,6 +85,7 @@ TABLE_ORDER = ("hot", "cold", "async", "degraded", "tokens", "core", "cluster")
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 MIN_ROUNDS = 5
 PROPAGATION_TRIALS = 200
+LIVE_TRIALS = 200
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -132,6 +138,7 @@ class Outcome:
         self.memory: memory.MemoryResult | None = None
         self.propagation: propagation.PropagationResult | None = None
         self.spinning: propagation.PropagationResult | None = None
+        self.live: live.LiveResult | None = None
         self.cap: cap.CapResult | None = None
         self.footprint: footprint.FootprintResult | None = None
 
@@ -142,7 +149,7 @@ class Outcome:
 
     def all_targets(self) -> list[Target]:
         """Targets in the issue's order; issue 3's target last."""
-        order = ("hot", "async", "cold", "propagation", "memory", "degraded", "cap")
+        order = ("hot", "async", "cold", "propagation", "live", "memory", "degraded", "cap")
         found = [t for group in order for t in self.targets.get(group, [])]
         first = [t for t in found if "issue 3" not in t.name]
         return first + [t for t in found if "issue 3" in t.name]
@@ -191,6 +198,11 @@ def run_groups(ctx: Context, groups: Sequence[str], settings: Settings, quick: b
         progress(f"propagation, validator spinning: {PROPAGATION_TRIALS} trials")
         out.spinning = propagation.measure(ctx, PROPAGATION_TRIALS, spinning=True)
         out.targets["propagation"] = [out.propagation.bound(), out.spinning.bound()]
+    if "live" in groups:
+        ctx.reset()
+        progress(f"live: {LIVE_TRIALS} trials")
+        out.live = live.measure(ctx, LIVE_TRIALS)
+        out.targets["live"] = [out.live.bound()]
     if "cluster" in groups:
         ctx.reset()
         with cluster.cluster_cases(ctx) as cases:
@@ -245,6 +257,8 @@ def _lines(out: Outcome) -> list[Line]:
         lines += propagation_lines(out.propagation)
     if out.spinning is not None:
         lines += propagation_lines(out.spinning)
+    if out.live is not None:
+        lines += live_lines(out.live)
     if out.cap is not None:
         lines += cap_lines(out.cap)
     if out.footprint is not None:
@@ -296,6 +310,7 @@ def run(args: argparse.Namespace) -> int:
             "timer": "time.perf_counter_ns, gc disabled in timed rounds",
             "order": "round-robin within a group: A, B, C, A, B, C, ...",
             "propagation_trials": PROPAGATION_TRIALS,
+            "live_trials": LIVE_TRIALS,
             "data_loss_reports_after_own_flush": expected_loss.dropped,
             "wall_seconds": round(wall, 1),
         },
@@ -303,6 +318,7 @@ def run(args: argparse.Namespace) -> int:
         memory=out.memory,
         propagation=out.propagation,
         spinning=out.spinning,
+        live=out.live,
         cap=out.cap,
         footprint=out.footprint,
         targets=targets,

@@ -10,6 +10,7 @@ from pathlib import Path
 from benchmarks.cap import CapResult
 from benchmarks.footprint import FootprintResult
 from benchmarks.harness import Bound, Ratio, RowResult
+from benchmarks.live import LiveResult
 from benchmarks.memory import MemoryResult
 from benchmarks.propagation import PropagationResult
 
@@ -137,6 +138,20 @@ def propagation_lines(result: PropagationResult) -> list[Line]:
     ]
 
 
+def live_lines(result: LiveResult) -> list[Line]:
+    """p50 and p99 from the acknowledged revoke to the WebSocket close seen (µs column)."""
+    note = (
+        f"{result.trials} trials; revoke() return -> close (4401) seen by a websockets client"
+        " of uvicorn in another process; from the revoke() call:"
+        f" p50 {result.percentile(50, result.from_call_ns):.0f} µs"
+    )
+    return [
+        Line("live WebSocket closed p50", None, result.percentile(50), None, note),
+        Line("live WebSocket closed p99", None, result.percentile(99), None, ""),
+        Line("live WebSocket closed max", None, max(result.from_return_ns) / 1e3, None, ""),
+    ]
+
+
 def cap_lines(result: CapResult) -> list[Line]:
     """One line per operation: its longest script (µs column), from SLOWLOG."""
     return [
@@ -248,6 +263,7 @@ def write_json(
     footprint: FootprintResult | None = None,
     targets: Sequence[Target],
     spinning: PropagationResult | None = None,
+    live: LiveResult | None = None,
     context: Sequence[Ratio],
 ) -> None:
     """Write the full report (every per-round value) to ``path``."""
@@ -275,6 +291,7 @@ def write_json(
         "memory": None if memory is None else memory.to_json(),
         "propagation": None if propagation is None else propagation.to_json(),
         "propagation_spinning": None if spinning is None else spinning.to_json(),
+        "live": None if live is None else live.to_json(),
         "cap": None if cap is None else cap.to_json(),
         "footprint": None if footprint is None else footprint.to_json(),
         "targets": [target.to_json() for target in targets],

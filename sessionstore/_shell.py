@@ -2,6 +2,9 @@
 
 The only I/O started here is the shared invalidation listeners of the near cache
 (background threads, one per followed server and namespace in a process; see ``_nearcache.follow``).
+Live connections (the integrations' WebSockets and streams) watch their sessions through
+the same listeners (``_watchers``): a store whose near cache is off follows them for that
+alone, on the first watch.
 
 Fork-safe: in a child forked after a store was made (gunicorn ``--preload``, Celery
 prefork, ``multiprocessing`` with ``fork``), the store lets go of the parent's listeners
@@ -11,6 +14,7 @@ and locks at once, and acquires listeners of its own on first use (see ``_forked
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, TypeVar
 
 from sessionstore._engine.call import Call, step
@@ -18,6 +22,7 @@ from sessionstore._engine.engine import Engine
 from sessionstore._engine.forks import AfterFork
 from sessionstore._nearcache import follow
 from sessionstore._nearcache.topology import Topology, reader_of, topology_of
+from sessionstore._nearcache.watch import Watchers
 from sessionstore._redis import redispy
 from sessionstore._redis.driver import check_client
 from sessionstore.errors import InvalidInput, StoreUnavailable
@@ -62,8 +67,12 @@ class StoreBase:
         cfg = self._engine.config
         topology = topology_of(client)
         self._topology = topology
+        # Whether the engine serves from the near cache (else listeners are followed only
+        # for live connections' watches), and whether the store was closed.
+        self._cached = bool(cfg.near_cache_size and cfg.touch_interval)
+        self._closed = False
         try:
-            if cfg.near_cache_size and cfg.touch_interval and topology is not None:
+            if self._cached and topology is not None:
                 self._follow(topology)
             self._start(client)
         except BaseException:
@@ -78,7 +87,28 @@ class StoreBase:
             topology, cfg.namespace, cfg.near_cache_size, cfg.touch_interval
         )
         listener.subscribe(self._engine.published, self._engine.breaker.expedite, self._primary)
-        self._engine.attach(listener.cache, listener.fresh, reader_of(self._client))
+        if self._cached:
+            self._engine.attach(listener.cache, listener.fresh, reader_of(self._client))
+
+    def _watchers(self) -> Watchers | None:
+        """Where live connections watch their sessions: this process' followers of the
+        store's servers (followed now if they were not: a near cache that is off, a forked
+        child's first watch). None when the client's servers cannot be told (no topology)
+        or the store is closed."""
+        if self._rejoin:
+            self._rejoined()
+        topology = self._topology
+        if self._listener is None and topology is not None and not self._closed:
+            with self._rejoin_lock:
+                if self._listener is None:
+                    self._follow(topology)
+        listener = self._listener
+        return None if listener is None else listener.watchers
+
+    def _revoked_here(self, user_id: str, session_id: str) -> bool:
+        """Whether this process has heard that the session was revoked (announced by any
+        process, or revoked here): a watch begun late misses no announcement."""
+        return self._engine.revoked.is_revoked(user_id, session_id, time.time())
 
     def _chores(self) -> Call[None] | None:
         """The engine's housekeeping call when one is due; first, in a forked child, the
@@ -191,6 +221,7 @@ class StoreBase:
         """Give back the shared invalidation listener (the last store stops it)."""
         with self._rejoin_lock:
             self._rejoin = False  # a closed store rejoins nothing
+            self._closed = True
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.unsubscribe(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, TypeVar
 
-from sessionstore._engine import admin
+from sessionstore._engine import admin, liveness
 from sessionstore._engine.call import Call, fail_closed
 from sessionstore._redis import connect, durable, redispy, runner
 from sessionstore._redis.batch import Batcher
@@ -173,6 +174,19 @@ class AsyncSessionStore(StoreBase):
     async def devices(self, user_id: str) -> list[DeviceSessions]:
         """A user's active sessions grouped per device."""
         return await self._run(self._engine.devices(user_id))
+
+    async def _remaining(self, user_id: str, session_id: str) -> float | None:
+        """Seconds a live connection's session has left (None: gone): one PTTL, batched
+        with the other calls of this loop turn (``_engine.liveness``)."""
+        step = liveness.remaining(self._engine, user_id, session_id)
+        self._here()
+        if self._stale:
+            await self._disconnect()
+        return await self._batcher.submit(step)
+
+    def _denied_in(self) -> float:
+        """Seconds until an unreachable Redis makes validations deny (0: now)."""
+        return liveness.denied_in(self._engine, time.monotonic())
 
     async def close(self) -> None:
         """Close the client if this store created it."""

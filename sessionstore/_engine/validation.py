@@ -36,7 +36,16 @@ from sessionstore.models import Config, Principal, Session
 from sessionstore.scripts import SCRIPTS
 from sessionstore.tokens import AccessClaims, Keyring, verify_access_token
 
-__all__ = ["READ_FIELDS", "Check", "Host", "TouchRule", "Verified", "principal_of", "validate"]
+__all__ = [
+    "READ_FIELDS",
+    "Check",
+    "Host",
+    "TouchRule",
+    "Verified",
+    "principal_of",
+    "reached",
+    "validate",
+]
 
 _CHECK = SCRIPTS["check"]
 READ_FIELDS = ROW_FIELDS
@@ -278,7 +287,7 @@ class Check(Call[Principal]):
     def _built(self, session: Session) -> Principal:
         engine, verified = self.engine, self.verified
         claims = verified.claims
-        _reached(engine)
+        reached(engine)
         if engine.binding:
             _bind(engine, claims, session, self.ip, self.user_agent)
         near = self.near
@@ -315,7 +324,7 @@ class Check(Call[Principal]):
 
     def _gone(self, code: int) -> SessionRevoked:
         engine, claims = self.engine, self.verified.claims
-        _reached(engine)
+        reached(engine)
         err = engine.gone(claims.user_id, claims.session_id, code)
         _failed(engine, claims, err)
         return err
@@ -324,14 +333,14 @@ class Check(Call[Principal]):
         """Redis failed: degraded when unreachable, a typed error otherwise."""
         engine = self.engine
         if not unreachable:
-            _reached(engine)
+            reached(engine)
             return fail_closed(err, unreachable)  # type: ignore[no-any-return]
         if engine.breaker.failure(time.monotonic(), err):
             engine.emit(events.DegradedEntered(fallback=engine.config.fallback))
         return degraded(engine, self.verified.claims, err, self.ip, self.user_agent)
 
 
-def _reached(engine: Host) -> None:
+def reached(engine: Host) -> None:
     """Redis answered: degraded mode is bounded from now, and an outage may have ended."""
     breaker = engine.breaker
     breaker.last_reached = now = time.monotonic()

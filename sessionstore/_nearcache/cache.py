@@ -7,7 +7,8 @@
 pushes can be heard (see ``listener``): entries are dropped on a push for their key,
 everything is dropped when a push connection (a ``Link``) is lost, added or removed,
 nothing is served unless every link is up and was heard from within ``trust_window``
-seconds (a cluster has one link per primary), and no entry outlives ``max_age``. An entry
+seconds (a cluster has one link per primary), and no entry outlives ``max_age``. An
+observer (``observe``) hears each change of "every link is up". An entry
 may name the node it was read from: it is stored and served only while that node has a
 live link (a cluster client may read from a new primary before it is followed).
 Pure and thread-safe; clocks are passed in.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 Address = tuple[str, int]
@@ -119,6 +120,14 @@ class NearCache:
         self._healthy = False  # every link is up (and there is one)
         self._live: frozenset[Address] = frozenset()  # the addresses of the links up
         self._heard = float("-inf")  # the least recently heard link
+        self._observer: Callable[[bool], None] | None = None
+        self._telling = threading.Lock()
+        self._told = False  # what the observer last heard
+
+    def observe(self, observer: Callable[[bool], None] | None) -> None:
+        """Call ``observer(healthy)`` each time "every link is up" turns true or false
+        (outside the cache's lock, from whichever thread moved a link)."""
+        self._observer = observer
 
     @property
     def trust_window(self) -> float:
@@ -204,6 +213,7 @@ class NearCache:
         with self._lock:
             self._links += (link,)
             self._flush()
+        self._tell()
         return link
 
     def _up(self, link: Link, now: float) -> None:
@@ -212,6 +222,7 @@ class NearCache:
             self._seq += 1
             self._floor = self._seq
             self._recount()
+        self._tell()
 
     def _down(self, link: Link, *, remove: bool = False) -> None:
         with self._lock:
@@ -219,6 +230,19 @@ class NearCache:
             if remove:
                 self._links = tuple(other for other in self._links if other is not link)
             self._flush()
+        self._tell()
+
+    def _tell(self) -> None:
+        """Tell the observer whether every link is up, if that changed since it was told.
+
+        Under a lock of its own, reading the state afresh: two threads moving links at
+        once tell the observer in order, and the last it hears is the state.
+        """
+        with self._telling:
+            healthy, observer = self._healthy, self._observer
+            if healthy != self._told and observer is not None:
+                self._told = healthy
+                observer(healthy)
 
     def _heard_from(self) -> None:
         # Unlocked: a stale minimum only makes the cache less trusted for a moment.
@@ -247,6 +271,8 @@ class NearCache:
         is taken: a parent thread may have held it at the fork.
         """
         self._lock = threading.Lock()
+        self._observer = None  # the parent's watchers
+        self._telling, self._told = threading.Lock(), False
         self._links = ()
         self._flush()
 

@@ -9,6 +9,10 @@ A near cache is trusted only while every server that can change its keys is hear
 - Sentinel: the primary the sentinels name (``SENTINEL GET-MASTER-ADDR-BY-NAME``), re-read
   the same way, and at once when a sentinel announces a switchover (``+switch-master``).
 
+Revocations the listeners hear are handed to the subscribers (``subscribe``), then to the
+``watchers`` (``watch.Watchers``): code waiting on given sessions (open WebSockets) hears of
+their end, and of the cache's link going down and up, without asking Redis.
+
 When the set changes, listeners for new servers are added before old ones are dropped,
 and every addition or removal flushes the cache (``NearCache.link``/``Link.close``), so
 no entry survives a change of who can write. A server that is down leaves its link down,
@@ -34,6 +38,7 @@ import hiredis
 from sessionstore._nearcache.cache import NearCache
 from sessionstore._nearcache.listener import Listener
 from sessionstore._nearcache.topology import Address, Topology, cluster_primaries
+from sessionstore._nearcache.watch import Watchers
 from sessionstore._nearcache.worker import Worker
 from sessionstore._redis import resp
 from sessionstore._redis.resp import command
@@ -57,6 +62,8 @@ class Followers:
     ) -> None:
         self.cache = cache
         self.users = 0
+        self.watchers = Watchers()
+        cache.observe(self.watchers.health)
         self._topology = topology
         self._namespace = namespace
         self._heartbeat = heartbeat
@@ -141,6 +148,7 @@ class Followers:
         self._fresh, self._followed = (), ()
         self._on_revoked, self._on_up, self._on_switch = [], [], []
         self._worker.abandon()
+        self.watchers.abandon()
         for listener in listeners.values():
             listener.abandon()
         # This process' copy of the sentinels' announcements: closing it leaves the
@@ -149,8 +157,11 @@ class Followers:
         self.cache.abandon()
 
     def _revoked(self, encoded_user_id: str, session_ids: list[str]) -> None:
+        # The stores first (their revocation memory), then the watchers: one that starts
+        # watching a session after this has passed finds it in a store's memory.
         for callback in list(self._on_revoked):
             callback(encoded_user_id, session_ids)
+        self.watchers.revoked(encoded_user_id, session_ids)
 
     def _up(self) -> None:
         for callback in list(self._on_up):

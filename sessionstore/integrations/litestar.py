@@ -24,7 +24,10 @@ also refuses a degraded principal (503). Both work without the middleware as wel
 Refusals have the one JSON body of every integration, ``{"error", "error_description",
 "reason"}``; a ``StoreUnavailable`` escaping a handler (a login while Redis is down) is 503
 with ``Retry-After``. A cookie-authenticated WebSocket handshake must come from the origin
-of its ``Host`` (or one of ``allowed_origins``), or it is closed with code 1008.
+of its ``Host`` (or one of ``allowed_origins``), or it is closed with code 1008. As in
+the Starlette integration, an authenticated WebSocket or streamed response served through
+the middleware ends when its session ends (4401 when revoked or expired, 1013 when Redis
+has been unreachable too long; ``close_live=False`` turns it off).
 """
 
 from __future__ import annotations
@@ -180,7 +183,7 @@ class SessionAuthMiddleware(AbstractAuthenticationMiddleware):
             )
             if not http.csrf_valid(state, submitted, conn.cookies.get(http.cookies.csrf)):
                 raise AuthRefused(http.csrf_failed())
-        await self.inner(scope, receive, send)
+        await self.auth.serve(self.inner, scope, receive, send, state.principal)
 
 
 def principal_of(conn: Connection) -> Principal | None:

@@ -31,6 +31,15 @@ A WebSocket handshake authenticated by the cookie must come from the same origin
 handshakes and no CSRF token can ride along. A foreign or missing ``Origin`` closes the
 socket with code 1008 (policy violation) before the app sees it; servers answer the
 handshake 403. A Bearer handshake (``Authorization`` header) needs no Origin.
+
+Live connections: an authenticated WebSocket, or a response that streams its body (an
+event stream, a ``StreamingResponse`` without ``Content-Length``), ends when its session
+ends, whichever process ended it: revoked (any kind) or expired, the WebSocket is closed
+with code 4401 ("Session revoked" / "Session expired"), the stream's body ended; once
+Redis has been unreachable for as long as validations allow (``Config.fallback``,
+``max_degraded_seconds``), with 1013. Idle connections cost no call to Redis (see
+``sessionstore.integrations._live``); ``SessionAuth(..., close_live=False)`` turns it off,
+and ``len(auth.live)`` counts them.
 """
 
 from __future__ import annotations
@@ -170,7 +179,7 @@ class SessionAuthMiddleware:
                     scope, receive, send
                 )
                 return
-            await self.app(scope, receive, send)
+            await self.auth.serve(self.app, scope, receive, send, state.principal)
             return
         if http.csrf_required(scope["method"], state):
             submitted, receive = await _asgi.submitted_csrf(
@@ -179,9 +188,11 @@ class SessionAuthMiddleware:
             if not http.csrf_valid(state, submitted, conn.cookies.get(http.cookies.csrf)):
                 await _response(http.csrf_failed())(scope, receive, send)
                 return
-        await self._serve(scope, receive, send)
+        await self._serve(scope, receive, send, state.principal)
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, principal: Principal | None
+    ) -> None:
         """Run the app; a ``StoreUnavailable`` it lets escape is 503, not the server's 500."""
         started = False
 
@@ -191,7 +202,7 @@ class SessionAuthMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, tracked)
+            await self.auth.serve(self.app, scope, receive, tracked, principal)
         except StoreUnavailable as err:
             if started:
                 raise
