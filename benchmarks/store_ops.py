@@ -1,4 +1,5 @@
-"""Store operations: create, touch, revoke_user (1000 sessions), devices (50); login, refresh.
+"""Store operations: create, touch, step_up, revoke_user (1000 sessions), devices (50); login,
+refresh.
 
 Each builder does its setup (sessions to touch, users to list; pipelined through ``bulk``)
 before returning its case; a case's timed part holds nothing but the calls it names.
@@ -54,6 +55,27 @@ def touch_case(ctx: Context, sessions: int = 2000) -> Case:
         return elapsed
 
     return Case("touch", run, note=f"{len(pool)} sessions cycled")
+
+
+def step_up_case(ctx: Context, sessions: int = 2000) -> Case:
+    """SessionStore.step_up cycling over existing sessions (one script, then an access token
+    signed with the session's new auth_time, amr and acr)."""
+    owners = ctx.owners("step_up", sessions)
+    pairs = _sessions(ctx, owners)
+    pool = [(user_id, pair.session_id) for (user_id, _), pair in zip(owners, pairs, strict=True)]
+    cycle, step_up = itertools.cycle(pool), ctx.store.step_up
+    methods = itertools.cycle(("otp", "webauthn"))
+
+    def run(n: int) -> int:
+        batch = [(*owner, next(methods)) for owner in itertools.islice(cycle, n)]
+        start = perf_counter_ns()
+        tokens = [step_up(user_id, sid, method=m, level=2) for user_id, sid, m in batch]
+        elapsed = perf_counter_ns() - start
+        if not all(tokens):
+            raise BenchError("step_up returned no token")
+        return elapsed
+
+    return Case("step_up", run, note=f"{len(pool)} sessions cycled, HS256")
 
 
 def _sessions(ctx: Context, owners: list[tuple[str, int]]) -> list[TokenPair]:
@@ -132,10 +154,11 @@ def refresh_case(ctx: Context, sessions: int = 1000) -> Case:
 
 
 def core_cases(ctx: Context, revoke_per_round: int) -> list[Case]:
-    """create, touch, revoke_user, devices(), in table order."""
+    """create, touch, step_up, revoke_user, devices(), in table order."""
     return [
         create_case(ctx),
         touch_case(ctx),
+        step_up_case(ctx),
         revoke_user_case(ctx, revoke_per_round),
         devices_case(ctx),
     ]

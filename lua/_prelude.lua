@@ -23,6 +23,10 @@ local ROTATED_AT = 't'         -- last rotation, ms
 local META = 'm'               -- chunk prefix of the meta blob (device texts, claims): m0, ...
 local DATA = 'd'               -- chunk prefix of the data blob: d0, d1, ...
 local DATA_CHUNKS = 'dn'       -- how many data chunks
+-- The last proof of identity, each written only when not its default.
+local AUTH_TIME = 'au'         -- s (absent: the session's creation)
+local AMR = 'am'               -- authentication methods, space-separated (absent: none)
+local ACR = 'al'               -- assurance level 1..9 (absent: 0)
 
 -- Reply codes (schema.Reply).
 local EXPIRED = -1             -- past a deadline (deleted on the way)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from sessionstore._engine import admin, liveness
@@ -107,8 +107,14 @@ class AsyncSessionStore(StoreBase):
         data: Mapping[str, Any] | None = None,
         idle_ttl: int | None = None,
         absolute_ttl: int | None = None,
+        methods: str | Sequence[str] = (),
+        level: int = 0,
     ) -> TokenPair:
-        """Create a session and return its access and refresh tokens."""
+        """Create a session and return its access and refresh tokens.
+
+        ``methods`` (e.g. ``"pwd"`` or ``["pwd", "otp"]``) and ``level`` (0..9) say how the
+        user signed in: the tokens' ``amr`` and ``acr``; the auth time is the login's.
+        """
         return await self._run(
             self._engine.login(
                 user_id,
@@ -117,6 +123,8 @@ class AsyncSessionStore(StoreBase):
                 data=data,
                 idle_ttl=idle_ttl,
                 absolute_ttl=absolute_ttl,
+                methods=methods,
+                level=level,
             )
         )
 
@@ -154,6 +162,13 @@ class AsyncSessionStore(StoreBase):
     async def update(self, user_id: str, session_id: str, *, data: Mapping[str, Any]) -> Session:
         """Replace a session's data; raises ``SessionRevoked`` when it is gone."""
         return await self._run(self._engine.update(user_id, session_id, data))
+
+    async def step_up(self, user_id: str, session_id: str, *, method: str, level: int) -> str:
+        """Record that the user just proved who they are again (``method``, e.g. ``"otp"``,
+        at ``level`` 1..9) and return a new access token carrying it (``auth_time``,
+        ``amr``, ``acr``). Nothing else of the session changes; the refresh token stays
+        valid and later refreshes carry the new values. ``SessionRevoked`` when gone."""
+        return await self._run(self._engine.step_up(user_id, session_id, method, level))
 
     async def revoke(self, user_id: str, session_id: str) -> bool:
         """Revoke one session; True when it was live."""

@@ -27,6 +27,7 @@ __all__ = [
     "ReplicationLag",
     "ReuseDetected",
     "Revoked",
+    "SteppedUp",
     "TouchFailed",
     "ValidationFailed",
     "emit",
@@ -74,6 +75,15 @@ class Refreshed(Event, frozen=True, kw_only=True):
     session_id: str
     generation: int
     grace: bool
+
+
+class SteppedUp(Event, frozen=True, kw_only=True):
+    """A session recorded a new proof of identity (``step_up``): its method and level."""
+
+    user_id: str
+    session_id: str
+    method: str
+    level: int
 
 
 class ReuseDetected(Event, frozen=True, kw_only=True):

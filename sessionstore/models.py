@@ -161,7 +161,13 @@ class Device(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
 
 class Session(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """One active session as stored in Redis (times are Unix seconds, server clock)."""
+    """One active session as stored in Redis (times are Unix seconds, server clock).
+
+    ``auth_time``, ``amr`` and ``acr`` say when and how the user last proved who they are
+    (OpenID Connect's names): at login, or at the last ``step_up``. ``auth_time`` is whole
+    seconds; ``amr`` the methods (RFC 8176 values such as ``"pwd"``, ``"otp"``), oldest
+    first; ``acr`` the assurance level (0: none asserted).
+    """
 
     user_id: str
     session_id: str
@@ -172,6 +178,9 @@ class Session(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     absolute_expires_at: float
     data: dict[str, Any] = msgspec.field(default_factory=dict)
     claims: dict[str, Any] = msgspec.field(default_factory=dict)
+    auth_time: int = 0
+    amr: tuple[str, ...] = ()
+    acr: int = 0
 
 
 class DeviceSessions(msgspec.Struct, frozen=True, kw_only=True):
@@ -202,6 +211,9 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
     ``claims`` holds the caller's claims from login; ``session`` is None when the
     answer was given from the token alone (``degraded=True``, Redis unreachable).
+    ``auth_time``, ``amr`` and ``acr`` (the last proof of identity, see ``Session``) come
+    from the session when it was read, else from the token's claims (``auth_time`` None
+    for a token that carries none).
     """
 
     user_id: str
@@ -211,3 +223,6 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     degraded: bool
     issued_at: int
     expires_at: int
+    auth_time: int | None = None
+    amr: tuple[str, ...] = ()
+    acr: int = 0

@@ -23,6 +23,7 @@ _NAMES = (
     "refresh",
     "revoke",
     "revoke_many",
+    "step_up",
     "update",
 )
 

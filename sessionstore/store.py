@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from sessionstore._engine import admin
@@ -76,8 +76,14 @@ class SessionStore(StoreBase):
         data: Mapping[str, Any] | None = None,
         idle_ttl: int | None = None,
         absolute_ttl: int | None = None,
+        methods: str | Sequence[str] = (),
+        level: int = 0,
     ) -> TokenPair:
-        """Create a session and return its access and refresh tokens."""
+        """Create a session and return its access and refresh tokens.
+
+        ``methods`` (e.g. ``"pwd"`` or ``["pwd", "otp"]``) and ``level`` (0..9) say how the
+        user signed in: the tokens' ``amr`` and ``acr``; the auth time is the login's.
+        """
         return self._run(
             self._engine.login(
                 user_id,
@@ -86,6 +92,8 @@ class SessionStore(StoreBase):
                 data=data,
                 idle_ttl=idle_ttl,
                 absolute_ttl=absolute_ttl,
+                methods=methods,
+                level=level,
             )
         )
 
@@ -118,6 +126,13 @@ class SessionStore(StoreBase):
     def update(self, user_id: str, session_id: str, *, data: Mapping[str, Any]) -> Session:
         """Replace a session's data; raises ``SessionRevoked`` when it is gone."""
         return self._run(self._engine.update(user_id, session_id, data))
+
+    def step_up(self, user_id: str, session_id: str, *, method: str, level: int) -> str:
+        """Record that the user just proved who they are again (``method``, e.g. ``"otp"``,
+        at ``level`` 1..9) and return a new access token carrying it (``auth_time``,
+        ``amr``, ``acr``). Nothing else of the session changes; the refresh token stays
+        valid and later refreshes carry the new values. ``SessionRevoked`` when gone."""
+        return self._run(self._engine.step_up(user_id, session_id, method, level))
 
     def revoke(self, user_id: str, session_id: str) -> bool:
         """Revoke one session; True when it was live."""

@@ -38,11 +38,15 @@ from sessionstore.models import Config, Device
 __all__ = [
     "ACCESS_TOKEN_TYPE",
     "DEVICE_CLAIM",
+    "MAX_ACR",
+    "MAX_AMR",
     "REFRESH_PREFIX",
     "RESERVED_CLAIMS",
     "AccessClaims",
     "Keyring",
     "RefreshClaims",
+    "check_acr",
+    "check_method",
     "issue_access_token",
     "issue_refresh_token",
     "parse_refresh_token",
@@ -55,7 +59,15 @@ REFRESH_PREFIX: Final = "rt1."
 DEVICE_CLAIM: Final = "ss_dev"
 RESERVED_CLAIMS: Final = frozenset(
     {"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid", "typ", DEVICE_CLAIM}
+    | {"auth_time", "amr", "acr"}
 )
+# The last proof of identity (OpenID Connect's auth_time, amr, acr): a method is an RFC 8176
+# value ("pwd", "otp", "webauthn", ...) or one of the same shape; a session keeps at most
+# MAX_AMR of them (lua/step_up.lua drops the oldest); a level is 1..MAX_ACR (0: none).
+MAX_ACR: Final = 9
+MAX_AMR: Final = 8
+_METHOD: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
+_ACR_VALUES: Final = {str(n): n for n in range(1, MAX_ACR + 1)}
 _JWS_CHARS: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
 _COMPACT: Final = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _SID: Final = re.compile(r"[A-Za-z0-9_-]{22}")
@@ -85,6 +97,25 @@ class AccessClaims(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     claims: dict[str, Any]
     kid: str = ""
     device: dict[str, str] | None = None
+    auth_time: int | None = None
+    amr: tuple[str, ...] = ()
+    acr: int = 0
+
+
+def check_method(method: object) -> str:
+    """``method`` if it is an authentication method name (RFC 8176's shape), else raise."""
+    if type(method) is not str or _METHOD.fullmatch(method) is None:
+        raise InvalidInput(
+            f"method must be 1..32 chars of [a-z0-9_.-] (e.g. 'pwd', 'otp'), got {method!r}"
+        )
+    return method
+
+
+def check_acr(level: object, *, low: int = 1) -> int:
+    """``level`` if it is an assurance level in ``low``..``MAX_ACR``, else raise."""
+    if type(level) is not int or not low <= level <= MAX_ACR:
+        raise InvalidInput(f"level must be an integer in {low}..{MAX_ACR}, got {level!r}")
+    return level
 
 
 def issue_access_token(
@@ -97,8 +128,14 @@ def issue_access_token(
     now: float,
     expires_at: float | None = None,
     device: Device | None = None,
+    auth_time: int | None = None,
+    amr: tuple[str, ...] = (),
+    acr: int = 0,
 ) -> tuple[str, AccessClaims]:
     """Sign an RFC 9068 access token with the keyring's current key.
+
+    ``auth_time``, ``amr`` and ``acr`` become the OpenID Connect claims of the same names
+    (``acr`` as a string, ``"2"``), each only when set (None, empty, 0: absent).
 
     ``exp`` is ``now + access_ttl``, capped at ``expires_at`` (e.g. the session's absolute
     deadline); times are floored to whole seconds. With ``device``, the token carries keyed
@@ -127,6 +164,12 @@ def issue_access_token(
     }
     if bound is not None:
         payload[DEVICE_CLAIM] = bound
+    if auth_time is not None:
+        payload["auth_time"] = auth_time
+    if amr:
+        payload["amr"] = list(amr)
+    if acr:
+        payload["acr"] = str(acr)
     headers = {"alg": key.alg, "kid": key.kid, "typ": ACCESS_TOKEN_TYPE}
     token = jwt.encode(payload, key.signing_key, algorithm=key.alg, headers=headers)
     if len(token) > config.max_token_bytes:
@@ -140,6 +183,9 @@ def issue_access_token(
         claims=extra,
         kid=key.kid,
         device=bound,
+        auth_time=auth_time,
+        amr=amr,
+        acr=acr,
     )
     return token, verified
 
@@ -167,6 +213,29 @@ def _device_claim(payload: dict[str, Any]) -> dict[str, str] | None:
     ):
         raise InvalidClaim(f"{DEVICE_CLAIM} claim must hold device digests", claim=DEVICE_CLAIM)
     return bound
+
+
+def _auth_claims(payload: dict[str, Any]) -> tuple[int | None, tuple[str, ...], int, int]:
+    """The token's (auth_time, amr, acr), and how many of the three it holds."""
+    auth_time = _numeric(payload, "auth_time") if "auth_time" in payload else None
+    held = int(auth_time is not None)
+    amr: tuple[str, ...] = ()
+    if "amr" in payload:
+        value = payload["amr"]
+        if (
+            type(value) is not list
+            or not 1 <= len(value) <= MAX_AMR
+            or not all(type(m) is str and _METHOD.fullmatch(m) for m in value)
+        ):
+            raise InvalidClaim("amr claim must be a list of method names", claim="amr")
+        amr, held = tuple(value), held + 1
+    acr = 0
+    if "acr" in payload:
+        level = payload["acr"]
+        if type(level) is not str or level not in _ACR_VALUES:
+            raise InvalidClaim(f"acr claim must be a level of 1..{MAX_ACR}", claim="acr")
+        acr, held = _ACR_VALUES[level], held + 1
+    return auth_time, amr, acr, held
 
 
 def _claim_error(name: str, payload: dict[str, Any], expected: str) -> InvalidClaim:
@@ -267,8 +336,9 @@ def verify_access_token(
     # sub, sid, jti, iat and exp are present (checked above): a payload of exactly those
     # and the other registered names it holds carries no claims of the caller's.
     device = _device_claim(payload)
+    auth_time, amr, acr, held = _auth_claims(payload)
     registered = 5 + ("iss" in payload) + ("aud" in payload) + (nbf is not None)
-    registered += device is not None
+    registered += (device is not None) + held
     if len(payload) == registered + ("typ" in payload):
         claims: dict[str, Any] = {}
     else:
@@ -282,6 +352,9 @@ def verify_access_token(
         claims=claims,
         kid=key.kid,
         device=device,
+        auth_time=auth_time,
+        amr=amr,
+        acr=acr,
     )
 
 

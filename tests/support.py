@@ -37,7 +37,7 @@ import functools
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -115,7 +115,10 @@ class StoreApi(Protocol):
         data: Mapping[str, Any] | None = None,
         idle_ttl: int | None = None,
         absolute_ttl: int | None = None,
+        methods: str | Sequence[str] = (),
+        level: int = 0,
     ) -> TokenPair: ...
+    async def step_up(self, user_id: str, session_id: str, *, method: str, level: int) -> str: ...
     async def validate(
         self, access_token: str, *, ip: str | None = None, user_agent: str | None = None
     ) -> Principal: ...

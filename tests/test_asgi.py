@@ -70,7 +70,7 @@ def make_app(
         exception_handlers=auth.exception_handlers if handlers else None,
     )
     Current = Annotated[Principal, Depends(auth.require_principal)]
-    Fresh = Annotated[Principal, Depends(auth.require_fresh)]
+    Fresh = Annotated[Principal, Depends(auth.require_live)]
 
     @app.get("/me")
     async def me(principal: Current) -> dict[str, Any]:
@@ -120,7 +120,7 @@ def test_bearer_token_attaches_the_principal(
         assert answer.status_code == 200
         assert answer.json() == {"user": "alice", "degraded": False}
         who = client.get("/whoami", headers=bearer(pair.access_token)).json()
-        assert who == {"authenticated": True, "scopes": ["authenticated", "fresh"]}
+        assert who == {"authenticated": True, "scopes": ["authenticated", "live", "fresh"]}
         assert client.get("/whoami").json() == {"authenticated": False, "scopes": []}
 
 

@@ -39,7 +39,7 @@ def make_app(store: SessionStore) -> Flask:
         return jsonify(user=principal.user_id, degraded=principal.degraded)
 
     @app.post("/transfer")
-    @auth.required(fresh=True)
+    @auth.required(live=True)
     def transfer() -> Any:
         return jsonify(done=True)
 

@@ -64,7 +64,7 @@ def make_app(
         assert principal is not None and principal_of(request) is principal
         return {"user": principal.user_id, "degraded": principal.degraded}
 
-    @post("/transfer", guards=[auth.require_fresh], status_code=200)
+    @post("/transfer", guards=[auth.require_live], status_code=200)
     async def transfer(request: Req) -> dict[str, Any]:
         assert request.user is not None
         return {"user": request.user.user_id, "done": True}

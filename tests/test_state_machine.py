@@ -1,7 +1,7 @@
 """A hypothesis state machine over the session lifecycle, against a real server and a model.
 
 Rules drive a real ``SessionStore`` (default caches on) on a private server: login, validate,
-touch, refresh (current, previous and older tokens), update, revoke, revoke_device,
+touch, refresh (current, previous and older tokens), update, step_up, revoke, revoke_device,
 revoke_user, logout and listing. A plain Python model predicts every answer, including which
 session the cap evicts. After every step the invariants are read straight from Redis:
 
@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import jwt
 import pytest
 import redis
 from hypothesis import HealthCheck, settings
@@ -53,6 +54,7 @@ from sessionstore.testing import LocalServer, local_binary
 CAP = 3
 USERS = ("alice", "bob")
 DEVICES = ("phone", "laptop")
+METHODS = ("pwd", "otp", "webauthn")
 EXAMPLES = int(os.environ.get("SESSIONSTORE_STATEFUL_EXAMPLES", "250"))
 STEPS = int(os.environ.get("SESSIONSTORE_STATEFUL_STEPS", "30"))
 # Generous timeouts: a loaded CI machine must never turn an answer into a degraded one.
@@ -73,6 +75,8 @@ class Model:
     access: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
     live: bool = True
+    amr: tuple[str, ...] = ()
+    acr: int = 0
 
 
 class SessionMachine(RuleBasedStateMachine):
@@ -121,8 +125,8 @@ class SessionMachine(RuleBasedStateMachine):
         self.admin.flushall()
         self.seen_events.clear()
 
-    @rule(name=st.sampled_from(USERS), device=st.sampled_from(DEVICES))
-    def login(self, name: str, device: str) -> None:
+    @rule(name=st.sampled_from(USERS), device=st.sampled_from(DEVICES), level=st.integers(0, 2))
+    def login(self, name: str, device: str, level: int) -> None:
         user = self.user(name)
         live = self.live(user)
         expected_evicted: list[str] = []
@@ -131,7 +135,10 @@ class SessionMachine(RuleBasedStateMachine):
             self.kill(victim)
             expected_evicted = [victim.sid]
         self.seen_events.clear()
-        pair = self.store.login(user, device=Device(id=device), claims={"n": self.run})
+        methods = ("pwd",) if level else ()
+        pair = self.store.login(
+            user, device=Device(id=device), claims={"n": self.run}, methods=methods, level=level
+        )
         assert self.evictions() == expected_evicted
         self.sessions.append(
             Model(
@@ -141,6 +148,8 @@ class SessionMachine(RuleBasedStateMachine):
                 seen=next(self.clock),
                 refresh={1: pair.refresh_token},
                 access=[pair.access_token],
+                amr=methods,
+                acr=level,
             )
         )
 
@@ -154,6 +163,7 @@ class SessionMachine(RuleBasedStateMachine):
             assert not principal.degraded and principal.session is not None
             assert (principal.user_id, principal.session_id) == (session.user, session.sid)
             assert principal.session.data == session.data
+            assert (principal.amr, principal.acr) == (session.amr, session.acr)
         else:
             with pytest.raises(SessionRevoked):
                 self.store.validate(token)
@@ -181,6 +191,9 @@ class SessionMachine(RuleBasedStateMachine):
             session.refresh[session.generation] = pair.refresh_token
             session.access.append(pair.access_token)
             session.seen = next(self.clock)
+            claims = jwt.decode(pair.access_token, options={"verify_signature": False})
+            assert tuple(claims.get("amr", ())) == session.amr
+            assert int(claims.get("acr", 0)) == session.acr
         elif presented == session.generation - 1:
             # Within the grace: the racer's answer is the current token, not a new one.
             pair = self.store.refresh(token)
@@ -202,6 +215,24 @@ class SessionMachine(RuleBasedStateMachine):
         else:
             with pytest.raises(SessionRevoked):
                 self.store.update(session.user, session.sid, data={"v": value})
+
+    @precondition(lambda self: self.sessions)
+    @rule(index=st.integers(0, 1000), method=st.sampled_from(METHODS), level=st.integers(1, 3))
+    def step_up(self, index: int, method: str, level: int) -> None:
+        # Neither seen nor anything else changes: the model's eviction order (least recently
+        # seen) must still predict the next login at the cap.
+        session = self.pick(index)
+        if session.live:
+            token = self.store.step_up(session.user, session.sid, method=method, level=level)
+            session.amr = (*(m for m in session.amr if m != method), method)
+            session.acr = level
+            session.access.append(token)
+            principal = self.store.validate(token)
+            assert (principal.amr, principal.acr) == (session.amr, session.acr)
+            assert principal.session is not None and principal.session.data == session.data
+        else:
+            with pytest.raises(SessionRevoked):
+                self.store.step_up(session.user, session.sid, method=method, level=level)
 
     @precondition(lambda self: self.sessions)
     @rule(index=st.integers(0, 1000))

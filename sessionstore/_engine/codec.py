@@ -12,13 +12,20 @@ from typing import Any, cast
 
 import msgspec
 
+from sessionstore._engine.call import Arg
 from sessionstore._engine.schema import (
+    ACR,
+    AMR,
+    AUTH_TIME,
     DATA,
     DATA_CHUNKS,
     DATA_SLOTS,
     META,
     META_SLOTS,
     ROW_ABSOLUTE_DEADLINE,
+    ROW_ACR,
+    ROW_AMR,
+    ROW_AUTH_TIME,
     ROW_CREATED,
     ROW_DATA,
     ROW_DATA_CHUNKS,
@@ -32,9 +39,12 @@ from sessionstore._engine.schema import (
 from sessionstore.errors import InvalidInput
 from sessionstore.keys import check_device_id
 from sessionstore.models import Device, Session
+from sessionstore.tokens import MAX_AMR, check_acr, check_method
 
 __all__ = [
     "CHUNK",
+    "auth_fields",
+    "check_auth",
     "check_claims",
     "check_device",
     "chunk_fields",
@@ -108,6 +118,32 @@ def check_claims(claims: object, reserved: frozenset[str], limit: int) -> dict[s
     return mapping
 
 
+def check_auth(methods: object, level: object) -> tuple[tuple[str, ...], int]:
+    """A login's methods and level, checked: (amr, acr).
+
+    ``methods``: a method name or a list/tuple of them (duplicates dropped, order kept, at
+    most ``MAX_AMR``); ``level``: 0..``MAX_ACR`` (0: none asserted).
+    """
+    if isinstance(methods, str):
+        methods = (methods,)
+    if not isinstance(methods, list | tuple):
+        raise InvalidInput(f"methods must be a method name or a list of them, got {methods!r}")
+    amr = tuple(dict.fromkeys(check_method(m) for m in methods))
+    if len(amr) > MAX_AMR:
+        raise InvalidInput(f"methods must name at most {MAX_AMR} methods, got {len(amr)}")
+    return amr, check_acr(level, low=0)
+
+
+def auth_fields(amr: tuple[str, ...], acr: int) -> list[Arg]:
+    """The ``AMR``/``ACR`` field/value pairs a login stores (none for the defaults)."""
+    fields: list[Arg] = []
+    if amr:
+        fields += [AMR, " ".join(amr)]
+    if acr:
+        fields += [ACR, acr]
+    return fields
+
+
 def encode_meta(device: Device, claims: Mapping[str, Any]) -> bytes:
     """Encode the immutable part of a session: device texts and the caller's claims."""
     return _encoder.encode((device.name, device.user_agent, device.ip, dict(claims)))
@@ -172,6 +208,7 @@ def parse_session(user_id: str, session_id: str, fields: Mapping[bytes, bytes]) 
         _head(fields),
         _join(fields, META),
         _join(fields, DATA, data_count) if data_count else b"",
+        (fields.get(AUTH_TIME), fields.get(AMR), fields.get(ACR)),
     )
 
 
@@ -205,23 +242,49 @@ def parse_row(user_id: str, session_id: str, row: list[bytes | None]) -> Session
     count = int(values[ROW_DATA_CHUNKS] or 0)
     data = values[ROW_DATA] if count == 1 else b"".join(values[ROW_DATA : ROW_DATA + count])
     meta = b"".join(values[ROW_META : row.index(None, ROW_META)])
-    return _session(user_id, session_id, values, meta, data)
+    auth = (row[ROW_AUTH_TIME], row[ROW_AMR], row[ROW_ACR])
+    return _session(user_id, session_id, values, meta, data, auth)
+
+
+_NO_AUTH = (None, None, None)
+_AMR_MEMO: dict[bytes, tuple[str, ...]] = {}
+
+
+def _amr(value: bytes) -> tuple[str, ...]:
+    """The methods of an ``AMR`` field (few distinct values: memoised, bounded)."""
+    amr = _AMR_MEMO.get(value)
+    if amr is None:
+        if len(_AMR_MEMO) >= 1024:
+            _AMR_MEMO.clear()
+        amr = _AMR_MEMO[value] = tuple(value.decode().split())
+    return amr
 
 
 def _session(
-    user_id: str, session_id: str, head: Sequence[bytes], meta: bytes, data: bytes
+    user_id: str,
+    session_id: str,
+    head: Sequence[bytes],
+    meta: bytes,
+    data: bytes,
+    auth: tuple[bytes | None, bytes | None, bytes | None] = _NO_AUTH,
 ) -> Session:
-    """A ``Session`` from its ``ROW_HEAD`` fields (a whole row will do: no slice per call)
-    and its blobs. Times go from server µs or ms to seconds."""
+    """A ``Session`` from its ``ROW_HEAD`` fields (a whole row will do: no slice per call),
+    its blobs and its ``AUTH_TIME``, ``AMR``, ``ACR`` fields (absent: None). Times go from
+    server µs or ms to seconds; an absent auth time is the session's creation."""
     name, user_agent, ip, claims = _meta_decoder.decode(meta)
+    created = int(head[ROW_CREATED])
+    auth_time, amr, acr = auth
     return Session(
         user_id=user_id,
         session_id=session_id,
         device=Device(id=head[ROW_DEVICE].decode(), name=name, user_agent=user_agent, ip=ip),
-        created_at=int(head[ROW_CREATED]) / 1e6,
+        created_at=created / 1e6,
         last_seen_at=int(head[ROW_SEEN]) / 1e6,
         idle_expires_at=int(head[ROW_IDLE_DEADLINE]) / 1000,
         absolute_expires_at=int(head[ROW_ABSOLUTE_DEADLINE]) / 1000,
         data=_data_decoder.decode(data) if data else {},
         claims=claims,
+        auth_time=created // 1_000_000 if auth_time is None else int(auth_time),
+        amr=() if amr is None else _amr(amr),
+        acr=0 if acr is None else int(acr),
     )

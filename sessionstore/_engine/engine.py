@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sessionstore import events
@@ -21,13 +21,21 @@ from sessionstore._engine.sessions import Sessions, checked_ttl
 from sessionstore._engine.validation import TouchRule, Verified
 from sessionstore._nearcache.cache import NearCache, TokenCache
 from sessionstore.errors import InvalidInput, InvalidToken, RefreshReuseDetected
-from sessionstore.keys import UserKeys, decode_user_id, new_session_id, user_keys
+from sessionstore.keys import (
+    UserKeys,
+    check_session_id,
+    decode_user_id,
+    new_session_id,
+    user_keys,
+)
 from sessionstore.models import Config, Device, TokenPair
 from sessionstore.scripts import SCRIPTS
 from sessionstore.tokens import (
     RESERVED_CLAIMS,
     AccessClaims,
     Keyring,
+    check_acr,
+    check_method,
     issue_access_token,
     issue_refresh_token,
     parse_refresh_token,
@@ -131,20 +139,13 @@ class Engine(Sessions):
         kid: str,
         absolute_deadline: float,
         device: Device,
+        auth: tuple[int | None, tuple[str, ...], int],
         *,
         now: float | None = None,
     ) -> TokenPair:
         now = int(time.time() if now is None else now)
-        access, issued = issue_access_token(
-            self.keyring,
-            user_id=user_id,
-            session_id=session_id,
-            claims=claims,
-            config=self.config,
-            now=now,
-            expires_at=int(absolute_deadline),
-            # Binding on: the token carries its device's digests, for degraded mode.
-            device=device if self.binding else None,
+        access, issued = self._access(
+            user_id, session_id, claims, absolute_deadline, device, auth, now
         )
         refresh = issue_refresh_token(
             self.keyring, user_id=user_id, session_id=session_id, generation=generation, kid=kid
@@ -156,6 +157,34 @@ class Engine(Sessions):
             expires_in=issued.expires_at - now,
         )
 
+    def _access(
+        self,
+        user_id: str,
+        session_id: str,
+        claims: Mapping[str, Any],
+        absolute_deadline: float,
+        device: Device,
+        auth: tuple[int | None, tuple[str, ...], int],
+        now: int,
+    ) -> tuple[str, AccessClaims]:
+        """An access token of the session, carrying its last proof of identity ``auth``
+        (auth time, methods, level)."""
+        auth_time, amr, acr = auth
+        return issue_access_token(
+            self.keyring,
+            user_id=user_id,
+            session_id=session_id,
+            claims=claims,
+            config=self.config,
+            now=now,
+            expires_at=int(absolute_deadline),
+            # Binding on: the token carries its device's digests, for degraded mode.
+            device=device if self.binding else None,
+            auth_time=auth_time,
+            amr=amr,
+            acr=acr,
+        )
+
     def login(
         self,
         user_id: str,
@@ -165,15 +194,20 @@ class Engine(Sessions):
         data: Mapping[str, Any] | None = None,
         idle_ttl: int | None = None,
         absolute_ttl: int | None = None,
+        methods: str | Sequence[str] = (),
+        level: int = 0,
     ) -> Call[TokenPair]:
         """Create a session and hand out its first token pair.
 
-        Every check runs before the script: the tokens are signed first (with a session id
-        drawn here), so a refused login writes nothing and evicts no other session.
+        ``methods`` and ``level`` say how the user signed in (``amr``, ``acr``; default:
+        none, 0); the auth time is the session's creation. Every check runs before the
+        script: the tokens are signed first (with a session id drawn here), so a refused
+        login writes nothing and evicts no other session.
         """
         kid = self._signing_kid()
         cfg = self.config
         checked = codec.check_claims(claims, RESERVED_CLAIMS, cfg.max_claims_bytes)
+        amr, acr = codec.check_auth(methods, level)
         session_id = new_session_id()
         inner = self.create(
             user_id,
@@ -184,22 +218,34 @@ class Engine(Sessions):
             claims=checked,
             extra=(GENERATION, 1, KEY_ID, kid),
             session_id=session_id,
+            auth=(amr, acr),
         )
-        # The session's absolute deadline is set by the server's clock; the local one stands
-        # in for it, and the rare token whose exp it would cap is signed again (same size).
+        # The session's absolute deadline and auth time are set by the server's clock; the
+        # local one stands in for it, and the rare token it would change (an exp to cap, an
+        # auth time a second apart) is signed again (same size).
         now = time.time()
         absolute = checked_ttl(absolute_ttl, cfg.absolute_ttl, "absolute_ttl")
-        pair = self._pair(user_id, session_id, checked, 1, kid, now + absolute, device, now=now)
+        auth = (math.floor(now), amr, acr)
+        pair = self._pair(
+            user_id, session_id, checked, 1, kid, now + absolute, device, auth, now=now
+        )
         if len(pair.refresh_token) > cfg.max_token_bytes:
             raise InvalidInput("the refresh token would exceed max_token_bytes (user id too long)")
         expires = min(math.floor(now) + cfg.access_ttl, math.floor(now + absolute))
 
         def parse(reply: Any) -> TokenPair:
             session = inner.parse(reply)
-            if math.floor(session.absolute_expires_at) >= expires:
+            if math.floor(session.absolute_expires_at) >= expires and session.auth_time == auth[0]:
                 return pair
             return self._pair(
-                user_id, session_id, checked, 1, kid, session.absolute_expires_at, device
+                user_id,
+                session_id,
+                checked,
+                1,
+                kid,
+                session.absolute_expires_at,
+                device,
+                (session.auth_time, amr, acr),
             )
 
         return Call(inner.script, inner.keys, inner.args, parse)
@@ -244,11 +290,45 @@ class Engine(Sessions):
                 kid,
                 session.absolute_expires_at,
                 session.device,
+                (session.auth_time, session.amr, session.acr),
             )
 
         key_pair = (keys.index, keys.session(session_id))
         call = Call(SCRIPTS["refresh"], key_pair, args, parse, durable=True)
         return announced(call, _reused)  # reuse revoked the session
+
+    def step_up(self, user_id: str, session_id: str, method: str, level: int) -> Call[str]:
+        """Record a new proof of identity on a live session and sign an access token that
+        carries it: auth time now, ``method`` added to the methods, ``level`` set (one
+        script; nothing else changes). ``SessionRevoked`` (or ``SessionExpired``) when gone.
+        """
+        self._signing_kid()
+        keys = user_keys(self.config.namespace, user_id)
+        check_session_id(session_id)
+        args = (session_id, check_method(method), check_acr(level))
+
+        def parse(reply: Any) -> str:
+            if not isinstance(reply, list):
+                raise self.gone(user_id, session_id, reply)
+            session = codec.parse_session(user_id, session_id, codec.parse_fields(reply))
+            self.emit(
+                events.SteppedUp(
+                    user_id=user_id, session_id=session_id, method=method, level=session.acr
+                )
+            )
+            token, _ = self._access(
+                user_id,
+                session_id,
+                session.claims,
+                session.absolute_expires_at,
+                session.device,
+                (session.auth_time, session.amr, session.acr),
+                int(time.time()),
+            )
+            return token
+
+        key_pair = (keys.index, keys.session(session_id))
+        return Call(SCRIPTS["step_up"], key_pair, args, parse)
 
     def verify(self, access_token: object) -> AccessClaims:
         """Check an access token locally (no I/O): gate, signature, claims."""

@@ -12,6 +12,9 @@ from enum import IntEnum
 
 __all__ = [
     "ABSOLUTE_DEADLINE",
+    "ACR",
+    "AMR",
+    "AUTH_TIME",
     "CREATED",
     "DATA",
     "DATA_CHUNKS",
@@ -26,6 +29,9 @@ __all__ = [
     "NEVER_TOUCH_MS",
     "ROTATED_AT",
     "ROW_ABSOLUTE_DEADLINE",
+    "ROW_ACR",
+    "ROW_AMR",
+    "ROW_AUTH_TIME",
     "ROW_CREATED",
     "ROW_DATA",
     "ROW_DATA_CHUNKS",
@@ -55,6 +61,11 @@ ROTATED_AT = b"t"  # last rotation, ms
 META = b"m"  # chunk prefix of the meta blob (device texts, claims): m0, m1, ...
 DATA = b"d"  # chunk prefix of the data blob: d0, d1, ...
 DATA_CHUNKS = b"dn"  # how many data chunks (absent: no data)
+# The last proof of identity (OIDC auth_time, amr, acr). Each is written only when it
+# differs from its default, so a login that names no method costs no memory.
+AUTH_TIME = b"au"  # s (absent: the session's creation)
+AMR = b"am"  # authentication methods, space-separated (absent: none)
+ACR = b"al"  # assurance level 1..9 (absent: 0, none asserted)
 
 # The touch interval the check script takes (ms; any other value >= 0 is an interval).
 NEVER_TOUCH_MS = -1  # a read only: says how a session is gone when it is
@@ -84,6 +95,7 @@ ROW_HEAD = (CREATED, SEEN, IDLE_DEADLINE, ABSOLUTE_DEADLINE, DEVICE)
 ROW_FIELDS: tuple[bytes, ...] = (
     *ROW_HEAD,
     *(DATA_CHUNKS, IDLE_TTL),
+    *(AUTH_TIME, AMR, ACR),
     *(b"%s%d" % (META, n) for n in range(META_SLOTS)),
     *(b"%s%d" % (DATA, n) for n in range(DATA_SLOTS)),
 )
@@ -95,5 +107,8 @@ ROW_ABSOLUTE_DEADLINE = ROW_FIELDS.index(ABSOLUTE_DEADLINE)
 ROW_DEVICE = ROW_FIELDS.index(DEVICE)
 ROW_DATA_CHUNKS = ROW_FIELDS.index(DATA_CHUNKS)
 ROW_IDLE_TTL = ROW_FIELDS.index(IDLE_TTL)
+ROW_AUTH_TIME = ROW_FIELDS.index(AUTH_TIME)
+ROW_AMR = ROW_FIELDS.index(AMR)
+ROW_ACR = ROW_FIELDS.index(ACR)
 ROW_META = ROW_FIELDS.index(META + b"0")  # the first of META_SLOTS
 ROW_DATA = ROW_FIELDS.index(DATA + b"0")  # the first of DATA_SLOTS

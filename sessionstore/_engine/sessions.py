@@ -132,10 +132,12 @@ class Sessions:
         claims: Mapping[str, Any] | None = None,
         extra: Sequence[Arg] = (),
         session_id: str | None = None,
+        auth: tuple[tuple[str, ...], int] = ((), 0),
     ) -> Call[Session]:
         """Create a session (``extra``: more field/value pairs, e.g. refresh state).
 
-        ``session_id`` is a fresh one from ``new_session_id`` (default: drawn here).
+        ``session_id`` is a fresh one from ``new_session_id`` (default: drawn here);
+        ``auth`` the sign-in's methods and level, checked (``codec.check_auth``).
         """
         cfg = self.config
         keys = user_keys(cfg.namespace, user_id)
@@ -145,7 +147,7 @@ class Sessions:
         if idle > absolute:
             raise InvalidInput("idle_ttl must not exceed absolute_ttl")
         data, blob = codec.encode_data(data, cfg.max_data_bytes)
-        fields: list[Arg] = [*extra]
+        fields: list[Arg] = [*extra, *codec.auth_fields(*auth)]
         fields += codec.chunk_fields(META, codec.encode_meta(device, claims or {}))
         if data:
             chunks = codec.data_chunks(blob)
@@ -175,6 +177,9 @@ class Sessions:
                 absolute_expires_at=absolute_deadline / 1000,
                 data=data,
                 claims=dict(claims or {}),
+                auth_time=created // 1_000_000,
+                amr=auth[0],
+                acr=auth[1],
             )
 
         return Call(SCRIPTS["create"], (keys.index, keys.session(session_id)), args, parse)

@@ -445,8 +445,16 @@ def _bind_token(
         _mismatched(engine, claims, field)
 
 
-def principal_of(claims: AccessClaims, *, session: Any) -> Principal:
-    """The Principal of verified ``claims``: with its live session, or degraded (None)."""
+def principal_of(claims: AccessClaims, *, session: Session | None) -> Principal:
+    """The Principal of verified ``claims``: with its live session, or degraded (None).
+
+    The last proof of identity is the session's when it was read (a step-up since the
+    token was signed counts), else the token's.
+    """
+    if session is None:
+        auth_time, amr, acr = claims.auth_time, claims.amr, claims.acr
+    else:
+        auth_time, amr, acr = session.auth_time, session.amr, session.acr
     return Principal(
         user_id=claims.user_id,
         session_id=claims.session_id,
@@ -455,4 +463,7 @@ def principal_of(claims: AccessClaims, *, session: Any) -> Principal:
         degraded=session is None,
         issued_at=claims.issued_at,
         expires_at=claims.expires_at,
+        auth_time=auth_time,
+        amr=amr,
+        acr=acr,
     )

@@ -21,6 +21,7 @@ from sessionstore.integrations._http import (
     AuthState,
     CookieMethods,
     CookieSettings,
+    Guard,
     HttpAuth,
     Refused,
     Reply,
@@ -28,6 +29,8 @@ from sessionstore.integrations._http import (
 )
 from sessionstore.integrations._live import Ending, Live, LiveConnections
 from sessionstore.models import Principal, TokenPair
+
+_ANY = Guard()
 
 __all__ = [
     "FORM",
@@ -213,10 +216,11 @@ class AsgiAuth(CookieMethods[R], Generic[C, R]):
         """The request's principal, or None (never raises for a bad token)."""
         return (await self._state(request)).principal
 
-    async def _require(self, request: C, *, fresh: bool) -> Principal:
-        """The principal (``fresh``: not degraded), or the refusal raised."""
+    async def _require(self, request: C, *, fresh: bool = False, need: Guard = _ANY) -> Principal:
+        """The principal if it meets ``need`` (``fresh``: not degraded), or the refusal
+        raised."""
         try:
-            return self.http.require(await self._state(request), fresh=fresh)
+            return self.http.require(await self._state(request), need, fresh=fresh)
         except Refused as refused:
             raise self.refused(refused.reply) from None
 

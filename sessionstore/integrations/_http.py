@@ -11,6 +11,8 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
@@ -38,11 +40,13 @@ __all__ = [
     "CookieMethods",
     "CookieSettings",
     "Credentials",
+    "Guard",
     "HttpAuth",
     "Refused",
     "Reply",
     "bearer_token",
     "form_field",
+    "guard",
 ]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -53,8 +57,13 @@ _DESCRIPTION = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
 _REALM = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}")
 Reason = Literal[
     "missing", "malformed", "expired", "revoked", "invalid", "device", "unavailable", "degraded",
-    "csrf", "origin",
+    "csrf", "origin", "step_up",
 ]  # fmt: skip
+# RFC 9470 section 3: the error and the descriptions of its examples.
+STEP_UP_ERROR = "insufficient_user_authentication"
+_OLD = "More recent authentication is required"
+_LOW = "A different authentication level is required"
+_BOTH = "More recent authentication at a different level is required"
 
 
 @dataclass(frozen=True)
@@ -139,6 +148,62 @@ class AuthState:
     principal: Principal | None = None
     refusal: Reply | None = None
     from_cookie: bool = False
+
+
+@dataclass(frozen=True)
+class Guard:
+    """What a route needs beyond a valid token.
+
+    ``live``: a principal checked against the store, not a degraded one (503 otherwise);
+    ``max_age``: the user proved who they are at most that many seconds ago (``auth_time``);
+    ``level``: an assurance level (``acr``) of at least this. A principal short of
+    ``max_age`` or ``level`` gets 401 with the RFC 9470 challenge
+    (``error="insufficient_user_authentication"``, ``max_age``, ``acr_values``).
+    """
+
+    live: bool = False
+    max_age: int | None = None
+    level: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.live, bool):
+            raise InvalidInput(f"live must be a bool, got {self.live!r}")
+        age = self.max_age
+        if age is not None and (type(age) is not int or not 0 <= age <= 10 * 366 * 86400):
+            raise InvalidInput(f"max_age must be a whole number of seconds >= 0, got {age!r}")
+        if self.level is not None and (type(self.level) is not int or not 1 <= self.level <= 9):
+            raise InvalidInput(f"level must be an integer in 1..9, got {self.level!r}")
+
+
+def guard(
+    *,
+    live: bool = False,
+    fresh: bool | None = None,
+    max_age: int | None = None,
+    level: int | None = None,
+    stacklevel: int = 3,
+) -> Guard:
+    """A ``Guard`` from an integration's keywords; ``fresh`` is the deprecated ``live``."""
+    if fresh is not None:
+        warnings.warn(
+            "fresh= is deprecated (it meant 'not degraded'): use live=",
+            DeprecationWarning,
+            stacklevel=stacklevel,
+        )
+        live = live or bool(fresh)
+    return Guard(live=live, max_age=max_age, level=level)
+
+
+def deprecated(old: str, new: str, stacklevel: int = 3) -> None:
+    """Warn that the integration's ``old`` is now ``new`` (it still works)."""
+    warnings.warn(
+        f"{old} is deprecated (it means 'not degraded'): use {new}",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
+
+
+_ANY = Guard()
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -289,16 +354,52 @@ class HttpAuth:
             return None  # a forged or stale-key cookie names nothing we may revoke
         return found.user_id, found.session_id
 
-    def require(self, state: AuthState | None, *, fresh: bool = False) -> Principal:
-        """The principal of ``state``, or ``Refused`` with the right answer."""
+    def require(
+        self, state: AuthState | None, need: Guard = _ANY, *, fresh: bool = False
+    ) -> Principal:
+        """The principal of ``state`` if it meets ``need`` (``fresh``: the old spelling of
+        ``need.live``), or ``Refused`` with the right answer."""
         if state is None or (state.principal is None and state.refusal is None):
             raise Refused(self.missing())
-        if state.principal is None:
+        principal = state.principal
+        if principal is None:
             assert state.refusal is not None
             raise Refused(state.refusal)
-        if fresh and state.principal.degraded:
+        if (fresh or need.live) and principal.degraded:
             raise Refused(self.degraded())
-        return state.principal
+        if need.max_age is not None or need.level is not None:
+            reply = self.insufficient(principal, need)
+            if reply is not None:
+                raise Refused(reply)
+        return principal
+
+    def insufficient(
+        self, principal: Principal, need: Guard, now: float | None = None
+    ) -> Reply | None:
+        """The RFC 9470 challenge when ``principal``'s last proof of identity is older than
+        ``need.max_age`` or below ``need.level``, else None.
+
+        The challenge names what the route needs (``max_age``, ``acr_values``), so a client
+        knows how to authenticate again: ``WWW-Authenticate: Bearer realm="api",
+        error="insufficient_user_authentication", error_description="...",
+        max_age="300", acr_values="2"``.
+        """
+        now = time.time() if now is None else now
+        auth_time = principal.auth_time
+        old = need.max_age is not None and (auth_time is None or now - auth_time > need.max_age)
+        low = need.level is not None and principal.acr < need.level
+        if not (old or low):
+            return None
+        description = _BOTH if old and low else _OLD if old else _LOW
+        header = (
+            f'Bearer realm="{self.realm}", error="{STEP_UP_ERROR}", '
+            f'error_description="{description}"'
+        )
+        if need.max_age is not None:
+            header += f', max_age="{need.max_age}"'
+        if need.level is not None:
+            header += f', acr_values="{need.level}"'
+        return Reply(401, "step_up", STEP_UP_ERROR, description, (("WWW-Authenticate", header),))
 
     # -- CSRF (signed double submit) ----------------------------------------------------
 

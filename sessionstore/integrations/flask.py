@@ -16,7 +16,10 @@ authenticated by the cookie without the CSRF token (``X-CSRF-Token`` header or
 ``csrf_token`` form field) gets 403. ``@auth.required`` answers 401 with
 ``WWW-Authenticate: Bearer error="invalid_token"`` and an ``error_description`` telling
 expired, revoked and invalid apart (503 when the store is unreachable and the fallback
-denies); ``@auth.required(fresh=True)`` also refuses a degraded principal (503).
+denies); ``@auth.required(live=True)`` also refuses a degraded principal (503;
+``fresh=True`` is its deprecated spelling), and ``@auth.required(max_age=300, level=2)``
+asks for a recent and/or strong enough sign-in (``step_up``): 401 with the RFC 9470
+challenge (``error="insufficient_user_authentication"``) otherwise.
 ``init_app`` also registers a handler turning a ``StoreUnavailable`` that escapes a view
 (a login while Redis is down) into 503 with ``Retry-After``, unless the app has its own.
 Every refusal has the JSON body ``{"error", "error_description", "reason"}``, the same as
@@ -132,10 +135,23 @@ class SessionAuth(_http.CookieMethods[Response]):
         """The current request's principal, or None."""
         return self.state.principal
 
-    def require_principal(self, *, fresh: bool = False) -> Principal:
-        """The current principal, or abort with 401/503 (and the RFC 6750 challenge)."""
+    def require_principal(
+        self,
+        *,
+        live: bool = False,
+        fresh: bool | None = None,
+        max_age: int | None = None,
+        level: int | None = None,
+    ) -> Principal:
+        """The current principal, or abort with 401/503 (and the RFC 6750 challenge).
+
+        ``live``: not degraded (503); ``max_age``/``level``: proved who they are at most
+        that many seconds ago / at that assurance level or above (401 with the RFC 9470
+        challenge). ``fresh`` is the deprecated name of ``live``.
+        """
+        need = _http.guard(live=live, fresh=fresh, max_age=max_age, level=level)
         try:
-            return self.http.require(self.state, fresh=fresh)
+            return self.http.require(self.state, need)
         except Refused as refused:
             abort(_response(refused.reply))
 
@@ -143,15 +159,36 @@ class SessionAuth(_http.CookieMethods[Response]):
     def required(self, view: F) -> F: ...
 
     @overload
-    def required(self, *, fresh: bool = ...) -> Callable[[F], F]: ...
+    def required(
+        self,
+        *,
+        live: bool = ...,
+        fresh: bool | None = ...,
+        max_age: int | None = ...,
+        level: int | None = ...,
+    ) -> Callable[[F], F]: ...
 
-    def required(self, view: F | None = None, *, fresh: bool = False) -> Any:
-        """Decorator: the view runs only for an authenticated request (``fresh``: not degraded)."""
+    def required(
+        self,
+        view: F | None = None,
+        *,
+        live: bool = False,
+        fresh: bool | None = None,
+        max_age: int | None = None,
+        level: int | None = None,
+    ) -> Any:
+        """Decorator: the view runs only for an authenticated request (``live``: not
+        degraded; ``max_age``/``level``: a recent and/or strong enough sign-in, else 401
+        with the RFC 9470 challenge; ``fresh``: the deprecated name of ``live``)."""
+        need = _http.guard(live=live, fresh=fresh, max_age=max_age, level=level)
 
         def decorate(func: F) -> F:
             @functools.wraps(func)
             def wrapper(*args: Any, **kwargs: Any) -> Any:
-                self.require_principal(fresh=fresh)
+                try:
+                    self.http.require(self.state, need)
+                except Refused as refused:
+                    abort(_response(refused.reply))
                 return func(*args, **kwargs)
 
             return wrapper  # type: ignore[return-value]

@@ -19,8 +19,10 @@ token in the ``X-CSRF-Token`` header or a ``csrf_token`` form field, or it gets 
 
 The guards decide: ``auth.require_principal`` answers 401 with ``WWW-Authenticate: Bearer
 error="invalid_token"`` and an ``error_description`` telling expired, revoked and invalid
-apart (503 when the store is unreachable and the fallback denies); ``auth.require_fresh``
-also refuses a degraded principal (503). Both work without the middleware as well.
+apart (503 when the store is unreachable and the fallback denies); ``auth.require_live``
+also refuses a degraded principal (503; ``require_fresh`` is its deprecated alias);
+``auth.require(max_age=300, level=2)`` asks for a recent and/or strong enough sign-in
+(``step_up``): 401 with the RFC 9470 challenge otherwise. All work without the middleware.
 Refusals have the one JSON body of every integration, ``{"error", "error_description",
 "reason"}``; a ``StoreUnavailable`` escaping a handler (a login while Redis is down) is 503
 with ``Retry-After``. A cookie-authenticated WebSocket handshake must come from the origin
@@ -32,6 +34,7 @@ has been unreachable too long; ``close_live=False`` turns it off).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar import Request, Response
@@ -55,6 +58,7 @@ from sessionstore.models import Principal
 
 __all__ = ["AuthRefused", "SessionAuth", "SessionAuthMiddleware", "principal_of"]
 
+_LIVE = _http.Guard(live=True)
 _WS_POLICY_VIOLATION = 1008  # RFC 6455: the code Starlette's integration closes with too
 Connection = ASGIConnection[Any, Any, Any, Any]
 
@@ -129,11 +133,29 @@ class SessionAuth(_asgi.AsgiAuth[Connection, Response[Any]]):
 
     async def require_principal(self, conn: Connection, _: BaseRouteHandler | None = None) -> None:
         """Guard: an authenticated request, or 401/503 (``AuthRefused``)."""
-        await self._require(conn, fresh=False)
+        await self._require(conn)
+
+    async def require_live(self, conn: Connection, _: BaseRouteHandler | None = None) -> None:
+        """Guard: a principal checked against the store (not degraded), or 401/503."""
+        await self._require(conn, need=_LIVE)
 
     async def require_fresh(self, conn: Connection, _: BaseRouteHandler | None = None) -> None:
-        """Guard: a principal checked against the store (not degraded), or 401/503."""
-        await self._require(conn, fresh=True)
+        """Deprecated alias of ``require_live`` (it never meant "recently authenticated")."""
+        _http.deprecated("SessionAuth.require_fresh", "require_live")
+        await self._require(conn, need=_LIVE)
+
+    def require(
+        self, *, max_age: int | None = None, level: int | None = None, live: bool = False
+    ) -> Callable[[Connection, BaseRouteHandler | None], Awaitable[None]]:
+        """A guard: a principal that proved who they are at most ``max_age`` seconds ago
+        and/or at ``level`` or above (``live``: not degraded either), else 401 with the
+        RFC 9470 challenge: ``guards=[auth.require(max_age=300)]``."""
+        need = _http.Guard(live=live, max_age=max_age, level=level)
+
+        async def guard(conn: Connection, _: BaseRouteHandler | None = None) -> None:
+            await self._require(conn, need=need)
+
+        return guard
 
     def clear_cookies(self, response: Response[Any]) -> None:
         """Delete the three cookies on ``response`` (the session stays live: see ``sign_out``)."""

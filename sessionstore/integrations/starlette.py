@@ -10,14 +10,18 @@
 
 The middleware validates the request's token once (Bearer header first, else the access
 cookie) with the client's IP and User-Agent, and sets ``request.user`` (a ``SessionUser``)
-and ``request.auth`` (scopes ``authenticated``, plus ``fresh`` unless degraded), so
+and ``request.auth`` (scopes ``authenticated``, plus ``live`` unless degraded; ``fresh``
+is its deprecated name), so
 Starlette's ``@requires("authenticated")`` works too. It never refuses a request by itself,
 except one: an unsafe request (POST, PUT, PATCH, DELETE) authenticated by the cookie must
 carry the CSRF token in the ``X-CSRF-Token`` header or a ``csrf_token`` form field, or it
 gets 403. ``require_principal`` answers 401 with ``WWW-Authenticate: Bearer
 error="invalid_token"`` and an ``error_description`` telling expired, revoked and invalid
-apart (503 when the store is unreachable and the fallback denies); ``require_fresh``
-also refuses a degraded principal (503). Both work without the middleware as well.
+apart (503 when the store is unreachable and the fallback denies); ``require_live``
+also refuses a degraded principal (503; ``require_fresh`` is its deprecated alias).
+``Depends(auth.require(max_age=300, level=2))`` asks for a recent and/or strong enough
+sign-in (``step_up``): 401 with the RFC 9470 challenge otherwise. All work without the
+middleware as well.
 
 Refusals have one shape in every framework (the Flask integration's): a JSON body
 ``{"error", "error_description", "reason"}`` and, on 401, the RFC 6750 challenge. Pass
@@ -44,6 +48,7 @@ and ``len(auth.live)`` counts them.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
@@ -55,7 +60,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketClose
 
 from sessionstore.errors import StoreUnavailable
-from sessionstore.integrations import _asgi
+from sessionstore.integrations import _asgi, _http
 from sessionstore.integrations._http import (
     Reply,
 )
@@ -64,6 +69,7 @@ from sessionstore.models import Principal
 __all__ = ["AuthRefused", "SessionAuth", "SessionAuthMiddleware", "SessionUser", "principal_of"]
 
 _STATE = "sessionstore.auth"
+_LIVE = _http.Guard(live=True)
 
 
 class SessionUser(BaseUser):
@@ -141,11 +147,30 @@ class SessionAuth(_asgi.AsgiAuth[HTTPConnection, Response]):
 
     async def require_principal(self, request: Request) -> Principal:
         """FastAPI dependency: the principal, or 401/503 (``AuthRefused``)."""
-        return await self._require(request, fresh=False)
+        return await self._require(request)
+
+    async def require_live(self, request: Request) -> Principal:
+        """FastAPI dependency: a principal checked against the store (not degraded), or 401/503."""
+        return await self._require(request, need=_LIVE)
 
     async def require_fresh(self, request: Request) -> Principal:
-        """FastAPI dependency: a principal checked against the store (not degraded), or 401/503."""
-        return await self._require(request, fresh=True)
+        """Deprecated alias of ``require_live`` (it never meant "recently authenticated")."""
+        _http.deprecated("SessionAuth.require_fresh", "require_live")
+        return await self._require(request, need=_LIVE)
+
+    def require(
+        self, *, max_age: int | None = None, level: int | None = None, live: bool = False
+    ) -> Callable[[Request], Awaitable[Principal]]:
+        """A FastAPI dependency: a principal that proved who they are at most ``max_age``
+        seconds ago and/or at ``level`` or above (``live``: not degraded either), else 401
+        with the RFC 9470 challenge (``error="insufficient_user_authentication"``,
+        ``max_age``, ``acr_values``): ``Depends(auth.require(max_age=300))``."""
+        need = _http.Guard(live=live, max_age=max_age, level=level)
+
+        async def dependency(request: Request) -> Principal:
+            return await self._require(request, need=need)
+
+        return dependency
 
 
 class SessionAuthMiddleware:
@@ -163,7 +188,8 @@ class SessionAuthMiddleware:
         state = await self.auth.authenticate(conn)
         scope[_STATE] = state
         if state.principal is not None:
-            scopes = ["authenticated"] if state.principal.degraded else ["authenticated", "fresh"]
+            live = ["authenticated", "live", "fresh"]  # "fresh": the deprecated name of "live"
+            scopes = ["authenticated"] if state.principal.degraded else live
             scope["auth"], scope["user"] = AuthCredentials(scopes), SessionUser(state.principal)
         else:
             scope["auth"], scope["user"] = AuthCredentials(), UnauthenticatedUser()

@@ -36,6 +36,7 @@ OPERATIONS = (
     "revoke_device",
     "revoke_user",
     "sessions",
+    "step_up",
     "touch",
     "update",
     "validate",

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from sessionstore import Principal
-from sessionstore.integrations.django.drf import NotDegraded
+from sessionstore.integrations.django.drf import NotDegraded, require
 from sessionstore.integrations.django.middleware import principal_required
 from sessionstore.integrations.django.tokens import sign_out_other_sessions
 
@@ -33,9 +33,23 @@ async def ame(request: HttpRequest) -> HttpResponse:
     return JsonResponse(_principal_body(request) | {"username": user.get_username()})
 
 
-@principal_required(fresh=True)
+@principal_required(live=True)
 def transfer(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"done": True})
+
+
+def _user(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"user": request.principal.user_id})  # type: ignore[attr-defined]
+
+
+recent = principal_required(max_age=300)(_user)
+strong = principal_required(level=2)(_user)
+both = principal_required(max_age=300, level=2, live=True)(_user)
+
+
+@principal_required(max_age=300, level=2)
+async def aboth(request: HttpRequest) -> HttpResponse:
+    return _user(request)
 
 
 def _principal(request: Request) -> Principal:
@@ -55,6 +69,23 @@ class ApiTransfer(APIView):
 
     def post(self, request: Request) -> Response:
         return Response({"done": True, "degraded": _principal(request).degraded})
+
+
+class _ApiUser(APIView):
+    def get(self, request: Request) -> Response:
+        return Response({"user": _principal(request).user_id})
+
+
+class ApiRecent(_ApiUser):
+    permission_classes = (require(max_age=300),)
+
+
+class ApiStrong(_ApiUser):
+    permission_classes = (require(level=2),)
+
+
+class ApiBoth(_ApiUser):
+    permission_classes = (require(max_age=300, level=2, live=True),)
 
 
 def site_login(request: HttpRequest) -> HttpResponse:

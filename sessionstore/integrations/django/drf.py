@@ -15,7 +15,9 @@ RFC 6750 challenge (its ``authenticate_header``) and the one JSON body ``{"error
 "error_description", "reason"}``, 503 with ``Retry-After`` when the store is unreachable.
 A cookie-authenticated request passes Django's CSRF check, as with DRF's
 ``SessionAuthentication``. ``NotDegraded`` refuses a principal validated from its token
-alone while Redis is unreachable (503). The views are in ``drf_views`` (DRF's rule: an
+alone while Redis is unreachable (503); ``require(max_age=300, level=2)`` makes a
+permission class asking for a recent and/or strong enough sign-in (``step_up``): 401 with
+the RFC 9470 challenge otherwise. The views are in ``drf_views`` (DRF's rule: an
 authentication class's module must not import ``rest_framework.views``).
 """
 
@@ -29,7 +31,7 @@ from rest_framework.authentication import BaseAuthentication, SessionAuthenticat
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from sessionstore.integrations._http import AuthState, Refused, Reply
+from sessionstore.integrations._http import AuthState, Guard, Refused, Reply, guard
 from sessionstore.integrations.django import conf
 from sessionstore.integrations.django.requests import authenticate, state_of, user_for
 from sessionstore.models import Principal
@@ -39,6 +41,7 @@ __all__ = [
     "NotDegraded",
     "SessionStoreAuthentication",
     "refused",
+    "require",
 ]
 
 _REPLY = "sessionstore_reply"
@@ -91,13 +94,29 @@ class SessionStoreAuthentication(BaseAuthentication):
 
 
 class HasPrincipal(BasePermission):
-    """Requests authenticated by ``SessionStoreAuthentication`` only (401 otherwise)."""
+    """Requests authenticated by ``SessionStoreAuthentication`` only (401 otherwise).
 
-    fresh = False
+    Subclasses may ask for more: ``live = True`` (not degraded: 503), ``max_age`` and/or
+    ``level`` (a recent and/or strong enough sign-in: 401 with the RFC 9470 challenge);
+    ``require(...)`` builds one. ``fresh = True`` is the deprecated spelling of ``live``.
+    """
+
+    live: bool = False
+    max_age: int | None = None
+    level: int | None = None
+    fresh: bool | None = None  # deprecated: live
+    _need = Guard()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Checked once, when the class is made: a bad max_age fails at import, not per request.
+        cls._need = guard(
+            live=cls.live, fresh=cls.fresh, max_age=cls.max_age, level=cls.level, stacklevel=4
+        )
 
     def has_permission(self, request: Request, view: Any) -> bool:
         try:
-            conf.get_http().require(_state(request), fresh=self.fresh)
+            conf.get_http().require(_state(request), self._need)
         except Refused as refusal:
             raise refused(request, refusal.reply) from None
         return True
@@ -106,4 +125,14 @@ class HasPrincipal(BasePermission):
 class NotDegraded(HasPrincipal):
     """As ``HasPrincipal``, and 503 for a principal validated while Redis is unreachable."""
 
-    fresh = True
+    live = True
+
+
+def require(
+    *, max_age: int | None = None, level: int | None = None, live: bool = False
+) -> type[HasPrincipal]:
+    """A permission class: a principal that proved who they are at most ``max_age`` seconds
+    ago and/or at ``level`` or above (``live``: not degraded either), else 401 with the
+    RFC 9470 challenge: ``permission_classes = [require(max_age=300)]``."""
+    attrs = {"live": live, "max_age": max_age, "level": level, "__module__": __name__}
+    return type("RecentAuthentication", (HasPrincipal,), attrs)

@@ -4,9 +4,12 @@
 else the access cookie) with the sync store under WSGI and the async store under ASGI, and
 sets ``request.principal`` (None when anonymous) and, for a valid token, ``request.user``
 (the ``USER_LOADER``'s user, lazily; ``request.auser`` too). It refuses nothing by itself:
-``principal_required`` / ``principal_required(fresh=True)`` do, with 401 and the RFC 6750
-challenge (503 when the store is unreachable, or for a degraded principal on a fresh
-route). A ``StoreUnavailable`` escaping a view is 503 with ``Retry-After``.
+``principal_required`` / ``principal_required(live=True)`` do, with 401 and the RFC 6750
+challenge (503 when the store is unreachable, or for a degraded principal on a live
+route; ``fresh=True`` is the deprecated spelling of ``live=True``);
+``principal_required(max_age=300, level=2)`` asks for a recent and/or strong enough
+sign-in (``step_up``): 401 with the RFC 9470 challenge otherwise. A ``StoreUnavailable``
+escaping a view is 503 with ``Retry-After``.
 
 CSRF: when the token rides in the cookie, Django's own ``CsrfViewMiddleware`` protects
 unsafe requests, exactly as it does for Django's session cookie (the ``csrftoken`` cookie
@@ -31,7 +34,7 @@ from django.http import HttpRequest, HttpResponseBase
 from django.utils.functional import SimpleLazyObject
 
 from sessionstore.errors import StoreUnavailable
-from sessionstore.integrations._http import AuthState, Refused
+from sessionstore.integrations._http import AuthState, Guard, Refused, guard
 from sessionstore.integrations.django import conf
 from sessionstore.integrations.django.requests import (
     aauthenticate,
@@ -105,10 +108,10 @@ class SessionMiddleware(DjangoSessionMiddleware):
             request.session.bind(request)
 
 
-def _refusal(request: HttpRequest, state: AuthState | None, fresh: bool) -> Any:
+def _refusal(request: HttpRequest, state: AuthState | None, need: Guard) -> Any:
     """The answer refusing ``request``, or None when it may go on."""
     try:
-        conf.get_http().require(state, fresh=fresh)
+        conf.get_http().require(state, need)
     except Refused as refused:
         return reply_response(refused.reply)
     return None
@@ -119,21 +122,37 @@ def principal_required(view: V) -> V: ...
 
 
 @overload
-def principal_required(*, fresh: bool = ...) -> Callable[[V], V]: ...
+def principal_required(
+    *,
+    live: bool = ...,
+    fresh: bool | None = ...,
+    max_age: int | None = ...,
+    level: int | None = ...,
+) -> Callable[[V], V]: ...
 
 
-def principal_required(view: V | None = None, *, fresh: bool = False) -> Any:
-    """Decorator: the view runs for an authenticated request only (``fresh``: not degraded).
+def principal_required(
+    view: V | None = None,
+    *,
+    live: bool = False,
+    fresh: bool | None = None,
+    max_age: int | None = None,
+    level: int | None = None,
+) -> Any:
+    """Decorator: the view runs for an authenticated request only (``live``: not degraded;
+    ``max_age``/``level``: a recent and/or strong enough sign-in, else 401 with the RFC 9470
+    challenge; ``fresh``: the deprecated name of ``live``).
 
     Works on sync and async views, with or without the middleware.
     """
+    need = guard(live=live, fresh=fresh, max_age=max_age, level=level)
 
     def decorate(func: V) -> V:
         if iscoroutinefunction(func):
 
             async def async_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
                 state = state_of(request) or await aauthenticate(request)
-                refusal = _refusal(request, state, fresh)
+                refusal = _refusal(request, state, need)
                 if refusal is not None:
                     return refusal
                 return await func(request, *args, **kwargs)
@@ -141,7 +160,7 @@ def principal_required(view: V | None = None, *, fresh: bool = False) -> Any:
             return functools.wraps(func)(async_view)  # type: ignore[return-value]
 
         def sync_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-            refusal = _refusal(request, state_of(request) or authenticate(request), fresh)
+            refusal = _refusal(request, state_of(request) or authenticate(request), need)
             return refusal if refusal is not None else func(request, *args, **kwargs)
 
         return functools.wraps(func)(sync_view)  # type: ignore[return-value]
