@@ -6,12 +6,13 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, TypeVar
 
-from sessionstore._engine import admin
+from sessionstore._engine import admin, feed
 from sessionstore._engine.call import Call, fail_closed
 from sessionstore._redis import connect, durable, redispy, runner
 from sessionstore._redis.batch import Batcher
 from sessionstore._redis.driver import DRIVER_ERRORS, failed, is_unreachable
 from sessionstore._shell import StoreBase
+from sessionstore.events import RevocationEntry
 from sessionstore.models import Config, Device, DeviceSessions, Principal, Session, TokenPair
 
 __all__ = ["AsyncSessionStore"]
@@ -75,8 +76,9 @@ class AsyncSessionStore(StoreBase):
                     reply, acked = await durable.arun(self._client, call, wait)
                     self._engine.replicated(acked)
             except DRIVER_ERRORS as err:
-                return failed(call, err)
-            out = self._after(call, reply)
+                out = failed(call, err)
+            else:
+                out = self._after(call, reply)
             if not isinstance(out, Call):
                 return out
             call = out
@@ -187,6 +189,20 @@ class AsyncSessionStore(StoreBase):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    async def revocations(
+        self, *, since: str | float | None = None, count: int = 500
+    ) -> AsyncIterator[RevocationEntry]:
+        """The revocation feed's entries after ``since``, oldest first, to the tail (see
+        ``SessionStore.revocations``): ``async for entry in store.revocations(...)``."""
+        start = feed.start_id(since)
+        while True:
+            entries = await self._run(feed.page(self.config, start, count))
+            for entry in entries:
+                yield entry
+            if len(entries) < count:
+                return
+            start = "(" + entries[-1].id
 
     async def iter_users(self, *, count: int = 500) -> AsyncIterator[str]:
         """Every user with sessions, each once: SCAN on each primary (never KEYS).

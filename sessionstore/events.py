@@ -26,6 +26,7 @@ __all__ = [
     "Refreshed",
     "ReplicationLag",
     "ReuseDetected",
+    "RevocationEntry",
     "Revoked",
     "TouchFailed",
     "ValidationFailed",
@@ -58,6 +59,18 @@ class Revoked(Event, frozen=True, kw_only=True):
     user_id: str
     session_ids: tuple[str, ...]
     reason: RevokeReason
+
+
+class RevocationEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry of the revocation feed (``store.revocations()``): what was revoked, never
+    a token. ``id`` is its stream id (``"<ms>-<seq>"``): pass it as ``since`` to resume
+    after it; ``at`` is the Unix time it was appended (the server's clock)."""
+
+    id: str
+    user_id: str
+    session_ids: tuple[str, ...]
+    reason: RevokeReason
+    at: float
 
 
 class Expired(Event, frozen=True, kw_only=True):

@@ -16,6 +16,7 @@ from sessionstore import events
 from sessionstore._engine import codec, marker, validation
 from sessionstore._engine.call import Call, announced
 from sessionstore._engine.fallback import Breaker
+from sessionstore._engine.feed import fed
 from sessionstore._engine.schema import GENERATION, KEY_ID, Reply
 from sessionstore._engine.sessions import Sessions, checked_ttl
 from sessionstore._engine.validation import TouchRule, Verified
@@ -175,6 +176,7 @@ class Engine(Sessions):
         cfg = self.config
         checked = codec.check_claims(claims, RESERVED_CLAIMS, cfg.max_claims_bytes)
         session_id = new_session_id()
+        feed = self.feed(user_id, "evicted")
         inner = self.create(
             user_id,
             device=device,
@@ -184,6 +186,7 @@ class Engine(Sessions):
             claims=checked,
             extra=(GENERATION, 1, KEY_ID, kid),
             session_id=session_id,
+            feed=feed,
         )
         # The session's absolute deadline is set by the server's clock; the local one stands
         # in for it, and the rare token whose exp it would cap is signed again (same size).
@@ -202,7 +205,7 @@ class Engine(Sessions):
                 user_id, session_id, checked, 1, kid, session.absolute_expires_at, device
             )
 
-        return Call(inner.script, inner.keys, inner.args, parse)
+        return fed(Call(inner.script, inner.keys, inner.args, parse), feed)
 
     def refresh(self, refresh_token: object) -> Call[TokenPair]:
         """Rotate a refresh token: one script, reuse of an old one revokes the session."""
@@ -213,6 +216,7 @@ class Engine(Sessions):
         keys = user_keys(self.config.namespace, user_id)
         grace_ms = self.config.refresh_grace * 1000
         args = (session_id, found.generation, grace_ms, self._signing_kid())
+        feed = self.feed(user_id, "reuse")
 
         def parse(reply: list[Any]) -> TokenPair:
             head, *rest = reply  # lua/refresh.lua: the status, then a live session's state
@@ -220,7 +224,7 @@ class Engine(Sessions):
             if status == Reply.NO_REFRESH:
                 raise InvalidToken("session has no refresh token")
             if status == Reply.REUSED:
-                self._forget(user_id, [session_id], "reuse")
+                self._forget(user_id, [session_id], "reuse", feed)
                 self.emit(events.ReuseDetected(user_id=user_id, session_id=session_id))
                 raise RefreshReuseDetected("refresh token reused: session revoked")
             if status in _GONE:
@@ -248,7 +252,7 @@ class Engine(Sessions):
 
         key_pair = (keys.index, keys.session(session_id))
         call = Call(SCRIPTS["refresh"], key_pair, args, parse, durable=True)
-        return announced(call, _reused)  # reuse revoked the session
+        return fed(announced(call, _reused), feed)  # reuse revoked the session
 
     def verify(self, access_token: object) -> AccessClaims:
         """Check an access token locally (no I/O): gate, signature, claims."""

@@ -17,6 +17,7 @@ __all__ = [
     "DATA_CHUNKS",
     "DATA_SLOTS",
     "DEVICE",
+    "FEED_AT",
     "GENERATION",
     "IDLE_DEADLINE",
     "IDLE_TTL",
@@ -55,6 +56,9 @@ ROTATED_AT = b"t"  # last rotation, ms
 META = b"m"  # chunk prefix of the meta blob (device texts, claims): m0, m1, ...
 DATA = b"d"  # chunk prefix of the data blob: d0, d1, ...
 DATA_CHUNKS = b"dn"  # how many data chunks (absent: no data)
+
+# The revocation feed's one field the feed script writes itself (the rest: ``feed``).
+FEED_AT = b"at"  # the append's time, ms (server clock)
 
 # The touch interval the check script takes (ms; any other value >= 0 is an interval).
 NEVER_TOUCH_MS = -1  # a read only: says how a session is gone when it is
