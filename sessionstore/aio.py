@@ -190,19 +190,21 @@ class AsyncSessionStore(StoreBase):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def revocations(
+    def revocations(
         self, *, since: str | float | None = None, count: int = 500
     ) -> AsyncIterator[RevocationEntry]:
         """The revocation feed's entries after ``since``, oldest first, to the tail (see
         ``SessionStore.revocations``): ``async for entry in store.revocations(...)``."""
-        start = feed.start_id(since)
-        while True:
-            entries = await self._run(feed.page(self.config, start, count))
+        return self._pages(feed.first_page(self.config, since, count), count)
+
+    async def _pages(
+        self, call: Call[list[RevocationEntry]] | None, count: int
+    ) -> AsyncIterator[RevocationEntry]:
+        while call is not None:
+            entries = await self._run(call)
             for entry in entries:
                 yield entry
-            if len(entries) < count:
-                return
-            start = "(" + entries[-1].id
+            call = feed.next_page(self.config, entries, count)
 
     async def iter_users(self, *, count: int = 500) -> AsyncIterator[str]:
         """Every user with sessions, each once: SCAN on each primary (never KEYS).

@@ -163,15 +163,17 @@ class SessionStore(StoreBase):
 
         ``since`` is an entry's ``id`` (the entries after it: resume where you stopped), a
         Unix time (those appended at or after it), or None (every entry still retained).
-        Reads ``count`` entries per round trip (XRANGE).
+        Reads ``count`` entries per round trip (XRANGE). Bad arguments raise here.
         """
-        start = feed.start_id(since)
-        while True:
-            entries = self._run(feed.page(self.config, start, count))
+        return self._pages(feed.first_page(self.config, since, count), count)
+
+    def _pages(
+        self, call: Call[list[RevocationEntry]] | None, count: int
+    ) -> Iterator[RevocationEntry]:
+        while call is not None:
+            entries = self._run(call)
             yield from entries
-            if len(entries) < count:
-                return
-            start = "(" + entries[-1].id
+            call = feed.next_page(self.config, entries, count)
 
     def iter_users(self, *, count: int = 500) -> Iterator[str]:
         """Every user with sessions, each once: SCAN on each primary (never KEYS).

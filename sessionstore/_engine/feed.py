@@ -39,7 +39,7 @@ from sessionstore.keys import revocations_key
 from sessionstore.models import Config
 from sessionstore.scripts import SCRIPTS
 
-__all__ = ["REASON", "SESSIONS", "USER", "Feed", "decode", "fed", "page", "start_id"]
+__all__ = ["REASON", "SESSIONS", "USER", "Feed", "decode", "fed", "first_page", "next_page"]
 
 logger = logging.getLogger("sessionstore")
 
@@ -149,9 +149,29 @@ def _settled(parse: Callable[[Any], T], reply: Any) -> Callable[[], T]:
     return lambda: value
 
 
-def start_id(since: object) -> str:
-    """The exclusive XRANGE start of ``since``: a stream id (entries after it), a Unix
-    time in seconds (entries appended at or after it), or None (every retained entry)."""
+def first_page(config: Config, since: object, count: object) -> Call[list[RevocationEntry]]:
+    """The first read of the feed (checks the arguments: ``InvalidInput`` before any I/O).
+
+    ``since`` is a stream id (the entries after it), a Unix time in seconds (the entries
+    appended at or after it), or None (every entry still retained); ``count`` the entries
+    one XRANGE reads.
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= _MAX_PAGE:
+        raise InvalidInput(f"count must be an integer in 1..{_MAX_PAGE}, got {count!r}")
+    return _page(config, _start(since), count)
+
+
+def next_page(
+    config: Config, entries: list[RevocationEntry], count: int
+) -> Call[list[RevocationEntry]] | None:
+    """The read after a page of ``entries``; None when that page reached the tail."""
+    if len(entries) < count:
+        return None
+    return _page(config, "(" + entries[-1].id, count)
+
+
+def _start(since: object) -> str:
+    """The XRANGE start of ``since`` (see ``first_page``)."""
     if since is None:
         return "-"
     if isinstance(since, str):
@@ -165,10 +185,7 @@ def start_id(since: object) -> str:
     return str(math.ceil(since * 1000))
 
 
-def page(config: Config, start: str, count: int) -> Call[list[RevocationEntry]]:
-    """One XRANGE of the feed from ``start`` (``start_id``): up to ``count`` entries."""
-    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= _MAX_PAGE:
-        raise InvalidInput(f"count must be an integer in 1..{_MAX_PAGE}, got {count!r}")
+def _page(config: Config, start: str, count: int) -> Call[list[RevocationEntry]]:
     key = revocations_key(config.namespace)
 
     def parse(reply: Any) -> list[RevocationEntry]:
