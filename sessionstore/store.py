@@ -162,8 +162,8 @@ class SessionStore(StoreBase):
         the iterator ends (it never blocks; call again from the last ``id`` for more).
 
         ``since`` is an entry's ``id`` (the entries after it: resume where you stopped), a
-        Unix time (those appended at or after it), or None (every entry still retained).
-        Reads ``count`` entries per round trip (XRANGE). Bad arguments raise here.
+        Unix time (those appended in its millisecond or later), or None (every entry still
+        retained). Reads ``count`` entries per round trip (XRANGE). Bad arguments raise here.
         """
         return self._pages(feed.first_page(self.config, since, count), count)
 

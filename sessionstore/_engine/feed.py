@@ -123,11 +123,16 @@ def fed(call: Call[T], feed: Feed | None) -> Call[T]:
         append = feed.append(settled)
         return settled() if append is None else append
 
+    def parse(reply: Any) -> T:
+        # After ``then`` (``step``): its settled outcome. A caller that parses a reply
+        # itself, without ``step`` (a bulk loader), gets the plain parse and no entry.
+        return outcome[-1]() if outcome else inner_parse(reply)
+
     return Call(
         call.script,
         call.keys,
         call.args,
-        lambda _: outcome[-1](),
+        parse,
         fail,
         call.durable,
         call.command,
@@ -153,8 +158,8 @@ def first_page(config: Config, since: object, count: object) -> Call[list[Revoca
     """The first read of the feed (checks the arguments: ``InvalidInput`` before any I/O).
 
     ``since`` is a stream id (the entries after it), a Unix time in seconds (the entries
-    appended at or after it), or None (every entry still retained); ``count`` the entries
-    one XRANGE reads.
+    appended in its millisecond or later), or None (every entry still retained); ``count``
+    the entries one XRANGE reads.
     """
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= _MAX_PAGE:
         raise InvalidInput(f"count must be an integer in 1..{_MAX_PAGE}, got {count!r}")
@@ -182,7 +187,7 @@ def _start(since: object) -> str:
         raise InvalidInput(f"since must be a stream id, a Unix time or None, got {since!r}")
     if since < 0:
         raise InvalidInput(f"since must not be negative, got {since!r}")
-    return str(math.ceil(since * 1000))
+    return str(math.floor(since * 1000))  # its whole millisecond: ids are ms
 
 
 def _page(config: Config, start: str, count: int) -> Call[list[RevocationEntry]]:
