@@ -15,12 +15,22 @@ import math
 import time
 from typing import Any
 
+import jwt
 import pytest
 import redis
 
-from sessionstore import Config, Device, InvalidInput, RefreshReuseDetected, TokenPair
+from sessionstore import (
+    Config,
+    Device,
+    InvalidInput,
+    Keyring,
+    RefreshReuseDetected,
+    SessionStore,
+    TokenPair,
+)
 from sessionstore.events import RevocationEntry
 from sessionstore.keys import revocations_key, user_keys
+from sessionstore.tokens import SECURITY_EVENT_TYPE, SESSION_REVOKED
 from support import StoreApi, StoreFactory, shell_of
 
 STREAM = revocations_key("ss")
@@ -251,3 +261,41 @@ async def test_the_stream_has_its_own_slot(make_store: StoreFactory, redis_clien
     index = user_keys("ss", "alice").index
     if hasattr(redis_client, "keyslot"):
         assert redis_client.keyslot(STREAM) != redis_client.keyslot(index)
+
+
+async def test_security_event_tokens_when_asked(
+    make_store: StoreFactory, redis_client: redis.Redis
+) -> None:
+    """``revocation_feed_sets``: one signed SET (RFC 8417, CAEP session-revoked) per session,
+    verifiable with the keyring's public JWK Set alone."""
+    keyring = Keyring.generate("ES256")
+    store = make_store(config=Config(revocation_feed_sets=True), keyring=keyring)
+    pairs = [await store.login("alice", device=PHONE) for _ in range(2)]
+    assert await store.revoke_user("alice") == 2
+    [entry] = await read(store)
+    assert len(entry.security_events) == 2
+    public = jwt.PyJWKSet.from_dict(keyring.to_jwks()).keys[0]
+    jtis = set()
+    for sid, token in zip(entry.session_ids, entry.security_events, strict=True):
+        assert jwt.get_unverified_header(token)["typ"] == SECURITY_EVENT_TYPE
+        claims = jwt.decode(token, public.key, algorithms=["ES256"], audience="sessionstore")
+        assert claims["iss"] == "sessionstore"
+        assert claims["sub_id"]["user"] == {"format": "opaque", "id": "alice"}
+        assert claims["sub_id"]["session"] == {"format": "opaque", "id": sid}
+        assert claims["events"][SESSION_REVOKED]["reason_admin"] == {"en": "user"}
+        jtis.add(claims["jti"])
+    assert len(jtis) == 2 and set(entry.session_ids) == {p.session_id for p in pairs}
+    secrets = _secrets(pairs, store)
+    for _, fields in raw(redis_client):
+        assert not any(secret in value for secret in secrets for value in fields.values())
+
+
+def test_security_event_tokens_need_a_signing_key() -> None:
+    public = Keyring.from_jwks(Keyring.generate("ES256").to_jwks())
+    with pytest.raises(InvalidInput, match="revocation_feed_sets"):
+        SessionStore.from_url("redis://127.0.0.1:1/0", keyring=public, config=SETS)
+    with pytest.raises(InvalidInput, match="revocation_feed_sets"):
+        Config(revocation_feed_sets="yes")  # type: ignore[arg-type]
+
+
+SETS = Config(revocation_feed_sets=True)

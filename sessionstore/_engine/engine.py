@@ -31,6 +31,7 @@ from sessionstore.tokens import (
     Keyring,
     issue_access_token,
     issue_refresh_token,
+    issue_security_event,
     parse_refresh_token,
     verify_access_token,
 )
@@ -50,6 +51,10 @@ class Engine(Sessions):
         if keyring is not None and not isinstance(keyring, Keyring):
             raise InvalidInput(f"keyring must be a Keyring, got {type(keyring).__name__}")
         self._keyring = keyring
+        if config.revocation_feed_sets:
+            if keyring is None or keyring.current_kid is None:
+                raise InvalidInput("Config.revocation_feed_sets needs a keyring that can sign")
+            self.signer = self._security_event
         self.breaker = Breaker(config.breaker_failures, config.breaker_reset)
         self.marker = marker.Marker(config.namespace, config.marker_interval)
         # What validation reads (see validation.Host), set once here.
@@ -253,6 +258,16 @@ class Engine(Sessions):
         key_pair = (keys.index, keys.session(session_id))
         call = Call(SCRIPTS["refresh"], key_pair, args, parse, durable=True)
         return fed(announced(call, _reused), feed)  # reuse revoked the session
+
+    def _security_event(self, user_id: str, session_id: str, reason: str) -> str:
+        return issue_security_event(
+            self.keyring,
+            config=self.config,
+            user_id=user_id,
+            session_id=session_id,
+            reason=reason,
+            now=time.time(),
+        )
 
     def verify(self, access_token: object) -> AccessClaims:
         """Check an access token locally (no I/O): gate, signature, claims."""

@@ -31,7 +31,7 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar, get_args
 
-from sessionstore._engine.call import Call
+from sessionstore._engine.call import Arg, Call
 from sessionstore._engine.schema import FEED_AT
 from sessionstore.errors import InvalidInput
 from sessionstore.events import RevocationEntry, RevokeReason
@@ -39,7 +39,18 @@ from sessionstore.keys import revocations_key
 from sessionstore.models import Config
 from sessionstore.scripts import SCRIPTS
 
-__all__ = ["REASON", "SESSIONS", "USER", "Feed", "decode", "fed", "first_page", "next_page"]
+__all__ = [
+    "REASON",
+    "SECURITY_EVENTS",
+    "SESSIONS",
+    "USER",
+    "Feed",
+    "Signer",
+    "decode",
+    "fed",
+    "first_page",
+    "next_page",
+]
 
 logger = logging.getLogger("sessionstore")
 
@@ -50,6 +61,11 @@ T = TypeVar("T")
 USER = b"user"  # the user id, UTF-8
 SESSIONS = b"sessions"  # the session ids, separated by one space
 REASON = b"reason"  # an events.RevokeReason
+# Config.revocation_feed_sets: one signed SET per session id, same order, one space apart.
+SECURITY_EVENTS = b"sets"
+
+Signer = Callable[[str, str, str], str]
+"""``sign(user_id, session_id, reason)``: the Security Event Token of one revoked session."""
 
 _REASONS = frozenset(get_args(RevokeReason))
 _STREAM_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
@@ -59,13 +75,16 @@ _MAX_PAGE = 10_000
 class Feed:
     """The feed entry of one revocation: its session ids, gathered as the calls settle."""
 
-    __slots__ = ("key", "reason", "retention_ms", "session_ids", "user_id")
+    __slots__ = ("key", "reason", "retention_ms", "session_ids", "sign", "user_id")
 
-    def __init__(self, config: Config, user_id: str, reason: RevokeReason) -> None:
+    def __init__(
+        self, config: Config, user_id: str, reason: RevokeReason, sign: Signer | None = None
+    ) -> None:
         self.key = revocations_key(config.namespace)
         self.retention_ms = config.revocation_feed_retention * 1000
         self.user_id = user_id
         self.reason = reason
+        self.sign = sign
         self.session_ids: list[str] = []
 
     def add(self, session_ids: list[str]) -> None:
@@ -78,7 +97,7 @@ class Feed:
         if not self.session_ids:
             return None
         sids, self.session_ids = self.session_ids, []
-        args = (
+        args: tuple[Arg, ...] = (
             self.retention_ms,
             USER,
             self.user_id,
@@ -87,6 +106,10 @@ class Feed:
             REASON,
             self.reason,
         )
+        sign = self.sign
+        if sign is not None:
+            sets = " ".join(sign(self.user_id, sid, self.reason) for sid in sids)
+            args += (SECURITY_EVENTS, sets)
 
         def lost(err: Exception, unreachable: bool) -> T:
             logger.warning(
@@ -211,12 +234,14 @@ def decode(entry_id: bytes | str, fields: Any) -> RevocationEntry | None:
     )
     if reason not in _REASONS or not user or not sessions or at is None or not at.isdigit():
         return None
+    sets = got.get(_text(SECURITY_EVENTS))
     return RevocationEntry(
         id=_text(entry_id),
         user_id=user,
         session_ids=tuple(sessions.split(" ")),
         reason=reason,  # type: ignore[arg-type]  # checked against RevokeReason above
         at=int(at) / 1000,
+        security_events=tuple(sets.split(" ")) if sets else (),
     )
 
 

@@ -14,7 +14,7 @@ from sessionstore import events
 from sessionstore._engine import codec
 from sessionstore._engine.call import Arg, Call, announced, confirmed
 from sessionstore._engine.fallback import RevocationMemory
-from sessionstore._engine.feed import Feed, fed
+from sessionstore._engine.feed import Feed, Signer, fed
 from sessionstore._engine.schema import (
     DATA,
     DATA_CHUNKS,
@@ -74,6 +74,8 @@ class Sessions:
         # Set by the shells when Redis' invalidation pushes feed a near cache.
         self.near: NearCache | None = None
         self.fresh: Callable[[], bool] = _fresh
+        # Config.revocation_feed_sets: signs each revoked session's SET (the engine's keyring).
+        self.signer: Signer | None = None
 
     def forked(self) -> None:
         """In a forked child: no near cache (it was fed by the parent's connections) and
@@ -90,7 +92,7 @@ class Sessions:
         """The revocation feed's entry of one revocation, or None when the feed is off."""
         if not self.config.revocation_feed_retention:
             return None
-        return Feed(self.config, user_id, reason)
+        return Feed(self.config, user_id, reason, self.signer)
 
     def _forget(
         self,
