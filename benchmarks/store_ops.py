@@ -1,5 +1,5 @@
-"""Store operations: create, touch, step_up, revoke_user (1000 sessions), devices (50); login,
-refresh.
+"""Store operations: create, touch, step_up, revoke (feed on, off), revoke_user (1000
+sessions), devices (50); login, refresh.
 
 Each builder does its setup (sessions to touch, users to list; pipelined through ``bulk``)
 before returning its case; a case's timed part holds nothing but the calls it names.
@@ -103,6 +103,28 @@ def revoke_user_case(ctx: Context, per_round: int) -> Case:
     return Case(f"revoke_user ({BIG_USER} sessions)", run, fixed_ops=per_round, note=note)
 
 
+def revoke_case(ctx: Context, feed: bool) -> Case:
+    """SessionStore.revoke of one live session, with the revocation feed's append after the
+    script (the default) or without (``revocation_feed_retention=0``); sessions made untimed."""
+    store = ctx.store if feed else ctx.open_store(revocation_feed_retention=0)
+    revoke = store.revoke
+
+    def run(n: int) -> int:
+        owners = ctx.owners("revoke1", n)
+        pairs = _sessions(ctx, owners)
+        batch = [
+            (user_id, pair.session_id) for (user_id, _), pair in zip(owners, pairs, strict=True)
+        ]
+        start = perf_counter_ns()
+        done = [revoke(user_id, session_id) for user_id, session_id in batch]
+        elapsed = perf_counter_ns() - start
+        if not all(done):
+            raise BenchError("revoke found a gone session")
+        return elapsed
+
+    return Case(f"revoke, feed {'on' if feed else 'off'}", run, note="1 session, made untimed")
+
+
 def devices_case(ctx: Context, users: int = 4) -> Case:
     """devices() of users holding 50 sessions over 5 device ids."""
     user_ids = [ctx.new_user("devices") for _ in range(users)]
@@ -154,11 +176,13 @@ def refresh_case(ctx: Context, sessions: int = 1000) -> Case:
 
 
 def core_cases(ctx: Context, revoke_per_round: int) -> list[Case]:
-    """create, touch, step_up, revoke_user, devices(), in table order."""
+    """create, touch, step_up, revoke (feed on, off), revoke_user, devices(), in table order."""
     return [
         create_case(ctx),
         touch_case(ctx),
         step_up_case(ctx),
+        revoke_case(ctx, feed=True),
+        revoke_case(ctx, feed=False),
         revoke_user_case(ctx, revoke_per_round),
         devices_case(ctx),
     ]

@@ -7,12 +7,13 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sessionstore._engine import admin, liveness
+from sessionstore._engine import admin, feed, liveness
 from sessionstore._engine.call import Call, fail_closed
 from sessionstore._redis import connect, durable, redispy, runner
 from sessionstore._redis.batch import Batcher
 from sessionstore._redis.driver import DRIVER_ERRORS, failed, is_unreachable
 from sessionstore._shell import StoreBase
+from sessionstore.events import RevocationEntry
 from sessionstore.models import Config, Device, DeviceSessions, Principal, Session, TokenPair
 
 __all__ = ["AsyncSessionStore"]
@@ -76,8 +77,9 @@ class AsyncSessionStore(StoreBase):
                     reply, acked = await durable.arun(self._client, call, wait)
                     self._engine.replicated(acked)
             except DRIVER_ERRORS as err:
-                return failed(call, err)
-            out = self._after(call, reply)
+                out = failed(call, err)
+            else:
+                out = self._after(call, reply)
             if not isinstance(out, Call):
                 return out
             call = out
@@ -216,6 +218,22 @@ class AsyncSessionStore(StoreBase):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    def revocations(
+        self, *, since: str | float | None = None, count: int = 500
+    ) -> AsyncIterator[RevocationEntry]:
+        """The revocation feed's entries after ``since``, oldest first, to the tail (see
+        ``SessionStore.revocations``): ``async for entry in store.revocations(...)``."""
+        return self._pages(feed.first_page(self.config, since, count), count)
+
+    async def _pages(
+        self, call: Call[list[RevocationEntry]] | None, count: int
+    ) -> AsyncIterator[RevocationEntry]:
+        while call is not None:
+            entries = await self._run(call)
+            for entry in entries:
+                yield entry
+            call = feed.next_page(self.config, entries, count)
 
     async def iter_users(self, *, count: int = 500) -> AsyncIterator[str]:
         """Every user with sessions, each once: SCAN on each primary (never KEYS).

@@ -26,6 +26,7 @@ __all__ = [
     "Refreshed",
     "ReplicationLag",
     "ReuseDetected",
+    "RevocationEntry",
     "Revoked",
     "SteppedUp",
     "TouchFailed",
@@ -59,6 +60,21 @@ class Revoked(Event, frozen=True, kw_only=True):
     user_id: str
     session_ids: tuple[str, ...]
     reason: RevokeReason
+
+
+class RevocationEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry of the revocation feed (``store.revocations()``): what was revoked, never
+    a token. ``id`` is its stream id (``"<ms>-<seq>"``): pass it as ``since`` to resume
+    after it; ``at`` is the Unix time it was appended (the server's clock).
+    ``security_events``: with ``Config.revocation_feed_sets``, one signed Security Event
+    Token (RFC 8417, CAEP ``session-revoked``) per session id, in the same order."""
+
+    id: str
+    user_id: str
+    session_ids: tuple[str, ...]
+    reason: RevokeReason
+    at: float
+    security_events: tuple[str, ...] = ()
 
 
 class Expired(Event, frozen=True, kw_only=True):

@@ -11,6 +11,9 @@ without padding: it can never hold ``{ } : * ?`` or whitespace. ::
     <ns>:{!marker}                 STRING  the liveness marker (``_engine/marker.py``)
     <ns>:{!db}                     STRING  the near cache's database watch key
     <ns>:{!revoked}                channel revocations, ``<enc uid> <sid>...`` per message
+    <ns>:{!revocations}            STREAM  the revocation feed for other services: one entry per
+                                           revocation (fields: ``_engine/feed.py``), trimmed by
+                                           age, expiring with ``Config.revocation_feed_retention``
 
 The scripts get every key in KEYS, but build a user's session keys (found through the
 index) and the revocations channel themselves: ``lua/_prelude.lua`` holds the parts below
@@ -47,6 +50,7 @@ __all__ = [
     "ip_limit_key",
     "marker_key",
     "new_session_id",
+    "revocations_key",
     "revoked_channel",
     "tracking_prefix",
     "user_keys",
@@ -196,6 +200,15 @@ MARKER_TTL_MS = 30 * 86_400_000
 def marker_key(namespace: str) -> str:
     """The marker's key: its hash tag holds a '!', so no encoded user id can share it."""
     return f"{namespace}:{{!marker}}"
+
+
+def revocations_key(namespace: str) -> str:
+    """The revocation feed's stream: one key (one slot) per namespace, never a user's.
+
+    On a cluster it lives on whichever node owns its slot, so the revoking scripts (on the
+    user's slot) cannot write it: the store appends right after them (``_engine/feed.py``).
+    """
+    return f"{namespace}:{{!revocations}}"
 
 
 def db_watch_key(namespace: str) -> str:

@@ -43,6 +43,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     ``token_cache_size`` verified tokens are remembered (0: off); ``near_cache_size``
     sessions are cached between Redis' invalidation pushes (0: off; on a cluster, one
     invalidation connection per primary; no entry outlives ``touch_interval``).
+    Every revocation is appended to the namespace's revocation feed (a Redis Stream other
+    services read, ``store.revocations()``), kept ``revocation_feed_retention`` seconds
+    (0: no feed); with ``revocation_feed_sets`` each entry also carries one signed Security
+    Event Token (RFC 8417, CAEP ``session-revoked``) per session, signed by the keyring.
     """
 
     access_ttl: int = 900
@@ -70,6 +74,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     marker_interval: float = 5.0
     token_cache_size: int = 10_000
     near_cache_size: int = 10_000
+    revocation_feed_retention: int = 86400
+    revocation_feed_sets: bool = False
 
     def __post_init__(self) -> None:
         # Checked once, here: every later use (each validate) trusts these values.
@@ -95,6 +101,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             raise InvalidInput(
                 "Config.device_binding must be 'off', 'report' or 'enforce', "
                 f"got {self.device_binding!r}"
+            )
+        if not isinstance(self.revocation_feed_sets, bool):
+            raise InvalidInput(
+                f"Config.revocation_feed_sets must be a bool, got {self.revocation_feed_sets!r}"
             )
         if not isinstance(self.namespace, str) or not _NAMESPACE.fullmatch(self.namespace):
             raise InvalidInput(
@@ -129,6 +139,7 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "revoke_wait_replicas": (0, 1000),
     "token_cache_size": (0, 100_000_000),
     "near_cache_size": (0, 100_000_000),
+    "revocation_feed_retention": (0, 30 * 86400),
 }
 _SECONDS: dict[str, float] = {
     "socket_timeout": 3600.0,

@@ -17,6 +17,7 @@ __all__ = ["SCRIPTS", "SCRIPT_SOURCE_DIR", "Script"]
 _NAMES = (
     "check",
     "create",
+    "feed",
     "list",
     "marker",
     "ratelimit",

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sessionstore._engine import admin
+from sessionstore._engine import admin, feed
 from sessionstore._engine.call import Call, fail_closed
 from sessionstore._redis import connect, direct, durable, runner
 from sessionstore._redis.driver import DRIVER_ERRORS, failed, is_unreachable
 from sessionstore._shell import StoreBase
+from sessionstore.events import RevocationEntry
 from sessionstore.models import Config, Device, DeviceSessions, Principal, Session, TokenPair
 
 __all__ = ["SessionStore"]
@@ -45,8 +46,9 @@ class SessionStore(StoreBase):
                     reply, acked = durable.run(self._client, call, wait)
                     self._engine.replicated(acked)
             except DRIVER_ERRORS as err:
-                return failed(call, err)
-            out = self._after(call, reply)
+                out = failed(call, err)
+            else:
+                out = self._after(call, reply)
             if not isinstance(out, Call):
                 return out
             call = out
@@ -167,6 +169,26 @@ class SessionStore(StoreBase):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def revocations(
+        self, *, since: str | float | None = None, count: int = 500
+    ) -> Iterator[RevocationEntry]:
+        """The revocation feed's entries after ``since``, oldest first, to the tail: then
+        the iterator ends (it never blocks; call again from the last ``id`` for more).
+
+        ``since`` is an entry's ``id`` (the entries after it: resume where you stopped), a
+        Unix time (those appended in its millisecond or later), or None (every entry still
+        retained). Reads ``count`` entries per round trip (XRANGE). Bad arguments raise here.
+        """
+        return self._pages(feed.first_page(self.config, since, count), count)
+
+    def _pages(
+        self, call: Call[list[RevocationEntry]] | None, count: int
+    ) -> Iterator[RevocationEntry]:
+        while call is not None:
+            entries = self._run(call)
+            yield from entries
+            call = feed.next_page(self.config, entries, count)
 
     def iter_users(self, *, count: int = 500) -> Iterator[str]:
         """Every user with sessions, each once: SCAN on each primary (never KEYS).

@@ -42,6 +42,8 @@ __all__ = [
     "MAX_AMR",
     "REFRESH_PREFIX",
     "RESERVED_CLAIMS",
+    "SECURITY_EVENT_TYPE",
+    "SESSION_REVOKED",
     "AccessClaims",
     "Keyring",
     "RefreshClaims",
@@ -49,11 +51,17 @@ __all__ = [
     "check_method",
     "issue_access_token",
     "issue_refresh_token",
+    "issue_security_event",
     "parse_refresh_token",
     "verify_access_token",
 ]
 
 ACCESS_TOKEN_TYPE: Final = "at+jwt"
+# A Security Event Token (RFC 8417) and the CAEP event type of a revoked session.
+SECURITY_EVENT_TYPE: Final = "secevent+jwt"
+SESSION_REVOKED: Final = "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+# Who started a revocation, as CAEP says it, where the reason tells (else left out).
+_INITIATOR: Final = {"logout": "user", "evicted": "policy", "reuse": "policy"}
 REFRESH_PREFIX: Final = "rt1."
 # The keyed digests of the session's device (see binding.digest): {"ip": ..., "ua": ...}.
 DEVICE_CLAIM: Final = "ss_dev"
@@ -372,6 +380,34 @@ class RefreshClaims(msgspec.Struct, frozen=True, kw_only=True):
 
 def _refresh_mac(refresh_key: bytes, body: str) -> str:
     return strict.b64u_encode(hmac.digest(refresh_key, body.encode("utf-8"), "sha256"))
+
+
+def issue_security_event(
+    keyring: Keyring, *, config: Config, user_id: str, session_id: str, reason: str, now: float
+) -> str:
+    """A signed Security Event Token (RFC 8417) saying one session was revoked: the CAEP
+    ``session-revoked`` event, its subject the user and session (RFC 9493 ``complex``)."""
+    check_user_id(user_id)
+    check_session_id(session_id)
+    issued_at = math.floor(seconds("now", now))
+    event: dict[str, Any] = {"event_timestamp": issued_at, "reason_admin": {"en": reason}}
+    if reason in _INITIATOR:
+        event["initiating_entity"] = _INITIATOR[reason]
+    payload = {
+        "iss": config.issuer,
+        "aud": config.audience,
+        "iat": issued_at,
+        "jti": secrets.token_urlsafe(16),
+        "sub_id": {
+            "format": "complex",
+            "user": {"format": "opaque", "id": user_id},
+            "session": {"format": "opaque", "id": session_id},
+        },
+        "events": {SESSION_REVOKED: event},
+    }
+    key = keyring._signer(None)
+    headers = {"alg": key.alg, "kid": key.kid, "typ": SECURITY_EVENT_TYPE}
+    return jwt.encode(payload, key.signing_key, algorithm=key.alg, headers=headers)
 
 
 def issue_refresh_token(

@@ -43,7 +43,8 @@ class Call(Generic[T]):
     keys: tuple[str, ...]
     args: tuple[Arg, ...]
     parse: Callable[[Any], T]
-    fail: Callable[[Exception, bool], T] = field(default=fail_closed)
+    # A failure's outcome: the result, or (a revocation's feed append) a follow-up call.
+    fail: Callable[[Exception, bool], Call[T] | T] = field(default=fail_closed)
     # A revocation: with Config.revoke_wait_replicas the shells WAIT for replicas after it.
     durable: bool = False
     command: str | None = None

@@ -16,6 +16,7 @@ from sessionstore import events
 from sessionstore._engine import codec, marker, validation
 from sessionstore._engine.call import Call, announced
 from sessionstore._engine.fallback import Breaker
+from sessionstore._engine.feed import fed
 from sessionstore._engine.schema import GENERATION, KEY_ID, Reply
 from sessionstore._engine.sessions import Sessions, checked_ttl
 from sessionstore._engine.validation import TouchRule, Verified
@@ -38,6 +39,7 @@ from sessionstore.tokens import (
     check_method,
     issue_access_token,
     issue_refresh_token,
+    issue_security_event,
     parse_refresh_token,
     verify_access_token,
 )
@@ -57,6 +59,10 @@ class Engine(Sessions):
         if keyring is not None and not isinstance(keyring, Keyring):
             raise InvalidInput(f"keyring must be a Keyring, got {type(keyring).__name__}")
         self._keyring = keyring
+        if config.revocation_feed_sets:
+            if keyring is None or keyring.current_kid is None:
+                raise InvalidInput("Config.revocation_feed_sets needs a keyring that can sign")
+            self.signer = self._security_event
         self.breaker = Breaker(config.breaker_failures, config.breaker_reset)
         self.marker = marker.Marker(config.namespace, config.marker_interval)
         # What validation reads (see validation.Host), set once here.
@@ -209,6 +215,7 @@ class Engine(Sessions):
         checked = codec.check_claims(claims, RESERVED_CLAIMS, cfg.max_claims_bytes)
         amr, acr = codec.check_auth(methods, level)
         session_id = new_session_id()
+        feed = self.feed(user_id, "evicted")
         inner = self.create(
             user_id,
             device=device,
@@ -219,6 +226,7 @@ class Engine(Sessions):
             extra=(GENERATION, 1, KEY_ID, kid),
             session_id=session_id,
             auth=(amr, acr),
+            feed=feed,
         )
         # The session's absolute deadline and auth time are set by the server's clock; the
         # local one stands in for it, and the rare token it would change (an exp to cap, an
@@ -248,7 +256,7 @@ class Engine(Sessions):
                 (session.auth_time, amr, acr),
             )
 
-        return Call(inner.script, inner.keys, inner.args, parse)
+        return fed(Call(inner.script, inner.keys, inner.args, parse), feed)
 
     def refresh(self, refresh_token: object) -> Call[TokenPair]:
         """Rotate a refresh token: one script, reuse of an old one revokes the session."""
@@ -259,6 +267,7 @@ class Engine(Sessions):
         keys = user_keys(self.config.namespace, user_id)
         grace_ms = self.config.refresh_grace * 1000
         args = (session_id, found.generation, grace_ms, self._signing_kid())
+        feed = self.feed(user_id, "reuse")
 
         def parse(reply: list[Any]) -> TokenPair:
             head, *rest = reply  # lua/refresh.lua: the status, then a live session's state
@@ -266,7 +275,7 @@ class Engine(Sessions):
             if status == Reply.NO_REFRESH:
                 raise InvalidToken("session has no refresh token")
             if status == Reply.REUSED:
-                self._forget(user_id, [session_id], "reuse")
+                self._forget(user_id, [session_id], "reuse", feed)
                 self.emit(events.ReuseDetected(user_id=user_id, session_id=session_id))
                 raise RefreshReuseDetected("refresh token reused: session revoked")
             if status in _GONE:
@@ -295,7 +304,17 @@ class Engine(Sessions):
 
         key_pair = (keys.index, keys.session(session_id))
         call = Call(SCRIPTS["refresh"], key_pair, args, parse, durable=True)
-        return announced(call, _reused)  # reuse revoked the session
+        return fed(announced(call, _reused), feed)  # reuse revoked the session
+
+    def _security_event(self, user_id: str, session_id: str, reason: str) -> str:
+        return issue_security_event(
+            self.keyring,
+            config=self.config,
+            user_id=user_id,
+            session_id=session_id,
+            reason=reason,
+            now=time.time(),
+        )
 
     def step_up(self, user_id: str, session_id: str, method: str, level: int) -> Call[str]:
         """Record a new proof of identity on a live session and sign an access token that

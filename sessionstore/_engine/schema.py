@@ -20,6 +20,7 @@ __all__ = [
     "DATA_CHUNKS",
     "DATA_SLOTS",
     "DEVICE",
+    "FEED_AT",
     "GENERATION",
     "IDLE_DEADLINE",
     "IDLE_TTL",
@@ -66,6 +67,9 @@ DATA_CHUNKS = b"dn"  # how many data chunks (absent: no data)
 AUTH_TIME = b"au"  # s (absent: the session's creation)
 AMR = b"am"  # authentication methods, space-separated (absent: none)
 ACR = b"al"  # assurance level 1..9 (absent: 0, none asserted)
+
+# The revocation feed's one field the feed script writes itself (the rest: ``feed``).
+FEED_AT = b"at"  # the append's time, ms (server clock)
 
 # The touch interval the check script takes (ms; any other value >= 0 is an interval).
 NEVER_TOUCH_MS = -1  # a read only: says how a session is gone when it is

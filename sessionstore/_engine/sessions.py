@@ -14,6 +14,7 @@ from sessionstore import events
 from sessionstore._engine import codec
 from sessionstore._engine.call import Arg, Call, announced, confirmed
 from sessionstore._engine.fallback import RevocationMemory
+from sessionstore._engine.feed import Feed, Signer, fed
 from sessionstore._engine.schema import (
     DATA,
     DATA_CHUNKS,
@@ -73,6 +74,8 @@ class Sessions:
         # Set by the shells when Redis' invalidation pushes feed a near cache.
         self.near: NearCache | None = None
         self.fresh: Callable[[], bool] = _fresh
+        # Config.revocation_feed_sets: signs each revoked session's SET (the engine's keyring).
+        self.signer: Signer | None = None
 
     def forked(self) -> None:
         """In a forked child: no near cache (it was fed by the parent's connections) and
@@ -85,9 +88,21 @@ class Sessions:
         """Report ``event`` to the hook, if any."""
         events.emit(self.on_event, event)
 
+    def feed(self, user_id: str, reason: events.RevokeReason) -> Feed | None:
+        """The revocation feed's entry of one revocation, or None when the feed is off."""
+        if not self.config.revocation_feed_retention:
+            return None
+        return Feed(self.config, user_id, reason, self.signer)
+
     def _forget(
-        self, user_id: str, session_ids: Sequence[str], reason: events.RevokeReason | None = None
+        self,
+        user_id: str,
+        session_ids: list[str],
+        reason: events.RevokeReason | None = None,
+        feed: Feed | None = None,
     ) -> None:
+        if feed is not None and reason is not None:
+            feed.add(session_ids)
         now = time.time()
         near = self.near
         prefix = user_keys(self.config.namespace, user_id).prefix if near is not None else ""
@@ -133,12 +148,18 @@ class Sessions:
         extra: Sequence[Arg] = (),
         session_id: str | None = None,
         auth: tuple[tuple[str, ...], int] = ((), 0),
+        feed: Feed | None = None,
     ) -> Call[Session]:
         """Create a session (``extra``: more field/value pairs, e.g. refresh state).
 
         ``session_id`` is a fresh one from ``new_session_id`` (default: drawn here);
-        ``auth`` the sign-in's methods and level, checked (``codec.check_auth``).
+        ``auth`` the sign-in's methods and level, checked (``codec.check_auth``). The
+        sessions a login at the cap evicts go to ``feed`` (login's own), or to the revocation
+        feed after the script (a plain create).
         """
+        own = feed is None
+        if own:
+            feed = self.feed(user_id, "evicted")
         cfg = self.config
         keys = user_keys(cfg.namespace, user_id)
         codec.check_device(device)
@@ -165,7 +186,7 @@ class Sessions:
         def parse(reply: list[Any]) -> Session:
             created_us, idle_ms, absolute_ms, *evicted = reply  # lua/create.lua
             created, idle_deadline, absolute_deadline = map(int, (created_us, idle_ms, absolute_ms))
-            self._forget(user_id, [x.decode() for x in evicted], "evicted")
+            self._forget(user_id, [x.decode() for x in evicted], "evicted", feed)
             self.emit(events.Created(user_id=user_id, session_id=session_id, device_id=device.id))
             return Session(
                 user_id=user_id,
@@ -182,7 +203,8 @@ class Sessions:
                 acr=auth[1],
             )
 
-        return Call(SCRIPTS["create"], (keys.index, keys.session(session_id)), args, parse)
+        call = Call(SCRIPTS["create"], (keys.index, keys.session(session_id)), args, parse)
+        return fed(call, feed) if own else call
 
     def check(self, user_id: str, session_id: str, interval_ms: int) -> Call[Session | None]:
         """Read a live session, touching it when ``interval_ms`` has elapsed (or never)."""
@@ -234,13 +256,15 @@ class Sessions:
         """Delete one session; True when it was live."""
         keys = user_keys(self.config.namespace, user_id)
         check_session_id(session_id)
+        feed = self.feed(user_id, reason)
 
         def parse(reply: int) -> bool:
-            self._forget(user_id, [session_id], reason if reply else None)
+            self._forget(user_id, [session_id], reason if reply else None, feed)
             return bool(reply)
 
         key_pair = (keys.index, keys.session(session_id))
-        return announced(Call(SCRIPTS["revoke"], key_pair, (session_id,), parse, durable=True))
+        call = Call(SCRIPTS["revoke"], key_pair, (session_id,), parse, durable=True)
+        return fed(announced(call), feed)
 
     def _revoke_many(
         self,
@@ -249,24 +273,31 @@ class Sessions:
         arg: str,
         step: tuple[bytes, bytes] = (b"0", b""),
         done: int = 0,
+        feed: Feed | None = None,
     ) -> Call[int]:
         """One bounded step (``CHUNK`` index entries) of a revocation; the reply asks for
-        the next step until the walk is done. ``step`` is (ZSCAN cursor, cutoff µs)."""
+        the next step until the walk is done. ``step`` is (ZSCAN cursor, cutoff µs).
+
+        The walk's revoked sessions make one feed entry, appended when it is done.
+        """
         keys = user_keys(self.config.namespace, user_id)
+        first = feed is None
+        if first:
+            feed = self.feed(user_id, mode)
 
         def then(reply: list[bytes]) -> Call[int] | None:
             # Each step's deletions are remembered (and announced) as soon as they are made.
             cursor, cutoff, *deleted = reply  # lua/revoke_many.lua
-            self._forget(user_id, [x.decode() for x in deleted], mode)
+            self._forget(user_id, [x.decode() for x in deleted], mode, feed)
             total = done + len(deleted)
             if cursor != b"0":
-                return self._revoke_many(user_id, mode, arg, (cursor, cutoff), total)
+                return self._revoke_many(user_id, mode, arg, (cursor, cutoff), total, feed)
             # The walk is done: one keyed read answered after every step's pushes (see
             # ``announced``); a walk that revoked nothing has nothing to announce.
             return confirmed(SCRIPTS["revoke_many"], keys.index, total) if total else None
 
         args = (mode, arg, step[0], CHUNK, step[1])
-        return Call(
+        call = Call(
             SCRIPTS["revoke_many"],
             (keys.index,),
             args,
@@ -274,6 +305,7 @@ class Sessions:
             durable=True,
             then=then,
         )
+        return fed(call, feed) if first else call
 
     def revoke_device(self, user_id: str, device_id: str) -> Call[int]:
         """Delete every session of one device; the number deleted."""

@@ -150,14 +150,11 @@ class Batcher:
         if future.done():
             return  # the caller was cancelled
         try:
-            if isinstance(reply, Exception):
-                result = failed(call, reply)
-            else:
-                result = step(call, reply)
-                if isinstance(result, Call):
-                    # A follow-up: its result is the caller's result.
-                    self._enqueue(future.get_loop(), result, future)
-                    return
+            result = failed(call, reply) if isinstance(reply, Exception) else step(call, reply)
+            if isinstance(result, Call):
+                # A follow-up: its result is the caller's result.
+                self._enqueue(future.get_loop(), result, future)
+                return
         except Exception as err:  # handed to exactly that caller
             future.set_exception(err)
             return

@@ -48,8 +48,9 @@ def is_unreachable(err: BaseException) -> bool:
     return isinstance(err, rx.RedisClusterException) and cause is not None and is_unreachable(cause)
 
 
-def failed(call: Call[T], err: Exception) -> T:
-    """The outcome of ``call`` when the driver raised ``err``."""
+def failed(call: Call[T], err: Exception) -> Call[T] | T:
+    """The outcome of ``call`` when the driver raised ``err``: the result, or a follow-up
+    call whose result is the result (a revocation's feed append, ``_engine.feed``)."""
     return call.fail(err, is_unreachable(err))
 
 
