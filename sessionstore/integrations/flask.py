@@ -34,6 +34,7 @@ from flask import Flask, Response, abort, g, jsonify, request
 from sessionstore.errors import InvalidInput, InvalidToken, StoreUnavailable
 from sessionstore.integrations import _http
 from sessionstore.integrations._http import AuthState, CookieSettings, HttpAuth, Refused, Reply
+from sessionstore.integrations._jwks import DEFAULT_MAX_AGE, DEFAULT_PATH, JwksRoute
 from sessionstore.models import Principal, TokenPair
 from sessionstore.store import SessionStore
 
@@ -85,6 +86,18 @@ class SessionAuth(_http.CookieMethods[Response]):
         app.before_request(self._before_request)
         if StoreUnavailable not in app.error_handler_spec.get(None, {}).get(None, {}):
             app.register_error_handler(StoreUnavailable, self._unavailable)
+
+    def add_jwks_route(
+        self, app: Flask, path: str = DEFAULT_PATH, *, max_age: int = DEFAULT_MAX_AGE
+    ) -> None:
+        """Serve the keyring's public JWK Set at ``path`` on ``app`` (GET/HEAD); see ``_jwks``."""
+        jwks = JwksRoute(lambda: self.store.keyring, path=path, max_age=max_age)
+
+        def view() -> Response:
+            answer = jwks.reply(request.headers.get("If-None-Match"))
+            return Response(answer.body, status=answer.status, headers=list(answer.headers))
+
+        app.add_url_rule(path, endpoint="sessionstore_jwks", view_func=view, methods=["GET"])
 
     def _unavailable(self, err: StoreUnavailable) -> Response:
         return _response(self.http.refusal(err))

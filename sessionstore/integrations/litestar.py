@@ -31,12 +31,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, Response
+from litestar import Request, Response, get
 from litestar.config.app import AppConfig
 from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException, WebSocketException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.handlers.http_handlers import HTTPRouteHandler
 from litestar.middleware import (
     AbstractAuthenticationMiddleware,
     AuthenticationResult,
@@ -48,6 +49,7 @@ from sessionstore.aio import AsyncSessionStore
 from sessionstore.errors import StoreUnavailable
 from sessionstore.integrations import _asgi, _http
 from sessionstore.integrations._http import AuthState, Reply
+from sessionstore.integrations._jwks import CONTENT_TYPE, DEFAULT_MAX_AGE, DEFAULT_PATH, JwksRoute
 from sessionstore.models import Principal
 
 __all__ = ["AuthRefused", "SessionAuth", "SessionAuthMiddleware", "principal_of"]
@@ -131,6 +133,24 @@ class SessionAuth(_asgi.AsgiAuth[Connection, Response[Any]]):
     async def require_fresh(self, conn: Connection, _: BaseRouteHandler | None = None) -> None:
         """Guard: a principal checked against the store (not degraded), or 401/503."""
         await self._require(conn, fresh=True)
+
+    def jwks_route(
+        self, path: str = DEFAULT_PATH, *, max_age: int = DEFAULT_MAX_AGE
+    ) -> HTTPRouteHandler:
+        """The handler serving the keyring's public JWK Set (GET/HEAD), for
+        ``Litestar(route_handlers=[...])``; the middleware skips it. See ``_jwks``."""
+        jwks = JwksRoute(lambda: self.store.keyring, path=path, max_age=max_age)
+
+        @get(path, name="sessionstore_jwks", sync_to_thread=False, exclude_from_auth=True)
+        def handler(request: Request[Any, Any, Any]) -> Response[bytes]:
+            answer = jwks.reply(request.headers.get("if-none-match"))
+            headers = dict(answer.headers)
+            media_type = headers.pop("Content-Type", CONTENT_TYPE)
+            return Response(
+                answer.body, status_code=answer.status, headers=headers, media_type=media_type
+            )
+
+        return handler
 
     def clear_cookies(self, response: Response[Any]) -> None:
         """Delete the three cookies on ``response`` (the session stays live: see ``sign_out``)."""

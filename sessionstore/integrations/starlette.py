@@ -41,6 +41,7 @@ from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedU
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.status import WS_1008_POLICY_VIOLATION, WS_1013_TRY_AGAIN_LATER
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketClose
@@ -50,6 +51,7 @@ from sessionstore.integrations import _asgi
 from sessionstore.integrations._http import (
     Reply,
 )
+from sessionstore.integrations._jwks import DEFAULT_MAX_AGE, DEFAULT_PATH, JwksRoute
 from sessionstore.models import Principal
 
 __all__ = ["AuthRefused", "SessionAuth", "SessionAuthMiddleware", "SessionUser", "principal_of"]
@@ -137,6 +139,17 @@ class SessionAuth(_asgi.AsgiAuth[HTTPConnection, Response]):
     async def require_fresh(self, request: Request) -> Principal:
         """FastAPI dependency: a principal checked against the store (not degraded), or 401/503."""
         return await self._require(request, fresh=True)
+
+    def jwks_route(self, path: str = DEFAULT_PATH, *, max_age: int = DEFAULT_MAX_AGE) -> Route:
+        """The route serving the keyring's public JWK Set (GET/HEAD), for ``routes=[...]``
+        (FastAPI: ``app.router.routes.append(auth.jwks_route())``); see ``_jwks``."""
+        jwks = JwksRoute(lambda: self.store.keyring, path=path, max_age=max_age)
+
+        async def endpoint(request: Request) -> Response:
+            answer = jwks.reply(request.headers.get("if-none-match"))
+            return Response(answer.body, status_code=answer.status, headers=dict(answer.headers))
+
+        return Route(path, endpoint, methods=["GET"], name="sessionstore_jwks")
 
 
 class SessionAuthMiddleware:
