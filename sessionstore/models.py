@@ -16,6 +16,7 @@ from typing import Any, Literal
 import msgspec
 
 from sessionstore.errors import InvalidInput
+from sessionstore.legacy import LegacyTokens
 
 __all__ = ["Config", "Device", "DeviceSessions", "Principal", "Session", "TokenPair"]
 
@@ -70,6 +71,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     marker_interval: float = 5.0
     token_cache_size: int = 10_000
     near_cache_size: int = 10_000
+    # Adoption from stateless JWTs (``sessionstore.legacy``): None, the default, is off.
+    legacy_tokens: LegacyTokens | None = None
 
     def __post_init__(self) -> None:
         # Checked once, here: every later use (each validate) trusts these values.
@@ -104,6 +107,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             value = getattr(self, name)
             if not isinstance(value, str) or not 1 <= len(value) <= 256:
                 raise InvalidInput(f"Config.{name} must be a string of 1..256 chars")
+        if self.legacy_tokens is not None and not isinstance(self.legacy_tokens, LegacyTokens):
+            raise InvalidInput("Config.legacy_tokens must be a LegacyTokens or None")
 
 
 # Upper bounds keep every derived figure sane: deadlines in ms stay exact in Lua's doubles,
@@ -211,3 +216,6 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     degraded: bool
     issued_at: int
     expires_at: int
+    # Set on the first sighting of a legacy token (``Config.legacy_tokens``): the token pair
+    # of the session just adopted for it, to hand the client. None otherwise.
+    adopted: TokenPair | None = None

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from sessionstore import events
-from sessionstore._engine import codec, marker, validation
+from sessionstore._engine import adoption, codec, marker, validation
 from sessionstore._engine.call import Call, announced
 from sessionstore._engine.fallback import Breaker
 from sessionstore._engine.schema import GENERATION, KEY_ID, Reply
@@ -22,7 +22,7 @@ from sessionstore._engine.validation import TouchRule, Verified
 from sessionstore._nearcache.cache import NearCache, TokenCache
 from sessionstore.errors import InvalidInput, InvalidToken, RefreshReuseDetected
 from sessionstore.keys import UserKeys, decode_user_id, new_session_id, user_keys
-from sessionstore.models import Config, Device, TokenPair
+from sessionstore.models import Config, Device, Principal, Session, TokenPair
 from sessionstore.scripts import SCRIPTS
 from sessionstore.tokens import (
     RESERVED_CLAIMS,
@@ -58,6 +58,7 @@ class Engine(Sessions):
         self.touch_rule = TouchRule(config)
         self.keys_memo: dict[str, UserKeys] = {}
         self.reader: Callable[[str], tuple[str, int]] | None = None
+        self.legacy = config.legacy_tokens
 
     def attach(
         self,
@@ -171,6 +172,33 @@ class Engine(Sessions):
         Every check runs before the script: the tokens are signed first (with a session id
         drawn here), so a refused login writes nothing and evicts no other session.
         """
+        inner = self.signed_in(
+            user_id,
+            device=device,
+            claims=claims,
+            data=data,
+            idle_ttl=idle_ttl,
+            absolute_ttl=absolute_ttl,
+        )
+
+        def parse(reply: Any) -> TokenPair:
+            _, pair = inner.parse(reply)
+            return pair
+
+        return Call(inner.script, inner.keys, inner.args, parse)
+
+    def signed_in(
+        self,
+        user_id: str,
+        *,
+        device: Device,
+        claims: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None,
+        idle_ttl: int | None = None,
+        absolute_ttl: int | None = None,
+        marker: tuple[str, int] | None = None,
+    ) -> Call[tuple[Session, TokenPair]]:
+        """``login``'s call, answering the new session as well (``marker``: see ``create``)."""
         kid = self._signing_kid()
         cfg = self.config
         checked = codec.check_claims(claims, RESERVED_CLAIMS, cfg.max_claims_bytes)
@@ -184,6 +212,7 @@ class Engine(Sessions):
             claims=checked,
             extra=(GENERATION, 1, KEY_ID, kid),
             session_id=session_id,
+            marker=marker,
         )
         # The session's absolute deadline is set by the server's clock; the local one stands
         # in for it, and the rare token whose exp it would cap is signed again (same size).
@@ -194,11 +223,11 @@ class Engine(Sessions):
             raise InvalidInput("the refresh token would exceed max_token_bytes (user id too long)")
         expires = min(math.floor(now) + cfg.access_ttl, math.floor(now + absolute))
 
-        def parse(reply: Any) -> TokenPair:
+        def parse(reply: Any) -> tuple[Session, TokenPair]:
             session = inner.parse(reply)
             if math.floor(session.absolute_expires_at) >= expires:
-                return pair
-            return self._pair(
+                return session, pair
+            return session, self._pair(
                 user_id, session_id, checked, 1, kid, session.absolute_expires_at, device
             )
 
@@ -262,6 +291,18 @@ class Engine(Sessions):
     # The function itself, not a method calling it: no extra call on the hot path. It
     # reaches the engine only through ``validation.Host`` (mypy checks Engine is one).
     validate = validation.validate
+
+    def adopt(
+        self,
+        access_token: object,
+        error: InvalidToken,
+        *,
+        ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> Call[Principal]:
+        """After ``validate`` refused ``access_token`` with ``error``: the adoption of a
+        legacy token (``Config.legacy_tokens``), else ``error`` (or the legacy refusal)."""
+        return adoption.adopt(self, access_token, error, ip, user_agent)
 
 
 def _reused(reply: list[Any]) -> bool:

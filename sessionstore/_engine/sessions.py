@@ -132,10 +132,13 @@ class Sessions:
         claims: Mapping[str, Any] | None = None,
         extra: Sequence[Arg] = (),
         session_id: str | None = None,
+        marker: tuple[str, int] | None = None,
     ) -> Call[Session]:
         """Create a session (``extra``: more field/value pairs, e.g. refresh state).
 
         ``session_id`` is a fresh one from ``new_session_id`` (default: drawn here).
+        ``marker`` (key, ttl ms): an adoption marker the script sets with the session, or
+        whose session id it answers with, creating nothing, when it is set already.
         """
         cfg = self.config
         keys = user_keys(cfg.namespace, user_id)
@@ -151,12 +154,17 @@ class Sessions:
             chunks = codec.data_chunks(blob)
             fields += [*codec.chunk_fields(DATA, blob), DATA_CHUNKS, len(chunks)]
         session_id = new_session_id() if session_id is None else check_session_id(session_id)
+        keyed: tuple[str, ...] = (keys.index, keys.session(session_id))
+        marked: tuple[Arg, ...] = ()
+        if marker is not None:
+            keyed, marked = (*keyed, marker[0]), (marker[1],)
         args: tuple[Arg, ...] = (
             session_id,
             idle * 1000,
             absolute * 1000,
             cfg.max_sessions_per_user,
             device.id,
+            *marked,
             *fields,
         )
 
@@ -177,7 +185,7 @@ class Sessions:
                 claims=dict(claims or {}),
             )
 
-        return Call(SCRIPTS["create"], (keys.index, keys.session(session_id)), args, parse)
+        return Call(SCRIPTS["create"], keyed, args, parse)
 
     def check(self, user_id: str, session_id: str, interval_ms: int) -> Call[Session | None]:
         """Read a live session, touching it when ``interval_ms`` has elapsed (or never)."""
