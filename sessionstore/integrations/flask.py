@@ -32,7 +32,7 @@ from typing import Any, TypeVar, overload
 from flask import Flask, Response, abort, g, jsonify, request
 
 from sessionstore.errors import InvalidInput, InvalidToken, StoreUnavailable
-from sessionstore.integrations import _http
+from sessionstore.integrations import _adoption, _http
 from sessionstore.integrations._http import AuthState, CookieSettings, HttpAuth, Refused, Reply
 from sessionstore.integrations._jwks import DEFAULT_MAX_AGE, DEFAULT_PATH, JwksRoute
 from sessionstore.models import Principal, TokenPair
@@ -84,6 +84,7 @@ class SessionAuth(_http.CookieMethods[Response]):
         """Register the ``before_request`` hook on ``app``."""
         app.extensions["sessionstore"] = self
         app.before_request(self._before_request)
+        app.after_request(self._after_request)
         if StoreUnavailable not in app.error_handler_spec.get(None, {}).get(None, {}):
             app.register_error_handler(StoreUnavailable, self._unavailable)
 
@@ -130,6 +131,16 @@ class SessionAuth(_http.CookieMethods[Response]):
             if not self.http.csrf_valid(state, submitted, request.cookies.get(self.cookies.csrf)):
                 return _response(self.http.csrf_failed())
         return None
+
+    def _after_request(self, response: Response) -> Response:
+        """An adopted legacy token: its new pair in the response (cookies or headers)."""
+        state = g.get(_G_STATE)
+        handoff = _adoption.handoff(self.http, state if isinstance(state, AuthState) else None)
+        if handoff is not None:
+            _http.set_cookies(response, handoff.cookies)
+            for name, value in handoff.headers:
+                response.headers[name] = value
+        return response
 
     @property
     def state(self) -> AuthState:

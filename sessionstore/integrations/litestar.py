@@ -47,7 +47,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from sessionstore.aio import AsyncSessionStore
 from sessionstore.errors import StoreUnavailable
-from sessionstore.integrations import _asgi, _http
+from sessionstore.integrations import _adoption, _asgi, _http
 from sessionstore.integrations._http import AuthState, Reply
 from sessionstore.integrations._jwks import CONTENT_TYPE, DEFAULT_MAX_AGE, DEFAULT_PATH, JwksRoute
 from sessionstore.models import Principal
@@ -183,6 +183,9 @@ class SessionAuthMiddleware(AbstractAuthenticationMiddleware):
             return
         http = self.auth.http
         conn: Connection = ASGIConnection(scope)
+        handoff = _adoption.handoff(http, state)
+        if handoff is not None and scope["type"] == ScopeType.HTTP:
+            send = _handing(send, handoff)  # an adopted legacy token: its new pair
         if scope["type"] == ScopeType.WEBSOCKET:
             if http.origin_required(state) and not http.origins.allows(
                 conn.headers.get("origin"),
@@ -201,6 +204,21 @@ class SessionAuthMiddleware(AbstractAuthenticationMiddleware):
             if not http.csrf_valid(state, submitted, conn.cookies.get(http.cookies.csrf)):
                 raise AuthRefused(http.csrf_failed())
         await self.inner(scope, receive, send)
+
+
+def _handing(send: Send, handoff: _adoption.Handoff) -> Send:
+    """``send``, adding the handoff's cookies and headers to the response's start."""
+    carrier: Response[None] = Response(None)
+    _http.set_cookies(carrier, handoff.cookies)
+    extra = [(b"set-cookie", c.to_header(header="").encode("latin-1")) for c in carrier.cookies]
+    extra += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in handoff.headers]
+
+    async def handed(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+
+    return handed
 
 
 def principal_of(conn: Connection) -> Principal | None:

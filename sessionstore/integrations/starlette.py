@@ -47,9 +47,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketClose
 
 from sessionstore.errors import StoreUnavailable
-from sessionstore.integrations import _asgi
+from sessionstore.integrations import _adoption, _asgi
 from sessionstore.integrations._http import (
     Reply,
+    set_cookies,
 )
 from sessionstore.integrations._jwks import DEFAULT_MAX_AGE, DEFAULT_PATH, JwksRoute
 from sessionstore.models import Principal
@@ -166,6 +167,11 @@ class SessionAuthMiddleware:
         conn = HTTPConnection(scope)
         state = await self.auth.authenticate(conn)
         scope[_STATE] = state
+        handoff = _adoption.handoff(self.auth.http, state)
+        if handoff is not None and scope["type"] == "http":
+            send = _handing(
+                send, handoff
+            )  # an adopted legacy token: its new pair, whatever answers
         if state.principal is not None:
             scopes = ["authenticated"] if state.principal.degraded else ["authenticated", "fresh"]
             scope["auth"], scope["user"] = AuthCredentials(scopes), SessionUser(state.principal)
@@ -209,6 +215,21 @@ class SessionAuthMiddleware:
             if started:
                 raise
             await _response(self.auth.http.refusal(err))(scope, receive, send)
+
+
+def _handing(send: Send, handoff: _adoption.Handoff) -> Send:
+    """``send``, adding the handoff's cookies and headers to the response's start."""
+    carrier = Response()
+    set_cookies(carrier, handoff.cookies)
+    extra = [(k, v) for k, v in carrier.raw_headers if k == b"set-cookie"]
+    extra += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in handoff.headers]
+
+    async def handed(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+
+    return handed
 
 
 def principal_of(request: HTTPConnection) -> Principal | None:
