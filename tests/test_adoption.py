@@ -320,3 +320,31 @@ def test_a_public_key_setup_verifies_asymmetric_legacy_tokens() -> None:
     with pytest.raises(LegacyTokenRefused) as caught:
         setup.verify(legacy_token(), now=now, max_bytes=8192)  # HS256: not pinned here
     assert caught.value.reason == "algorithm"
+
+
+def test_the_create_script_sets_the_marker_or_answers_its_session(
+    redis_client: redis.Redis,
+) -> None:
+    from sessionstore.keys import user_keys
+    from sessionstore.scripts import SCRIPTS
+
+    keys = user_keys("ss", "wire-user")
+    marker = legacy_marker_key("ss", "wire-user", "D" * 43)
+    first, second = "A" * 22, "B" * 22
+
+    def create(session_id: str, ttl_ms: int) -> Any:
+        session = keys.session(session_id)
+        args = (session_id, 60_000, 120_000, 10, "legacy", ttl_ms, "f", "v")
+        return redis_client.eval(SCRIPTS["create"].source, 3, keys.index, session, marker, *args)
+
+    with pytest.raises(redis.ResponseError, match="bad create arguments"):
+        create(first, 0)  # a marker needs a TTL: refused before any write
+    assert redis_client.exists(marker, keys.session(first), keys.index) == 0
+    created_us, idle_ms, absolute_ms = create(first, 5_000)  # lua/create.lua's reply
+    assert int(absolute_ms) >= int(idle_ms) > int(created_us) // 1000
+    assert redis_client.get(marker) == first.encode()
+    assert 0 < redis_client.pttl(marker) <= 5_000
+    assert create(second, 5_000) == first.encode()  # set already: its session, no write
+    assert redis_client.exists(keys.session(second)) == 0
+    assert redis_client.zrange(keys.index, 0, -1) == [first.encode()]
+    redis_client.delete(marker, keys.session(first), keys.index)

@@ -20,7 +20,8 @@ denies); ``@auth.required(fresh=True)`` also refuses a degraded principal (503).
 ``init_app`` also registers a handler turning a ``StoreUnavailable`` that escapes a view
 (a login while Redis is down) into 503 with ``Retry-After``, unless the app has its own.
 Every refusal has the JSON body ``{"error", "error_description", "reason"}``, the same as
-the Starlette integration's.
+the Starlette integration's. ``auth.add_jwks_route(app)`` serves the public JWK Set; with
+``Config.legacy_tokens`` an ``after_request`` hook hands a legacy token's new pair back.
 """
 
 from __future__ import annotations

@@ -31,6 +31,10 @@ A WebSocket handshake authenticated by the cookie must come from the same origin
 handshakes and no CSRF token can ride along. A foreign or missing ``Origin`` closes the
 socket with code 1008 (policy violation) before the app sees it; servers answer the
 handshake 403. A Bearer handshake (``Authorization`` header) needs no Origin.
+
+``auth.jwks_route()`` serves the keyring's public JWK Set (``_jwks``). With
+``Config.legacy_tokens``, the middleware hands a legacy token's new pair back on the same
+response: cookies for a cookie request, else ``Sessionstore-*`` headers (``_adoption``).
 """
 
 from __future__ import annotations
