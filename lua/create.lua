@@ -1,14 +1,25 @@
 -- create: add one session for a user, evicting the least recently active ones past the cap.
--- KEYS[1] index ZSET, KEYS[2] the new session HASH (same hash tag)
+-- KEYS[1] index ZSET, KEYS[2] the new session HASH (same hash tag),
+-- KEYS[3] (optional) an adoption marker STRING (same hash tag): one legacy token's session
 -- ARGV[1] session id, ARGV[2] idle ttl ms, ARGV[3] absolute ttl ms, ARGV[4] cap,
--- ARGV[5] device id, ARGV[6..] field/value pairs stored as given (refresh state, blob chunks)
--- Reply: {created µs, idle deadline ms, absolute deadline ms, evicted session ids...}
-local index, key = KEYS[1], KEYS[2]
+-- ARGV[5] device id, with KEYS[3] only: ARGV[6] the marker's ttl ms;
+-- then field/value pairs stored as given (refresh state, blob chunks)
+-- Reply: {created µs, idle deadline ms, absolute deadline ms, evicted session ids...};
+-- with KEYS[3] already set: its session id (a string), and nothing written
+local index, key, marker = KEYS[1], KEYS[2], KEYS[3]
 local sid, device = ARGV[1], ARGV[5]
 local idle, absolute, cap = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local first, marker_ttl = 6, nil
+if marker then
+  first, marker_ttl = 7, tonumber(ARGV[6])
+end
 if not idle or not absolute or not cap or idle < 1 or absolute < idle or cap < 1
-    or (#ARGV - 5) % 2 ~= 0 then
+    or (#ARGV - first + 1) % 2 ~= 0 or (marker and (not marker_ttl or marker_ttl < 1)) then
   return redis.error_reply('ERR sessionstore: bad create arguments')
+end
+if marker then
+  local adopted = redis.call('GET', marker)
+  if adopted then return adopted end
 end
 if redis.call('EXISTS', key) == 1 then
   return redis.error_reply('ERR sessionstore: session id collision')
@@ -53,9 +64,12 @@ end
 local a = now + absolute
 local e = math.min(now + idle, a)
 redis.call('HSET', key, CREATED, created, SEEN, created, IDLE_TTL, idle, ABSOLUTE_DEADLINE, a,
-  IDLE_DEADLINE, e, DEVICE, device, unpack(ARGV, 6))
+  IDLE_DEADLINE, e, DEVICE, device, unpack(ARGV, first))
 redis.call('PEXPIREAT', key, e)
 redis.call('ZADD', index, e, sid)
+if marker then
+  redis.call('SET', marker, sid, 'PX', marker_ttl)
+end
 bump_index_ttl(index)
 announce(index, evicted)
 local reply = {created, e, a}

@@ -14,6 +14,10 @@ from sessionstore.errors import (
     InvalidInput,
     InvalidSignature,
     InvalidToken,
+    LegacyTokenExpired,
+    LegacyTokenRefused,
+    LegacyTokenTooOld,
+    LegacyWindowClosed,
     MalformedToken,
     RefreshReuseDetected,
     ScriptError,
@@ -26,6 +30,7 @@ from sessionstore.errors import (
     UnknownKey,
     WrongTokenType,
 )
+from sessionstore.legacy import LegacyTokens
 from sessionstore.models import Config, Device, DeviceSessions, Principal, Session, TokenPair
 from sessionstore.store import SessionStore
 from sessionstore.tokens import Keyring
@@ -45,6 +50,11 @@ __all__ = [
     "InvalidSignature",
     "InvalidToken",
     "Keyring",
+    "LegacyTokenExpired",
+    "LegacyTokenRefused",
+    "LegacyTokenTooOld",
+    "LegacyTokens",
+    "LegacyWindowClosed",
     "MalformedToken",
     "Principal",
     "RefreshReuseDetected",

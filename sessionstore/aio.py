@@ -13,6 +13,7 @@ from sessionstore._redis import connect, durable, redispy, runner
 from sessionstore._redis.batch import Batcher
 from sessionstore._redis.driver import DRIVER_ERRORS, failed, is_unreachable
 from sessionstore._shell import StoreBase
+from sessionstore.errors import InvalidToken
 from sessionstore.events import RevocationEntry
 from sessionstore.models import Config, Device, DeviceSessions, Principal, Session, TokenPair
 
@@ -136,8 +137,14 @@ class AsyncSessionStore(StoreBase):
         """Check an access token and its session (one round trip, or degraded).
 
         ``ip`` and ``user_agent`` describe the request, for ``Config.device_binding``.
+        With ``Config.legacy_tokens``, a legacy token is adopted (``Principal.adopted``).
         """
-        step = self._engine.validate(access_token, ip=ip, user_agent=user_agent)
+        try:
+            step = self._engine.validate(access_token, ip=ip, user_agent=user_agent)
+        except InvalidToken as err:
+            # Not one of ours: perhaps a legacy token (else ``adopt`` raises ``err``).
+            call = self._engine.adopt(access_token, err, ip=ip, user_agent=user_agent)
+            return await self._run(call)
         if isinstance(step, Principal):
             return step
         self._here()

@@ -14,6 +14,10 @@ __all__ = [
     "InvalidInput",
     "InvalidSignature",
     "InvalidToken",
+    "LegacyTokenExpired",
+    "LegacyTokenRefused",
+    "LegacyTokenTooOld",
+    "LegacyWindowClosed",
     "MalformedToken",
     "RefreshReuseDetected",
     "ScriptError",
@@ -94,6 +98,39 @@ class DeviceBindingError(InvalidToken):
 
 class RefreshReuseDetected(InvalidToken):
     """An already rotated refresh token was presented again: the session was revoked."""
+
+
+class LegacyTokenRefused(InvalidToken):
+    """A legacy token (``Config.legacy_tokens``) was refused; ``reason`` says why.
+
+    Reasons: ``algorithm``, ``issuer``, ``audience``, ``claims``, ``user``, and those of the
+    subclasses (``expired``, ``too_old``, ``window_closed``).
+    """
+
+    reason = "refused"
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+
+class LegacyTokenExpired(LegacyTokenRefused, TokenExpired):
+    """A legacy token is past its own ``exp``."""
+
+    reason = "expired"
+
+
+class LegacyTokenTooOld(LegacyTokenRefused):
+    """A legacy token was issued (``iat``) before the adoption window's start."""
+
+    reason = "too_old"
+
+
+class LegacyWindowClosed(LegacyTokenRefused):
+    """The adoption window has ended: no legacy token is accepted any more."""
+
+    reason = "window_closed"
 
 
 class StoreUnavailable(SessionStoreError):

@@ -15,6 +15,7 @@ from typing import Literal
 import msgspec
 
 __all__ = [
+    "Adopted",
     "Created",
     "DataLost",
     "DegradedEntered",
@@ -52,6 +53,19 @@ class Created(Event, frozen=True, kw_only=True):
     user_id: str
     session_id: str
     device_id: str
+
+
+class Adopted(Event, frozen=True, kw_only=True):
+    """A legacy token (``Config.legacy_tokens``) was seen first: a session was made for it.
+
+    ``issued_at``/``expires_at`` are the legacy token's; the token itself is never carried.
+    """
+
+    user_id: str
+    session_id: str
+    device_id: str
+    issued_at: int
+    expires_at: int
 
 
 class Revoked(Event, frozen=True, kw_only=True):

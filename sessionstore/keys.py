@@ -7,6 +7,8 @@ without padding: it can never hold ``{ } : * ?`` or whitespace. ::
     <ns>:{<enc uid>}:s:<sid>       HASH    one session (its fields: ``_engine/schema.py``)
     <ns>:{<enc uid>}:idx           ZSET    the user's sessions: session id -> idle deadline
     <ns>:{<enc uid>}:rl:<name>     STRING  an account's rate limit (``ratelimit.py``)
+    <ns>:{<enc uid>}:lg:<digest>   STRING  the session adopted for one legacy token (its
+                                           SHA-256, never the token), until the token's exp
     <ns>:{ip.<b64 ip>}:rl:<name>   STRING  a client IP's rate limit
     <ns>:{!marker}                 STRING  the liveness marker (``_engine/marker.py``)
     <ns>:{!db}                     STRING  the near cache's database watch key
@@ -48,6 +50,7 @@ __all__ = [
     "glob_escape",
     "index_pattern",
     "ip_limit_key",
+    "legacy_marker_key",
     "marker_key",
     "new_session_id",
     "revocations_key",
@@ -182,6 +185,14 @@ def user_of_index(namespace: str, key: str) -> str | None:
 def account_limit_key(namespace: str, name: str, account: str) -> str:
     """An account's rate limit key ``name``: in the slot of the account's sessions."""
     return _tagged(namespace, encode_user_id(account)) + f"rl:{name}"
+
+
+def legacy_marker_key(namespace: str, user_id: str, digest: str) -> str:
+    """The adoption marker of one legacy token (``digest``: its base64url SHA-256), in the
+    slot of the user's sessions: the script that creates the session sets it."""
+    if not isinstance(digest, str) or not re.fullmatch(r"[A-Za-z0-9_-]{43}", digest):
+        raise InvalidInput("a legacy marker digest is 43 chars of base64url")
+    return _tagged(namespace, encode_user_id(user_id)) + f"lg:{digest}"
 
 
 def ip_limit_key(namespace: str, name: str, bucket: str) -> str:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import msgspec
 
 from sessionstore.errors import InvalidInput
+from sessionstore.legacy import LegacyTokens
 
 __all__ = ["Config", "Device", "DeviceSessions", "Principal", "Session", "TokenPair"]
 
@@ -76,6 +77,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     near_cache_size: int = 10_000
     revocation_feed_retention: int = 86400
     revocation_feed_sets: bool = False
+    # Adoption from stateless JWTs (``sessionstore.legacy``): None, the default, is off.
+    legacy_tokens: LegacyTokens | None = None
 
     def __post_init__(self) -> None:
         # Checked once, here: every later use (each validate) trusts these values.
@@ -114,6 +117,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             value = getattr(self, name)
             if not isinstance(value, str) or not 1 <= len(value) <= 256:
                 raise InvalidInput(f"Config.{name} must be a string of 1..256 chars")
+        if self.legacy_tokens is not None and not isinstance(self.legacy_tokens, LegacyTokens):
+            raise InvalidInput("Config.legacy_tokens must be a LegacyTokens or None")
 
 
 # Upper bounds keep every derived figure sane: deadlines in ms stay exact in Lua's doubles,
@@ -237,3 +242,6 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     auth_time: int | None = None
     amr: tuple[str, ...] = ()
     acr: int = 0
+    # Set on the first sighting of a legacy token (``Config.legacy_tokens``): the token pair
+    # of the session just adopted for it, to hand the client. None otherwise.
+    adopted: TokenPair | None = None

@@ -10,6 +10,7 @@ from sessionstore._engine.call import Call, fail_closed
 from sessionstore._redis import connect, direct, durable, runner
 from sessionstore._redis.driver import DRIVER_ERRORS, failed, is_unreachable
 from sessionstore._shell import StoreBase
+from sessionstore.errors import InvalidToken
 from sessionstore.events import RevocationEntry
 from sessionstore.models import Config, Device, DeviceSessions, Principal, Session, TokenPair
 
@@ -105,8 +106,13 @@ class SessionStore(StoreBase):
         """Check an access token and its session (one round trip, or degraded).
 
         ``ip`` and ``user_agent`` describe the request, for ``Config.device_binding``.
+        With ``Config.legacy_tokens``, a legacy token is adopted (``Principal.adopted``).
         """
-        step = self._engine.validate(access_token, ip=ip, user_agent=user_agent)
+        try:
+            step = self._engine.validate(access_token, ip=ip, user_agent=user_agent)
+        except InvalidToken as err:
+            # Not one of ours: perhaps a legacy token (else ``adopt`` raises ``err``).
+            return self._run(self._engine.adopt(access_token, err, ip=ip, user_agent=user_agent))
         return step if isinstance(step, Principal) else self._run(step)
 
     def refresh(self, refresh_token: str) -> TokenPair:

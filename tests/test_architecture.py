@@ -38,6 +38,7 @@ DATA = (
     "sessionstore.errors",
     "sessionstore.events",
     "sessionstore.keys",
+    "sessionstore.legacy",
     "sessionstore.models",
     "sessionstore.scripts",
     "sessionstore.tokens",

@@ -10,11 +10,14 @@ Without node the tests skip, except under ``CI=true`` where that is a failure.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import socket
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -210,3 +213,66 @@ async def test_a_store_validates_jose_tokens_and_jose_verifies_the_stores(
     assert await store.logout(signed["token"])  # a jose token names the session like ours
     with pytest.raises(InvalidToken):
         await store.validate(pair.access_token)
+
+
+@contextlib.contextmanager
+def uvicorn_serving(app: Any) -> Iterator[str]:
+    """``app`` on a real uvicorn server (a thread) on a free loopback port: its base URL."""
+    uvicorn = pytest.importorskip("uvicorn")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@pytest.mark.parametrize("engine", ["valkey"], indirect=True)
+@pytest.mark.parametrize("alg", ["ES256", "EdDSA"])
+async def test_jose_verifies_our_token_through_the_jwks_route(
+    jose: Jose, make_store: StoreFactory, redis_url: str, alg: str
+) -> None:
+    from starlette.applications import Starlette
+
+    from sessionstore import AsyncSessionStore
+    from sessionstore.integrations.starlette import SessionAuth
+
+    ring = Keyring.generate(alg, kid=f"route-{alg}")
+    store = make_store(keyring=ring, config=CONFIG)
+    pair = await store.login("user-1", device=Device(id="phone-1"), claims={"role": "admin"})
+    served = AsyncSessionStore.from_url(redis_url, keyring=ring, config=CONFIG)
+    app = Starlette(routes=[SessionAuth(served).jwks_route()])
+    with uvicorn_serving(app) as base:
+        job = {
+            "op": "verify_remote",
+            "url": base + "/.well-known/jwks.json",
+            "token": pair.access_token,
+            "alg": alg,
+            "issuer": CONFIG.issuer,
+            "audience": CONFIG.audience,
+            "typ": "at+jwt",
+        }
+        stranger = Keyring.generate(alg, kid=f"route-{alg}")  # same kid, another key
+        forged, _ = issue_access_token(
+            stranger,
+            user_id="user-1",
+            session_id=SID,
+            claims={},
+            config=CONFIG,
+            now=int(time.time()),
+        )
+        ok, refused = jose([job, {**job, "token": forged}])
+    await served.close()
+    assert ok["ok"], ok
+    assert ok["header"]["kid"] == f"route-{alg}"
+    assert ok["payload"]["sid"] == pair.session_id and ok["payload"]["role"] == "admin"
+    assert not refused["ok"] and refused["code"] == "ERR_JWS_SIGNATURE_VERIFICATION_FAILED"

@@ -40,6 +40,11 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "TokenTooLarge",
         "UnknownKey",
         "WrongTokenType",
+        "LegacyTokenExpired",
+        "LegacyTokenRefused",
+        "LegacyTokenTooOld",
+        "LegacyTokens",
+        "LegacyWindowClosed",
     ),
     "sessionstore.testing": (
         "Engine",
@@ -94,6 +99,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "tracking_prefix",
         "user_keys",
         "user_of_index",
+        "legacy_marker_key",
     ),
     "sessionstore.errors": (
         "DeviceBindingError",
@@ -114,6 +120,10 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "TokenTooLarge",
         "UnknownKey",
         "WrongTokenType",
+        "LegacyTokenExpired",
+        "LegacyTokenRefused",
+        "LegacyTokenTooOld",
+        "LegacyWindowClosed",
     ),
     "sessionstore.events": (
         "Created",
@@ -134,6 +144,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "ValidationFailed",
         "emit",
         "fanout",
+        "Adopted",
     ),
     "sessionstore.models": (
         "Config",
@@ -189,6 +200,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "principal_of",
     ),
     "sessionstore.integrations.flask": ("SessionAuth",),
+    "sessionstore.legacy": ("LegacyClaims", "LegacyTokens"),
     "sessionstore.metrics.prometheus": ("PrometheusMetrics",),
     "sessionstore.metrics.otel": ("OtelMetrics",),
     "sessionstore.cli": (

@@ -6,8 +6,10 @@
 //   {"op": "verify", "jwk": {...}, "token": "...", "alg": "...", "issuer": "...",
 //    "audience": "...", "typ": "at+jwt"}
 //       -> {"ok": true, "header": {...}, "payload": {...}} or {"ok": false, "code": "..."}
+//   {"op": "verify_remote", "url": "http://...", "token": "...", "alg": ..., ...}
+//       -> the same, verified with the JWK Set fetched from `url` (createRemoteJWKSet)
 // Keys are JWKs as sessionstore's Keyring exports them (`kid` and `alg` on each).
-import { importJWK, jwtVerify, SignJWT } from "jose";
+import { createRemoteJWKSet, importJWK, jwtVerify, SignJWT } from "jose";
 
 async function sign(job) {
   const key = await importJWK(job.jwk, job.header.alg);
@@ -16,7 +18,9 @@ async function sign(job) {
 }
 
 async function verify(job) {
-  const key = await importJWK(job.jwk, job.alg);
+  const key = job.op === "verify_remote"
+    ? createRemoteJWKSet(new URL(job.url))
+    : await importJWK(job.jwk, job.alg);
   try {
     const { payload, protectedHeader } = await jwtVerify(job.token, key, {
       algorithms: [job.alg],
@@ -38,7 +42,7 @@ async function main() {
   const results = [];
   for (const job of jobs) {
     if (job.op === "sign") results.push(await sign(job));
-    else if (job.op === "verify") results.push(await verify(job));
+    else if (job.op === "verify" || job.op === "verify_remote") results.push(await verify(job));
     else throw new Error(`unknown op ${job.op}`);
   }
   process.stdout.write(JSON.stringify(results));

@@ -13,10 +13,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sessionstore import events
-from sessionstore._engine import codec, marker, validation
+from sessionstore._engine import adoption, codec, marker, validation
 from sessionstore._engine.call import Call, announced
 from sessionstore._engine.fallback import Breaker
-from sessionstore._engine.feed import fed
+from sessionstore._engine.feed import Feed, fed
 from sessionstore._engine.schema import GENERATION, KEY_ID, Reply
 from sessionstore._engine.sessions import Sessions, checked_ttl
 from sessionstore._engine.validation import TouchRule, Verified
@@ -29,7 +29,7 @@ from sessionstore.keys import (
     new_session_id,
     user_keys,
 )
-from sessionstore.models import Config, Device, TokenPair
+from sessionstore.models import Config, Device, Principal, Session, TokenPair
 from sessionstore.scripts import SCRIPTS
 from sessionstore.tokens import (
     RESERVED_CLAIMS,
@@ -72,6 +72,7 @@ class Engine(Sessions):
         self.touch_rule = TouchRule(config)
         self.keys_memo: dict[str, UserKeys] = {}
         self.reader: Callable[[str], tuple[str, int]] | None = None
+        self.legacy = config.legacy_tokens
 
     def attach(
         self,
@@ -210,12 +211,46 @@ class Engine(Sessions):
         script: the tokens are signed first (with a session id drawn here), so a refused
         login writes nothing and evicts no other session.
         """
+        feed = self.feed(user_id, "evicted")
+        inner = self.signed_in(
+            user_id,
+            device=device,
+            claims=claims,
+            data=data,
+            idle_ttl=idle_ttl,
+            absolute_ttl=absolute_ttl,
+            methods=methods,
+            level=level,
+            feed=feed,
+        )
+
+        def parse(reply: Any) -> TokenPair:
+            _, pair = inner.parse(reply)
+            return pair
+
+        return fed(Call(inner.script, inner.keys, inner.args, parse), feed)
+
+    def signed_in(
+        self,
+        user_id: str,
+        *,
+        device: Device,
+        claims: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None,
+        idle_ttl: int | None = None,
+        absolute_ttl: int | None = None,
+        methods: str | Sequence[str] = (),
+        level: int = 0,
+        feed: Feed | None = None,
+        marker: tuple[str, int] | None = None,
+    ) -> Call[tuple[Session, TokenPair]]:
+        """``login``'s call, answering the new session as well (``feed``, ``marker``: see
+        ``create``)."""
         kid = self._signing_kid()
         cfg = self.config
         checked = codec.check_claims(claims, RESERVED_CLAIMS, cfg.max_claims_bytes)
         amr, acr = codec.check_auth(methods, level)
         session_id = new_session_id()
-        feed = self.feed(user_id, "evicted")
         inner = self.create(
             user_id,
             device=device,
@@ -227,6 +262,7 @@ class Engine(Sessions):
             session_id=session_id,
             auth=(amr, acr),
             feed=feed,
+            marker=marker,
         )
         # The session's absolute deadline and auth time are set by the server's clock; the
         # local one stands in for it, and the rare token it would change (an exp to cap, an
@@ -241,11 +277,11 @@ class Engine(Sessions):
             raise InvalidInput("the refresh token would exceed max_token_bytes (user id too long)")
         expires = min(math.floor(now) + cfg.access_ttl, math.floor(now + absolute))
 
-        def parse(reply: Any) -> TokenPair:
+        def parse(reply: Any) -> tuple[Session, TokenPair]:
             session = inner.parse(reply)
             if math.floor(session.absolute_expires_at) >= expires and session.auth_time == auth[0]:
-                return pair
-            return self._pair(
+                return session, pair
+            return session, self._pair(
                 user_id,
                 session_id,
                 checked,
@@ -256,7 +292,7 @@ class Engine(Sessions):
                 (session.auth_time, amr, acr),
             )
 
-        return fed(Call(inner.script, inner.keys, inner.args, parse), feed)
+        return Call(inner.script, inner.keys, inner.args, parse)
 
     def refresh(self, refresh_token: object) -> Call[TokenPair]:
         """Rotate a refresh token: one script, reuse of an old one revokes the session."""
@@ -361,6 +397,18 @@ class Engine(Sessions):
     # The function itself, not a method calling it: no extra call on the hot path. It
     # reaches the engine only through ``validation.Host`` (mypy checks Engine is one).
     validate = validation.validate
+
+    def adopt(
+        self,
+        access_token: object,
+        error: InvalidToken,
+        *,
+        ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> Call[Principal]:
+        """After ``validate`` refused ``access_token`` with ``error``: the adoption of a
+        legacy token (``Config.legacy_tokens``), else ``error`` (or the legacy refusal)."""
+        return adoption.adopt(self, access_token, error, ip, user_agent)
 
 
 def _reused(reply: list[Any]) -> bool:

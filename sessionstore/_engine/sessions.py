@@ -149,13 +149,16 @@ class Sessions:
         session_id: str | None = None,
         auth: tuple[tuple[str, ...], int] = ((), 0),
         feed: Feed | None = None,
+        marker: tuple[str, int] | None = None,
     ) -> Call[Session]:
         """Create a session (``extra``: more field/value pairs, e.g. refresh state).
 
         ``session_id`` is a fresh one from ``new_session_id`` (default: drawn here);
         ``auth`` the sign-in's methods and level, checked (``codec.check_auth``). The
         sessions a login at the cap evicts go to ``feed`` (login's own), or to the revocation
-        feed after the script (a plain create).
+        feed after the script (a plain create). ``marker`` (key, ttl ms): an adoption marker
+        the script sets with the session, or whose session id it answers with, creating
+        nothing, when it is set already.
         """
         own = feed is None
         if own:
@@ -174,12 +177,17 @@ class Sessions:
             chunks = codec.data_chunks(blob)
             fields += [*codec.chunk_fields(DATA, blob), DATA_CHUNKS, len(chunks)]
         session_id = new_session_id() if session_id is None else check_session_id(session_id)
+        keyed: tuple[str, ...] = (keys.index, keys.session(session_id))
+        marked: tuple[Arg, ...] = ()
+        if marker is not None:
+            keyed, marked = (*keyed, marker[0]), (marker[1],)
         args: tuple[Arg, ...] = (
             session_id,
             idle * 1000,
             absolute * 1000,
             cfg.max_sessions_per_user,
             device.id,
+            *marked,
             *fields,
         )
 
@@ -203,7 +211,7 @@ class Sessions:
                 acr=auth[1],
             )
 
-        call = Call(SCRIPTS["create"], (keys.index, keys.session(session_id)), args, parse)
+        call = Call(SCRIPTS["create"], keyed, args, parse)
         return fed(call, feed) if own else call
 
     def check(self, user_id: str, session_id: str, interval_ms: int) -> Call[Session | None]:

@@ -18,6 +18,7 @@ import msgspec
 
 from sessionstore import events
 from sessionstore._engine import binding, codec
+from sessionstore._engine.adoption import maybe_legacy
 from sessionstore._engine.call import Call, fail_closed
 from sessionstore._engine.fallback import Breaker, RevocationMemory
 from sessionstore._engine.marker import Marker
@@ -32,6 +33,7 @@ from sessionstore._engine.schema import (
 from sessionstore._nearcache.cache import NearCache, TokenCache
 from sessionstore.errors import DeviceBindingError, InvalidToken, SessionRevoked, StoreUnavailable
 from sessionstore.keys import UserKeys, user_keys
+from sessionstore.legacy import LegacyTokens
 from sessionstore.models import Config, Principal, Session
 from sessionstore.scripts import SCRIPTS
 from sessionstore.tokens import AccessClaims, Keyring, verify_access_token
@@ -81,6 +83,7 @@ class Host(Protocol):
     binding: bool  # Config.device_binding is not "off"
     touch_rule: TouchRule
     keys_memo: dict[str, UserKeys]  # user id -> its keys, bounded by clearing
+    legacy: LegacyTokens | None  # Config.legacy_tokens: adoption from stateless JWTs
 
     @property
     def keyring(self) -> Keyring: ...
@@ -166,7 +169,9 @@ def _verified(engine: Host, access_token: object, now: float) -> Verified:
     try:
         claims = verify_access_token(keyring, access_token, config=engine.config, now=now)
     except InvalidToken as err:
-        engine.emit(events.ValidationFailed(reason=type(err).__name__))
+        # With legacy tokens on, a token that may be one is reported by ``Engine.adopt``.
+        if engine.legacy is None or not maybe_legacy(err):
+            engine.emit(events.ValidationFailed(reason=type(err).__name__))
         raise
     # A user's tokens come back (new sessions, refreshed tokens) long after any one token
     # has left the token cache: their keys are remembered per user.

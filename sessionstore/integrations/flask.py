@@ -23,7 +23,8 @@ challenge (``error="insufficient_user_authentication"``) otherwise.
 ``init_app`` also registers a handler turning a ``StoreUnavailable`` that escapes a view
 (a login while Redis is down) into 503 with ``Retry-After``, unless the app has its own.
 Every refusal has the JSON body ``{"error", "error_description", "reason"}``, the same as
-the Starlette integration's.
+the Starlette integration's. ``auth.add_jwks_route(app)`` serves the public JWK Set; with
+``Config.legacy_tokens`` an ``after_request`` hook hands a legacy token's new pair back.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ from typing import Any, TypeVar, overload
 from flask import Flask, Response, abort, g, jsonify, request
 
 from sessionstore.errors import InvalidInput, InvalidToken, StoreUnavailable
-from sessionstore.integrations import _http
+from sessionstore.integrations import _adoption, _http
 from sessionstore.integrations._http import AuthState, CookieSettings, HttpAuth, Refused, Reply
+from sessionstore.integrations._jwks import DEFAULT_MAX_AGE, DEFAULT_PATH, JwksRoute
 from sessionstore.models import Principal, TokenPair
 from sessionstore.store import SessionStore
 
@@ -86,8 +88,21 @@ class SessionAuth(_http.CookieMethods[Response]):
         """Register the ``before_request`` hook on ``app``."""
         app.extensions["sessionstore"] = self
         app.before_request(self._before_request)
+        app.after_request(self._after_request)
         if StoreUnavailable not in app.error_handler_spec.get(None, {}).get(None, {}):
             app.register_error_handler(StoreUnavailable, self._unavailable)
+
+    def add_jwks_route(
+        self, app: Flask, path: str = DEFAULT_PATH, *, max_age: int = DEFAULT_MAX_AGE
+    ) -> None:
+        """Serve the keyring's public JWK Set at ``path`` on ``app`` (GET/HEAD); see ``_jwks``."""
+        jwks = JwksRoute(lambda: self.store.keyring, path=path, max_age=max_age)
+
+        def view() -> Response:
+            answer = jwks.reply(request.headers.get("If-None-Match"))
+            return Response(answer.body, status=answer.status, headers=list(answer.headers))
+
+        app.add_url_rule(path, endpoint="sessionstore_jwks", view_func=view, methods=["GET"])
 
     def _unavailable(self, err: StoreUnavailable) -> Response:
         return _response(self.http.refusal(err))
@@ -120,6 +135,16 @@ class SessionAuth(_http.CookieMethods[Response]):
             if not self.http.csrf_valid(state, submitted, request.cookies.get(self.cookies.csrf)):
                 return _response(self.http.csrf_failed())
         return None
+
+    def _after_request(self, response: Response) -> Response:
+        """An adopted legacy token: its new pair in the response (cookies or headers)."""
+        state = g.get(_G_STATE)
+        handoff = _adoption.handoff(self.http, state if isinstance(state, AuthState) else None)
+        if handoff is not None:
+            _http.set_cookies(response, handoff.cookies)
+            for name, value in handoff.headers:
+                response.headers[name] = value
+        return response
 
     @property
     def state(self) -> AuthState:

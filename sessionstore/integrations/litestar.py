@@ -37,12 +37,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from litestar import Request, Response
+from litestar import Request, Response, get
 from litestar.config.app import AppConfig
 from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException, WebSocketException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.handlers.http_handlers import HTTPRouteHandler
 from litestar.middleware import (
     AbstractAuthenticationMiddleware,
     AuthenticationResult,
@@ -52,8 +53,9 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from sessionstore.aio import AsyncSessionStore
 from sessionstore.errors import StoreUnavailable
-from sessionstore.integrations import _asgi, _http
+from sessionstore.integrations import _adoption, _asgi, _http
 from sessionstore.integrations._http import AuthState, Reply
+from sessionstore.integrations._jwks import CONTENT_TYPE, DEFAULT_MAX_AGE, DEFAULT_PATH, JwksRoute
 from sessionstore.models import Principal
 
 __all__ = ["AuthRefused", "SessionAuth", "SessionAuthMiddleware", "principal_of"]
@@ -157,6 +159,24 @@ class SessionAuth(_asgi.AsgiAuth[Connection, Response[Any]]):
 
         return guard
 
+    def jwks_route(
+        self, path: str = DEFAULT_PATH, *, max_age: int = DEFAULT_MAX_AGE
+    ) -> HTTPRouteHandler:
+        """The handler serving the keyring's public JWK Set (GET/HEAD), for
+        ``Litestar(route_handlers=[...])``; the middleware skips it. See ``_jwks``."""
+        jwks = JwksRoute(lambda: self.store.keyring, path=path, max_age=max_age)
+
+        @get(path, name="sessionstore_jwks", sync_to_thread=False, exclude_from_auth=True)
+        def handler(request: Request[Any, Any, Any]) -> Response[bytes]:
+            answer = jwks.reply(request.headers.get("if-none-match"))
+            headers = dict(answer.headers)
+            media_type = headers.pop("Content-Type", CONTENT_TYPE)
+            return Response(
+                answer.body, status_code=answer.status, headers=headers, media_type=media_type
+            )
+
+        return handler
+
     def clear_cookies(self, response: Response[Any]) -> None:
         """Delete the three cookies on ``response`` (the session stays live: see ``sign_out``)."""
         # Litestar's delete_cookie takes no flags: send the Max-Age=0 cookies with them.
@@ -188,6 +208,9 @@ class SessionAuthMiddleware(AbstractAuthenticationMiddleware):
             return
         http = self.auth.http
         conn: Connection = ASGIConnection(scope)
+        handoff = _adoption.handoff(http, state)
+        if handoff is not None and scope["type"] == ScopeType.HTTP:
+            send = _handing(send, handoff)  # an adopted legacy token: its new pair
         if scope["type"] == ScopeType.WEBSOCKET:
             if http.origin_required(state) and not http.origins.allows(
                 conn.headers.get("origin"),
@@ -206,6 +229,21 @@ class SessionAuthMiddleware(AbstractAuthenticationMiddleware):
             if not http.csrf_valid(state, submitted, conn.cookies.get(http.cookies.csrf)):
                 raise AuthRefused(http.csrf_failed())
         await self.auth.serve(self.inner, scope, receive, send, state.principal)
+
+
+def _handing(send: Send, handoff: _adoption.Handoff) -> Send:
+    """``send``, adding the handoff's cookies and headers to the response's start."""
+    carrier: Response[None] = Response(None)
+    _http.set_cookies(carrier, handoff.cookies)
+    extra = [(b"set-cookie", c.to_header(header="").encode("latin-1")) for c in carrier.cookies]
+    extra += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in handoff.headers]
+
+    async def handed(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+
+    return handed
 
 
 def principal_of(conn: Connection) -> Principal | None:

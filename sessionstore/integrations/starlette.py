@@ -44,6 +44,10 @@ Redis has been unreachable for as long as validations allow (``Config.fallback``
 ``max_degraded_seconds``), with 1013. Idle connections cost no call to Redis (see
 ``sessionstore.integrations._live``); ``SessionAuth(..., close_live=False)`` turns it off,
 and ``len(auth.live)`` counts them.
+
+``auth.jwks_route()`` serves the keyring's public JWK Set (``_jwks``). With
+``Config.legacy_tokens``, the middleware hands a legacy token's new pair back on the same
+response: cookies for a cookie request, else ``Sessionstore-*`` headers (``_adoption``).
 """
 
 from __future__ import annotations
@@ -55,15 +59,18 @@ from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedU
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.status import WS_1008_POLICY_VIOLATION, WS_1013_TRY_AGAIN_LATER
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketClose
 
 from sessionstore.errors import StoreUnavailable
-from sessionstore.integrations import _asgi, _http
+from sessionstore.integrations import _adoption, _asgi, _http
 from sessionstore.integrations._http import (
     Reply,
+    set_cookies,
 )
+from sessionstore.integrations._jwks import DEFAULT_MAX_AGE, DEFAULT_PATH, JwksRoute
 from sessionstore.models import Principal
 
 __all__ = ["AuthRefused", "SessionAuth", "SessionAuthMiddleware", "SessionUser", "principal_of"]
@@ -172,6 +179,17 @@ class SessionAuth(_asgi.AsgiAuth[HTTPConnection, Response]):
 
         return dependency
 
+    def jwks_route(self, path: str = DEFAULT_PATH, *, max_age: int = DEFAULT_MAX_AGE) -> Route:
+        """The route serving the keyring's public JWK Set (GET/HEAD), for ``routes=[...]``
+        (FastAPI: ``app.router.routes.append(auth.jwks_route())``); see ``_jwks``."""
+        jwks = JwksRoute(lambda: self.store.keyring, path=path, max_age=max_age)
+
+        async def endpoint(request: Request) -> Response:
+            answer = jwks.reply(request.headers.get("if-none-match"))
+            return Response(answer.body, status_code=answer.status, headers=dict(answer.headers))
+
+        return Route(path, endpoint, methods=["GET"], name="sessionstore_jwks")
+
 
 class SessionAuthMiddleware:
     """ASGI middleware: authenticates every request once and enforces CSRF on cookie auth."""
@@ -187,6 +205,11 @@ class SessionAuthMiddleware:
         conn = HTTPConnection(scope)
         state = await self.auth.authenticate(conn)
         scope[_STATE] = state
+        handoff = _adoption.handoff(self.auth.http, state)
+        if handoff is not None and scope["type"] == "http":
+            send = _handing(
+                send, handoff
+            )  # an adopted legacy token: its new pair, whatever answers
         if state.principal is not None:
             live = ["authenticated", "live", "fresh"]  # "fresh": the deprecated name of "live"
             scopes = ["authenticated"] if state.principal.degraded else live
@@ -233,6 +256,21 @@ class SessionAuthMiddleware:
             if started:
                 raise
             await _response(self.auth.http.refusal(err))(scope, receive, send)
+
+
+def _handing(send: Send, handoff: _adoption.Handoff) -> Send:
+    """``send``, adding the handoff's cookies and headers to the response's start."""
+    carrier = Response()
+    set_cookies(carrier, handoff.cookies)
+    extra = [(k, v) for k, v in carrier.raw_headers if k == b"set-cookie"]
+    extra += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in handoff.headers]
+
+    async def handed(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+
+    return handed
 
 
 def principal_of(request: HTTPConnection) -> Principal | None:

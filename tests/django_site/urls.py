@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import include, path
 
 from django_site import views
 from sessionstore.integrations.django.drf_views import LoginView, LogoutView, RefreshView
+from sessionstore.integrations.django.urls import jwks_path
 
 urlpatterns = [
     path("me", views.me),
@@ -30,4 +31,6 @@ urlpatterns = [
     path("site/whoami", views.whoami),
     path("site/remember", views.remember),
     path("site/password", views.change_password),
+    path("", include("sessionstore.integrations.django.urls")),
+    jwks_path("/keys/other.json", max_age=60),
 ]

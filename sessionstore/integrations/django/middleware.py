@@ -34,7 +34,8 @@ from django.http import HttpRequest, HttpResponseBase
 from django.utils.functional import SimpleLazyObject
 
 from sessionstore.errors import StoreUnavailable
-from sessionstore.integrations._http import AuthState, Guard, Refused, guard
+from sessionstore.integrations import _adoption
+from sessionstore.integrations._http import AuthState, Guard, Refused, guard, set_cookies
 from sessionstore.integrations.django import conf
 from sessionstore.integrations.django.requests import (
     aauthenticate,
@@ -63,6 +64,18 @@ def _attach(request: HttpRequest, state: AuthState) -> None:
         request.auser = functools.partial(sync_to_async(user_for), principal)
 
 
+def _handed(response: Any, state: AuthState) -> Any:
+    """``response``, carrying the new pair of a legacy token this request adopted (Django's
+    own CSRF cookie stands: ours is left out, as at a token login)."""
+    handoff = _adoption.handoff(conf.get_http(), state)
+    if handoff is not None:
+        csrf = conf.get_http().cookies.csrf
+        set_cookies(response, [c for c in handoff.cookies if c.name != csrf])
+        for name, value in handoff.headers:
+            response[name] = value
+    return response
+
+
 class SessionStoreMiddleware:
     """Authenticates every request once (see the module); sync and async capable."""
 
@@ -82,13 +95,15 @@ class SessionStoreMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self.__acall__(request)
-        _attach(request, authenticate(request))
-        return self.get_response(request)
+        state = authenticate(request)
+        _attach(request, state)
+        return _handed(self.get_response(request), state)
 
     async def __acall__(self, request: HttpRequest) -> Any:
         """The ASGI path: the async store, no thread hop."""
-        _attach(request, await aauthenticate(request))
-        return await self.get_response(request)
+        state = await aauthenticate(request)
+        _attach(request, state)
+        return _handed(await self.get_response(request), state)
 
     def process_exception(
         self, request: HttpRequest, exception: Exception
