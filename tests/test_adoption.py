@@ -147,6 +147,25 @@ async def test_a_legacy_token_is_adopted_once_and_exchanged(
             assert token.encode() not in (redis_client.get(key) or b"")
 
 
+async def test_an_adoption_at_the_cap_feeds_the_session_it_evicts(
+    make_store: StoreFactory,
+) -> None:
+    store = make_store(config=Config(legacy_tokens=legacy(), max_sessions_per_user=1))
+    old = await store.login("user-1", device=PHONE)
+    adopted = await store.validate(legacy_token())
+    assert adopted.adopted is not None
+    with pytest.raises(SessionRevoked):
+        await store.validate(old.access_token)
+    shell = shell_of(store)
+    if hasattr(store, "inner"):
+        entries = list(shell.revocations())  # type: ignore[arg-type]
+    else:
+        entries = [e async for e in shell.revocations()]  # type: ignore[union-attr]
+    assert [(e.reason, e.user_id, e.session_ids) for e in entries] == [
+        ("evicted", "user-1", (old.session_id,))
+    ]
+
+
 async def test_fifty_racing_first_sightings_mint_one_session(make_store: StoreFactory) -> None:
     store = make_store(config=Config(legacy_tokens=legacy()))
     token = legacy_token("racer")

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from sessionstore import events
 from sessionstore._engine.call import Call
+from sessionstore._engine.feed import Feed, fed
 from sessionstore.errors import (
     InvalidHeader,
     InvalidInput,
@@ -44,12 +45,15 @@ class Adopter(Protocol):
 
     def emit(self, event: events.Event) -> None: ...
 
+    def feed(self, user_id: str, reason: events.RevokeReason) -> Feed | None: ...
+
     def signed_in(
         self,
         user_id: str,
         *,
         device: Device,
         claims: dict[str, Any] | None = None,
+        feed: Feed | None = None,
         marker: tuple[str, int] | None = None,
     ) -> Call[tuple[Session, TokenPair]]: ...
 
@@ -85,11 +89,13 @@ def adopt(
         raise error
     device = Device(id=legacy.device_id, user_agent=(user_agent or "")[:_UA_CHARS], ip=_ip(ip))
     marker = legacy_marker_key(engine.config.namespace, found.user_id, found.digest)
+    feed = engine.feed(found.user_id, "evicted")  # sessions an adoption at the cap evicts
     try:
         inner = engine.signed_in(
             found.user_id,
             device=device,
             claims=found.claims,
+            feed=feed,
             marker=(marker, legacy.marker_ms(found, now)),
         )
     except InvalidInput as err:
@@ -117,7 +123,7 @@ def adopt(
         )
         return _principal(found, session, pair)
 
-    return Call(inner.script, inner.keys, inner.args, parse, then=then)
+    return fed(Call(inner.script, inner.keys, inner.args, parse, then=then), feed)
 
 
 def _again(found: LegacyClaims, session: Session | None) -> Principal:
