@@ -27,6 +27,7 @@ local DATA_CHUNKS = 'dn'       -- how many data chunks
 local AUTH_TIME = 'au'         -- s (absent: the session's creation)
 local AMR = 'am'               -- authentication methods, space-separated (absent: none)
 local ACR = 'al'               -- assurance level 1..9 (absent: 0)
+local BROWSER_SESSION = 'bs'   -- '1': a browser-session login (absent: persistent)
 
 -- Reply codes (schema.Reply).
 local EXPIRED = -1             -- past a deadline (deleted on the way)

@@ -182,7 +182,8 @@ class Session(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     ``auth_time``, ``amr`` and ``acr`` say when and how the user last proved who they are
     (OpenID Connect's names): at login, or at the last ``step_up``. ``auth_time`` is whole
     seconds; ``amr`` the methods (RFC 8176 values such as ``"pwd"``, ``"otp"``), oldest
-    first; ``acr`` the assurance level (0: none asserted).
+    first; ``acr`` the assurance level (0: none asserted). ``persistent`` is False for a
+    browser-session login (``login(..., persistent=False)``: "this is a shared computer").
     """
 
     user_id: str
@@ -197,6 +198,7 @@ class Session(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     auth_time: int = 0
     amr: tuple[str, ...] = ()
     acr: int = 0
+    persistent: bool = True
 
 
 class DeviceSessions(msgspec.Struct, frozen=True, kw_only=True):
@@ -208,13 +210,18 @@ class DeviceSessions(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class TokenPair(msgspec.Struct, frozen=True, kw_only=True):
-    """The tokens a login or refresh hands out; its repr hides both secrets."""
+    """The tokens a login or refresh hands out; its repr hides both secrets.
+
+    ``persistent`` is the session's (``login(..., persistent=False)``: False): the
+    integrations set a False pair's cookies as browser-session cookies (no Max-Age).
+    """
 
     access_token: str
     refresh_token: str
     session_id: str
     token_type: str = "Bearer"
     expires_in: int = 0
+    persistent: bool = True
 
     def __repr__(self) -> str:
         return f"TokenPair(session_id={self.session_id!r}, access_token=***, refresh_token=***)"

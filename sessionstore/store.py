@@ -81,11 +81,15 @@ class SessionStore(StoreBase):
         absolute_ttl: int | None = None,
         methods: str | Sequence[str] = (),
         level: int = 0,
+        persistent: bool = True,
     ) -> TokenPair:
         """Create a session and return its access and refresh tokens.
 
         ``methods`` (e.g. ``"pwd"`` or ``["pwd", "otp"]``) and ``level`` (0..9) say how the
         user signed in: the tokens' ``amr`` and ``acr``; the auth time is the login's.
+        ``idle_ttl``/``absolute_ttl`` shorten this login's lifetimes (at most the
+        ``Config``'s); ``persistent=False`` makes it a browser-session login: the
+        integrations set its cookies without Max-Age, so they end with the browser.
         """
         return self._run(
             self._engine.login(
@@ -97,6 +101,7 @@ class SessionStore(StoreBase):
                 absolute_ttl=absolute_ttl,
                 methods=methods,
                 level=level,
+                persistent=persistent,
             )
         )
 

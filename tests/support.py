@@ -117,6 +117,7 @@ class StoreApi(Protocol):
         absolute_ttl: int | None = None,
         methods: str | Sequence[str] = (),
         level: int = 0,
+        persistent: bool = True,
     ) -> TokenPair: ...
     async def step_up(self, user_id: str, session_id: str, *, method: str, level: int) -> str: ...
     async def validate(

@@ -95,7 +95,7 @@ def test_the_row_holds_each_field_at_its_slot() -> None:
     row = schema.ROW_FIELDS
     assert row[: schema.ROW_META] == (
         *(b"c", b"s", b"e", b"a", b"v", b"dn", b"i"),
-        *(b"au", b"am", b"al"),
+        *(b"au", b"am", b"al", b"bs"),
     )
     assert row[schema.ROW_META :] == (*(b"m%d" % n for n in range(8)), b"d0", b"d1", b"d2", b"d3")
     slots = {name: getattr(schema, name) for name in schema.__all__ if name.startswith("ROW_")}

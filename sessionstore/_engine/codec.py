@@ -17,6 +17,7 @@ from sessionstore._engine.schema import (
     ACR,
     AMR,
     AUTH_TIME,
+    BROWSER_SESSION,
     DATA,
     DATA_CHUNKS,
     DATA_SLOTS,
@@ -26,6 +27,7 @@ from sessionstore._engine.schema import (
     ROW_ACR,
     ROW_AMR,
     ROW_AUTH_TIME,
+    ROW_BROWSER_SESSION,
     ROW_CREATED,
     ROW_DATA,
     ROW_DATA_CHUNKS,
@@ -47,6 +49,7 @@ __all__ = [
     "check_auth",
     "check_claims",
     "check_device",
+    "check_persistent",
     "chunk_fields",
     "encode_data",
     "encode_meta",
@@ -134,9 +137,17 @@ def check_auth(methods: object, level: object) -> tuple[tuple[str, ...], int]:
     return amr, check_acr(level, low=0)
 
 
-def auth_fields(amr: tuple[str, ...], acr: int) -> list[Arg]:
-    """The ``AMR``/``ACR`` field/value pairs a login stores (none for the defaults)."""
-    fields: list[Arg] = []
+def check_persistent(value: object) -> bool:
+    """``login``'s ``persistent``: a bool (False: a browser-session login)."""
+    if not isinstance(value, bool):
+        raise InvalidInput(f"persistent must be True or False, got {type(value).__name__}")
+    return value
+
+
+def auth_fields(amr: tuple[str, ...], acr: int, persistent: bool = True) -> list[Arg]:
+    """The ``AMR``/``ACR``/``BROWSER_SESSION`` field/value pairs a login stores (none for
+    the defaults)."""
+    fields: list[Arg] = [] if persistent else [BROWSER_SESSION, 1]
     if amr:
         fields += [AMR, " ".join(amr)]
     if acr:
@@ -209,6 +220,7 @@ def parse_session(user_id: str, session_id: str, fields: Mapping[bytes, bytes]) 
         _join(fields, META),
         _join(fields, DATA, data_count) if data_count else b"",
         (fields.get(AUTH_TIME), fields.get(AMR), fields.get(ACR)),
+        BROWSER_SESSION not in fields,
     )
 
 
@@ -243,7 +255,7 @@ def parse_row(user_id: str, session_id: str, row: list[bytes | None]) -> Session
     data = values[ROW_DATA] if count == 1 else b"".join(values[ROW_DATA : ROW_DATA + count])
     meta = b"".join(values[ROW_META : row.index(None, ROW_META)])
     auth = (row[ROW_AUTH_TIME], row[ROW_AMR], row[ROW_ACR])
-    return _session(user_id, session_id, values, meta, data, auth)
+    return _session(user_id, session_id, values, meta, data, auth, row[ROW_BROWSER_SESSION] is None)
 
 
 _NO_AUTH = (None, None, None)
@@ -267,10 +279,12 @@ def _session(
     meta: bytes,
     data: bytes,
     auth: tuple[bytes | None, bytes | None, bytes | None] = _NO_AUTH,
+    persistent: bool = True,
 ) -> Session:
     """A ``Session`` from its ``ROW_HEAD`` fields (a whole row will do: no slice per call),
-    its blobs and its ``AUTH_TIME``, ``AMR``, ``ACR`` fields (absent: None). Times go from
-    server µs or ms to seconds; an absent auth time is the session's creation."""
+    its blobs, its ``AUTH_TIME``, ``AMR``, ``ACR`` fields (absent: None) and whether it
+    has no ``BROWSER_SESSION`` field. Times go from server µs or ms to seconds; an absent
+    auth time is the session's creation."""
     name, user_agent, ip, claims = _meta_decoder.decode(meta)
     created = int(head[ROW_CREATED])
     auth_time, amr, acr = auth
@@ -287,4 +301,5 @@ def _session(
         auth_time=created // 1_000_000 if auth_time is None else int(auth_time),
         amr=() if amr is None else _amr(amr),
         acr=0 if acr is None else int(acr),
+        persistent=persistent,
     )

@@ -149,6 +149,7 @@ class Engine(Sessions):
         auth: tuple[int | None, tuple[str, ...], int],
         *,
         now: float | None = None,
+        persistent: bool = True,
     ) -> TokenPair:
         now = int(time.time() if now is None else now)
         access, issued = self._access(
@@ -162,6 +163,7 @@ class Engine(Sessions):
             refresh_token=refresh,
             session_id=session_id,
             expires_in=issued.expires_at - now,
+            persistent=persistent,
         )
 
     def _access(
@@ -203,11 +205,13 @@ class Engine(Sessions):
         absolute_ttl: int | None = None,
         methods: str | Sequence[str] = (),
         level: int = 0,
+        persistent: bool = True,
     ) -> Call[TokenPair]:
         """Create a session and hand out its first token pair.
 
         ``methods`` and ``level`` say how the user signed in (``amr``, ``acr``; default:
-        none, 0); the auth time is the session's creation. Every check runs before the
+        none, 0); the auth time is the session's creation. ``persistent=False``: a
+        browser-session login (``TokenPair.persistent``). Every check runs before the
         script: the tokens are signed first (with a session id drawn here), so a refused
         login writes nothing and evicts no other session.
         """
@@ -221,6 +225,7 @@ class Engine(Sessions):
             absolute_ttl=absolute_ttl,
             methods=methods,
             level=level,
+            persistent=persistent,
             feed=feed,
         )
 
@@ -241,6 +246,7 @@ class Engine(Sessions):
         absolute_ttl: int | None = None,
         methods: str | Sequence[str] = (),
         level: int = 0,
+        persistent: bool = True,
         feed: Feed | None = None,
         marker: tuple[str, int] | None = None,
     ) -> Call[tuple[Session, TokenPair]]:
@@ -261,6 +267,7 @@ class Engine(Sessions):
             extra=(GENERATION, 1, KEY_ID, kid),
             session_id=session_id,
             auth=(amr, acr),
+            persistent=persistent,
             feed=feed,
             marker=marker,
         )
@@ -271,7 +278,16 @@ class Engine(Sessions):
         absolute = checked_ttl(absolute_ttl, cfg.absolute_ttl, "absolute_ttl")
         auth = (math.floor(now), amr, acr)
         pair = self._pair(
-            user_id, session_id, checked, 1, kid, now + absolute, device, auth, now=now
+            user_id,
+            session_id,
+            checked,
+            1,
+            kid,
+            now + absolute,
+            device,
+            auth,
+            now=now,
+            persistent=persistent,
         )
         if len(pair.refresh_token) > cfg.max_token_bytes:
             raise InvalidInput("the refresh token would exceed max_token_bytes (user id too long)")
@@ -290,6 +306,7 @@ class Engine(Sessions):
                 session.absolute_expires_at,
                 device,
                 (session.auth_time, amr, acr),
+                persistent=persistent,
             )
 
         return Call(inner.script, inner.keys, inner.args, parse)
@@ -336,6 +353,7 @@ class Engine(Sessions):
                 session.absolute_expires_at,
                 session.device,
                 (session.auth_time, session.amr, session.acr),
+                persistent=session.persistent,
             )
 
         key_pair = (keys.index, keys.session(session_id))

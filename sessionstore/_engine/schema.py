@@ -15,6 +15,7 @@ __all__ = [
     "ACR",
     "AMR",
     "AUTH_TIME",
+    "BROWSER_SESSION",
     "CREATED",
     "DATA",
     "DATA_CHUNKS",
@@ -33,6 +34,7 @@ __all__ = [
     "ROW_ACR",
     "ROW_AMR",
     "ROW_AUTH_TIME",
+    "ROW_BROWSER_SESSION",
     "ROW_CREATED",
     "ROW_DATA",
     "ROW_DATA_CHUNKS",
@@ -67,6 +69,9 @@ DATA_CHUNKS = b"dn"  # how many data chunks (absent: no data)
 AUTH_TIME = b"au"  # s (absent: the session's creation)
 AMR = b"am"  # authentication methods, space-separated (absent: none)
 ACR = b"al"  # assurance level 1..9 (absent: 0, none asserted)
+# A browser-session login (``login(persistent=False)``): "1". Absent: persistent, so the
+# default login costs no memory.
+BROWSER_SESSION = b"bs"
 
 # The revocation feed's one field the feed script writes itself (the rest: ``feed``).
 FEED_AT = b"at"  # the append's time, ms (server clock)
@@ -99,7 +104,7 @@ ROW_HEAD = (CREATED, SEEN, IDLE_DEADLINE, ABSOLUTE_DEADLINE, DEVICE)
 ROW_FIELDS: tuple[bytes, ...] = (
     *ROW_HEAD,
     *(DATA_CHUNKS, IDLE_TTL),
-    *(AUTH_TIME, AMR, ACR),
+    *(AUTH_TIME, AMR, ACR, BROWSER_SESSION),
     *(b"%s%d" % (META, n) for n in range(META_SLOTS)),
     *(b"%s%d" % (DATA, n) for n in range(DATA_SLOTS)),
 )
@@ -114,5 +119,6 @@ ROW_IDLE_TTL = ROW_FIELDS.index(IDLE_TTL)
 ROW_AUTH_TIME = ROW_FIELDS.index(AUTH_TIME)
 ROW_AMR = ROW_FIELDS.index(AMR)
 ROW_ACR = ROW_FIELDS.index(ACR)
+ROW_BROWSER_SESSION = ROW_FIELDS.index(BROWSER_SESSION)
 ROW_META = ROW_FIELDS.index(META + b"0")  # the first of META_SLOTS
 ROW_DATA = ROW_FIELDS.index(DATA + b"0")  # the first of DATA_SLOTS

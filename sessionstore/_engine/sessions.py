@@ -148,13 +148,15 @@ class Sessions:
         extra: Sequence[Arg] = (),
         session_id: str | None = None,
         auth: tuple[tuple[str, ...], int] = ((), 0),
+        persistent: bool = True,
         feed: Feed | None = None,
         marker: tuple[str, int] | None = None,
     ) -> Call[Session]:
         """Create a session (``extra``: more field/value pairs, e.g. refresh state).
 
         ``session_id`` is a fresh one from ``new_session_id`` (default: drawn here);
-        ``auth`` the sign-in's methods and level, checked (``codec.check_auth``). The
+        ``auth`` the sign-in's methods and level, checked (``codec.check_auth``);
+        ``persistent`` False for a browser-session login (``check_persistent``). The
         sessions a login at the cap evicts go to ``feed`` (login's own), or to the revocation
         feed after the script (a plain create). ``marker`` (key, ttl ms): an adoption marker
         the script sets with the session, or whose session id it answers with, creating
@@ -166,12 +168,13 @@ class Sessions:
         cfg = self.config
         keys = user_keys(cfg.namespace, user_id)
         codec.check_device(device)
+        codec.check_persistent(persistent)
         idle = checked_ttl(idle_ttl, cfg.idle_ttl, "idle_ttl")
         absolute = checked_ttl(absolute_ttl, cfg.absolute_ttl, "absolute_ttl")
         if idle > absolute:
             raise InvalidInput("idle_ttl must not exceed absolute_ttl")
         data, blob = codec.encode_data(data, cfg.max_data_bytes)
-        fields: list[Arg] = [*extra, *codec.auth_fields(*auth)]
+        fields: list[Arg] = [*extra, *codec.auth_fields(*auth, persistent)]
         fields += codec.chunk_fields(META, codec.encode_meta(device, claims or {}))
         if data:
             chunks = codec.data_chunks(blob)
@@ -209,6 +212,7 @@ class Sessions:
                 auth_time=created // 1_000_000,
                 amr=auth[0],
                 acr=auth[1],
+                persistent=persistent,
             )
 
         call = Call(SCRIPTS["create"], keyed, args, parse)

@@ -98,11 +98,11 @@ class CookieSettings:
 
 @dataclass(frozen=True)
 class Cookie:
-    """One Set-Cookie to send (``max_age=0`` deletes it)."""
+    """One Set-Cookie to send (``max_age=0`` deletes it; None: a browser-session cookie)."""
 
     name: str
     value: str
-    max_age: int
+    max_age: int | None
     path: str
     domain: str | None
     secure: bool
@@ -423,15 +423,23 @@ class HttpAuth:
 
     # -- cookies ------------------------------------------------------------------------
 
-    def _cookie(self, name: str, value: str, max_age: int, *, path: str, http_only: bool) -> Cookie:
+    def _cookie(
+        self, name: str, value: str, max_age: int | None, *, path: str, http_only: bool
+    ) -> Cookie:
         c = self.cookies
         return Cookie(name, value, max_age, path, c.domain, c.secure, http_only, c.samesite)
 
     def login_cookies(self, pair: TokenPair) -> list[Cookie]:
-        """The cookies of a fresh token pair: access, refresh (its path only), CSRF."""
+        """The cookies of a fresh token pair: access, refresh (its path only), CSRF.
+
+        A browser-session pair's (``TokenPair.persistent`` False) have no Max-Age: the
+        browser drops them when it closes (the tokens still expire on their own).
+        """
         c = self.cookies
-        lifetime = self.config.absolute_ttl
-        access_age = pair.expires_in or self.config.access_ttl
+        lifetime: int | None = self.config.absolute_ttl
+        access_age: int | None = pair.expires_in or self.config.access_ttl
+        if not pair.persistent:
+            lifetime = access_age = None
         return [
             self._cookie(c.access, pair.access_token, access_age, path=c.path, http_only=True),
             self._cookie(
