@@ -36,6 +36,7 @@ local ROTATED = 1              -- refresh: the next generation
 local GRACE = 2                -- refresh: the previous generation again, within the grace
 local REUSED = 3               -- refresh: an older generation (the session is deleted)
 local NO_REFRESH = 4           -- refresh: the session has no refresh token
+local LIMIT = 5                -- create: at the user's session limit, refused (nothing written)
 -- After a check script's fields: its due touch was refused, and the server's error follows.
 local UNTOUCHED = '!untouched'
 

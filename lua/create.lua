@@ -1,14 +1,19 @@
 -- create: add one session for a user, evicting the least recently active ones past the cap.
 -- KEYS[1] index ZSET, KEYS[2] the new session HASH (same hash tag),
 -- KEYS[3] (optional) an adoption marker STRING (same hash tag): one legacy token's session
--- ARGV[1] session id, ARGV[2] idle ttl ms, ARGV[3] absolute ttl ms, ARGV[4] cap,
+-- ARGV[1] session id, ARGV[2] idle ttl ms, ARGV[3] absolute ttl ms, ARGV[4] cap (the user's
+-- session limit; negative: -cap, and a login at the limit is refused instead of evicting),
 -- ARGV[5] device id, with KEYS[3] only: ARGV[6] the marker's ttl ms;
 -- then field/value pairs stored as given (refresh state, blob chunks)
 -- Reply: {created µs, idle deadline ms, absolute deadline ms, evicted session ids...};
--- with KEYS[3] already set: its session id (a string), and nothing written
+-- with KEYS[3] already set: its session id (a string), and nothing written;
+-- refused at the limit: {LIMIT, the live session ids, nearest their idle deadline first},
+-- and nothing written (expired entries a bounded prune removes aside)
 local index, key, marker = KEYS[1], KEYS[2], KEYS[3]
 local sid, device = ARGV[1], ARGV[5]
 local idle, absolute, cap = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local refuse = cap and cap < 0
+if refuse then cap = -cap end
 local first, marker_ttl = 6, nil
 if marker then
   first, marker_ttl = 7, tonumber(ARGV[6])
@@ -30,6 +35,18 @@ prune_expired(index, prefix, now, 100)
 local evicted = {}
 -- Entries not past their deadline (O(log n)); expired ones a bounded prune left are not
 -- counted. The walk (one HGET per entry, at most the cap) runs only at the cap.
+if refuse and redis.call('ZCOUNT', index, '(' .. now, '+inf') >= cap then
+  -- Refuse, unless entries whose hash is gone (evicted or lost) made up the count.
+  local reply = {LIMIT}
+  for _, other in ipairs(redis.call('ZRANGE', index, '(' .. now, '+inf', 'BYSCORE')) do
+    if redis.call('EXISTS', prefix .. other) == 1 then
+      reply[#reply + 1] = other
+    else
+      redis.call('ZREM', index, other)
+    end
+  end
+  if #reply > cap then return reply end
+end
 if redis.call('ZCOUNT', index, '(' .. now, '+inf') >= cap then
   -- Least recently active first: order by last-seen, then by id for a stable choice.
   local seen = {}

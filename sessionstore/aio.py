@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sessionstore._engine import admin, feed, liveness
 from sessionstore._engine.call import Call, fail_closed
@@ -113,6 +113,8 @@ class AsyncSessionStore(StoreBase):
         methods: str | Sequence[str] = (),
         level: int = 0,
         persistent: bool = True,
+        max_sessions: int | None = None,
+        at_limit: Literal["evict", "refuse"] | None = None,
     ) -> TokenPair:
         """Create a session and return its access and refresh tokens.
 
@@ -121,6 +123,9 @@ class AsyncSessionStore(StoreBase):
         ``idle_ttl``/``absolute_ttl`` shorten this login's lifetimes (at most the
         ``Config``'s); ``persistent=False`` makes it a browser-session login: the
         integrations set its cookies without Max-Age, so they end with the browser.
+        ``max_sessions`` (1..1000) and ``at_limit`` override ``Config.max_sessions_per_user``
+        and ``Config.session_limit`` for this login (say, by role); a refused login raises
+        ``SessionLimitReached`` and writes nothing.
         """
         return await self._run(
             self._engine.login(
@@ -133,6 +138,8 @@ class AsyncSessionStore(StoreBase):
                 methods=methods,
                 level=level,
                 persistent=persistent,
+                max_sessions=max_sessions,
+                at_limit=at_limit,
             )
         )
 

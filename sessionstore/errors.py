@@ -22,6 +22,7 @@ __all__ = [
     "RefreshReuseDetected",
     "ScriptError",
     "SessionExpired",
+    "SessionLimitReached",
     "SessionRevoked",
     "SessionStoreError",
     "StoreUnavailable",
@@ -131,6 +132,21 @@ class LegacyWindowClosed(LegacyTokenRefused):
     """The adoption window has ended: no legacy token is accepted any more."""
 
     reason = "window_closed"
+
+
+class SessionLimitReached(SessionStoreError):
+    """A login was refused: the user has ``limit`` live sessions (``session_limit="refuse"``).
+
+    Nothing was written. ``session_ids`` are the user's live sessions, the one nearest its
+    idle deadline first: sign one out (``store.revoke``) and log in again, or show them
+    (``store.sessions``) as "sign out one of your devices to continue".
+    """
+
+    def __init__(self, user_id: str, limit: int, session_ids: tuple[str, ...]) -> None:
+        super().__init__(f"the user has {limit} live sessions, the limit: login refused")
+        self.user_id = user_id
+        self.limit = limit
+        self.session_ids = session_ids
 
 
 class StoreUnavailable(SessionStoreError):

@@ -24,6 +24,7 @@ __all__ = [
     "Event",
     "EventHook",
     "Expired",
+    "LoginRefused",
     "Refreshed",
     "ReplicationLag",
     "ReuseDetected",
@@ -114,6 +115,15 @@ class SteppedUp(Event, frozen=True, kw_only=True):
     session_id: str
     method: str
     level: int
+
+
+class LoginRefused(Event, frozen=True, kw_only=True):
+    """A login met the user's session limit and was refused (``session_limit="refuse"``):
+    ``session_ids`` are the user's live sessions."""
+
+    user_id: str
+    limit: int
+    session_ids: tuple[str, ...]
 
 
 class ReuseDetected(Event, frozen=True, kw_only=True):

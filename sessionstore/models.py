@@ -29,6 +29,10 @@ a millisecond; at 100,000 it blocked Redis for most of a second. Listing and rev
 the index in short steps whatever its size."""
 
 
+SESSION_LIMITS = ("evict", "refuse")
+"""What a login at the user's session limit does (``Config.session_limit``)."""
+
+
 class Config(msgspec.Struct, frozen=True, kw_only=True):
     """Lifetimes, limits and policies of a store (seconds unless said).
 
@@ -48,6 +52,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     services read, ``store.revocations()``), kept ``revocation_feed_retention`` seconds
     (0: no feed); with ``revocation_feed_sets`` each entry also carries one signed Security
     Event Token (RFC 8417, CAEP ``session-revoked``) per session, signed by the keyring.
+    A login past ``max_sessions_per_user`` live sessions evicts the user's least recently
+    active one (``session_limit="evict"``) or is refused with ``SessionLimitReached``
+    (``"refuse"``); ``login(max_sessions=..., at_limit=...)`` overrides both per login.
     """
 
     access_ttl: int = 900
@@ -56,6 +63,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     refresh_grace: int = 30
     touch_interval: int = 60
     max_sessions_per_user: int = 50
+    session_limit: Literal["evict", "refuse"] = "evict"
     issuer: str = "sessionstore"
     audience: str = "sessionstore"
     namespace: str = "ss"
@@ -99,6 +107,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
         if self.fallback not in ("stateless", "deny"):
             raise InvalidInput(
                 f"Config.fallback must be 'stateless' or 'deny', got {self.fallback!r}"
+            )
+        if self.session_limit not in SESSION_LIMITS:
+            raise InvalidInput(
+                f"Config.session_limit must be 'evict' or 'refuse', got {self.session_limit!r}"
             )
         if self.device_binding not in ("off", "report", "enforce"):
             raise InvalidInput(

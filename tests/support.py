@@ -39,7 +39,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 import pytest
 import redis
@@ -118,6 +118,8 @@ class StoreApi(Protocol):
         methods: str | Sequence[str] = (),
         level: int = 0,
         persistent: bool = True,
+        max_sessions: int | None = None,
+        at_limit: Literal["evict", "refuse"] | None = None,
     ) -> TokenPair: ...
     async def step_up(self, user_id: str, session_id: str, *, method: str, level: int) -> str: ...
     async def validate(

@@ -44,6 +44,7 @@ from sessionstore import (
     Device,
     Keyring,
     RefreshReuseDetected,
+    SessionLimitReached,
     SessionRevoked,
     SessionStore,
     events,
@@ -150,6 +151,34 @@ class SessionMachine(RuleBasedStateMachine):
                 access=[pair.access_token],
                 amr=methods,
                 acr=level,
+            )
+        )
+
+    @rule(name=st.sampled_from(USERS), device=st.sampled_from(DEVICES))
+    def login_refusing_at_the_limit(self, name: str, device: str) -> None:
+        """A login under ``at_limit="refuse"``: made below the limit, else refused, typed,
+        with the live sessions named and nothing written or evicted."""
+        user = self.user(name)
+        live = self.live(user)
+        self.seen_events.clear()
+        try:
+            pair = self.store.login(user, device=Device(id=device), at_limit="refuse")
+        except SessionLimitReached as refused:
+            assert len(live) >= CAP
+            assert set(refused.session_ids) == {s.sid for s in live}
+            assert self.evictions() == []
+            return
+        assert len(live) < CAP and self.evictions() == []
+        self.sessions.append(
+            Model(
+                user=user,
+                sid=pair.session_id,
+                device=device,
+                seen=next(self.clock),
+                refresh={1: pair.refresh_token},
+                access=[pair.access_token],
+                amr=(),
+                acr=0,
             )
         )
 

@@ -53,6 +53,7 @@ class Adopter(Protocol):
         *,
         device: Device,
         claims: dict[str, Any] | None = None,
+        at_limit: str | None = None,
         feed: Feed | None = None,
         marker: tuple[str, int] | None = None,
     ) -> Call[tuple[Session, TokenPair]]: ...
@@ -95,6 +96,7 @@ def adopt(
             found.user_id,
             device=device,
             claims=found.claims,
+            at_limit="evict",  # a legacy user moves over whatever the policy
             feed=feed,
             marker=(marker, legacy.marker_ms(found, now)),
         )

@@ -206,12 +206,16 @@ class Engine(Sessions):
         methods: str | Sequence[str] = (),
         level: int = 0,
         persistent: bool = True,
+        max_sessions: int | None = None,
+        at_limit: str | None = None,
     ) -> Call[TokenPair]:
         """Create a session and hand out its first token pair.
 
         ``methods`` and ``level`` say how the user signed in (``amr``, ``acr``; default:
         none, 0); the auth time is the session's creation. ``persistent=False``: a
-        browser-session login (``TokenPair.persistent``). Every check runs before the
+        browser-session login (``TokenPair.persistent``). ``max_sessions`` and ``at_limit``
+        override ``Config.max_sessions_per_user`` and ``Config.session_limit`` for this
+        login. Every check runs before the
         script: the tokens are signed first (with a session id drawn here), so a refused
         login writes nothing and evicts no other session.
         """
@@ -226,6 +230,8 @@ class Engine(Sessions):
             methods=methods,
             level=level,
             persistent=persistent,
+            max_sessions=max_sessions,
+            at_limit=at_limit,
             feed=feed,
         )
 
@@ -247,6 +253,8 @@ class Engine(Sessions):
         methods: str | Sequence[str] = (),
         level: int = 0,
         persistent: bool = True,
+        max_sessions: int | None = None,
+        at_limit: str | None = None,
         feed: Feed | None = None,
         marker: tuple[str, int] | None = None,
     ) -> Call[tuple[Session, TokenPair]]:
@@ -268,6 +276,8 @@ class Engine(Sessions):
             session_id=session_id,
             auth=(amr, acr),
             persistent=persistent,
+            limit=max_sessions,
+            at_limit=at_limit,
             feed=feed,
             marker=marker,
         )

@@ -93,6 +93,7 @@ class Reply(IntEnum):
     GRACE = 2  # refresh: the previous generation again, within the grace
     REUSED = 3  # refresh: an older generation (the session is deleted)
     NO_REFRESH = 4  # refresh: the session has no refresh token
+    LIMIT = 5  # create: at the user's session limit, refused (nothing written)
 
 
 # A validation reads a session with HMGET of these fields: fixed positions, no field names

@@ -28,10 +28,18 @@ from sessionstore.errors import (
     InvalidInput,
     ScriptError,
     SessionExpired,
+    SessionLimitReached,
     SessionRevoked,
 )
 from sessionstore.keys import check_device_id, check_session_id, new_session_id, user_keys
-from sessionstore.models import Config, Device, DeviceSessions, Session
+from sessionstore.models import (
+    MAX_SESSIONS_PER_USER,
+    SESSION_LIMITS,
+    Config,
+    Device,
+    DeviceSessions,
+    Session,
+)
 from sessionstore.scripts import SCRIPTS
 
 __all__ = ["Sessions", "checked_ttl", "group"]
@@ -48,6 +56,22 @@ that no single script blocks Redis for long however many sessions a user has.
 
 def _fresh() -> bool:
     return True  # no listener, no near cache: nothing to wait for
+
+
+def checked_limit(cfg: Config, limit: object, at_limit: object) -> tuple[int, bool]:
+    """A login's session limit and whether it refuses there (True) or evicts: ``limit``
+    in 1..``MAX_SESSIONS_PER_USER`` and ``at_limit`` ``"evict"``/``"refuse"``, each
+    defaulting to the ``Config``'s."""
+    if limit is None:
+        limit = cfg.max_sessions_per_user
+    elif isinstance(limit, bool) or not isinstance(limit, int):
+        raise InvalidInput(f"max_sessions must be an integer, got {type(limit).__name__}")
+    if not 1 <= limit <= MAX_SESSIONS_PER_USER:
+        raise InvalidInput(f"max_sessions must be in 1..{MAX_SESSIONS_PER_USER}, got {limit}")
+    policy = cfg.session_limit if at_limit is None else at_limit
+    if policy not in SESSION_LIMITS:
+        raise InvalidInput(f"at_limit must be 'evict' or 'refuse', got {policy!r}")
+    return limit, policy == "refuse"
 
 
 def checked_ttl(value: int | None, default: int, name: str) -> int:
@@ -149,6 +173,8 @@ class Sessions:
         session_id: str | None = None,
         auth: tuple[tuple[str, ...], int] = ((), 0),
         persistent: bool = True,
+        limit: int | None = None,
+        at_limit: str | None = None,
         feed: Feed | None = None,
         marker: tuple[str, int] | None = None,
     ) -> Call[Session]:
@@ -156,7 +182,9 @@ class Sessions:
 
         ``session_id`` is a fresh one from ``new_session_id`` (default: drawn here);
         ``auth`` the sign-in's methods and level, checked (``codec.check_auth``);
-        ``persistent`` False for a browser-session login (``check_persistent``). The
+        ``persistent`` False for a browser-session login (``check_persistent``);
+        ``limit`` and ``at_limit`` this login's session limit and what it does there
+        (default: the ``Config``'s; ``SessionLimitReached`` when refused). The
         sessions a login at the cap evicts go to ``feed`` (login's own), or to the revocation
         feed after the script (a plain create). ``marker`` (key, ttl ms): an adoption marker
         the script sets with the session, or whose session id it answers with, creating
@@ -169,6 +197,7 @@ class Sessions:
         keys = user_keys(cfg.namespace, user_id)
         codec.check_device(device)
         codec.check_persistent(persistent)
+        cap, refuse = checked_limit(cfg, limit, at_limit)
         idle = checked_ttl(idle_ttl, cfg.idle_ttl, "idle_ttl")
         absolute = checked_ttl(absolute_ttl, cfg.absolute_ttl, "absolute_ttl")
         if idle > absolute:
@@ -188,13 +217,17 @@ class Sessions:
             session_id,
             idle * 1000,
             absolute * 1000,
-            cfg.max_sessions_per_user,
+            -cap if refuse else cap,
             device.id,
             *marked,
             *fields,
         )
 
         def parse(reply: list[Any]) -> Session:
+            if reply[0] == Reply.LIMIT:  # a created reply starts with a time in µs
+                live = tuple(x.decode() for x in reply[1:])
+                self.emit(events.LoginRefused(user_id=user_id, limit=cap, session_ids=live))
+                raise SessionLimitReached(user_id, cap, live)
             created_us, idle_ms, absolute_ms, *evicted = reply  # lua/create.lua
             created, idle_deadline, absolute_deadline = map(int, (created_us, idle_ms, absolute_ms))
             self._forget(user_id, [x.decode() for x in evicted], "evicted", feed)
@@ -328,7 +361,7 @@ class Sessions:
         return self._revoke_many(user_id, "user", "" if keep is None else check_session_id(keep))
 
     def sessions(self, user_id: str) -> Call[list[Session]]:
-        """A user's live sessions, newest first (at most ``max_sessions_per_user``)."""
+        """A user's live sessions, newest first (at most ``MAX_SESSIONS_PER_USER``)."""
         return self._listing(user_id, lambda found: found)
 
     def devices(self, user_id: str) -> Call[list[DeviceSessions]]:
@@ -337,7 +370,7 @@ class Sessions:
 
     def _listing(self, user_id: str, finish: Callable[[list[Session]], T]) -> Call[T]:
         keys = user_keys(self.config.namespace, user_id)
-        cap = self.config.max_sessions_per_user
+        cap = MAX_SESSIONS_PER_USER  # a login may raise its user's limit up to it
         rows: dict[str, list[bytes]] = {}  # one per session id: a walk may meet one twice
 
         def sessions() -> list[Session]:
