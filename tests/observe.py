@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "cache_serves",
+    "command_stats",
     "reaches_server",
     "refused_soon",
     "refused_within",
@@ -68,15 +69,19 @@ def _counted(name: str) -> bool:
     return name not in _BACKGROUND and not name.startswith(_BACKGROUND_PREFIXES)
 
 
-def script_calls(client: redis.Redis) -> int:
-    """How many commands the server (every primary of a cluster) has run for clients so far."""
+def command_stats(client: redis.Redis) -> list[dict[str, Any]]:
+    """``INFO commandstats`` of the server, one per primary of a cluster."""
     if isinstance(client, RedisCluster):
         found = client.info("commandstats", target_nodes=RedisCluster.PRIMARIES)
         # Per node, unless the client sums INFO itself (LocalCluster.client() does).
         merged = any(str(key).startswith("cmdstat_") for key in found)
-        nodes = [found] if merged else list(found.values())
-    else:
-        nodes = [client.info("commandstats")]
+        return [found] if merged else list(found.values())
+    return [client.info("commandstats")]
+
+
+def script_calls(client: redis.Redis) -> int:
+    """How many commands the server (every primary of a cluster) has run for clients so far."""
+    nodes = command_stats(client)
     return sum(int(v["calls"]) for stats in nodes for k, v in stats.items() if _counted(k))
 
 

@@ -18,8 +18,8 @@ from typing import Any
 import jwt
 import pytest
 import redis
-from redis.cluster import RedisCluster
 
+from observe import command_stats
 from sessionstore import (
     Config,
     InvalidInput,
@@ -83,15 +83,9 @@ def legacy_token(
 
 def writes(client: redis.Redis) -> int:
     """Write commands (every primary of a cluster) run so far, from INFO commandstats."""
-    if isinstance(client, RedisCluster):
-        found = client.info("commandstats", target_nodes=RedisCluster.PRIMARIES)
-        merged = any(str(key).startswith("cmdstat_") for key in found)
-        nodes = [found] if merged else list(found.values())
-    else:
-        nodes = [client.info("commandstats")]
     return sum(
         int(stats["calls"])
-        for node in nodes
+        for node in command_stats(client)
         for name, stats in node.items()
         if name.removeprefix("cmdstat_") in WRITES
     )

@@ -47,6 +47,7 @@ from sessionstore import (
     SessionLimitReached,
     SessionRevoked,
     SessionStore,
+    TokenPair,
     events,
 )
 from sessionstore.keys import user_keys
@@ -109,6 +110,15 @@ class SessionMachine(RuleBasedStateMachine):
         session.live = False
         self.last_dead = session
 
+    def signed_in(
+        self, user: str, device: str, pair: TokenPair, amr: tuple[str, ...] = (), acr: int = 0
+    ) -> None:
+        """Model a login's new session."""
+        session = Model(user=user, sid=pair.session_id, device=device, seen=next(self.clock))
+        session.refresh[1], session.access[:] = pair.refresh_token, [pair.access_token]
+        session.amr, session.acr = amr, acr
+        self.sessions.append(session)
+
     def evictions(self) -> list[str]:
         found = [
             sid
@@ -141,18 +151,7 @@ class SessionMachine(RuleBasedStateMachine):
             user, device=Device(id=device), claims={"n": self.run}, methods=methods, level=level
         )
         assert self.evictions() == expected_evicted
-        self.sessions.append(
-            Model(
-                user=user,
-                sid=pair.session_id,
-                device=device,
-                seen=next(self.clock),
-                refresh={1: pair.refresh_token},
-                access=[pair.access_token],
-                amr=methods,
-                acr=level,
-            )
-        )
+        self.signed_in(user, device, pair, methods, level)
 
     @rule(name=st.sampled_from(USERS), device=st.sampled_from(DEVICES))
     def login_refusing_at_the_limit(self, name: str, device: str) -> None:
@@ -169,18 +168,7 @@ class SessionMachine(RuleBasedStateMachine):
             assert self.evictions() == []
             return
         assert len(live) < CAP and self.evictions() == []
-        self.sessions.append(
-            Model(
-                user=user,
-                sid=pair.session_id,
-                device=device,
-                seen=next(self.clock),
-                refresh={1: pair.refresh_token},
-                access=[pair.access_token],
-                amr=(),
-                acr=0,
-            )
-        )
+        self.signed_in(user, device, pair)
 
     @precondition(lambda self: self.sessions)
     @rule(index=st.integers(0, 1000), which=st.integers(0, 1000))
