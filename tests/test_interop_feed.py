@@ -14,7 +14,6 @@ Without node the tests skip, except under ``CI=true`` where that is a failure.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +22,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import unavailable
+from interop import node_tool
 from sessionstore import Config, Device, RefreshReuseDetected
 from sessionstore.testing import Engine
 from support import StoreFactory, shell_of
@@ -32,33 +31,10 @@ FOLDER = Path(__file__).resolve().parents[1] / "interop" / "feed"
 Reader = Callable[[dict[str, Any]], list[dict[str, Any]]]
 
 
-def _installed_version() -> str | None:
-    manifest = FOLDER / "node_modules" / "ioredis" / "package.json"
-    if not manifest.is_file():
-        return None
-    return str(json.loads(manifest.read_text("utf-8"))["version"])
-
-
 @pytest.fixture(scope="session")
 def reader() -> Reader:
     """Run interop/feed/feed-reader.mjs on one job (see its header)."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        unavailable("feed interop: node and npm are needed (Debian: apt-get install nodejs npm)")
-    assert node is not None and npm is not None
-    locked = json.loads((FOLDER / "package-lock.json").read_text("utf-8"))
-    wanted = locked["packages"]["node_modules/ioredis"]["version"]
-    if _installed_version() != wanted:
-        done = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=FOLDER,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if done.returncode != 0 or _installed_version() != wanted:
-            unavailable(f"feed interop: npm ci failed in {FOLDER}: {done.stderr.strip()[-500:]}")
+    node = node_tool(FOLDER, "ioredis", "feed")
 
     def run(job: dict[str, Any]) -> list[dict[str, Any]]:
         done = subprocess.run(

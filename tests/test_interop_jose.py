@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import socket
 import subprocess
 import threading
@@ -23,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from conftest import unavailable
+from interop import node_tool
 from sessionstore import Config, Device, Keyring
 from sessionstore.errors import InvalidHeader, InvalidSignature, InvalidToken
 from sessionstore.tokens import issue_access_token, verify_access_token
@@ -36,33 +35,10 @@ FOLDER = Path(__file__).resolve().parents[1] / "interop" / "jose"
 Jose = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
 
 
-def _installed_version() -> str | None:
-    manifest = FOLDER / "node_modules" / "jose" / "package.json"
-    if not manifest.is_file():
-        return None
-    return str(json.loads(manifest.read_text("utf-8"))["version"])
-
-
 @pytest.fixture(scope="session")
 def jose() -> Jose:
     """Run a batch of sign/verify jobs through interop/jose/jose-tool.mjs."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        unavailable("jose interop: node and npm are needed (Debian: apt-get install nodejs npm)")
-    assert node is not None and npm is not None
-    locked = json.loads((FOLDER / "package-lock.json").read_text("utf-8"))
-    wanted = locked["packages"]["node_modules/jose"]["version"]
-    if _installed_version() != wanted:
-        done = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=FOLDER,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if done.returncode != 0 or _installed_version() != wanted:
-            unavailable(f"jose interop: npm ci failed in {FOLDER}: {done.stderr.strip()[-500:]}")
+    node = node_tool(FOLDER, "jose", "jose")
 
     def run(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         done = subprocess.run(
