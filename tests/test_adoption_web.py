@@ -48,7 +48,9 @@ def legacy_token(user: str) -> str:
 
 
 def config() -> Config:
-    return Config(legacy_tokens=legacy())
+    # Sixty adoptions at once on a loaded CI box: the default 0.25 s socket timeout timed a
+    # pipeline of create scripts out (503) in one CI run; counts are asserted, not times.
+    return Config(legacy_tokens=legacy(), socket_timeout=10.0)
 
 
 def fastapi_app(url: str, keyring: Keyring) -> tuple[Any, AsyncSessionStore]:
