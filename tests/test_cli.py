@@ -29,6 +29,7 @@ from sessionstore.cli import (
     main,
 )
 from sessionstore.cli.redact import mask_url
+from sessionstore.keys import new_session_id
 from sessionstore.testing import (
     LocalCluster,
     LocalSentinel,
@@ -330,6 +331,33 @@ def test_sessions_list_and_revoke(url: str, capsys: pytest.CaptureFixture[str]) 
     assert code == EXIT_OK and out.strip() == "revoked 1 session(s) of 'alice'"
     code, out, _ = run(capsys, "sessions", "list", "alice", "--redis-url", url)
     assert code == EXIT_OK and out.strip() == "no active sessions for 'alice'"
+
+
+def test_ids_that_begin_with_a_dash_are_operands(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A user id, session id or device id may begin with '-': the command still takes it,
+    before or after the options (argparse alone took it for an unknown option)."""
+    with SessionStore.from_url(url, keyring=Keyring.generate("HS256")) as store:
+        store.login("-bob", device=Device(id="-phone"))
+        pair = store.login("-bob", device=LAPTOP)
+    code, out, _ = run(capsys, "sessions", "list", "-bob", "--redis-url", url, "--json")
+    assert code == EXIT_OK and len(json.loads(out)) == 2
+    options = ("--json", "--redis-url", url)
+    code, out, _ = run(capsys, "sessions", "revoke", "-bob", "--device", "-phone", *options)
+    assert code == EXIT_OK and json.loads(out) == {"revoked": 1}
+    legacy = "-" + pair.session_id[1:]  # ids made before new ones stopped beginning with '-'
+    code, out, _ = run(capsys, "sessions", "revoke", "-bob", legacy, *options)
+    assert code == EXIT_PROBLEM and json.loads(out) == {"revoked": 0}
+    code, out, _ = run(capsys, "sessions", "revoke", *options, "-bob", "--", pair.session_id)
+    assert code == EXIT_OK and json.loads(out) == {"revoked": 1}
+
+
+def test_new_session_ids_never_begin_with_a_dash() -> None:
+    """One id in 64 began with '-' and read as an option to the CLI and to ``manage.py``."""
+    ids = [new_session_id() for _ in range(5000)]
+    assert not any(i.startswith("-") for i in ids)
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{22}", i) for i in ids) and len(set(ids)) == 5000
 
 
 def test_demo_walkthrough(url: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -303,9 +303,42 @@ def _one_line_errors() -> Iterator[None]:
         library.propagate = propagate
 
 
+# The ``sessions`` options that take a value: the word after one is never an operand.
+_SESSIONS_VALUED = frozenset({"--redis-url", "--namespace", "--device"})
+_SESSIONS_FLAGS = frozenset({"--json", "--all", "-h", "--help"})
+
+
+def _operands_last(argv: list[str]) -> list[str]:
+    """Put a ``sessions`` command's operands (USER, SID) after ``--``, options before.
+
+    A user or session id may begin with '-' (an id is base64url): argparse would take it
+    for an unknown option, and an optional SID met before the options is lost. Any word
+    that is not one of the command's options is an operand here; a word beginning with
+    "--" that is no option stays one, so argparse still names it as unrecognised.
+    """
+    if len(argv) < 2 or argv[0] != "sessions" or argv[1].startswith("-"):
+        return argv
+    options: list[str] = []
+    operands: list[str] = []
+    words = iter(argv[2:])
+    for word in words:
+        name = word.split("=", 1)[0]
+        if word == "--":
+            operands.extend(words)
+        elif name in _SESSIONS_VALUED and "=" not in word:  # --name=value takes any value
+            value = next(words, None)
+            options.append(word if value is None else f"{word}={value}")
+        elif name in _SESSIONS_VALUED or word in _SESSIONS_FLAGS or word.startswith("--"):
+            options.append(word)
+        else:
+            operands.append(word)
+    return [*argv[:2], *options, "--", *operands]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the command; the exit code (see the module docstring)."""
-    args = _parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(_operands_last(words))
     url = getattr(args, "url", None) or getattr(args, "redis_url", None) or ""
     if args.command == "sessions":
         url = args.url = args.redis_url or _default_url()
