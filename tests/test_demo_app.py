@@ -185,7 +185,7 @@ def test_times_carry_a_zone_and_an_age(url: str) -> None:
             r"<span class=ago>\(\d+ seconds? ago\)</span>",
             page,
         )
-        assert len(stamps) == 3  # signed in, last active, the login event
+        assert len(stamps) == 4  # signed in, last active, password, the login event
     assert pages.ago(100, 100) == "0 seconds ago" and pages.ago(100, 101) == "1 second ago"
     assert pages.ago(0, 59 * 60) == "59 minutes ago" and pages.ago(0, 60) == "1 minute ago"
     assert pages.ago(0, 7300) == "2 hours ago" and pages.ago(0, 3 * 86400 + 5) == "3 days ago"
@@ -266,3 +266,57 @@ def test_the_start_banner_mentions_insecure_cookies() -> None:
     assert "--insecure-cookies" not in demo.banner(
         "0.0.0.0", 8000, DEMO_USERS, secure_cookies=False
     )
+
+
+def test_keep_me_signed_in_chooses_persistent_cookies(url: str) -> None:
+    with TestClient(create_app(url), base_url=BASE) as client:
+        page = client.get("/login").text
+        assert "<input type=checkbox name=remember value=on> Keep me signed in" in page
+        for remember, persistent in (({}, False), ({"remember": "on"}, True)):
+            client.cookies.clear()
+            answer = client.post(
+                "/login",
+                data={"username": "bob", "password": DEMO_USERS["bob"], **remember},
+                follow_redirects=False,
+            )
+            cookies = answer.headers.get_list("set-cookie")
+            access = next(c for c in cookies if c.startswith("ss_access="))
+            assert ("Max-Age=" in access) is persistent
+            kept = "yes (remembered" if persistent else "no: it ends when the browser closes"
+            assert kept in client.get("/dashboard").text
+
+
+def test_signing_out_every_other_device_asks_for_the_password(url: str) -> None:
+    """The step-up before "sign out everywhere": a wrong password revokes nothing."""
+    with TestClient(create_app(url, confirm_after=0), base_url=BASE) as client:
+        laptop, phone = two_devices(client)
+        use(client, laptop)
+        dashboard = client.get("/dashboard").text
+        assert "Confirm your password first." in dashboard
+        assert "name=password type=password" in dashboard.split("id=confirm-others")[1]
+        token = {"csrf_token": csrf(client)}
+        for attempt in ({}, {"password": "guess"}):
+            refused = client.post("/devices/signout-others", data={**token, **attempt})
+            assert refused.status_code == 400 and "Wrong password." in refused.text
+            assert refused.text.count("name=password type=password") == 1
+        use(client, phone, PHONE_UA)
+        assert client.get("/api/me").status_code == 200  # nothing was revoked
+        use(client, laptop)
+        before = client.get("/api/me")
+        done = client.post(
+            "/devices/signout-others", data={**token, "password": DEMO_USERS["alice"]}
+        )
+        assert done.status_code == 200 and "Signed out every other device (1 session)." in done.text
+        assert before.status_code == 200
+        use(client, phone, PHONE_UA)
+        assert client.get("/api/me").json()["reason"] == "revoked"
+
+
+def test_a_recent_sign_in_signs_out_the_others_without_asking(url: str) -> None:
+    with TestClient(create_app(url), base_url=BASE) as client:
+        laptop, _ = two_devices(client)
+        use(client, laptop)
+        page = client.get("/dashboard").text
+        assert "Confirm your password first." not in page
+        done = client.post("/devices/signout-others", data={"csrf_token": csrf(client)})
+        assert "Signed out every other device (1 session)." in done.text

@@ -4,8 +4,10 @@ A small server-rendered Starlette app on an ``AsyncSessionStore``: a login page 
 seeded demo users behind the login rate limiter, a dashboard of the user's sessions grouped
 by device ("this device" marked) with sign-out buttons that name the device, ask first
 (a GET confirm page, or a ``<dialog>`` with JavaScript) and report the result on the next
-page, and a protected JSON API at ``/api/me``. Sessions ride in the integration's cookies
-(HttpOnly access and refresh cookies, CSRF token on every form).
+page, and a protected JSON API at ``/api/me``. "Keep me signed in" chooses a persistent or
+a browser-session login; signing out every other device asks for the password again
+(a step-up) unless the user proved it within ``confirm_after`` seconds. Sessions ride in
+the integration's cookies (HttpOnly access and refresh cookies, CSRF token on every form).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import hmac
 import ipaddress
 import re
 import secrets
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from html import escape
@@ -128,8 +131,13 @@ def create_app(
     config: Config | None = None,
     users: Mapping[str, str] = DEMO_USERS,
     secure_cookies: bool = True,
+    confirm_after: int = 300,
 ) -> Starlette:
-    """The demo app on the server at ``redis_url`` (its store is closed on shutdown)."""
+    """The demo app on the server at ``redis_url`` (its store is closed on shutdown).
+
+    Signing out every other device asks for the password when the user last proved it
+    more than ``confirm_after`` seconds ago (0: always).
+    """
     recent: deque[tuple[float, str]] = deque(maxlen=8)
     hooks: list[Any] = [lambda event: recent.appendleft(_describe(event))]
     metrics = None
@@ -237,7 +245,14 @@ def create_app(
             user_agent=user_agent,
             ip=_client_ip(request)[:64],
         )
-        pair = await store.login(username, device=device, claims={"name": username})
+        pair = await store.login(
+            username,
+            device=device,
+            claims={"name": username},
+            methods="pwd",
+            level=1,
+            persistent=form.get("remember") == "on",
+        )
         response = RedirectResponse("/dashboard", 303)
         auth.set_login_cookies(response, pair)
         response.set_cookie(
@@ -261,7 +276,13 @@ def create_app(
         csrf = auth.csrf_token(principal)
         notice = _notice(request)
         html = pages.dashboard(
-            principal, groups, my_device(request, principal), csrf, list(recent), notice
+            principal,
+            groups,
+            my_device(request, principal),
+            csrf,
+            list(recent),
+            notice,
+            ask=must_confirm(principal),
         )
         response = HTMLResponse(html)
         if NOTICE_COOKIE in request.cookies:
@@ -296,8 +317,9 @@ def create_app(
         others = sum(1 for g in await store.devices(principal.user_id) if g.device.id != mine)
         if not others:
             return with_notice(RedirectResponse("/dashboard", 303), "No other device is signed in.")
-        html = pages.confirm_page(principal, auth.csrf_token(principal), others=others)
-        return HTMLResponse(html)
+        csrf = auth.csrf_token(principal)
+        ask = must_confirm(principal)
+        return HTMLResponse(pages.confirm_page(principal, csrf, others=others, ask=ask))
 
     async def sign_out_device(request: Request) -> Response:
         principal = signed_in(request)
@@ -320,10 +342,28 @@ def create_app(
         auth.clear_cookies(response)
         return with_notice(response, f"You signed out this device ({name}).")
 
+    def must_confirm(principal: Principal) -> bool:
+        """Whether signing out the other devices asks for the password first."""
+        proved = principal.auth_time or 0
+        return confirm_after <= 0 or time.time() - proved > confirm_after
+
     async def sign_out_others(request: Request) -> Response:
         principal = signed_in(request)
         if principal is None:
             return to_login(auth.state(request))
+        if must_confirm(principal):
+            password = str((await request.form()).get("password") or "")
+            if not passwords.check(principal.user_id, password):
+                mine = my_device(request, principal)
+                groups = await store.devices(principal.user_id)
+                others = sum(1 for g in groups if g.device.id != mine)
+                csrf = auth.csrf_token(principal)
+                page = pages.confirm_page(
+                    principal, csrf, others=others, ask=True, error="Wrong password."
+                )
+                return HTMLResponse(page, 400)
+            # The step-up: this session records the proof (auth_time, amr "pwd").
+            await store.step_up(principal.user_id, principal.session_id, method="pwd", level=1)
         count = await store.revoke_user(principal.user_id, keep=principal.session_id)
         done = "No other device was signed in."
         if count:

@@ -46,6 +46,7 @@ border-color:#1d5fd1;color:#fff;width:100%} button:disabled{opacity:.5;cursor:de
 a.button,button.plain{border-color:#b8bfcc;color:#1d2330}
 input{font:inherit;padding:8px 10px;border:1px solid #b8bfcc;border-radius:8px;width:100%}
 label{display:block;margin:0 0 12px}
+label.check{display:flex;gap:8px;align-items:center} label.check input{width:auto;margin:0}
 dialog{border:0;border-radius:12px;padding:20px;width:min(420px,calc(100vw - 32px));
 box-shadow:0 8px 30px #0004} dialog::backdrop{background:#1d233088}
 .actions{display:flex;flex-wrap:wrap;gap:8px;justify-content:flex-end;margin-top:16px}
@@ -138,6 +139,8 @@ def login(
 <label>Username
 <input name=username autocomplete=username value="{escape(username)}" required></label>
 <label>Password <input name=password type=password autocomplete=current-password required></label>
+<label class=check><input type=checkbox name=remember value=on> Keep me signed in on this
+device</label>
 <button class=primary type=submit>Sign in</button>
 </form>
 <p class=meta style="margin:14px 0 0">Demo users: {hint}. Sign-in attempts are rate limited
@@ -167,10 +170,17 @@ def _device_confirm(group: DeviceSessions, mine: bool, csrf: str, cancel: str) -
     )
 
 
-def _others_confirm(others: int, csrf: str, cancel: str) -> str:
+def _others_confirm(others: int, csrf: str, cancel: str, ask: bool, error: str = "") -> str:
     what = f"{others} other device{'' if others == 1 else 's'}"
     text = "Every session except this one ends now; this browser stays signed in."
     fields = _hidden(csrf_token=csrf)
+    if ask:  # the step-up: proved too long ago, so the password again
+        text += " Confirm your password first."
+        fields += (
+            _banner("error", escape(error), "alert")
+            + "<label>Password <input name=password type=password "
+            "autocomplete=current-password required></label>"
+        )
     return _confirm(
         f"Sign out {what}?", text, fields, "/devices/signout-others", f"Sign out {what}", cancel
     )
@@ -187,6 +197,12 @@ def _device_card(group: DeviceSessions, mine: bool, csrf: str, now: float, n: in
     created = min(s.created_at for s in group.sessions)
     badge = "<span class=badge>this device</span>" if mine else ""
     raw = escape(device.user_agent or "none sent")
+    proved = max(s.auth_time for s in group.sessions)
+    kept = (
+        "yes (remembered on this device)"
+        if any(s.persistent for s in group.sessions)
+        else "no: it ends when the browser closes"
+    )
     return f"""
 <section class="card device" data-device="{escape(device.id)}">
 <div class=top><h3>{name}{badge}</h3>
@@ -199,6 +215,8 @@ def _device_card(group: DeviceSessions, mine: bool, csrf: str, now: float, n: in
 <dt>Signed in</dt><dd>{when(created, now)}</dd>
 <dt>Last active</dt><dd>{when(group.last_seen_at, now)}</dd>
 <dt>Sessions</dt><dd>{len(group.sessions)}</dd>
+<dt>Password</dt><dd>{when(proved, now)}</dd>
+<dt>Kept signed in</dt><dd>{kept}</dd>
 </dl>
 <dialog id=confirm-{n}>{_device_confirm(group, mine, csrf, _DIALOG_CANCEL)}</dialog>
 </section>"""
@@ -211,8 +229,12 @@ def dashboard(
     csrf: str,
     recent: Sequence[tuple[float, str]] = (),
     notice: str = "",
+    ask: bool = False,
 ) -> str:
-    """The signed-in user's sessions grouped by device, with the sign-out buttons."""
+    """The signed-in user's sessions grouped by device, with the sign-out buttons.
+
+    ``ask``: signing out the other devices asks for the password (a step-up) first.
+    """
     now = time.time()
     # This device first, then the others, most recently seen first.
     ordered = sorted(groups, key=lambda g: (g.device.id != my_device, -g.last_seen_at))
@@ -230,7 +252,7 @@ def dashboard(
     sign_out_others = (
         f"""<form method=get action=/devices/signout-others data-dialog=confirm-others>
 <button type=submit>Sign out all other devices</button></form>
-<dialog id=confirm-others>{_others_confirm(others, csrf, _DIALOG_CANCEL)}</dialog>"""
+<dialog id=confirm-others>{_others_confirm(others, csrf, _DIALOG_CANCEL, ask)}</dialog>"""
         if others
         else ""
     )
@@ -256,11 +278,14 @@ def confirm_page(
     group: DeviceSessions | None = None,
     mine: bool = False,
     others: int = 0,
+    ask: bool = False,
+    error: str = "",
 ) -> str:
-    """The confirm step without JavaScript: one device (``group``) or all ``others``."""
+    """The confirm step without JavaScript: one device (``group``) or all ``others``
+    (``ask``: with the password, ``error`` saying why it was refused)."""
     if group is not None:
         box = _device_confirm(group, mine, csrf, _PAGE_CANCEL)
     else:
-        box = _others_confirm(others, csrf, _PAGE_CANCEL)
+        box = _others_confirm(others, csrf, _PAGE_CANCEL, ask, error)
     body = f"<div class=card style='max-width:460px;margin:32px auto'>{box}</div>"
     return _page("Sign out?", body, _account(principal, csrf))
