@@ -38,7 +38,7 @@ test: $(STAMP)
 # The dependency ranges of pyproject.toml, at both ends: .venv-lowest pinned by
 # .ci/lowest.txt, and the dev venv upgraded to the newest allowed; the core suite on each.
 COMPAT_TESTS ?= tests/test_store.py tests/test_connect.py tests/test_durability.py \
-	tests/test_loops.py tests/test_compat.py
+	tests/test_loops.py tests/test_compat.py tests/test_pool_busy.py
 COMPAT_SHOW = python -m pip list --disable-pip-version-check 2>/dev/null \
 	| grep -iE '^(redis|hiredis|pyjwt|msgspec) '
 compat: compat-lowest compat-newest compat-django

@@ -11,7 +11,7 @@ from sessionstore._engine import admin, feed, liveness
 from sessionstore._engine.call import Call, fail_closed
 from sessionstore._redis import connect, durable, redispy, runner
 from sessionstore._redis.batch import Batcher
-from sessionstore._redis.driver import DRIVER_ERRORS, failed, is_unreachable
+from sessionstore._redis.driver import DRIVER_ERRORS, failed, is_unreachable, typed
 from sessionstore._shell import StoreBase
 from sessionstore.errors import InvalidToken
 from sessionstore.events import RevocationEntry
@@ -267,7 +267,7 @@ class AsyncSessionStore(StoreBase):
                 if user_id is not None:
                     yield user_id
         except DRIVER_ERRORS as err:
-            fail_closed(err, is_unreachable(err))
+            fail_closed(typed(err), is_unreachable(err))
 
     async def iter_sessions(self, *, count: int = 500) -> AsyncIterator[Session]:
         """Every live session of every user, user by user (see ``iter_users``)."""

@@ -25,6 +25,7 @@ __all__ = [
     "SessionLimitReached",
     "SessionRevoked",
     "SessionStoreError",
+    "StoreBusy",
     "StoreUnavailable",
     "TokenExpired",
     "TokenTooLarge",
@@ -151,6 +152,16 @@ class SessionLimitReached(SessionStoreError):
 
 class StoreUnavailable(SessionStoreError):
     """Redis could not be reached (connection error or timeout)."""
+
+
+class StoreBusy(StoreUnavailable):
+    """This process had more store calls at once than its connection pool allows.
+
+    Not an outage: Redis was not asked, so no validation falls back to the token's claims
+    and the circuit breaker stays closed. Integrations answer 503 with ``Retry-After`` as
+    for any ``StoreUnavailable``; a process that meets it often needs a larger pool
+    (``?max_connections=N`` in the URL, or your client's pool) or fewer threads.
+    """
 
 
 class ScriptError(SessionStoreError):

@@ -8,7 +8,7 @@ from typing import Any, Literal, TypeVar
 from sessionstore._engine import admin, feed
 from sessionstore._engine.call import Call, fail_closed
 from sessionstore._redis import connect, direct, durable, runner
-from sessionstore._redis.driver import DRIVER_ERRORS, failed, is_unreachable
+from sessionstore._redis.driver import DRIVER_ERRORS, failed, is_unreachable, typed
 from sessionstore._shell import StoreBase
 from sessionstore.errors import InvalidToken
 from sessionstore.events import RevocationEntry
@@ -220,7 +220,7 @@ class SessionStore(StoreBase):
                 if user_id is not None:
                     yield user_id
         except DRIVER_ERRORS as err:
-            fail_closed(err, is_unreachable(err))
+            fail_closed(typed(err), is_unreachable(err))
 
     def iter_sessions(self, *, count: int = 500) -> Iterator[Session]:
         """Every live session of every user, user by user (see ``iter_users``)."""

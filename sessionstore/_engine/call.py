@@ -11,17 +11,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from sessionstore.errors import ScriptError, StoreUnavailable
+from sessionstore.errors import ScriptError, StoreBusy, StoreUnavailable
 from sessionstore.scripts import Script
 
-__all__ = ["Arg", "Call", "announced", "confirmed", "fail_closed", "step"]
+__all__ = ["Arg", "Call", "announced", "answered", "confirmed", "fail_closed", "step"]
 
 T = TypeVar("T")
 Arg = bytes | str | int
 
 
+def answered(err: Exception, unreachable: bool) -> bool:
+    """Whether Redis answered the failed call (not a saturated pool: ``StoreBusy``)."""
+    return not unreachable and not isinstance(err, StoreBusy)
+
+
 def fail_closed(err: Exception, unreachable: bool) -> Any:
     """Default outcome of a failed call: never a fallback, always a typed error."""
+    if isinstance(err, StoreBusy):
+        raise err
     if unreachable:
         raise StoreUnavailable(f"Redis is unreachable: {type(err).__name__}") from err
     raise ScriptError(f"Redis answered with an error: {err}") from err

@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from sessionstore import events
-from sessionstore._engine.call import Call, fail_closed
+from sessionstore._engine.call import Call, answered, fail_closed
 from sessionstore._engine.validation import Host, reached
 from sessionstore.errors import StoreUnavailable
 from sessionstore.keys import user_keys
@@ -52,9 +52,9 @@ def remaining(engine: Host, user_id: str, session_id: str) -> Call[float | None]
         return math.inf if ms < 0 else ms / 1000  # -1: no TTL (never written so)
 
     def fail(err: Exception, unreachable: bool) -> float | None:
-        if not unreachable:
+        if answered(err, unreachable):
             reached(engine)
-        elif breaker.failure(time.monotonic(), err):
+        elif unreachable and breaker.failure(time.monotonic(), err):
             engine.emit(events.DegradedEntered(fallback=engine.config.fallback))
         return fail_closed(err, unreachable)  # type: ignore[no-any-return]
 

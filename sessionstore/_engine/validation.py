@@ -19,7 +19,7 @@ import msgspec
 from sessionstore import events
 from sessionstore._engine import binding, codec
 from sessionstore._engine.adoption import maybe_legacy
-from sessionstore._engine.call import Call, fail_closed
+from sessionstore._engine.call import Call, answered, fail_closed
 from sessionstore._engine.fallback import Breaker, RevocationMemory
 from sessionstore._engine.marker import Marker
 from sessionstore._engine.schema import (
@@ -338,7 +338,8 @@ class Check(Call[Principal]):
         """Redis failed: degraded when unreachable, a typed error otherwise."""
         engine = self.engine
         if not unreachable:
-            reached(engine)
+            if answered(err, unreachable):
+                reached(engine)
             return fail_closed(err, unreachable)  # type: ignore[no-any-return]
         if engine.breaker.failure(time.monotonic(), err):
             engine.emit(events.DegradedEntered(fallback=engine.config.fallback))

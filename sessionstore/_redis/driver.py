@@ -7,7 +7,8 @@ from typing import Any, TypeVar
 from redis import exceptions as rx
 
 from sessionstore._engine.call import Call
-from sessionstore.errors import InvalidInput
+from sessionstore._redis.redispy import pool_exhausted
+from sessionstore.errors import InvalidInput, StoreBusy
 from sessionstore.models import Config
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "eval_args",
     "failed",
     "is_unreachable",
+    "typed",
 ]
 
 T = TypeVar("T")
@@ -40,7 +42,7 @@ def is_unreachable(err: BaseException) -> bool:
     redis-py reports "no startup node answers" as a ``RedisClusterException`` chained from
     the connection error, and "redirected without end" as a bare ``ClusterError``.
     """
-    if isinstance(err, _MISCONFIGURED):
+    if isinstance(err, _MISCONFIGURED) or pool_exhausted(err):
         return False
     if isinstance(err, _UNREACHABLE + _CLUSTER_TRANSIENT) or type(err) is rx.ClusterError:
         return True
@@ -48,10 +50,20 @@ def is_unreachable(err: BaseException) -> bool:
     return isinstance(err, rx.RedisClusterException) and cause is not None and is_unreachable(cause)
 
 
+def typed(err: Exception) -> Exception:
+    """``err``, or ``StoreBusy`` (caused by it) when no pooled connection was free: Redis
+    was never asked, so no fallback may answer and the breaker must not count it."""
+    if not pool_exhausted(err):
+        return err
+    busy = StoreBusy("no free connection in this process's pool (max_connections reached)")
+    busy.__cause__ = err
+    return busy
+
+
 def failed(call: Call[T], err: Exception) -> Call[T] | T:
     """The outcome of ``call`` when the driver raised ``err``: the result, or a follow-up
     call whose result is the result (a revocation's feed append, ``_engine.feed``)."""
-    return call.fail(err, is_unreachable(err))
+    return call.fail(typed(err), is_unreachable(err))
 
 
 def eval_args(call: Call[Any]) -> tuple[Any, ...]:

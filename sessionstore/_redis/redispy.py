@@ -35,6 +35,7 @@ __all__ = [
     "move_slot",
     "node_pipeline",
     "pool_connections",
+    "pool_exhausted",
     "primary_address",
     "reply_error",
     "retries",
@@ -49,6 +50,18 @@ logger = logging.getLogger("sessionstore")
 
 TESTED = ((5, 3, 1), (9,))
 """The lowest redis-py tested, and the first release not known (the next major)."""
+
+
+def pool_exhausted(err: BaseException) -> bool:
+    """Whether a connection pool had no connection to give (``max_connections`` reached).
+
+    redis-py 6 and later raise ``MaxConnectionsError``; 5.x a plain ``ConnectionError``
+    saying "Too many connections". Both subclass ``ConnectionError``: without this test
+    a saturated pool would read as an unreachable Redis.
+    """
+    if isinstance(err, redis.exceptions.MaxConnectionsError):
+        return True
+    return type(err) is redis.exceptions.ConnectionError and str(err) == "Too many connections"
 
 
 def supported(version: str) -> bool:

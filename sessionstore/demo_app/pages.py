@@ -215,7 +215,7 @@ def _device_card(group: DeviceSessions, mine: bool, csrf: str, now: float, n: in
 <dt>Signed in</dt><dd>{when(created, now)}</dd>
 <dt>Last active</dt><dd>{when(group.last_seen_at, now)}</dd>
 <dt>Sessions</dt><dd>{len(group.sessions)}</dd>
-<dt>Password</dt><dd>{when(proved, now)}</dd>
+<dt>Password confirmed</dt><dd>{when(proved, now)}</dd>
 <dt>Kept signed in</dt><dd>{kept}</dd>
 </dl>
 <dialog id=confirm-{n}>{_device_confirm(group, mine, csrf, _DIALOG_CANCEL)}</dialog>
