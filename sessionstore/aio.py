@@ -199,6 +199,13 @@ class AsyncSessionStore(StoreBase):
         Everything else stays (``claims``: new ones in the same step)."""
         return await self._run(self._engine.rotate(user_id, session_id, claims))
 
+    async def rotate_session(
+        self, user_id: str, session_id: str, *, claims: Mapping[str, Any] | None = None
+    ) -> Session:
+        """``rotate`` for a session without tokens (made by ``create``): the moved session,
+        under its new id. Needs no keyring."""
+        return await self._run(self._engine.rotate_session(user_id, session_id, claims))
+
     async def step_up(self, user_id: str, session_id: str, *, method: str, level: int) -> str:
         """Record that the user just proved who they are again (``method``, e.g. ``"otp"``,
         at ``level`` 1..9) and return a new access token carrying it (``auth_time``,

@@ -425,6 +425,12 @@ class Engine(Sessions):
         id's token pair (see ``rotation``)."""
         return rotation.rotate(self, user_id, session_id, claims)
 
+    def rotate_session(
+        self, user_id: str, session_id: str, claims: Mapping[str, Any] | None = None
+    ) -> Call[Session]:
+        """``rotate`` without tokens (a session made by ``create``): the moved session."""
+        return rotation.rotated(self, user_id, session_id, claims)
+
     def verify(self, access_token: object) -> AccessClaims:
         """Check an access token locally (no I/O): gate, signature, claims."""
         return verify_access_token(self.keyring, access_token, config=self.config, now=time.time())
