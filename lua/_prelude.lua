@@ -135,6 +135,14 @@ local function load_live(index, key, sid, now)
   return {e = e, a = a, i = tonumber(f[3]), s = tonumber(f[4])}
 end
 
+-- load_live on the server's clock now: a live session's fields, or nil and why not; then
+-- now in ms.
+local function live_now(index, key, sid)
+  local now = now_ms()
+  local live, why = load_live(index, key, sid, now)
+  return live, why, now
+end
+
 -- Slide the idle deadline (never past the absolute one) and keep index and TTLs in step.
 -- The first write goes through ``first`` (default redis.call): redis.pcall gets a refusal
 -- back instead of failing the script. Under maxmemory with noeviction, a full server

@@ -14,11 +14,8 @@ local size = tonumber(ARGV[5])
 if not size or size < 1 or new_sid == '' or new_sid == sid then
   return redis.error_reply('ERR sessionstore: bad rotate arguments')
 end
-local now = now_ms()
-local live, why = load_live(index, key, sid, now)
-if not live then
-  return why
-end
+local live, why = live_now(index, key, sid)
+if not live then return why end
 if redis.call('EXISTS', new_key) == 1 then
   return redis.error_reply('ERR sessionstore: session id collision')
 end

@@ -12,11 +12,8 @@ if not size or size < 1 or not chunks or chunks < -1 or (chunks >= 0 and #ARGV ~
     or (chunks < 0 and claims == '') then
   return redis.error_reply('ERR sessionstore: bad update arguments')
 end
-local now = now_ms()
-local live, why = load_live(index, key, sid, now)
-if not live then
-  return why
-end
+local live, why = live_now(index, key, sid)
+if not live then return why end
 if claims ~= '' and not set_claims(key, claims, size) then
   return redis.error_reply('ERR sessionstore: unreadable session meta')
 end

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -24,7 +24,7 @@ from sessionstore import AsyncSessionStore, Device, InvalidToken, Keyring, Sessi
 from sessionstore.integrations import flask as flask_auth
 from sessionstore.integrations import litestar as litestar_auth
 from sessionstore.integrations import starlette as starlette_auth
-from web_support import server_fixtures
+from web_support import admin_fixture, server_fixtures
 
 PHONE = Device(id="phone-1", name="Pixel", user_agent="Mozilla/5.0 (Linux; Android 14)")
 SECRET = secrets.token_bytes(32)
@@ -35,11 +35,7 @@ COOKIES = ("ss_access", "ss_refresh", "ss_csrf")
 server, url = server_fixtures("rotation_web")
 
 
-@pytest.fixture
-def admin(url: str, keyring: Keyring) -> Iterator[SessionStore]:
-    """A sync store on the same server and keyring: the test's own hands."""
-    with SessionStore.from_url(url, keyring=keyring) as store:
-        yield store
+admin = admin_fixture()
 
 
 def fastapi_app(url: str, keyring: Keyring) -> FastAPI:
@@ -200,11 +196,5 @@ class _FlaskAnswer:
         return found
 
 
-def test_flask_rotates_the_cookies(store: SessionStore, admin: SessionStore) -> None:
-    check_rotation(_FlaskClient(flask_app(store)), admin)
-
-
-@pytest.fixture
-def store(url: str, keyring: Keyring) -> Iterator[SessionStore]:
-    with SessionStore.from_url(url, keyring=keyring) as made:
-        yield made
+def test_flask_rotates_the_cookies(admin: SessionStore) -> None:
+    check_rotation(_FlaskClient(flask_app(admin)), admin)

@@ -423,13 +423,15 @@ class Engine(Sessions):
     ) -> Call[TokenPair]:
         """Move a live session to a new id and revoke the old one (one script); the new
         id's token pair (see ``rotation``)."""
-        return rotation.rotate(self, user_id, session_id, claims)
+        kid = self._signing_kid()
+        pair = self.pair_of
+        return rotation.rotate(self, user_id, session_id, claims, kid, lambda s: pair(s, 1, kid))
 
     def rotate_session(
         self, user_id: str, session_id: str, claims: Mapping[str, Any] | None = None
     ) -> Call[Session]:
         """``rotate`` without tokens (a session made by ``create``): the moved session."""
-        return rotation.rotated(self, user_id, session_id, claims)
+        return rotation.rotate(self, user_id, session_id, claims, "", lambda session: session)
 
     def verify(self, access_token: object) -> AccessClaims:
         """Check an access token locally (no I/O): gate, signature, claims."""
