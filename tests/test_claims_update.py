@@ -5,14 +5,24 @@ and the next refresh carry, and bad input is refused before Redis."""
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+from multiprocessing.connection import Connection
 from typing import Any
 
 import jwt
 import pytest
 import redis
 
-from observe import script_calls
-from sessionstore import Config, Device, InvalidInput, SessionExpired, SessionRevoked
+from observe import script_calls, wait_for
+from sessionstore import (
+    Config,
+    Device,
+    InvalidInput,
+    Keyring,
+    SessionExpired,
+    SessionRevoked,
+    SessionStore,
+)
 from sessionstore.keys import user_keys
 from support import StoreApi, StoreFactory, warm
 
@@ -154,3 +164,45 @@ async def test_an_update_needs_something_to_change(open_store: StoreFactory) -> 
         await dead.update("user-1", "A" * 22)
     with pytest.raises(InvalidInput):
         await dead.update("user-1", "not a session id!", claims=ADMIN)
+
+
+def validate_hot_then_again(url: str, jwks: dict[str, Any], token: str, conn: Connection) -> None:
+    """Child process: validate ``token`` until the near cache serves it, report its claims,
+    then, told to, validate once more and report them again."""
+    with SessionStore.from_url(url, keyring=Keyring.from_jwks(jwks)) as store:
+
+        def hot() -> bool:
+            before = script_calls(store.client)
+            for _ in range(20):
+                store.validate(token)
+            return script_calls(store.client) == before
+
+        if not wait_for(hot, 10):
+            conn.send("cold")
+            return
+        conn.send(store.validate(token).claims)
+        conn.recv()
+        conn.send(store.validate(token).claims)
+
+
+def test_another_process_sees_new_claims_at_once(redis_url: str) -> None:
+    keyring = Keyring.generate("HS256")
+    with SessionStore.from_url(redis_url, keyring=keyring) as store:
+        pair = store.login("user-1", device=PHONE, claims=USER)
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe()
+        process = context.Process(
+            target=validate_hot_then_again,
+            args=(redis_url, keyring.to_private_jwks(), pair.access_token, child),
+        )
+        process.start()
+        try:
+            assert parent.poll(30) and parent.recv() == USER  # served from its near cache
+            store.update("user-1", pair.session_id, claims=ADMIN)
+            parent.send("go")  # after update returned: the next validation there
+            assert parent.poll(15) and parent.recv() == ADMIN
+        finally:
+            process.join(15)
+            if process.is_alive():
+                process.kill()
+                process.join()
