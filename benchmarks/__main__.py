@@ -1,7 +1,7 @@
 """``python -m benchmarks``: start a server, run the groups, print a table, write JSON.
 
 Groups run in this order, each from an empty namespace: ``memory`` (100,000 sessions;
-10,000 with ``--quick``), ``core`` (create, touch, step_up, revoke_user of 1000 sessions,
+10,000 with ``--quick``), ``core`` (create, touch, step_up, rotate, revoke_user of 1000 sessions,
 devices of 50), ``hot`` (HMAC+msgspec and PyJWT limits, hot validate), ``cold`` (naive sync,
 first-time validate, validate with caches off), ``async`` (naive async vs first-time async validate,
 1000 concurrent), ``degraded`` (a private server killed, breaker open), ``tokens`` (login,

@@ -1,4 +1,4 @@
-"""Store operations: create, touch, step_up, revoke (feed on, off), revoke_user (1000
+"""Store operations: create, touch, step_up, rotate, revoke (feed on, off), revoke_user (1000
 sessions), devices (50); login, refresh.
 
 Each builder does its setup (sessions to touch, users to list; pipelined through ``bulk``)
@@ -76,6 +76,24 @@ def step_up_case(ctx: Context, sessions: int = 2000) -> Case:
         return elapsed
 
     return Case("step_up", run, note=f"{len(pool)} sessions cycled, HS256")
+
+
+def rotate_case(ctx: Context, sessions: int = 2000) -> Case:
+    """SessionStore.rotate cycling over existing sessions, each under its latest id (one
+    script; the confirming read and the revocation feed's append; a new pair signed)."""
+    owners = ctx.owners("rotate", sessions)
+    pairs = _sessions(ctx, owners)
+    pool = [[user_id, pair.session_id] for (user_id, _), pair in zip(owners, pairs, strict=True)]
+    slots, rotate = itertools.cycle(pool), ctx.store.rotate
+
+    def run(n: int) -> int:
+        batch = list(itertools.islice(slots, n))
+        start = perf_counter_ns()
+        for entry in batch:  # a slot met twice in one batch rotates its latest id
+            entry[1] = rotate(entry[0], entry[1]).session_id
+        return perf_counter_ns() - start
+
+    return Case("rotate", run, note=f"{len(pool)} sessions cycled, HS256, feed on")
 
 
 def _sessions(ctx: Context, owners: list[tuple[str, int]]) -> list[TokenPair]:
@@ -176,11 +194,13 @@ def refresh_case(ctx: Context, sessions: int = 1000) -> Case:
 
 
 def core_cases(ctx: Context, revoke_per_round: int) -> list[Case]:
-    """create, touch, step_up, revoke (feed on, off), revoke_user, devices(), in table order."""
+    """create, touch, step_up, rotate, revoke (feed on, off), revoke_user, devices(), in
+    table order."""
     return [
         create_case(ctx),
         touch_case(ctx),
         step_up_case(ctx),
+        rotate_case(ctx),
         revoke_case(ctx, feed=True),
         revoke_case(ctx, feed=False),
         revoke_user_case(ctx, revoke_per_round),

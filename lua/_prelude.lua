@@ -135,6 +135,14 @@ local function load_live(index, key, sid, now)
   return {e = e, a = a, i = tonumber(f[3]), s = tonumber(f[4])}
 end
 
+-- load_live on the server's clock now: a live session's fields, or nil and why not; then
+-- now in ms.
+local function live_now(index, key, sid)
+  local now = now_ms()
+  local live, why = load_live(index, key, sid, now)
+  return live, why, now
+end
+
 -- Slide the idle deadline (never past the absolute one) and keep index and TTLs in step.
 -- The first write goes through ``first`` (default redis.call): redis.pcall gets a refusal
 -- back instead of failing the script. Under maxmemory with noeviction, a full server
@@ -150,4 +158,52 @@ local function slide(index, key, sid, live, now, now_us, first)
   redis.call('ZADD', index, e, sid)
   bump_index_ttl(index)
   live.e, live.s = e, now_us
+end
+
+-- Where the claims start in a meta blob: it is the msgpack array (name, user agent, ip,
+-- claims), and the three device texts are msgpack strings (fixstr, str8 or str16).
+local function claims_offset(meta)
+  local pos = 2  -- after the array's header
+  for _ = 1, 3 do
+    local b = string.byte(meta, pos)
+    if not b then
+      return nil
+    elseif b >= 0xa0 and b <= 0xbf then
+      pos = pos + 1 + b - 0xa0
+    elseif b == 0xd9 then
+      pos = pos + 2 + string.byte(meta, pos + 1)
+    elseif b == 0xda then
+      local hi, lo = string.byte(meta, pos + 1, pos + 2)
+      pos = pos + 3 + hi * 256 + lo
+    else
+      return nil
+    end
+  end
+  return pos
+end
+
+-- Replace the claims of a session's meta blob (chunks of `size` bytes: META .. 0, ...) with
+-- `claims` (one msgpack map); the device texts stay. False when the blob is not one we wrote.
+local function set_claims(key, claims, size)
+  local parts, n = {}, 0
+  while true do
+    local part = redis.call('HGET', key, META .. n)
+    if not part then break end
+    parts[#parts + 1] = part
+    n = n + 1
+  end
+  local meta = table.concat(parts)
+  local at = claims_offset(meta)
+  if not at or at > #meta + 1 then
+    return false
+  end
+  meta = string.sub(meta, 1, at - 1) .. claims
+  local count = math.ceil(#meta / size)
+  for m = count, n - 1 do
+    redis.call('HDEL', key, META .. m)
+  end
+  for m = 0, count - 1 do
+    redis.call('HSET', key, META .. m, string.sub(meta, m * size + 1, (m + 1) * size))
+  end
+  return true
 end

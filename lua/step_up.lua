@@ -11,11 +11,8 @@ if #method > 32 or not string.match(method, '^[a-z0-9][a-z0-9_.-]*$') or not lev
     or level < 1 or level > 9 or level % 1 ~= 0 then
   return redis.error_reply('ERR sessionstore: bad step_up arguments')
 end
-local now = now_ms()
-local live, why = load_live(index, key, sid, now)
-if not live then
-  return why
-end
+local live, why, now = live_now(index, key, sid)
+if not live then return why end
 local methods = {}
 for other in string.gmatch(redis.call('HGET', key, AMR) or '', '%S+') do
   if other ~= method then

@@ -30,6 +30,7 @@ __all__ = [
     "ReuseDetected",
     "RevocationEntry",
     "Revoked",
+    "Rotated",
     "SteppedUp",
     "TouchFailed",
     "ValidationFailed",
@@ -39,7 +40,7 @@ __all__ = [
 
 logger = logging.getLogger("sessionstore")
 
-RevokeReason = Literal["revoke", "device", "user", "logout", "evicted", "reuse"]
+RevokeReason = Literal["revoke", "device", "user", "logout", "evicted", "reuse", "rotated"]
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -115,6 +116,14 @@ class SteppedUp(Event, frozen=True, kw_only=True):
     session_id: str
     method: str
     level: int
+
+
+class Rotated(Event, frozen=True, kw_only=True):
+    """A session moved to a new id (``rotate``): ``previous_session_id`` is revoked."""
+
+    user_id: str
+    session_id: str
+    previous_session_id: str
 
 
 class LoginRefused(Event, frozen=True, kw_only=True):

@@ -244,8 +244,9 @@ class TokenPair(msgspec.Struct, frozen=True, kw_only=True):
 class Principal(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Who a validated access token speaks for.
 
-    ``claims`` holds the caller's claims from login; ``session`` is None when the
-    answer was given from the token alone (``degraded=True``, Redis unreachable).
+    ``claims`` holds the caller's claims: the session's as Redis holds them (from login,
+    or a later ``update(claims=...)``), or the token's when the answer was given from the
+    token alone; ``session`` is then None (``degraded=True``, Redis unreachable).
     ``auth_time``, ``amr`` and ``acr`` (the last proof of identity, see ``Session``) come
     from the session when it was read, else from the token's claims (``auth_time`` None
     for a token that carries none).

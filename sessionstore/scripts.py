@@ -24,6 +24,7 @@ _NAMES = (
     "refresh",
     "revoke",
     "revoke_many",
+    "rotate",
     "step_up",
     "update",
 )

@@ -143,9 +143,31 @@ class SessionStore(StoreBase):
         """Slide a session's idle deadline; False when it is gone."""
         return self._run(self._engine.touch(user_id, session_id))
 
-    def update(self, user_id: str, session_id: str, *, data: Mapping[str, Any]) -> Session:
-        """Replace a session's data; raises ``SessionRevoked`` when it is gone."""
-        return self._run(self._engine.update(user_id, session_id, data))
+    def update(
+        self,
+        user_id: str,
+        session_id: str,
+        *,
+        data: Mapping[str, Any] | None = None,
+        claims: Mapping[str, Any] | None = None,
+    ) -> Session:
+        """Replace a session's data and/or claims (None: kept); ``SessionRevoked`` when it
+        is gone. New claims are what the next validation (any process) and refresh see."""
+        return self._run(self._engine.update(user_id, session_id, data, claims))
+
+    def rotate(
+        self, user_id: str, session_id: str, *, claims: Mapping[str, Any] | None = None
+    ) -> TokenPair:
+        """Move a session to a new id and revoke the old one; the new id's token pair.
+        Everything else stays (``claims``: new ones in the same step)."""
+        return self._run(self._engine.rotate(user_id, session_id, claims))
+
+    def rotate_session(
+        self, user_id: str, session_id: str, *, claims: Mapping[str, Any] | None = None
+    ) -> Session:
+        """``rotate`` for a session without tokens (made by ``create``): the moved session,
+        under its new id. Needs no keyring."""
+        return self._run(self._engine.rotate_session(user_id, session_id, claims))
 
     def step_up(self, user_id: str, session_id: str, *, method: str, level: int) -> str:
         """Record that the user just proved who they are again (``method``, e.g. ``"otp"``,

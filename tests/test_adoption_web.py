@@ -23,7 +23,7 @@ import pytest
 from sessionstore import AsyncSessionStore, Config, Keyring, Principal, SessionStore
 from sessionstore.integrations._adoption import ACCESS_HEADER, EXPIRES_HEADER, REFRESH_HEADER
 from sessionstore.legacy import LegacyTokens
-from web_support import server_fixtures
+from web_support import admin_fixture, server_fixtures
 
 server, url = server_fixtures("adoption")
 SECRET = b"the-legacy-flask-jwt-secret-0123456789"
@@ -75,10 +75,7 @@ def fastapi_app(url: str, keyring: Keyring) -> tuple[Any, AsyncSessionStore]:
     return app, store
 
 
-@pytest.fixture
-def admin(url: str, keyring: Keyring) -> Iterator[SessionStore]:
-    with SessionStore.from_url(url, keyring=keyring) as store:
-        yield store
+admin = admin_fixture()
 
 
 Get = Callable[[dict[str, str]], tuple[int, dict[str, str], Any, dict[str, str]]]

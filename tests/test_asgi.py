@@ -7,7 +7,7 @@ refusal, refresh rotation, device binding fed with the request's IP and User-Age
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import pytest
@@ -25,7 +25,7 @@ from sessionstore.errors import InvalidToken
 from sessionstore.integrations.starlette import SessionAuth, SessionAuthMiddleware, principal_of
 from sessionstore.testing import LocalServer
 from sessionstore.tokens import issue_access_token
-from web_support import server_fixtures
+from web_support import admin_fixture, server_fixtures
 
 PHONE = Device(
     id="phone-1",
@@ -39,11 +39,7 @@ BASE = "https://testserver"  # Secure cookies only travel over https, even in a 
 server, url = server_fixtures("asgi")
 
 
-@pytest.fixture
-def admin(url: str, keyring: Keyring) -> Iterator[SessionStore]:
-    """A sync store on the same server and keyring: the test's own hands (login, revoke)."""
-    with SessionStore.from_url(url, keyring=keyring) as store:
-        yield store
+admin = admin_fixture()
 
 
 def make_app(

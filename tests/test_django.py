@@ -24,7 +24,7 @@ from rest_framework.test import APIClient  # noqa: E402
 
 from django_support import PASSWORD, django_fixtures, options  # noqa: E402
 from forks import fork, outcome  # noqa: E402
-from sessionstore import Config, Keyring, SessionStore  # noqa: E402
+from sessionstore import Config, InvalidToken, Keyring, SessionStore  # noqa: E402
 from sessionstore.integrations.django import conf  # noqa: E402
 from sessionstore.testing import LocalServer  # noqa: E402
 from sessionstore.tokens import issue_access_token  # noqa: E402
@@ -258,3 +258,32 @@ def test_management_commands_mirror_the_cli(alice: Any, capsys: pytest.CaptureFi
         call_command("sessionstore", "doctor", "--json")
     report = json.loads(capsys.readouterr().out)
     assert {check["name"] for check in report["checks"]} >= {"server", "maxmemory-policy"}
+
+
+def test_rotate_tokens_moves_the_session_and_its_cookies(alice: Any) -> None:
+    client = Client(enforce_csrf_checks=True)
+    login(client, "/cookie/login")
+    old_access, old_refresh = client.cookies["ss_access"].value, client.cookies["ss_refresh"].value
+    old_csrf = client.cookies["csrftoken"].value
+    store = conf.get_store()
+    (before,) = store.sessions(str(alice.pk))
+    assert client.post("/rotate").status_code == 403  # cookie auth: Django's CSRF check
+    answer = client.post("/rotate", HTTP_X_CSRFTOKEN=old_csrf)
+    assert answer.status_code == 200, answer.content
+    new_sid = answer.json()["session_id"]
+    assert new_sid != before.session_id
+    access = client.cookies["ss_access"].value
+    assert access != old_access and client.cookies["ss_refresh"].value != old_refresh
+    assert client.cookies["csrftoken"].value != old_csrf  # rotated as at a login
+    principal = store.validate(access)
+    assert principal.session_id == new_sid and principal.claims == {"roles": ["admin"]}
+    assert principal.session is not None and principal.session.created_at == before.created_at
+    gone = Client().get("/me", headers=bearer(old_access))
+    assert gone.status_code == 401 and gone.json()["reason"] == "revoked"
+    with pytest.raises(InvalidToken):
+        store.refresh(old_refresh)
+    # A Bearer caller rotates too; without a token there is nothing to rotate.
+    pair = store.login(str(alice.pk), device=_device())
+    moved = Client().post("/rotate", headers=bearer(pair.access_token))
+    assert moved.status_code == 200 and moved.json()["session_id"] != pair.session_id
+    assert Client().post("/rotate").status_code == 401

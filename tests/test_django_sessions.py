@@ -203,3 +203,23 @@ def test_password_change_over_a_token_keeps_that_token(alice: Any) -> None:
     assert browser.get("/site/whoami").json()["user"] is None
     gone = api.get("/me", headers={"Authorization": f"Bearer {other.access_token}"})
     assert gone.status_code == 401
+
+
+def test_cycle_key_moves_the_session_in_one_step(alice: Any) -> None:
+    # A password change cycles the key: the session moves to a new id with its device,
+    # creation time and deadlines (one script), and the old key is dead at once.
+    mine = signed_in(LAPTOP_UA)
+    key = mine.cookies["sessionid"].value
+    store = conf.get_store()
+    (before,) = store.sessions(str(alice.pk))
+    post(mine, "/site/password", {"password": "new-password"})
+    after = mine.cookies["sessionid"].value
+    assert after != key and not SessionStore().exists(key)
+    (moved,) = store.sessions(str(alice.pk))
+    assert address_of(after) == (str(alice.pk), moved.session_id)
+    assert (moved.created_at, moved.device, moved.absolute_expires_at) == (
+        before.created_at,
+        before.device,
+        before.absolute_expires_at,
+    )
+    assert mine.get("/site/whoami").json()["user"] == "alice"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,7 +23,7 @@ from sessionstore.integrations import AuthState
 from sessionstore.integrations.litestar import SessionAuth, principal_of
 from sessionstore.testing import LocalServer
 from sessionstore.tokens import issue_access_token
-from web_support import server_fixtures
+from web_support import admin_fixture, server_fixtures
 
 PHONE = Device(
     id="phone-1",
@@ -45,11 +44,7 @@ server, url = server_fixtures("litestar")
 Req = Request[Principal | None, AuthState, Any]
 
 
-@pytest.fixture
-def admin(url: str, keyring: Keyring) -> Iterator[SessionStore]:
-    """A sync store on the same server and keyring: the test's own hands (login, revoke)."""
-    with SessionStore.from_url(url, keyring=keyring) as store:
-        yield store
+admin = admin_fixture()
 
 
 def make_app(

@@ -48,7 +48,7 @@ from sessionstore import (
 from sessionstore.integrations import litestar as ls
 from sessionstore.integrations.starlette import SessionAuth, SessionAuthMiddleware
 from sessionstore.testing import LocalServer
-from web_support import server_fixtures
+from web_support import admin_fixture, server_fixtures
 
 PHONE = Device(id="phone-1", user_agent="Mozilla/5.0 (Linux; Android 14)")
 LAPTOP = Device(id="laptop-1", user_agent="Mozilla/5.0 (X11; Linux x86_64)")
@@ -67,11 +67,7 @@ def bearer(pair: TokenPair) -> dict[str, str]:
     return {"authorization": f"Bearer {pair.access_token}"}
 
 
-@pytest.fixture
-def admin(url: str, keyring: Keyring) -> Iterator[SessionStore]:
-    """A second store on the same server: the test's own hands (login, revoke)."""
-    with SessionStore.from_url(url, keyring=keyring) as store:
-        yield store
+admin = admin_fixture()
 
 
 def starlette_app(store: AsyncSessionStore, **options: Any) -> tuple[Starlette, SessionAuth]:

@@ -142,6 +142,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "ReuseDetected",
         "RevocationEntry",
         "Revoked",
+        "Rotated",
         "SteppedUp",
         "TouchFailed",
         "ValidationFailed",

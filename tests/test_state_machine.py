@@ -1,9 +1,10 @@
 """A hypothesis state machine over the session lifecycle, against a real server and a model.
 
 Rules drive a real ``SessionStore`` (default caches on) on a private server: login, validate,
-touch, refresh (current, previous and older tokens), update, step_up, revoke, revoke_device,
-revoke_user, logout and listing. A plain Python model predicts every answer, including which
-session the cap evicts. After every step the invariants are read straight from Redis:
+touch, refresh (current, previous and older tokens), update (data, claims), step_up, rotate,
+revoke, revoke_device, revoke_user, logout and listing. A plain Python model predicts every
+answer, including which session the cap evicts. After every step the invariants are read
+straight from Redis:
 
 * no resurrection, index == hashes: each user's index ZSET, its session hashes and the
   model's live sessions are the same set (a dead session has no key at all);
@@ -57,6 +58,7 @@ CAP = 3
 USERS = ("alice", "bob")
 DEVICES = ("phone", "laptop")
 METHODS = ("pwd", "otp", "webauthn")
+ROLES = ("user", "admin", "auditor")
 EXAMPLES = int(os.environ.get("SESSIONSTORE_STATEFUL_EXAMPLES", "250"))
 STEPS = int(os.environ.get("SESSIONSTORE_STATEFUL_STEPS", "30"))
 # Generous timeouts: a loaded CI machine must never turn an answer into a degraded one.
@@ -79,6 +81,7 @@ class Model:
     live: bool = True
     amr: tuple[str, ...] = ()
     acr: int = 0
+    claims: dict[str, Any] = field(default_factory=dict)
 
 
 class SessionMachine(RuleBasedStateMachine):
@@ -111,12 +114,18 @@ class SessionMachine(RuleBasedStateMachine):
         self.last_dead = session
 
     def signed_in(
-        self, user: str, device: str, pair: TokenPair, amr: tuple[str, ...] = (), acr: int = 0
+        self,
+        user: str,
+        device: str,
+        pair: TokenPair,
+        amr: tuple[str, ...] = (),
+        acr: int = 0,
+        claims: dict[str, Any] | None = None,
     ) -> None:
         """Model a login's new session."""
         session = Model(user=user, sid=pair.session_id, device=device, seen=next(self.clock))
         session.refresh[1], session.access[:] = pair.refresh_token, [pair.access_token]
-        session.amr, session.acr = amr, acr
+        session.amr, session.acr, session.claims = amr, acr, claims or {}
         self.sessions.append(session)
 
     def evictions(self) -> list[str]:
@@ -151,7 +160,7 @@ class SessionMachine(RuleBasedStateMachine):
             user, device=Device(id=device), claims={"n": self.run}, methods=methods, level=level
         )
         assert self.evictions() == expected_evicted
-        self.signed_in(user, device, pair, methods, level)
+        self.signed_in(user, device, pair, methods, level, {"n": self.run})
 
     @rule(name=st.sampled_from(USERS), device=st.sampled_from(DEVICES))
     def login_refusing_at_the_limit(self, name: str, device: str) -> None:
@@ -181,6 +190,7 @@ class SessionMachine(RuleBasedStateMachine):
             assert (principal.user_id, principal.session_id) == (session.user, session.sid)
             assert principal.session.data == session.data
             assert (principal.amr, principal.acr) == (session.amr, session.acr)
+            assert principal.claims == session.claims  # an update since the token counts
         else:
             with pytest.raises(SessionRevoked):
                 self.store.validate(token)
@@ -211,6 +221,7 @@ class SessionMachine(RuleBasedStateMachine):
             claims = jwt.decode(pair.access_token, options={"verify_signature": False})
             assert tuple(claims.get("amr", ())) == session.amr
             assert int(claims.get("acr", 0)) == session.acr
+            assert {k: claims[k] for k in session.claims} == session.claims
         elif presented == session.generation - 1:
             # Within the grace: the racer's answer is the current token, not a new one.
             pair = self.store.refresh(token)
@@ -232,6 +243,55 @@ class SessionMachine(RuleBasedStateMachine):
         else:
             with pytest.raises(SessionRevoked):
                 self.store.update(session.user, session.sid, data={"v": value})
+
+    @precondition(lambda self: self.sessions)
+    @rule(index=st.integers(0, 1000), role=st.sampled_from(ROLES))
+    def update_claims(self, index: int, role: str) -> None:
+        # Claims change in place: nothing else, and the next validation (the near cache
+        # holds the session by now) answers with them.
+        session = self.pick(index)
+        if session.live:
+            updated = self.store.update(session.user, session.sid, claims={"role": role})
+            assert (updated.claims, updated.data) == ({"role": role}, session.data)
+            session.claims = {"role": role}
+            principal = self.store.validate(session.access[-1])
+            assert principal.claims == session.claims
+        else:
+            with pytest.raises(SessionRevoked):
+                self.store.update(session.user, session.sid, claims={"role": role})
+
+    @precondition(lambda self: self.sessions)
+    @rule(index=st.integers(0, 1000), role=st.one_of(st.none(), st.sampled_from(ROLES)))
+    def rotate(self, index: int, role: str | None) -> None:
+        # A new id for the same session: the old id is dead (its tokens refused, see the
+        # invariants), the new one keeps everything, its last-seen time (the eviction
+        # order) included, and starts its refresh generations again.
+        session = self.pick(index)
+        claims = None if role is None else {"role": role}
+        if not session.live:
+            with pytest.raises(SessionRevoked):
+                self.store.rotate(session.user, session.sid, claims=claims)
+            return
+        self.seen_events.clear()
+        pair = self.store.rotate(session.user, session.sid, claims=claims)
+        assert self.evictions() == []
+        moved = Model(
+            user=session.user,
+            sid=pair.session_id,
+            device=session.device,
+            seen=session.seen,
+            data=session.data,
+            amr=session.amr,
+            acr=session.acr,
+            claims=session.claims if claims is None else claims,
+        )
+        moved.refresh[1], moved.access[:] = pair.refresh_token, [pair.access_token]
+        self.kill(session)
+        self.sessions.append(moved)
+        principal = self.store.validate(pair.access_token)
+        assert principal.claims == moved.claims and principal.session is not None
+        assert (principal.amr, principal.acr) == (moved.amr, moved.acr)
+        assert principal.session.data == moved.data
 
     @precondition(lambda self: self.sessions)
     @rule(index=st.integers(0, 1000), method=st.sampled_from(METHODS), level=st.integers(1, 3))

@@ -6,7 +6,7 @@ import contextlib
 import secrets
 import time
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import pytest
@@ -23,7 +23,7 @@ from sessionstore import (
 from sessionstore.integrations._http import AuthState, Guard, HttpAuth
 from sessionstore.integrations.starlette import SessionAuth as StarletteAuth
 from step_up_support import BOTH, BOTH_LOW, PHONE, check_answers, headers
-from web_support import server_fixtures
+from web_support import admin_fixture, server_fixtures
 
 SECRET = secrets.token_bytes(32)
 BASE = "https://testserver"
@@ -31,11 +31,7 @@ BASE = "https://testserver"
 server, url = server_fixtures("stepup")
 
 
-@pytest.fixture
-def admin(url: str, keyring: Keyring) -> Iterator[SessionStore]:
-    """A sync store on the same server and keyring: the test's own hands."""
-    with SessionStore.from_url(url, keyring=keyring) as store:
-        yield store
+admin = admin_fixture()
 
 
 # --- FastAPI / Starlette -------------------------------------------------------------

@@ -17,6 +17,7 @@ import redis
 from observe import session_keys
 from sessionstore import Device, Keyring, SessionStore
 from sessionstore._engine import schema
+from sessionstore._engine.codec import parse_fields
 from sessionstore.keys import (
     INDEX_PART,
     REVOKED_CHANNEL_PART,
@@ -176,7 +177,12 @@ def test_script_replies_keep_their_codes(redis_client: redis.Redis) -> None:
     assert len(run("create", pair, SID, 60_000, 120_000, 10, "phone-1", "m0", META)) == 3
     assert run("refresh", pair, SID, 1, 0, "kid") == [4]  # no refresh state
     assert run("check", pair, SID, -1)[::2] == [b"c", b"s", b"i", b"a", b"e", b"v", b"m0"]
-    assert run("update", pair, SID, b"x")[-4:] == [b"d0", b"x", b"dn", b"1"]
+    assert run("update", pair, SID, "", 64, 1, b"x")[-4:] == [b"d0", b"x", b"dn", b"1"]
+    # New claims: the meta blob's tail after the device texts, re-chunked.
+    assert run("update", pair, SID, b"\x81\xa1r\xa1a", 64, -1)[-6:-4] == [
+        b"m0",
+        META[:-1] + b"\x81\xa1r\xa1a",
+    ]
     assert run("revoke", pair, SID) == 1
     assert run("revoke", pair, SID) == 0
     run("create", pair, SID, 60_000, 120_000, 10, "phone-1", "g", 1, "k", "kid-1", "m0", META)
@@ -189,8 +195,17 @@ def test_script_replies_keep_their_codes(redis_client: redis.Redis) -> None:
     run("create", pair, SID, 1, 1, 10, "phone-1", "m0", META)  # idle and absolute ttl: 1 ms
     time.sleep(0.01)
     assert run("check", pair, SID, -1) == -1  # past its deadline: expired
-    assert run("update", pair, SID, b"x") == 0  # the expired one is gone now
+    assert run("update", pair, SID, "", 64, 1, b"x") == 0  # the expired one is gone now
     run("create", pair, SID, 60_000, 120_000, 10, "phone-1", "m0", META)
     assert run("list", (index,), "0", 10)[1][0] == SID.encode()
     cleared = run("revoke_many", (index,), "user", "", "0", 10, "")
     assert (cleared[0], cleared[2:]) == (b"0", [SID.encode()])
+    # rotate: the hash moves to the new id with a new refresh state; the old id is gone.
+    new_sid, new_key = "B" * 22, TAG + "s:" + "B" * 22
+    moved = (index, key, new_key)
+    assert run("rotate", moved, SID, new_sid, "kid-1", "", 64) == 0  # gone: revoked
+    run("create", pair, SID, 60_000, 120_000, 10, "phone-1", "g", 4, "k", "kid-1", "m0", META)
+    fields = parse_fields(run("rotate", moved, SID, new_sid, "kid-2", "", 64))
+    assert (fields[b"g"], fields[b"k"], fields[b"m0"]) == (b"1", b"kid-2", META)
+    assert redis_client.exists(key) == 0 and redis_client.zscore(index, SID) is None
+    assert redis_client.zscore(index, new_sid) == int(fields[b"e"])

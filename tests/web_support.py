@@ -18,11 +18,13 @@ import pytest
 import redis
 
 from conftest import needed
+from sessionstore import Keyring, SessionStore
 from sessionstore.testing import LocalServer, local_binary
 
 __all__ = [
     "LAPTOP_UA",
     "PHONE_UA",
+    "admin_fixture",
     "flushed",
     "gunicorn_master",
     "private_server",
@@ -72,6 +74,18 @@ def server_fixtures(name: str) -> tuple[Any, Any]:
         return flushed(server)
 
     return server, url
+
+
+def admin_fixture() -> Any:
+    """A suite's ``admin`` fixture: a sync store on its server (``url``) and keyring, the
+    test's own hands (login, revoke): ``admin = admin_fixture()`` at the top of the module."""
+
+    @pytest.fixture
+    def admin(url: str, keyring: Keyring) -> Iterator[SessionStore]:
+        with SessionStore.from_url(url, keyring=keyring) as store:
+            yield store
+
+    return admin
 
 
 @contextlib.contextmanager

@@ -51,6 +51,7 @@ __all__ = [
     "check_device",
     "check_persistent",
     "chunk_fields",
+    "encode_claims",
     "encode_data",
     "encode_meta",
     "parse_fields",
@@ -156,8 +157,14 @@ def auth_fields(amr: tuple[str, ...], acr: int, persistent: bool = True) -> list
 
 
 def encode_meta(device: Device, claims: Mapping[str, Any]) -> bytes:
-    """Encode the immutable part of a session: device texts and the caller's claims."""
+    """Encode a session's meta blob: device texts (immutable) and the caller's claims."""
     return _encoder.encode((device.name, device.user_agent, device.ip, dict(claims)))
+
+
+def encode_claims(claims: Mapping[str, Any]) -> bytes:
+    """Encode claims as the tail of a meta blob (``encode_meta`` is the device texts, then
+    this): what ``update`` and ``rotate`` send for a script to put after the device texts."""
+    return _encoder.encode(dict(claims))
 
 
 def chunk_fields(prefix: bytes, blob: bytes) -> list[bytes]:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sessionstore import events
-from sessionstore._engine import adoption, codec, marker, validation
+from sessionstore._engine import adoption, codec, marker, rotation, validation
 from sessionstore._engine.call import Call, announced
 from sessionstore._engine.fallback import Breaker
 from sessionstore._engine.feed import Feed, fed
@@ -164,6 +164,21 @@ class Engine(Sessions):
             session_id=session_id,
             expires_in=issued.expires_at - now,
             persistent=persistent,
+        )
+
+    def pair_of(self, session: Session, generation: int, kid: str) -> TokenPair:
+        """A token pair of a live ``session`` as Redis holds it (claims, deadline, device,
+        last proof of identity), its refresh token at ``generation`` signed by ``kid``."""
+        return self._pair(
+            session.user_id,
+            session.session_id,
+            session.claims,
+            generation,
+            kid,
+            session.absolute_expires_at,
+            session.device,
+            (session.auth_time, session.amr, session.acr),
+            persistent=session.persistent,
         )
 
     def _access(
@@ -354,17 +369,7 @@ class Engine(Sessions):
                     grace=status == Reply.GRACE,
                 )
             )
-            return self._pair(
-                user_id,
-                session_id,
-                session.claims,
-                generation,
-                kid,
-                session.absolute_expires_at,
-                session.device,
-                (session.auth_time, session.amr, session.acr),
-                persistent=session.persistent,
-            )
+            return self.pair_of(session, generation, kid)
 
         key_pair = (keys.index, keys.session(session_id))
         call = Call(SCRIPTS["refresh"], key_pair, args, parse, durable=True)
@@ -412,6 +417,21 @@ class Engine(Sessions):
 
         key_pair = (keys.index, keys.session(session_id))
         return Call(SCRIPTS["step_up"], key_pair, args, parse)
+
+    def rotate(
+        self, user_id: str, session_id: str, claims: Mapping[str, Any] | None = None
+    ) -> Call[TokenPair]:
+        """Move a live session to a new id and revoke the old one (one script); the new
+        id's token pair (see ``rotation``)."""
+        kid = self._signing_kid()
+        pair = self.pair_of
+        return rotation.rotate(self, user_id, session_id, claims, kid, lambda s: pair(s, 1, kid))
+
+    def rotate_session(
+        self, user_id: str, session_id: str, claims: Mapping[str, Any] | None = None
+    ) -> Call[Session]:
+        """``rotate`` without tokens (a session made by ``create``): the moved session."""
+        return rotation.rotate(self, user_id, session_id, claims, "", lambda session: session)
 
     def verify(self, access_token: object) -> AccessClaims:
         """Check an access token locally (no I/O): gate, signature, claims."""

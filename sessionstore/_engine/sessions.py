@@ -41,6 +41,7 @@ from sessionstore.models import (
     Session,
 )
 from sessionstore.scripts import SCRIPTS
+from sessionstore.tokens import RESERVED_CLAIMS
 
 __all__ = ["Sessions", "checked_ttl", "group"]
 
@@ -280,20 +281,51 @@ class Sessions:
         inner = self.check(user_id, session_id, TOUCH_NOW_MS)
         return Call(inner.script, inner.keys, inner.args, lambda r: inner.parse(r) is not None)
 
-    def update(self, user_id: str, session_id: str, data: Mapping[str, Any]) -> Call[Session]:
-        """Replace a live session's data; ``SessionRevoked`` when gone (never recreated)."""
+    def update(
+        self,
+        user_id: str,
+        session_id: str,
+        data: Mapping[str, Any] | None = None,
+        claims: Mapping[str, Any] | None = None,
+    ) -> Call[Session]:
+        """Replace a live session's data and/or claims (None: kept; one at least);
+        ``SessionRevoked`` when gone (never recreated).
+
+        New claims are announced like a revocation: once it returns, the next validation
+        in any process reads the session again (its cached copies were dropped), and the
+        next refresh signs them.
+        """
         keys = user_keys(self.config.namespace, user_id)
         check_session_id(session_id)
-        checked, blob = codec.encode_data(data, self.config.max_data_bytes)
-        chunks = codec.data_chunks(blob) if checked else []
+        if data is None and claims is None:
+            raise InvalidInput("update needs data= or claims=")
+        blob = self.claims_blob(claims)
+        chunks: list[bytes] | None = None
+        if data is not None:
+            checked, encoded = codec.encode_data(data, self.config.max_data_bytes)
+            chunks = codec.data_chunks(encoded) if checked else []
+        key = keys.session(session_id)
 
         def parse(reply: Any) -> Session:
             if not isinstance(reply, list):
                 raise self.gone(user_id, session_id, reply)
+            if blob and self.near is not None:
+                self.near.drop(key)
             return codec.parse_session(user_id, session_id, codec.parse_fields(reply))
 
-        args: tuple[Arg, ...] = (session_id, *chunks)
-        return Call(SCRIPTS["update"], (keys.index, keys.session(session_id)), args, parse)
+        args: tuple[Arg, ...] = (session_id, blob, codec.CHUNK)
+        args += (-1,) if chunks is None else (len(chunks), *chunks)
+        call = Call(SCRIPTS["update"], (keys.index, key), args, parse)
+        return announced(call, lambda reply: isinstance(reply, list)) if blob else call
+
+    def claims_blob(self, claims: Mapping[str, Any] | None) -> bytes:
+        """New claims, checked as login's are and encoded for a script (None: b"", kept)."""
+        if claims is None:
+            return b""
+        cfg = self.config
+        return codec.encode_claims(
+            codec.check_claims(claims, RESERVED_CLAIMS, cfg.max_claims_bytes)
+        )
 
     def revoke(
         self, user_id: str, session_id: str, reason: events.RevokeReason = "revoke"

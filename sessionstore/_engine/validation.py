@@ -454,17 +454,19 @@ def _bind_token(
 def principal_of(claims: AccessClaims, *, session: Session | None) -> Principal:
     """The Principal of verified ``claims``: with its live session, or degraded (None).
 
-    The last proof of identity is the session's when it was read (a step-up since the
-    token was signed counts), else the token's.
+    The last proof of identity and the caller's claims are the session's when it was read
+    (a step-up or a claims ``update`` since the token was signed counts), else the token's.
     """
     if session is None:
         auth_time, amr, acr = claims.auth_time, claims.amr, claims.acr
+        caller = claims.claims
     else:
         auth_time, amr, acr = session.auth_time, session.amr, session.acr
+        caller = session.claims
     return Principal(
         user_id=claims.user_id,
         session_id=claims.session_id,
-        claims=claims.claims,
+        claims=caller,
         session=session,
         degraded=session is None,
         issued_at=claims.issued_at,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 from sessionstore.aio import AsyncSessionStore
@@ -233,6 +233,25 @@ class AsgiAuth(CookieMethods[R], Generic[C, R]):
         try:
             pair = await self.store.refresh(token)
         except (InvalidToken, InvalidInput, StoreUnavailable) as err:
+            raise self.refused(self.http.refusal(err)) from None
+        self.set_login_cookies(response, pair)
+        return pair
+
+    async def rotate(
+        self, request: C, response: R, *, claims: Mapping[str, Any] | None = None
+    ) -> TokenPair:
+        """Move the request's session to a new id and set its cookies (on a privilege
+        change: a sign-in on an existing session, new roles in ``claims``); the old id's
+        tokens and cookies are refused from now on. 401 without a session, 503 degraded.
+
+        The request's principal still names the old id: use the returned pair's.
+        """
+        try:
+            found = self.http.session_to_rotate(await self._state(request))
+            pair = await self.store.rotate(*found, claims=claims)
+        except Refused as refused:
+            raise self.refused(refused.reply) from None
+        except (InvalidToken, StoreUnavailable) as err:
             raise self.refused(self.http.refusal(err)) from None
         self.set_login_cookies(response, pair)
         return pair

@@ -204,6 +204,7 @@ def deprecated(old: str, new: str, stacklevel: int = 3) -> None:
 
 
 _ANY = Guard()
+_LIVE = Guard(live=True)
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -372,6 +373,12 @@ class HttpAuth:
             if reply is not None:
                 raise Refused(reply)
         return principal
+
+    def session_to_rotate(self, state: AuthState | None) -> tuple[str, str]:
+        """(user id, session id) a rotation moves: the request's live principal's, or
+        ``Refused`` (401 without one, 503 when degraded: a rotation needs the store)."""
+        principal = self.require(state, _LIVE)
+        return principal.user_id, principal.session_id
 
     def insufficient(
         self, principal: Principal, need: Guard, now: float | None = None

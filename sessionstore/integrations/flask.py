@@ -30,7 +30,7 @@ the Starlette integration's. ``auth.add_jwks_route(app)`` serves the public JWK 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
 
 from flask import Flask, Response, abort, g, jsonify, request
@@ -228,6 +228,22 @@ class SessionAuth(_http.CookieMethods[Response]):
         try:
             pair = self.store.refresh(token)
         except (InvalidToken, InvalidInput, StoreUnavailable) as err:
+            abort(_response(self.http.refusal(err)))
+        self.set_login_cookies(response, pair)
+        return pair
+
+    def rotate(self, response: Response, *, claims: Mapping[str, Any] | None = None) -> TokenPair:
+        """Move the current request's session to a new id and set its cookies (on a
+        privilege change: a sign-in on an existing session, new roles in ``claims``); the
+        old id's tokens and cookies are refused from now on. 401 without a session, 503
+        degraded. The request's principal still names the old id: use the returned pair's.
+        """
+        try:
+            found = self.http.session_to_rotate(self.state)
+            pair = self.store.rotate(*found, claims=claims)
+        except Refused as refused:
+            abort(_response(refused.reply))
+        except (InvalidToken, StoreUnavailable) as err:
             abort(_response(self.http.refusal(err)))
         self.set_login_cookies(response, pair)
         return pair

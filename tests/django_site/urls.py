@@ -31,6 +31,7 @@ urlpatterns = [
     path("site/whoami", views.whoami),
     path("site/remember", views.remember),
     path("site/password", views.change_password),
+    path("rotate", views.rotate),
     path("", include("sessionstore.integrations.django.urls")),
     jwks_path("/keys/other.json", max_age=60),
 ]

@@ -12,9 +12,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from sessionstore import Principal
+from sessionstore.integrations._http import Refused
 from sessionstore.integrations.django.drf import NotDegraded, require
 from sessionstore.integrations.django.middleware import principal_required
-from sessionstore.integrations.django.tokens import sign_out_other_sessions
+from sessionstore.integrations.django.requests import reply_response
+from sessionstore.integrations.django.tokens import rotate_tokens, sign_out_other_sessions
 
 
 def _principal_body(request: HttpRequest) -> dict[str, Any]:
@@ -126,3 +128,15 @@ def change_password(request: HttpRequest) -> HttpResponse:
     user.save()
     ended = sign_out_other_sessions(request, user)
     return JsonResponse({"ended": ended})
+
+
+def rotate(request: HttpRequest) -> HttpResponse:
+    """A privilege change: the request's token session moves to a new id, new roles."""
+    response = JsonResponse({})
+    try:
+        pair = rotate_tokens(request, response, claims={"roles": ["admin"]})
+    except Refused as refused:
+        answer: HttpResponse = reply_response(refused.reply)
+        return answer
+    response.content = json.dumps({"session_id": pair.session_id}).encode()
+    return response

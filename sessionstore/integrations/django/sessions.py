@@ -12,8 +12,9 @@ Whose session it is follows ``_auth_user_id`` (what ``django.contrib.auth.login`
 before a login the session belongs to an anonymous id of its own (``anonymous:…``), and a
 save that finds another owner in the data re-creates the session under that user and
 revokes the old one, so the key changes (Django's ``cycle_key`` has already changed it
-once at login: no fixation either way). A change of the expiry (``set_expiry``) re-creates
-it too: a session's lifetimes are fixed when it is made.
+once at login, moving the session to a new id in one script: no fixation either way). A
+change of the expiry (``set_expiry``) re-creates it too: a session's lifetimes are fixed
+when it is made.
 
 Lifetimes: a session ends ``get_expiry_age()`` seconds after its last save (Django's
 rule; a save slides it), at most ``Config.idle_ttl``, and never later than
@@ -163,6 +164,28 @@ class SessionStore(SessionBase):
         except InvalidInput as err:
             raise SessionDataError(f"the Django session cannot be stored: {err}") from err
         store.touch(user_id, session_id)  # Django's rule: the expiry counts from this save
+
+    def cycle_key(self) -> None:
+        """A new key for the same session (Django calls it at login and on a password
+        change): a saved session of the same owner and lifetime moves to a new id in one
+        script (``rotate_session``: its device and deadlines kept, the old key revoked at
+        once); anything else is Django's create-then-delete."""
+        found = address_of(self.session_key)
+        data = self._current()
+        if (
+            found is None
+            or self._owner(data) != found[0]
+            or (data.get(_EXPIRY) != self._expiry_loaded)
+        ):
+            super().cycle_key()
+            return
+        try:
+            moved = conf.get_store().rotate_session(*found)
+        except SessionRevoked:
+            super().cycle_key()  # signed out meanwhile: a new session, as Django would
+            return
+        self._session_key = session_key_of(moved.user_id, moved.session_id)
+        self.modified = True  # the data in hand is saved under the new key
 
     def delete(self, session_key: str | None = None) -> None:
         found = address_of(self.session_key if session_key is None else session_key)

@@ -5,6 +5,7 @@
     pair = issue_tokens(request, user)          # after checking the password
     set_login_cookies(request, response, pair)  # or hand the pair to a non-browser client
     pair = refresh_tokens(request)              # the refresh cookie (or pass token=...)
+    pair = rotate_tokens(request, response)     # a privilege change: a new session id
     sign_out(request, response)                 # revoke the request's session, clear cookies
     sign_out_other_sessions(request, user)      # where Django calls update_session_auth_hash
 
@@ -16,6 +17,7 @@ requests here, and a login rotates it as ``django.contrib.auth.login`` does.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
 from django.contrib.auth import update_session_auth_hash
@@ -33,6 +35,7 @@ __all__ = [
     "clear_cookies",
     "issue_tokens",
     "refresh_tokens",
+    "rotate_tokens",
     "set_login_cookies",
     "sign_out",
     "sign_out_other_sessions",
@@ -75,6 +78,27 @@ def refresh_tokens(request: HttpRequest, token: str | None = None) -> TokenPair:
         return conf.get_store().refresh(token)
     except (InvalidToken, InvalidInput, StoreUnavailable) as err:
         raise Refused(http.refusal(err)) from None
+
+
+def rotate_tokens(
+    request: HttpRequest,
+    response: HttpResponseBase | None = None,
+    *,
+    claims: Mapping[str, Any] | None = None,
+) -> TokenPair:
+    """Move the request's token session to a new id (on a privilege change: new roles in
+    ``claims``) and, given ``response``, set its cookies and rotate Django's CSRF token as
+    a login does. The old id's tokens are refused from now on; ``Refused`` with the answer
+    without a live session (401, or 503 degraded)."""
+    http = conf.get_http()
+    try:
+        found = http.session_to_rotate(state_of(request) or authenticate(request))
+        pair = conf.get_store().rotate(*found, claims=claims)
+    except (InvalidToken, StoreUnavailable) as err:
+        raise Refused(http.refusal(err)) from None
+    if response is not None:
+        set_login_cookies(request, response, pair)
+    return pair
 
 
 def sign_out(request: HttpRequest, response: HttpResponseBase | None = None) -> bool:
