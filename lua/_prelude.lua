@@ -151,3 +151,103 @@ local function slide(index, key, sid, live, now, now_us, first)
   bump_index_ttl(index)
   live.e, live.s = e, now_us
 end
+
+-- History: a LIST per user (<ns>:{<enc uid>}:HISTORY_PART), newest first. Element 1 is
+-- the clock: HISTORY_CLOCK .. the newest entry's Unix seconds (4 bytes, big-endian); each
+-- entry is its kind (1 char) .. its gap in seconds to the entry after it (older), a
+-- base-128 varint .. its body (sessionstore/_engine/history.py reads them). No token,
+-- refresh secret or key is ever written: session ids in full on sign-ins only, else their
+-- first SESSION_REF chars.
+local HISTORY_PART = 'h'
+local HISTORY_CLOCK = '@'
+local SESSION_REF = 4
+local H_LOGIN = 'L'             -- body: session id (16 bytes), device (see signin_device)
+local H_ADOPTED = 'A'           -- a legacy token's sign-in: as H_LOGIN
+local H_REFRESH = 'R'           -- body: session ref
+local H_STEP_UP = 'U'           -- body: session ref, level (1 digit), method
+local H_REVOKED = 'X'           -- body: session ref, why (1 char, see _engine/history.py)
+local H_REUSE = 'Z'             -- body: session ref
+local IP_V4 = '4'               -- a sign-in's IP: 4 bytes follow
+local IP_V6 = '6'               -- 16 bytes follow
+local IP_TEXT = 't'             -- not an address: a length byte and the text follow
+local WHY_EVICTED = 'e'         -- the reasons the scripts write themselves (the others:
+local WHY_REUSE = 'z'           -- from ARGV, _engine/history.py REASONS)
+
+-- The history's settings from an ARGV: '' (off: nil) or '<cap> <ttl ms>'; read before a
+-- script's first write (a malformed one fails the script).
+local function history_spec(arg)
+  if arg == nil or arg == '' then return nil end
+  local cap, ttl = string.match(arg, '^(%d+) (%d+)$')
+  cap, ttl = tonumber(cap), tonumber(ttl)
+  if not cap or not ttl or cap < 1 or ttl < 1 then
+    error(redis.error_reply('ERR sessionstore: bad history arguments'))
+  end
+  return {cap = cap, ttl = ttl}
+end
+
+local function varint(n)
+  local out = ''
+  while n >= 128 do
+    out = out .. string.char(128 + n % 128)
+    n = math.floor(n / 128)
+  end
+  return out .. string.char(n)
+end
+
+-- Append entries (each kind .. body) at the server's time, in order (the last one newest),
+-- keep the newest spec.cap and expire the list spec.ttl ms after this append. A no-op
+-- when the history is off (spec nil). Other scripts (rotate) call it the same way.
+local function history_add(history, spec, entries)
+  if not spec or #entries == 0 then return end
+  local now = math.floor(now_ms() / 1000)
+  local clock = redis.call('LPOP', history)
+  local gap = 0
+  if clock and #clock == 5 and string.sub(clock, 1, 1) == HISTORY_CLOCK then
+    gap = math.max(0, now - struct.unpack('>I4', clock, 2))
+  end
+  for _, entry in ipairs(entries) do
+    redis.call('LPUSH', history, string.sub(entry, 1, 1) .. varint(gap) .. string.sub(entry, 2))
+    gap = 0
+  end
+  redis.call('LPUSH', history, HISTORY_CLOCK .. struct.pack('>I4', now))
+  redis.call('LTRIM', history, 0, spec.cap)
+  redis.call('PEXPIRE', history, spec.ttl)
+end
+
+-- The entry recording a session revoked for `why` (a one-char reason).
+local function revoked_entry(sid, why)
+  return H_REVOKED .. string.sub(sid, 1, SESSION_REF) .. why
+end
+
+-- What identifies a sign-in's device (its body, after the 16 bytes of its session id):
+-- the device id, and its UA family code with its IP's network ('' without an IP).
+local function signin_device(body)
+  local ua, tag, p, net = string.sub(body, 17, 17), string.sub(body, 18, 18), 19, ''
+  if tag == IP_V4 then
+    net, p = string.sub(body, 19, 21), 23      -- an IPv4 /24
+  elseif tag == IP_V6 then
+    net, p = string.sub(body, 19, 24), 35      -- an IPv6 /48
+  elseif tag == IP_TEXT then
+    local n = string.byte(body, 19)
+    net, p = string.sub(body, 20, 19 + n), 20 + n
+  end
+  local stop = string.find(body, '\0', p, true) or (#body + 1)
+  if net ~= '' then net = ua .. tag .. net end
+  return string.sub(body, p, stop - 1), net
+end
+
+-- Whether no sign-in in the history (a bounded walk: at most its cap) shows the device of
+-- sign-in `body`: neither its device id nor its UA family and IP network.
+local function new_device(history, body)
+  local id, net = signin_device(body)
+  for _, entry in ipairs(redis.call('LRANGE', history, 1, -1)) do
+    local kind = string.sub(entry, 1, 1)
+    if kind == H_LOGIN or kind == H_ADOPTED then
+      local p = 2
+      while string.byte(entry, p) >= 128 do p = p + 1 end
+      local seen_id, seen_net = signin_device(string.sub(entry, p + 1))
+      if seen_id == id or (net ~= '' and seen_net == net) then return false end
+    end
+  end
+  return true
+end

@@ -349,13 +349,13 @@ def test_the_create_script_sets_the_marker_or_answers_its_session(
 
     def create(session_id: str, ttl_ms: int) -> Any:
         session = keys.session(session_id)
-        args = (session_id, 60_000, 120_000, 10, "legacy", ttl_ms, "f", "v")
+        args = (session_id, 60_000, 120_000, 10, "legacy", "", "", ttl_ms, "f", "v")
         return redis_client.eval(SCRIPTS["create"].source, 3, keys.index, session, marker, *args)
 
     with pytest.raises(redis.ResponseError, match="bad create arguments"):
         create(first, 0)  # a marker needs a TTL: refused before any write
     assert redis_client.exists(marker, keys.session(first), keys.index) == 0
-    created_us, idle_ms, absolute_ms = create(first, 5_000)  # lua/create.lua's reply
+    created_us, idle_ms, absolute_ms, _ = create(first, 5_000)  # lua/create.lua's reply
     assert int(absolute_ms) >= int(idle_ms) > int(created_us) // 1000
     assert redis_client.get(marker) == first.encode()
     assert 0 < redis_client.pttl(marker) <= 5_000

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import msgspec
+
 from sessionstore import events
 from sessionstore._engine import adoption, codec, marker, validation
 from sessionstore._engine.call import Call, announced
@@ -265,7 +267,7 @@ class Engine(Sessions):
         checked = codec.check_claims(claims, RESERVED_CLAIMS, cfg.max_claims_bytes)
         amr, acr = codec.check_auth(methods, level)
         session_id = new_session_id()
-        inner = self.create(
+        inner = self.created(
             user_id,
             device=device,
             data=data,
@@ -304,10 +306,10 @@ class Engine(Sessions):
         expires = min(math.floor(now) + cfg.access_ttl, math.floor(now + absolute))
 
         def parse(reply: Any) -> tuple[Session, TokenPair]:
-            session = inner.parse(reply)
+            session, new_device = inner.parse(reply)
             if math.floor(session.absolute_expires_at) >= expires and session.auth_time == auth[0]:
-                return session, pair
-            return session, self._pair(
+                return session, msgspec.structs.replace(pair, new_device=new_device)
+            again = self._pair(
                 user_id,
                 session_id,
                 checked,
@@ -318,6 +320,7 @@ class Engine(Sessions):
                 (session.auth_time, amr, acr),
                 persistent=persistent,
             )
+            return session, msgspec.structs.replace(again, new_device=new_device)
 
         return Call(inner.script, inner.keys, inner.args, parse)
 
@@ -329,7 +332,7 @@ class Engine(Sessions):
         user_id, session_id = found.user_id, found.session_id
         keys = user_keys(self.config.namespace, user_id)
         grace_ms = self.config.refresh_grace * 1000
-        args = (session_id, found.generation, grace_ms, self._signing_kid())
+        args = (session_id, found.generation, grace_ms, self._signing_kid(), self.history_spec)
         feed = self.feed(user_id, "reuse")
 
         def parse(reply: list[Any]) -> TokenPair:
@@ -366,8 +369,8 @@ class Engine(Sessions):
                 persistent=session.persistent,
             )
 
-        key_pair = (keys.index, keys.session(session_id))
-        call = Call(SCRIPTS["refresh"], key_pair, args, parse, durable=True)
+        keyed = (keys.index, keys.session(session_id), *self.history_keys(user_id))
+        call = Call(SCRIPTS["refresh"], keyed, args, parse, durable=True)
         return fed(announced(call, _reused), feed)  # reuse revoked the session
 
     def _security_event(self, user_id: str, session_id: str, reason: str) -> str:
@@ -388,7 +391,7 @@ class Engine(Sessions):
         self._signing_kid()
         keys = user_keys(self.config.namespace, user_id)
         check_session_id(session_id)
-        args = (session_id, check_method(method), check_acr(level))
+        args = (session_id, check_method(method), check_acr(level), self.history_spec)
 
         def parse(reply: Any) -> str:
             if not isinstance(reply, list):
@@ -410,8 +413,8 @@ class Engine(Sessions):
             )
             return token
 
-        key_pair = (keys.index, keys.session(session_id))
-        return Call(SCRIPTS["step_up"], key_pair, args, parse)
+        keyed = (keys.index, keys.session(session_id), *self.history_keys(user_id))
+        return Call(SCRIPTS["step_up"], keyed, args, parse)
 
     def verify(self, access_token: object) -> AccessClaims:
         """Check an access token locally (no I/O): gate, signature, claims."""

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 from sessionstore import events
-from sessionstore._engine import codec
+from sessionstore._engine import codec, history
 from sessionstore._engine.call import Arg, Call, announced, confirmed
 from sessionstore._engine.fallback import RevocationMemory
 from sessionstore._engine.feed import Feed, Signer, fed
@@ -38,6 +38,7 @@ from sessionstore.models import (
     Config,
     Device,
     DeviceSessions,
+    HistoryEntry,
     Session,
 )
 from sessionstore.scripts import SCRIPTS
@@ -100,6 +101,15 @@ class Sessions:
         self.fresh: Callable[[], bool] = _fresh
         # Config.revocation_feed_sets: signs each revoked session's SET (the engine's keyring).
         self.signer: Signer | None = None
+        self.history_spec = history.spec(config)
+
+    def history_keys(self, user_id: str) -> tuple[str, ...]:
+        """The user's history key when the history is on (the scripts' last KEYS), else ()."""
+        return (user_keys(self.config.namespace, user_id).history,) if self.history_spec else ()
+
+    def history(self, user_id: str, limit: int = 100) -> Call[list[HistoryEntry]]:
+        """The newest ``limit`` entries of a user's history, newest first."""
+        return history.read(self.config, user_id, limit)
 
     def forked(self) -> None:
         """In a forked child: no near cache (it was fed by the parent's connections) and
@@ -168,6 +178,28 @@ class Sessions:
         data: Mapping[str, Any] | None = None,
         idle_ttl: int | None = None,
         absolute_ttl: int | None = None,
+    ) -> Call[Session]:
+        """Create a session without tokens (see ``created``)."""
+        feed = self.feed(user_id, "evicted")
+        inner = self.created(
+            user_id,
+            device=device,
+            data=data,
+            idle_ttl=idle_ttl,
+            absolute_ttl=absolute_ttl,
+            feed=feed,
+        )
+        parse = inner.parse
+        return fed(Call(inner.script, inner.keys, inner.args, lambda r: parse(r)[0]), feed)
+
+    def created(
+        self,
+        user_id: str,
+        *,
+        device: Device,
+        data: Mapping[str, Any] | None = None,
+        idle_ttl: int | None = None,
+        absolute_ttl: int | None = None,
         claims: Mapping[str, Any] | None = None,
         extra: Sequence[Arg] = (),
         session_id: str | None = None,
@@ -177,8 +209,9 @@ class Sessions:
         at_limit: str | None = None,
         feed: Feed | None = None,
         marker: tuple[str, int] | None = None,
-    ) -> Call[Session]:
-        """Create a session (``extra``: more field/value pairs, e.g. refresh state).
+    ) -> Call[tuple[Session, bool]]:
+        """Create a session (``extra``: more field/value pairs, e.g. refresh state), and
+        say whether its device is new to the user's history.
 
         ``session_id`` is a fresh one from ``new_session_id`` (default: drawn here);
         ``auth`` the sign-in's methods and level, checked (``codec.check_auth``);
@@ -209,30 +242,41 @@ class Sessions:
             chunks = codec.data_chunks(blob)
             fields += [*codec.chunk_fields(DATA, blob), DATA_CHUNKS, len(chunks)]
         session_id = new_session_id() if session_id is None else check_session_id(session_id)
-        keyed: tuple[str, ...] = (keys.index, keys.session(session_id))
+        keyed = (keys.index, keys.session(session_id), *self.history_keys(user_id))
         marked: tuple[Arg, ...] = ()
         if marker is not None:
             keyed, marked = (*keyed, marker[0]), (marker[1],)
+        body = history.signin_body(session_id, device) if self.history_spec else b""
         args: tuple[Arg, ...] = (
             session_id,
             idle * 1000,
             absolute * 1000,
             -cap if refuse else cap,
             device.id,
+            self.history_spec,
+            body,
             *marked,
             *fields,
         )
 
-        def parse(reply: list[Any]) -> Session:
+        def parse(reply: list[Any]) -> tuple[Session, bool]:
             if reply[0] == Reply.LIMIT:  # a created reply starts with a time in µs
                 live = tuple(x.decode() for x in reply[1:])
                 self.emit(events.LoginRefused(user_id=user_id, limit=cap, session_ids=live))
                 raise SessionLimitReached(user_id, cap, live)
-            created_us, idle_ms, absolute_ms, *evicted = reply  # lua/create.lua
+            created_us, idle_ms, absolute_ms, fresh, *evicted = reply  # lua/create.lua
             created, idle_deadline, absolute_deadline = map(int, (created_us, idle_ms, absolute_ms))
+            new_device = int(fresh) == 1
             self._forget(user_id, [x.decode() for x in evicted], "evicted", feed)
-            self.emit(events.Created(user_id=user_id, session_id=session_id, device_id=device.id))
-            return Session(
+            self.emit(
+                events.Created(
+                    user_id=user_id,
+                    session_id=session_id,
+                    device_id=device.id,
+                    new_device=new_device,
+                )
+            )
+            session = Session(
                 user_id=user_id,
                 session_id=session_id,
                 device=device,
@@ -247,6 +291,7 @@ class Sessions:
                 acr=auth[1],
                 persistent=persistent,
             )
+            return session, new_device
 
         call = Call(SCRIPTS["create"], keyed, args, parse)
         return fed(call, feed) if own else call
@@ -307,8 +352,9 @@ class Sessions:
             self._forget(user_id, [session_id], reason if reply else None, feed)
             return bool(reply)
 
-        key_pair = (keys.index, keys.session(session_id))
-        call = Call(SCRIPTS["revoke"], key_pair, (session_id,), parse, durable=True)
+        keyed = (keys.index, keys.session(session_id), *self.history_keys(user_id))
+        args = (session_id, self.history_spec, history.REASONS[reason])
+        call = Call(SCRIPTS["revoke"], keyed, args, parse, durable=True)
         return fed(announced(call), feed)
 
     def _revoke_many(
@@ -319,6 +365,7 @@ class Sessions:
         step: tuple[bytes, bytes] = (b"0", b""),
         done: int = 0,
         feed: Feed | None = None,
+        reason: events.RevokeReason | None = None,
     ) -> Call[int]:
         """One bounded step (``CHUNK`` index entries) of a revocation; the reply asks for
         the next step until the walk is done. ``step`` is (ZSCAN cursor, cutoff µs).
@@ -326,25 +373,26 @@ class Sessions:
         The walk's revoked sessions make one feed entry, appended when it is done.
         """
         keys = user_keys(self.config.namespace, user_id)
+        why: events.RevokeReason = mode if reason is None else reason
         first = feed is None
         if first:
-            feed = self.feed(user_id, mode)
+            feed = self.feed(user_id, why)
 
         def then(reply: list[bytes]) -> Call[int] | None:
             # Each step's deletions are remembered (and announced) as soon as they are made.
             cursor, cutoff, *deleted = reply  # lua/revoke_many.lua
-            self._forget(user_id, [x.decode() for x in deleted], mode, feed)
+            self._forget(user_id, [x.decode() for x in deleted], why, feed)
             total = done + len(deleted)
             if cursor != b"0":
-                return self._revoke_many(user_id, mode, arg, (cursor, cutoff), total, feed)
+                return self._revoke_many(user_id, mode, arg, (cursor, cutoff), total, feed, why)
             # The walk is done: one keyed read answered after every step's pushes (see
             # ``announced``); a walk that revoked nothing has nothing to announce.
             return confirmed(SCRIPTS["revoke_many"], keys.index, total) if total else None
 
-        args = (mode, arg, step[0], CHUNK, step[1])
+        args = (mode, arg, step[0], CHUNK, step[1], self.history_spec, history.REASONS[why])
         call = Call(
             SCRIPTS["revoke_many"],
-            (keys.index,),
+            (keys.index, *self.history_keys(user_id)),
             args,
             lambda reply: done + len(reply) - 2,
             durable=True,
@@ -356,9 +404,16 @@ class Sessions:
         """Delete every session of one device; the number deleted."""
         return self._revoke_many(user_id, "device", check_device_id(device_id))
 
-    def revoke_user(self, user_id: str, keep: str | None = None) -> Call[int]:
-        """Delete every session of a user but ``keep``; the number deleted."""
-        return self._revoke_many(user_id, "user", "" if keep is None else check_session_id(keep))
+    def revoke_user(
+        self, user_id: str, keep: str | None = None, reason: object = "user"
+    ) -> Call[int]:
+        """Delete every session of a user but ``keep``; the number deleted. ``reason``:
+        ``"user"`` (sign out everywhere) or ``"password"`` (after a password change)."""
+        if reason not in ("user", "password"):
+            raise InvalidInput(f"reason must be 'user' or 'password', got {reason!r}")
+        kept = "" if keep is None else check_session_id(keep)
+        why: events.RevokeReason = "password" if reason == "password" else "user"
+        return self._revoke_many(user_id, "user", kept, reason=why)
 
     def sessions(self, user_id: str) -> Call[list[Session]]:
         """A user's live sessions, newest first (at most ``MAX_SESSIONS_PER_USER``)."""
