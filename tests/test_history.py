@@ -247,12 +247,17 @@ async def test_bad_limits_are_refused_locally(
     with pytest.raises(InvalidInput, match="user_id"):
         await store.history("", limit=5)
     with pytest.raises(InvalidInput, match="reason"):
-        await store.revoke_user("user-1", reason="because")
+        await store.revoke_user("user-1", reason="because")  # type: ignore[arg-type]
     assert script_calls(redis_client) - before <= 1  # INFO itself only
 
 
 def test_history_config_fields_are_checked() -> None:
-    for bad in ({"history": 1}, {"history_max_entries": 0}, {"history_max_entries": 1001}):
+    cases: list[dict[str, Any]] = [
+        {"history": 1},
+        {"history_max_entries": 0},
+        {"history_max_entries": 1001},
+    ]
+    for bad in cases:
         with pytest.raises(InvalidInput, match=r"Config\.history"):
             Config(**bad)
     for bad_ttl in (0, 367 * 86400, 1.5):

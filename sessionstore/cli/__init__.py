@@ -238,9 +238,9 @@ def _history_rows(found: Sequence[HistoryEntry]) -> list[tuple[str, ...]]:
 def _session_action(args: argparse.Namespace, store: SessionStore) -> int:
     if args.action == "history":
         entries = store.history(args.user, limit=args.limit)
-        headers = ("when", "kind", "session", "device", "name", "ip", "client", "detail")
-        empty = f"no history for {args.user!r}"
-        _emit(args, entries, lambda: _table(headers, _history_rows(entries)) if entries else empty)
+        columns = ("when", "kind", "session", "device", "name", "ip", "client", "detail")
+        none = f"no history for {args.user!r}"
+        _emit(args, entries, lambda: _table(columns, _history_rows(entries)) if entries else none)
         return EXIT_OK
     if args.action == "list":
         found = store.sessions(args.user)
