@@ -152,21 +152,23 @@ local function slide(index, key, sid, live, now, now_us, first)
   live.e, live.s = e, now_us
 end
 
--- History: a LIST per user (<ns>:{<enc uid>}:HISTORY_PART), newest first. Element 1 is
--- the clock: HISTORY_CLOCK .. the newest entry's Unix seconds (4 bytes, big-endian); each
--- entry is its kind (1 char) .. its gap in seconds to the entry after it (older), a
--- base-128 varint .. its body (sessionstore/_engine/history.py reads them). No token,
--- refresh secret or key is ever written: session ids in full on sign-ins only, else their
--- first SESSION_REF chars.
+-- History: a LIST per user (<ns>:{<enc uid>}:HISTORY_PART), newest first. Each entry
+-- starts with one byte: its kind (bits 0-2) and, on the newest entry only, HISTORY_HEAD
+-- (bit 3), then that entry's Unix seconds (4 bytes, big-endian); on any other entry, bits
+-- 4-6 hold the low 3 bits of its gap in seconds to the entry before it (newer), and bit 7
+-- says a base-128 varint of the rest of the gap follows. Then the entry's body
+-- (sessionstore/_engine/history.py reads it all back). No token, refresh secret or key is
+-- ever written: session ids in full on sign-ins only, else their first SESSION_REF chars
+-- as the 3 bytes they encode (session_ref).
 local HISTORY_PART = 'h'
-local HISTORY_CLOCK = '@'
+local HISTORY_HEAD = 8
 local SESSION_REF = 4
-local H_LOGIN = 'L'             -- body: session id (16 bytes), device (see signin_device)
-local H_ADOPTED = 'A'           -- a legacy token's sign-in: as H_LOGIN
-local H_REFRESH = 'R'           -- body: session ref
-local H_STEP_UP = 'U'           -- body: session ref, level (1 digit), method
-local H_REVOKED = 'X'           -- body: session ref, why (1 char, see _engine/history.py)
-local H_REUSE = 'Z'             -- body: session ref
+local H_LOGIN = 0               -- body: session id (16 bytes), device (see signin_device)
+local H_ADOPTED = 1             -- a legacy token's sign-in: as H_LOGIN
+local H_REFRESH = 2             -- body: session ref
+local H_STEP_UP = 3             -- body: session ref, level (1 digit), method
+local H_REVOKED = 4             -- body: session ref, why (1 char, see _engine/history.py)
+local H_REUSE = 5               -- body: session ref
 local IP_V4 = '4'               -- a sign-in's IP: 4 bytes follow
 local IP_V6 = '6'               -- 16 bytes follow
 local IP_TEXT = 't'             -- not an address: a length byte and the text follow
@@ -185,38 +187,72 @@ local function history_spec(arg)
   return {cap = cap, ttl = ttl}
 end
 
-local function varint(n)
-  local out = ''
-  while n >= 128 do
-    out = out .. string.char(128 + n % 128)
-    n = math.floor(n / 128)
-  end
-  return out .. string.char(n)
+-- An entry of `kind` with `body`, in its newest form (at `now`, Unix seconds).
+local function history_entry(kind, body, now)
+  return string.char(kind + HISTORY_HEAD) .. struct.pack('>I4', now) .. body
 end
 
--- Append entries (each kind .. body) at the server's time, in order (the last one newest),
--- keep the newest spec.cap and expire the list spec.ttl ms after this append. A no-op
--- when the history is off (spec nil). Other scripts (rotate) call it the same way.
+-- An entry in its newest form at `now`, rewritten as an older one: `gap` seconds before
+-- the entry that is now newer than it.
+local function aged(entry, gap)
+  local kind = string.byte(entry, 1) % HISTORY_HEAD
+  local rest = math.floor(gap / 8)
+  local out = string.char(kind + (gap % 8) * 16 + (rest > 0 and 128 or 0))
+  while rest > 0 do
+    local more = math.floor(rest / 128)
+    out = out .. string.char(rest % 128 + (more > 0 and 128 or 0))
+    rest = more
+  end
+  return out .. string.sub(entry, 6)
+end
+
+-- Append entries {kind, body} at the server's time, in order (the last one newest), keep
+-- the newest spec.cap and expire the list spec.ttl ms after this append. A no-op when the
+-- history is off (spec nil). Any script that changes sessions calls it the same way.
 local function history_add(history, spec, entries)
   if not spec or #entries == 0 then return end
   local now = math.floor(now_ms() / 1000)
-  local clock = redis.call('LPOP', history)
-  local gap = 0
-  if clock and #clock == 5 and string.sub(clock, 1, 1) == HISTORY_CLOCK then
-    gap = math.max(0, now - struct.unpack('>I4', clock, 2))
+  local head = redis.call('LINDEX', history, 0)
+  if head and #head >= 5 and math.floor(string.byte(head, 1) / HISTORY_HEAD) % 2 == 1 then
+    local gap = math.max(0, now - struct.unpack('>I4', head, 2))
+    redis.call('LSET', history, 0, aged(head, gap))
   end
-  for _, entry in ipairs(entries) do
-    redis.call('LPUSH', history, string.sub(entry, 1, 1) .. varint(gap) .. string.sub(entry, 2))
-    gap = 0
+  for n, entry in ipairs(entries) do
+    local item = history_entry(entry[1], entry[2], now)
+    if n < #entries then item = aged(item, 0) end
+    redis.call('LPUSH', history, item)
   end
-  redis.call('LPUSH', history, HISTORY_CLOCK .. struct.pack('>I4', now))
-  redis.call('LTRIM', history, 0, spec.cap)
+  redis.call('LTRIM', history, 0, spec.cap - 1)
   redis.call('PEXPIRE', history, spec.ttl)
+end
+
+local base64url = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+
+-- How entries other than sign-ins name their session: the first SESSION_REF (4) chars of
+-- its id, as the 3 bytes they encode.
+local function session_ref(sid)
+  local n = 0
+  for i = 1, SESSION_REF do
+    n = n * 64 + string.find(base64url, string.sub(sid, i, i), 1, true) - 1
+  end
+  return string.char(math.floor(n / 65536), math.floor(n / 256) % 256, n % 256)
 end
 
 -- The entry recording a session revoked for `why` (a one-char reason).
 local function revoked_entry(sid, why)
-  return H_REVOKED .. string.sub(sid, 1, SESSION_REF) .. why
+  return {H_REVOKED, session_ref(sid) .. why}
+end
+
+-- Where an entry's body starts.
+local function body_start(entry)
+  local first = string.byte(entry, 1)
+  if math.floor(first / HISTORY_HEAD) % 2 == 1 then return 6 end
+  local p = 2
+  if first >= 128 then
+    while string.byte(entry, p) >= 128 do p = p + 1 end
+    p = p + 1
+  end
+  return p
 end
 
 -- What identifies a sign-in's device (its body, after the 16 bytes of its session id):
@@ -240,12 +276,10 @@ end
 -- sign-in `body`: neither its device id nor its UA family and IP network.
 local function new_device(history, body)
   local id, net = signin_device(body)
-  for _, entry in ipairs(redis.call('LRANGE', history, 1, -1)) do
-    local kind = string.sub(entry, 1, 1)
+  for _, entry in ipairs(redis.call('LRANGE', history, 0, -1)) do
+    local kind = string.byte(entry, 1) % HISTORY_HEAD
     if kind == H_LOGIN or kind == H_ADOPTED then
-      local p = 2
-      while string.byte(entry, p) >= 128 do p = p + 1 end
-      local seen_id, seen_net = signin_device(string.sub(entry, p + 1))
+      local seen_id, seen_net = signin_device(string.sub(entry, body_start(entry)))
       if seen_id == id or (net ~= '' and seen_net == net) then return false end
     end
   end

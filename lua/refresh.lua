@@ -25,7 +25,7 @@ end
 if presented == current then
   slide(index, key, sid, live, now, now_us)
   redis.call('HSET', key, GENERATION, current + 1, KEY_ID, kid, ROTATED_AT, now)
-  history_add(history, spec, {H_REFRESH .. string.sub(sid, 1, SESSION_REF)})
+  history_add(history, spec, {{H_REFRESH, session_ref(sid)}})
   local reply = {ROTATED, current + 1, kid}
   for _, v in ipairs(redis.call('HGETALL', key)) do reply[#reply + 1] = v end
   return reply
@@ -38,5 +38,5 @@ end
 forget(index, key, sid)
 bump_index_ttl(index)
 announce(index, {sid})
-history_add(history, spec, {H_REUSE .. string.sub(sid, 1, SESSION_REF), revoked_entry(sid, WHY_REUSE)})
+history_add(history, spec, {{H_REUSE, session_ref(sid)}, revoked_entry(sid, WHY_REUSE)})
 return {REUSED}

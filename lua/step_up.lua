@@ -30,5 +30,5 @@ while #methods > 8 do
 end
 redis.call('HSET', key, AUTH_TIME, math.floor(now / 1000), AMR, table.concat(methods, ' '),
   ACR, level)
-history_add(history, spec, {H_STEP_UP .. string.sub(sid, 1, SESSION_REF) .. level .. method})
+history_add(history, spec, {{H_STEP_UP, session_ref(sid) .. level .. method}})
 return redis.call('HGETALL', key)

@@ -155,13 +155,28 @@ async def test_the_history_is_capped_and_expires(
     for _ in range(4):
         pair = await store.refresh(pair.refresh_token)
     key = user_keys("ss", "user-1").history
-    assert redis_client.llen(key) == 4  # the clock, then the newest three entries
-    assert kinds(await store.history("user-1")) == ["refresh"] * 3
+    assert redis_client.llen(key) == 3  # the newest three entries
+    entries = await store.history("user-1")
+    assert kinds(entries) == ["refresh"] * 3
+    # The sign-in left the history: the live session still names the entries' session.
+    assert {e.session_id for e in entries} == {pair.session_id}
+    assert {e.session_ref for e in entries} == {pair.session_id[:4]}
     assert 0 < redis_client.pttl(key) <= 2000
     await asyncio.sleep(1.0)
     pair = await store.refresh(pair.refresh_token)
     assert redis_client.pttl(key) > 1200  # each append renews the TTL
     assert kinds(await store.history("user-1")) == ["refresh"] * 3
+    other = await store.login("user-2", device=LAPTOP)
+    for _ in range(3):
+        other = await store.refresh(other.refresh_token)
+    await store.logout(other.access_token)
+    gone = await store.history("user-2")
+    # Neither a sign-in in the history nor a live session knows the id any more.
+    assert [(e.kind, e.session_id, e.session_ref) for e in gone] == [
+        ("revoked", None, other.session_id[:4]),
+        ("refresh", None, other.session_id[:4]),
+        ("refresh", None, other.session_id[:4]),
+    ]
     deadline = time.monotonic() + 10
     while redis_client.exists(key) and time.monotonic() < deadline:
         await asyncio.sleep(0.1)

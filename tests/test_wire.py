@@ -67,6 +67,8 @@ def _python_constants() -> dict[str, str | int]:
         "REVOKED_CHANNEL_PART": REVOKED_CHANNEL_PART,
         "HISTORY_PART": HISTORY_PART,
         "SESSION_REF": schema.SESSION_REF,
+        "HISTORY_HEAD": schema.HISTORY_HEAD,
+        **{name: getattr(schema, name) for name in dir(schema) if name.startswith("H_")},
     }
     names = vars(schema).items()
     expected.update({k: v.decode() for k, v in names if k.isupper() and isinstance(v, bytes)})
@@ -134,12 +136,15 @@ def test_a_session_is_stored_as_it_always_was(redis_url: str, redis_client: redi
             f"{TAG}idx".encode(),
             key.encode(),
         ]
-        clock, signin = redis_client.lrange(f"{TAG}h", 0, -1)
-        assert clock[:1] == b"@" and len(clock) == 5  # the newest entry's Unix seconds
-        # A login: kind, gap 0, the session id's bytes, UA family code ("UA": other/other),
-        # IPv4 tag and bytes, device id, NUL, device name.
+        stored: list[bytes] = redis_client.lrange(f"{TAG}h", 0, -1)  # type: ignore[assignment]
+        [signin] = stored
+        # A login, newest: its kind (0) with the newest mark (8), its Unix seconds, the
+        # session id's bytes, UA family code ("UA": other/other), IPv4 tag and bytes,
+        # device id, NUL, device name.
+        assert signin[:1] == b"\x08"
+        assert abs(int.from_bytes(signin[1:5], "big") - time.time()) < 60
         raw_sid = b64u_decode_checked(sid.encode())
-        assert signin == b"L\x00" + raw_sid + b"e4\x0a\x00\x00\x07phone-1\x00Pixel"
+        assert signin[5:] == raw_sid + b"e4\x0a\x00\x00\x07phone-1\x00Pixel"
         everything = set(redis_client.scan_iter(match="*"))
         assert everything - set(session_keys(redis_client, history=True)) <= {
             b"ss:{!marker}",
@@ -152,6 +157,10 @@ def test_a_session_is_stored_as_it_always_was(redis_url: str, redis_client: redi
         assert fields[b"m0"] == b"\x94\xa5Pixel\xa2UA\xa810.0.0.7\x81\xa4role\xa5admin"
         assert redis_client.zrange(f"{TAG}idx", 0, -1) == [sid.encode()]
         store.refresh(pair.refresh_token)
+        refreshed, signin_then = redis_client.lrange(f"{TAG}h", 0, -1)
+        # The refresh is newest now; the login, older, holds its gap (0 s here) instead.
+        assert refreshed[:1] == b"\x0a" and refreshed[5:] == b64u_decode_checked(sid[:4].encode())
+        assert signin_then[1:] == signin[5:] and signin_then[:1] in (b"\x00", b"\x10")
         fields = redis_client.hgetall(key)  # type: ignore[assignment]
         assert list(fields) == [*fixed, b"t"]
         assert fields[b"g"] == b"2"

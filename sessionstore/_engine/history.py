@@ -2,18 +2,20 @@
 
 One LIST per user (``UserKeys.history``), newest first, written only by the scripts that
 change sessions (``history_add`` in ``lua/_prelude.lua``), in the same script as the change.
-Its first element is a clock (the newest entry's Unix seconds, 4 bytes); each entry is its
-kind (one char), its gap in seconds to the entry after it (a base-128 varint: one or two
-bytes for most gaps) and a body:
+An entry's first byte holds its kind; the newest entry then holds its Unix seconds (4
+bytes), any other its gap in seconds to the newer entry before it (3 bits of the first
+byte, then a base-128 varint of the rest when it is 8 s or more: one byte more for gaps
+under 17 minutes, two under 36 hours). Then a body:
 
 - a sign-in (``H_LOGIN``, ``H_ADOPTED``): the session id's 16 bytes, a UA family code (one
   char: browser and OS, ``useragent`` tables), the IP (a tag: ``0`` none, ``4``/``6`` then
   its 4/16 bytes, ``t`` then a length byte and the text), the device id, NUL, device name;
-- any other: the first ``SESSION_REF`` chars of the session id, then a step-up's level and
-  method, a revocation's reason (one char, ``REASONS``).
+- any other: the first ``SESSION_REF`` chars of the session id (as the 3 bytes they
+  encode), then a step-up's level and method, a revocation's reason (one char, ``REASONS``).
 
-No token, refresh secret or key is written. Compact by design: about 60 bytes per session
-at five entries each (``benchmarks/memory.py``); a Redis Stream per user cost about 1,800.
+No token, refresh secret or key is written. Compact by design (issue 18: at most 150 B per
+session at five entries each, ``benchmarks/memory.py``); a Redis Stream per user costs
+about 1,800 B per session there, a LIST of readable text entries about 280.
 """
 
 from __future__ import annotations
@@ -47,16 +49,17 @@ REASONS: dict[RevokeReason, str] = {
 }
 _REASON_NAMES = {code: name for name, code in REASONS.items()}
 _KINDS: dict[int, HistoryKind] = {
-    schema.H_LOGIN[0]: "login",
-    schema.H_ADOPTED[0]: "adopted",
-    schema.H_REFRESH[0]: "refresh",
-    schema.H_STEP_UP[0]: "step_up",
-    schema.H_REVOKED[0]: "revoked",
-    schema.H_REUSE[0]: "reuse",
+    schema.H_LOGIN: "login",
+    schema.H_ADOPTED: "adopted",
+    schema.H_REFRESH: "refresh",
+    schema.H_STEP_UP: "step_up",
+    schema.H_REVOKED: "revoked",
+    schema.H_REUSE: "reuse",
 }
 _BROWSERS = (*(name for name, _ in BROWSERS), "other")
 _SYSTEMS = (*(name for name, _ in SYSTEMS), "other")
 _UA_BASE = ord("0")
+_REF_BYTES = schema.SESSION_REF * 6 // 8  # the bytes the ref's base64url chars encode
 
 
 def spec(config: Config) -> str:
@@ -126,16 +129,22 @@ def _varint(raw: bytes, at: int) -> tuple[int, int]:
 
 def _entries(elements: list[bytes]) -> Iterator[tuple[HistoryKind, int, bytes]]:
     """(kind, Unix seconds, body) of each entry, newest first."""
-    if not elements or elements[0][:1] != schema.HISTORY_CLOCK or len(elements[0]) != 5:
-        return
-    (at,) = struct.unpack(">I", elements[0][1:])
-    for raw in elements[1:]:
-        kind = _KINDS.get(raw[0])
+    at = 0
+    for raw in elements:
+        first = raw[0]
+        kind = _KINDS.get(first % schema.HISTORY_HEAD)
         if kind is None:
             continue
-        gap, start = _varint(raw, 1)
-        yield kind, at, raw[start:]
+        if first & schema.HISTORY_HEAD:
+            (at,) = struct.unpack(">I", raw[1:5])
+            yield kind, at, raw[5:]
+            continue
+        gap, start = (first >> 4) & 7, 1
+        if first & 0x80:
+            rest, start = _varint(raw, 1)
+            gap |= rest << 3
         at -= gap
+        yield kind, at, raw[start:]
 
 
 def _signin(kind: HistoryKind, at: int, body: bytes) -> HistoryEntry:
@@ -177,12 +186,12 @@ def decode(elements: list[bytes], live: list[str]) -> list[HistoryEntry]:
         if kind in ("login", "adopted"):
             out.append(_signin(kind, at, body))
             continue
-        ref = body[: schema.SESSION_REF].decode()
+        ref = b64u_encode(body[:_REF_BYTES])
         extra: dict[str, Any] = {}
         if kind == "step_up":
-            extra = {"level": int(body[4:5]), "method": body[5:].decode()}
+            extra = {"level": int(body[3:4]), "method": body[4:].decode()}
         elif kind == "revoked":
-            extra = {"reason": _REASON_NAMES.get(body[4:5].decode(), "revoke")}
+            extra = {"reason": _REASON_NAMES.get(body[3:4].decode(), "revoke")}
         elif kind == "reuse":
             extra = {"reason": "reuse"}
         out.append(

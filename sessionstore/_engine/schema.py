@@ -23,7 +23,7 @@ __all__ = [
     "DEVICE",
     "FEED_AT",
     "GENERATION",
-    "HISTORY_CLOCK",
+    "HISTORY_HEAD",
     "H_ADOPTED",
     "H_LOGIN",
     "H_REFRESH",
@@ -89,15 +89,16 @@ BROWSER_SESSION = b"bs"
 # The revocation feed's one field the feed script writes itself (the rest: ``feed``).
 FEED_AT = b"at"  # the append's time, ms (server clock)
 
-# The history LIST (``_engine/history.py``): its clock element's mark, the entry kinds,
-# and how many chars of a session id the entries other than sign-ins keep.
-HISTORY_CLOCK = b"@"
-H_LOGIN = b"L"
-H_ADOPTED = b"A"
-H_REFRESH = b"R"
-H_STEP_UP = b"U"
-H_REVOKED = b"X"
-H_REUSE = b"Z"
+# The history LIST (``_engine/history.py``): an entry's first byte holds its kind (bits
+# 0-2) and HISTORY_HEAD on the newest entry; entries other than sign-ins keep SESSION_REF
+# chars of their session id.
+HISTORY_HEAD = 8
+H_LOGIN = 0
+H_ADOPTED = 1
+H_REFRESH = 2
+H_STEP_UP = 3
+H_REVOKED = 4
+H_REUSE = 5
 IP_V4 = b"4"  # a sign-in's IP: 4 bytes follow
 IP_V6 = b"6"  # 16 bytes follow
 IP_TEXT = b"t"  # not an address: a length byte and the text follow
