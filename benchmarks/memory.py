@@ -229,7 +229,8 @@ def measure(
     ``create()`` each, or with ``lifecycle`` the five actions of ``LIFECYCLE``; with the
     history (``Config.history``) off or on."""
     ctx.reset()
-    store = ctx.open_store(history=history)
+    # Setup only (nothing timed): a long socket timeout, as the pipelined batches are large.
+    store = ctx.open_store(history=history, socket_timeout=30.0)
     planned = owners(ctx, sessions)
     users = len({user_id for user_id, _ in planned})
     result = MemoryResult(sessions=len(planned), users=users, flushed=ctx.server.flushable)

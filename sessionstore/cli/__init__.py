@@ -83,7 +83,9 @@ def _parser() -> argparse.ArgumentParser:
         help="redis://, rediss://, unix://, redis(s)+cluster:// or redis(s)+sentinel:// URL",
     )
 
-    sessions = commands.add_parser("sessions", help="list or revoke a user's sessions")
+    sessions = commands.add_parser(
+        "sessions", help="list or revoke a user's sessions, or show their history"
+    )
     actions = sessions.add_subparsers(dest="action", required=True, metavar="ACTION")
     server = argparse.ArgumentParser(add_help=False)
     server.add_argument(
