@@ -15,6 +15,7 @@ import jwt
 import pytest
 import redis
 
+from legacy_support import legacy, legacy_token
 from observe import script_calls, session_keys
 from sessionstore import (
     Config,
@@ -27,7 +28,6 @@ from sessionstore import (
 )
 from sessionstore.keys import user_keys
 from support import StoreApi, StoreFactory
-from test_adoption import legacy, legacy_token
 
 CHROME = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "

@@ -20,7 +20,7 @@ from sessionstore._engine.call import Call, announced
 from sessionstore._engine.fallback import Breaker
 from sessionstore._engine.feed import Feed, fed
 from sessionstore._engine.schema import GENERATION, KEY_ID, Reply
-from sessionstore._engine.sessions import Sessions, checked_ttl
+from sessionstore._engine.sessions import Sessions, checked_ttl, picked
 from sessionstore._engine.validation import TouchRule, Verified
 from sessionstore._nearcache.cache import NearCache, TokenCache
 from sessionstore.errors import InvalidInput, InvalidToken, RefreshReuseDetected
@@ -236,12 +236,7 @@ class Engine(Sessions):
             at_limit=at_limit,
             feed=feed,
         )
-
-        def parse(reply: Any) -> TokenPair:
-            _, pair = inner.parse(reply)
-            return pair
-
-        return fed(Call(inner.script, inner.keys, inner.args, parse), feed)
+        return picked(inner, lambda made: made[1], feed)
 
     def signed_in(
         self,

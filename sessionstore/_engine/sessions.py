@@ -43,9 +43,10 @@ from sessionstore.models import (
 )
 from sessionstore.scripts import SCRIPTS
 
-__all__ = ["Sessions", "checked_ttl", "group"]
+__all__ = ["Sessions", "checked_ttl", "group", "picked"]
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 CHUNK = 100
 """Index entries one listing or revocation script looks at (about: ZSCAN's COUNT hint).
@@ -189,8 +190,7 @@ class Sessions:
             absolute_ttl=absolute_ttl,
             feed=feed,
         )
-        parse = inner.parse
-        return fed(Call(inner.script, inner.keys, inner.args, lambda r: parse(r)[0]), feed)
+        return picked(inner, lambda made: made[0], feed)
 
     def created(
         self,
@@ -449,6 +449,12 @@ class Sessions:
             )
 
         return step(b"0")
+
+
+def picked(call: Call[T], pick: Callable[[T], U], feed: Feed | None) -> Call[U]:
+    """``call`` (a create) answering ``pick`` of its result, then ``feed``'s entry."""
+    parse = call.parse
+    return fed(Call(call.script, call.keys, call.args, lambda reply: pick(parse(reply))), feed)
 
 
 def group(sessions: list[Session]) -> list[DeviceSessions]:
