@@ -9,7 +9,7 @@
 local index, key, sid = KEYS[1], KEYS[2], ARGV[1]
 local presented, grace, kid = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local history, spec = KEYS[3], history_spec(ARGV[5])
-if not presented or not grace or grace < 0 or kid == '' then
+if not presented or not grace or grace < 0 or kid == '' or (spec and not history) then
   return redis.error_reply('ERR sessionstore: bad refresh arguments')
 end
 local now, now_us = clock()

@@ -5,6 +5,9 @@
 -- Reply: 1 when a live session was deleted, else 0.
 local index, key, sid = KEYS[1], KEYS[2], ARGV[1]
 local history, spec, why = KEYS[3], history_spec(ARGV[2]), ARGV[3]
+if spec and (not history or not why or #why ~= 1) then
+  return redis.error_reply('ERR sessionstore: bad revoke arguments')
+end
 local existed = redis.call('DEL', key)
 redis.call('ZREM', index, sid)
 bump_index_ttl(index)

@@ -15,7 +15,8 @@ local cutoff = now_us
 if ARGV[5] ~= '' then
   cutoff = tonumber(ARGV[5])
 end
-if (mode ~= 'device' and mode ~= 'user') or not cursor or not cutoff then
+if (mode ~= 'device' and mode ~= 'user') or not cursor or not cutoff
+    or (spec and (not history or not why or #why ~= 1)) then
   return redis.error_reply('ERR sessionstore: bad revoke arguments')
 end
 local next_cursor, live = scan_live(index, session_prefix(index), cursor, count, now)

@@ -10,7 +10,7 @@ local index, key, sid, method = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
 local level = tonumber(ARGV[3])
 local history, spec = KEYS[3], history_spec(ARGV[4])
 if #method > 32 or not string.match(method, '^[a-z0-9][a-z0-9_.-]*$') or not level
-    or level < 1 or level > 9 or level % 1 ~= 0 then
+    or level < 1 or level > 9 or level % 1 ~= 0 or (spec and not history) then
   return redis.error_reply('ERR sessionstore: bad step_up arguments')
 end
 local now = now_ms()

@@ -301,3 +301,29 @@ def test_the_cli_shows_a_history(
     [entry] = json.loads(capsys.readouterr().out)
     assert (entry["kind"], entry["session_id"]) == ("refresh", pair.session_id)
     assert main(["sessions", "history", "user-1", "--limit", "0", "--redis-url", redis_url]) != 0
+
+
+def test_the_scripts_refuse_a_history_without_its_key(redis_client: redis.Redis) -> None:
+    from sessionstore.scripts import SCRIPTS
+
+    keys = user_keys("ss", "wire-user")
+    sid = "A" * 22
+
+    def run(name: str, keyed: tuple[str, ...], *args: Any) -> Any:
+        return redis_client.eval(SCRIPTS[name].source, len(keyed), *keyed, *args)
+
+    pair = (keys.index, keys.session(sid))
+    for name, args in (
+        ("revoke", (sid, "100 60000", "r")),  # no history key in KEYS
+        ("refresh", (sid, 1, 0, "kid", "100 60000")),
+        ("step_up", (sid, "otp", 2, "100 60000")),
+        ("create", (sid, 60_000, 120_000, 10, "d", "100 60000", "x" * 30, "m0", "v")),
+        ("create", (sid, 60_000, 120_000, 10, "d", "oops", "", "m0", "v")),
+    ):
+        with pytest.raises(redis.ResponseError, match=r"bad .*arguments"):
+            run(name, pair, *args)
+    with pytest.raises(redis.ResponseError, match="bad revoke arguments"):
+        run("revoke", (*pair, keys.history), sid, "100 60000", "")  # no reason
+    with pytest.raises(redis.ResponseError, match="bad revoke arguments"):
+        run("revoke_many", (keys.index,), "user", "", "0", 10, "", "100 60000", "u")
+    assert redis_client.exists(keys.index, keys.session(sid), keys.history) == 0
