@@ -20,7 +20,7 @@ from sessionstore._engine.call import Call, announced
 from sessionstore._engine.fallback import Breaker
 from sessionstore._engine.feed import Feed, fed
 from sessionstore._engine.schema import GENERATION, KEY_ID, Reply
-from sessionstore._engine.sessions import Sessions, checked_ttl, picked
+from sessionstore._engine.sessions import Sessions, checked_ttl, is_new_device
 from sessionstore._engine.validation import TouchRule, Verified
 from sessionstore._nearcache.cache import NearCache, TokenCache
 from sessionstore.errors import InvalidInput, InvalidToken, RefreshReuseDetected
@@ -236,7 +236,12 @@ class Engine(Sessions):
             at_limit=at_limit,
             feed=feed,
         )
-        return picked(inner, lambda made: made[1], feed)
+
+        def parse(reply: Any) -> TokenPair:
+            _, pair = inner.parse(reply)
+            return pair
+
+        return fed(Call(inner.script, inner.keys, inner.args, parse), feed)
 
     def signed_in(
         self,
@@ -262,7 +267,7 @@ class Engine(Sessions):
         checked = codec.check_claims(claims, RESERVED_CLAIMS, cfg.max_claims_bytes)
         amr, acr = codec.check_auth(methods, level)
         session_id = new_session_id()
-        inner = self.created(
+        inner = self.create(
             user_id,
             device=device,
             data=data,
@@ -301,7 +306,8 @@ class Engine(Sessions):
         expires = min(math.floor(now) + cfg.access_ttl, math.floor(now + absolute))
 
         def parse(reply: Any) -> tuple[Session, TokenPair]:
-            session, new_device = inner.parse(reply)
+            session = inner.parse(reply)
+            new_device = is_new_device(reply)
             if math.floor(session.absolute_expires_at) >= expires and session.auth_time == auth[0]:
                 return session, msgspec.structs.replace(pair, new_device=new_device)
             again = self._pair(

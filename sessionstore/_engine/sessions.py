@@ -43,10 +43,9 @@ from sessionstore.models import (
 )
 from sessionstore.scripts import SCRIPTS
 
-__all__ = ["Sessions", "checked_ttl", "group", "picked"]
+__all__ = ["Sessions", "checked_ttl", "group", "is_new_device"]
 
 T = TypeVar("T")
-U = TypeVar("U")
 
 CHUNK = 100
 """Index entries one listing or revocation script looks at (about: ZSCAN's COUNT hint).
@@ -179,27 +178,6 @@ class Sessions:
         data: Mapping[str, Any] | None = None,
         idle_ttl: int | None = None,
         absolute_ttl: int | None = None,
-    ) -> Call[Session]:
-        """Create a session without tokens (see ``created``)."""
-        feed = self.feed(user_id, "evicted")
-        inner = self.created(
-            user_id,
-            device=device,
-            data=data,
-            idle_ttl=idle_ttl,
-            absolute_ttl=absolute_ttl,
-            feed=feed,
-        )
-        return picked(inner, lambda made: made[0], feed)
-
-    def created(
-        self,
-        user_id: str,
-        *,
-        device: Device,
-        data: Mapping[str, Any] | None = None,
-        idle_ttl: int | None = None,
-        absolute_ttl: int | None = None,
         claims: Mapping[str, Any] | None = None,
         extra: Sequence[Arg] = (),
         session_id: str | None = None,
@@ -209,9 +187,8 @@ class Sessions:
         at_limit: str | None = None,
         feed: Feed | None = None,
         marker: tuple[str, int] | None = None,
-    ) -> Call[tuple[Session, bool]]:
-        """Create a session (``extra``: more field/value pairs, e.g. refresh state), and
-        say whether its device is new to the user's history.
+    ) -> Call[Session]:
+        """Create a session (``extra``: more field/value pairs, e.g. refresh state).
 
         ``session_id`` is a fresh one from ``new_session_id`` (default: drawn here);
         ``auth`` the sign-in's methods and level, checked (``codec.check_auth``);
@@ -259,14 +236,14 @@ class Sessions:
             *fields,
         )
 
-        def parse(reply: list[Any]) -> tuple[Session, bool]:
+        def parse(reply: list[Any]) -> Session:
             if reply[0] == Reply.LIMIT:  # a created reply starts with a time in µs
                 live = tuple(x.decode() for x in reply[1:])
                 self.emit(events.LoginRefused(user_id=user_id, limit=cap, session_ids=live))
                 raise SessionLimitReached(user_id, cap, live)
-            created_us, idle_ms, absolute_ms, fresh, *evicted = reply  # lua/create.lua
+            created_us, idle_ms, absolute_ms, _, *evicted = reply  # lua/create.lua
             created, idle_deadline, absolute_deadline = map(int, (created_us, idle_ms, absolute_ms))
-            new_device = int(fresh) == 1
+            new_device = is_new_device(reply)
             self._forget(user_id, [x.decode() for x in evicted], "evicted", feed)
             self.emit(
                 events.Created(
@@ -276,7 +253,7 @@ class Sessions:
                     new_device=new_device,
                 )
             )
-            session = Session(
+            return Session(
                 user_id=user_id,
                 session_id=session_id,
                 device=device,
@@ -291,7 +268,6 @@ class Sessions:
                 acr=auth[1],
                 persistent=persistent,
             )
-            return session, new_device
 
         call = Call(SCRIPTS["create"], keyed, args, parse)
         return fed(call, feed) if own else call
@@ -451,10 +427,11 @@ class Sessions:
         return step(b"0")
 
 
-def picked(call: Call[T], pick: Callable[[T], U], feed: Feed | None) -> Call[U]:
-    """``call`` (a create) answering ``pick`` of its result, then ``feed``'s entry."""
-    parse = call.parse
-    return fed(Call(call.script, call.keys, call.args, lambda reply: pick(parse(reply))), feed)
+def is_new_device(reply: list[Any]) -> bool:
+    """Whether a create script's reply for a made session (lua/create.lua) says no sign-in
+    in the user's history showed its device."""
+    _, _, _, fresh, *_ = reply
+    return int(fresh) == 1
 
 
 def group(sessions: list[Session]) -> list[DeviceSessions]:
