@@ -50,6 +50,7 @@ from benchmarks.report import (
     footprint_lines,
     format_table,
     format_targets,
+    history_lines,
     live_lines,
     memory_lines,
     propagation_lines,
@@ -136,6 +137,7 @@ class Outcome:
         self.targets: dict[str, list[Target]] = {}
         self.context: list[Ratio] = []
         self.memory: memory.MemoryResult | None = None
+        self.history: memory.HistoryMemory | None = None
         self.propagation: propagation.PropagationResult | None = None
         self.spinning: propagation.PropagationResult | None = None
         self.live: live.LiveResult | None = None
@@ -164,8 +166,11 @@ def run_groups(ctx: Context, groups: Sequence[str], settings: Settings, quick: b
     out = Outcome()
     if "memory" in groups:
         progress("memory: creating sessions")
-        out.memory = memory.measure(ctx, sessions=10_000 if quick else 100_000)
-        out.targets["memory"] = [out.memory.bound()]
+        count = 10_000 if quick else 100_000
+        out.memory = memory.measure(ctx, sessions=count)
+        progress("memory: sessions with a history")
+        out.history = memory.measure_history(ctx, sessions=count)
+        out.targets["memory"] = [out.memory.bound(), out.history.bound()]
     if "core" in groups:
         ctx.reset()
         cases = store_ops.core_cases(ctx, revoke_per_round=1 if quick else 2)
@@ -253,6 +258,8 @@ def _lines(out: Outcome) -> list[Line]:
     lines = [line for group in TABLE_ORDER for line in row_lines(out.rows.get(group, []), ratios)]
     if out.memory is not None:
         lines += memory_lines(out.memory)
+    if out.history is not None:
+        lines += history_lines(out.history)
     if out.propagation is not None:
         lines += propagation_lines(out.propagation)
     if out.spinning is not None:
@@ -316,6 +323,7 @@ def run(args: argparse.Namespace) -> int:
         },
         rows=[row for group in GROUPS for row in out.rows.get(group, [])],
         memory=out.memory,
+        history=out.history,
         propagation=out.propagation,
         spinning=out.spinning,
         live=out.live,

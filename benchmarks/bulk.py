@@ -18,7 +18,7 @@ from sessionstore import SessionStore, TokenPair
 from sessionstore._engine.call import Call
 from sessionstore._redis import runner
 
-__all__ = ["BATCH", "create_many", "login_many"]
+__all__ = ["BATCH", "create_many", "lifecycle_many", "login_many"]
 
 BATCH = 1000
 T = TypeVar("T")
@@ -55,3 +55,16 @@ def create_many(store: SessionStore, owners: Sequence[Owner]) -> int:
     """``store.create(user, device=device(n), data=DATA)`` for every owner; how many."""
     core = store._engine
     return len(_execute(store, [core.create(u, device=device(n), data=DATA) for u, n in owners]))
+
+
+def lifecycle_many(store: SessionStore, owners: Sequence[Owner]) -> int:
+    """For every owner: ``login``, three ``refresh``es, one ``step_up`` (method "otp",
+    level 2), each step pipelined over all owners; how many sessions."""
+    core = store._engine
+    pairs = login_many(store, owners)
+    for _ in range(3):
+        pairs = _execute(store, [core.refresh(pair.refresh_token) for pair in pairs])
+    steps = [
+        core.step_up(u, p.session_id, "otp", 2) for (u, _), p in zip(owners, pairs, strict=True)
+    ]
+    return len(_execute(store, steps))

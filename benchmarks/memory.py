@@ -14,6 +14,14 @@ sessions, which also counts the keyspace's own tables (main dict, expires dict).
 buffers (``mem_clients_normal``: the BCAST invalidation pushes of the near cache) are left to
 drain before each reading and are reported; both figures are divided by the session count.
 The server runs with its default settings (``hash-max-listpack-value`` 64 and so on).
+
+The plain figure is measured with ``Config(history=False)`` (comparable with the figures
+before the history existed). ``measure_history`` adds the history's cost: the same users
+signing in (``login``), refreshing three times and stepping up once (five history
+entries per session, ``LIFECYCLE``), measured with the history off and on; the difference
+per session is what the history costs (target: at most 150 B). The five actions of a
+session run within seconds, so their gaps take one byte each; gaps of minutes to hours
+take two (a few bytes more per session).
 """
 
 from __future__ import annotations
@@ -33,12 +41,25 @@ from benchmarks.context import DEVICES, Context
 from benchmarks.harness import Bound
 from benchmarks.server import BenchError
 
-__all__ = ["SPREAD", "MemoryResult", "measure", "owners"]
+__all__ = [
+    "HISTORY_TARGET",
+    "LIFECYCLE",
+    "SPREAD",
+    "HistoryMemory",
+    "MemoryResult",
+    "measure",
+    "measure_history",
+    "owners",
+]
 
 _BATCH = 1000
 SPREAD = (1,) * 9 + (2,) * 5 + (3,) * 3 + (5,) * 2 + (10,)
 """Sessions of 20 consecutive users (48 sessions): the pattern repeats until the total."""
 _SETTLE_SECONDS = 10.0
+LIFECYCLE = "login, 3 refreshes, 1 step-up"
+"""What each session does in ``measure_history``: five history entries."""
+HISTORY_TARGET = 150.0
+"""Bytes per session the history may cost at five entries per session (issue 18)."""
 
 
 @dataclass
@@ -51,6 +72,7 @@ class MemoryResult:
     hash_bytes: int = 0
     index_bytes: int = 0
     other_bytes: int = 0
+    history_bytes: int = 0
     key_counts: dict[str, int] = field(default_factory=dict)
     used_memory_before: int = 0
     used_memory_after: int = 0
@@ -62,7 +84,8 @@ class MemoryResult:
     @property
     def usage_per_session(self) -> float:
         """(a): sum of MEMORY USAGE over the namespace, per session."""
-        return (self.hash_bytes + self.index_bytes + self.other_bytes) / self.sessions
+        total = self.hash_bytes + self.index_bytes + self.other_bytes + self.history_bytes
+        return total / self.sessions
 
     @property
     def delta_per_session(self) -> float:
@@ -100,6 +123,7 @@ class MemoryResult:
                 "hash_bytes": self.hash_bytes,
                 "index_bytes": self.index_bytes,
                 "other_bytes": self.other_bytes,
+                "history_bytes": self.history_bytes,
                 "key_counts": self.key_counts,
                 "per_session": round(self.usage_per_session, 1),
                 "hash_per_session": round(self.hash_bytes / self.sessions, 1),
@@ -156,6 +180,8 @@ def _batches(client: redis.Redis, pattern: str) -> Iterator[list[bytes]]:
 def _kind(key: bytes) -> str:
     if key.endswith(b":idx"):
         return "index"
+    if key.endswith(b"}:h"):
+        return "history"
     return "hash" if b":s:" in key else "other"
 
 
@@ -178,7 +204,7 @@ def _scan(ctx: Context, result: MemoryResult) -> None:
                 name = encoding.decode() if isinstance(encoding, bytes) else str(encoding)
                 encodings[kind][name] += 1
     result.hash_bytes, result.index_bytes = sizes["hash"], sizes["index"]
-    result.other_bytes = sizes["other"]
+    result.other_bytes, result.history_bytes = sizes["other"], sizes["history"]
     result.key_counts = dict(counts)
     result.hash_encodings = dict(encodings["hash"])
     result.index_encodings = dict(encodings["index"])
@@ -196,18 +222,67 @@ def owners(ctx: Context, sessions: int) -> list[tuple[str, int]]:
     raise BenchError("unreachable: itertools.cycle never ends")
 
 
-def measure(ctx: Context, sessions: int = 100_000) -> MemoryResult:
-    """Create ``sessions`` sessions on an empty namespace and measure them both ways."""
+def measure(
+    ctx: Context, sessions: int = 100_000, *, history: bool = False, lifecycle: bool = False
+) -> MemoryResult:
+    """Create ``sessions`` sessions on an empty namespace and measure them both ways:
+    ``create()`` each, or with ``lifecycle`` the five actions of ``LIFECYCLE``; with the
+    history (``Config.history``) off or on."""
     ctx.reset()
+    # Setup only (nothing timed): a long socket timeout, as the pipelined batches are large.
+    store = ctx.open_store(history=history, socket_timeout=30.0)
     planned = owners(ctx, sessions)
     users = len({user_id for user_id, _ in planned})
     result = MemoryResult(sessions=len(planned), users=users, flushed=ctx.server.flushable)
     # Open the store's connection first, so its buffers are in both used_memory readings.
-    ctx.store.sessions(ctx.new_user("memory-warmup"))
+    store.sessions(ctx.new_user("memory-warmup"))
     result.used_memory_before, result.clients_before = _used_memory(ctx.admin)
-    # The same script calls as store.create(), pipelined (see benchmarks.bulk).
-    if bulk.create_many(ctx.store, planned) != len(planned):
-        raise BenchError("bulk create made fewer sessions than planned")
+    # The same script calls as the store's methods, pipelined (see benchmarks.bulk).
+    made = bulk.lifecycle_many(store, planned) if lifecycle else bulk.create_many(store, planned)
+    if made != len(planned):
+        raise BenchError("bulk setup made fewer sessions than planned")
     result.used_memory_after, result.clients_after = _used_memory(ctx.admin)
     _scan(ctx, result)
     return result
+
+
+@dataclass
+class HistoryMemory:
+    """The same sessions (``LIFECYCLE``) measured with the history off and on."""
+
+    without: MemoryResult
+    with_history: MemoryResult
+
+    @property
+    def extra_per_session(self) -> float:
+        """What the history costs per session: the larger difference of both measures."""
+        usage = self.with_history.usage_per_session - self.without.usage_per_session
+        delta = self.with_history.delta_per_session - self.without.delta_per_session
+        return max(usage, delta)
+
+    def bound(self) -> Bound:
+        """The target: the history costs at most ``HISTORY_TARGET`` B per session."""
+        return Bound(
+            f"history <= {HISTORY_TARGET:g} B/session at 5 entries/session"
+            f" ({self.with_history.sessions:,} sessions)",
+            self.extra_per_session,
+            HISTORY_TARGET,
+            "B/session",
+            f"{LIFECYCLE}: history on {self.with_history.delta_per_session:.0f},"
+            f" off {self.without.delta_per_session:.0f} (used_memory)",
+        )
+
+    def to_json(self) -> dict[str, object]:
+        """Both measurements and the difference."""
+        return {
+            "lifecycle": LIFECYCLE,
+            "extra_per_session": round(self.extra_per_session, 1),
+            "history_off": self.without.to_json(),
+            "history_on": self.with_history.to_json(),
+        }
+
+
+def measure_history(ctx: Context, sessions: int = 100_000) -> HistoryMemory:
+    """``LIFECYCLE`` for ``sessions`` sessions, with the history off, then on."""
+    without = measure(ctx, sessions, lifecycle=True)
+    return HistoryMemory(without, measure(ctx, sessions, history=True, lifecycle=True))

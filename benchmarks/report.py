@@ -11,7 +11,7 @@ from benchmarks.cap import CapResult
 from benchmarks.footprint import FootprintResult
 from benchmarks.harness import Bound, Ratio, RowResult
 from benchmarks.live import LiveResult
-from benchmarks.memory import MemoryResult
+from benchmarks.memory import LIFECYCLE, HistoryMemory, MemoryResult
 from benchmarks.propagation import PropagationResult
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "footprint_lines",
     "format_table",
     "format_targets",
+    "history_lines",
     "memory_lines",
     "propagation_lines",
     "row_lines",
@@ -87,6 +88,18 @@ def memory_lines(memory: MemoryResult) -> list[Line]:
         Line("memory per session (MEMORY USAGE)", None, None, None, usage),
         Line("memory per session (used_memory)", None, None, None, delta),
     ]
+
+
+def history_lines(result: HistoryMemory) -> list[Line]:
+    """One line: what the history costs per session, beside the same sessions without it."""
+    on, off = result.with_history, result.without
+    note = (
+        f"+{result.extra_per_session:.0f} B/session (target <= 150) for {LIFECYCLE}:"
+        f" used_memory {on.delta_per_session:.0f} on vs {off.delta_per_session:.0f} off,"
+        f" MEMORY USAGE {on.usage_per_session:.0f} vs {off.usage_per_session:.0f}"
+        f" (history keys {on.history_bytes / on.sessions:.0f}; {on.sessions:,} sessions)"
+    )
+    return [Line("memory: history cost per session", None, None, None, note)]
 
 
 def propagation_lines(result: PropagationResult) -> list[Line]:
@@ -259,6 +272,7 @@ def write_json(
     rows: Sequence[RowResult],
     memory: MemoryResult | None,
     propagation: PropagationResult | None,
+    history: HistoryMemory | None = None,
     cap: CapResult | None = None,
     footprint: FootprintResult | None = None,
     targets: Sequence[Target],
@@ -289,6 +303,7 @@ def write_json(
         "settings": dict(settings),
         "rows": [row.to_json() for row in rows] + memory_rows,
         "memory": None if memory is None else memory.to_json(),
+        "memory_history": None if history is None else history.to_json(),
         "propagation": None if propagation is None else propagation.to_json(),
         "propagation_spinning": None if spinning is None else spinning.to_json(),
         "live": None if live is None else live.to_json(),

@@ -207,3 +207,137 @@ local function set_claims(key, claims, size)
   end
   return true
 end
+
+-- History: a LIST per user (<ns>:{<enc uid>}:HISTORY_PART), newest first. Each entry
+-- starts with one byte: its kind (bits 0-2) and, on the newest entry only, HISTORY_HEAD
+-- (bit 3), then that entry's Unix seconds (4 bytes, big-endian); on any other entry, bits
+-- 4-6 hold the low 3 bits of its gap in seconds to the entry before it (newer), and bit 7
+-- says a base-128 varint of the rest of the gap follows. Then the entry's body
+-- (sessionstore/_engine/history.py reads it all back). No token, refresh secret or key is
+-- ever written: session ids in full on sign-ins only, else their first SESSION_REF chars
+-- as the 3 bytes they encode (session_ref).
+local HISTORY_PART = 'h'
+local HISTORY_HEAD = 8
+local SESSION_REF = 4
+local H_LOGIN = 0               -- body: session id (16 bytes), device (see signin_device)
+local H_ADOPTED = 1             -- a legacy token's sign-in: as H_LOGIN
+local H_REFRESH = 2             -- body: session ref
+local H_STEP_UP = 3             -- body: session ref, level (1 digit), method
+local H_REVOKED = 4             -- body: session ref, why (1 char, see _engine/history.py)
+local H_REUSE = 5               -- body: session ref
+local IP_V4 = '4'               -- a sign-in's IP: 4 bytes follow
+local IP_V6 = '6'               -- 16 bytes follow
+local IP_TEXT = 't'             -- not an address: a length byte and the text follow
+local WHY_EVICTED = 'e'         -- the reasons the scripts write themselves (the others:
+local WHY_REUSE = 'z'           -- from ARGV, _engine/history.py REASONS)
+
+-- The history's settings from an ARGV: '' (off: nil) or '<cap> <ttl ms>'; read before a
+-- script's first write (a malformed one fails the script).
+local function history_spec(arg)
+  if arg == nil or arg == '' then return nil end
+  local cap, ttl = string.match(arg, '^(%d+) (%d+)$')
+  cap, ttl = tonumber(cap), tonumber(ttl)
+  if not cap or not ttl or cap < 1 or ttl < 1 then
+    error(redis.error_reply('ERR sessionstore: bad history arguments'))
+  end
+  return {cap = cap, ttl = ttl}
+end
+
+-- An entry of `kind` with `body`, in its newest form (at `now`, Unix seconds).
+local function history_entry(kind, body, now)
+  return string.char(kind + HISTORY_HEAD) .. struct.pack('>I4', now) .. body
+end
+
+-- An entry in its newest form at `now`, rewritten as an older one: `gap` seconds before
+-- the entry that is now newer than it.
+local function aged(entry, gap)
+  local kind = string.byte(entry, 1) % HISTORY_HEAD
+  local rest = math.floor(gap / 8)
+  local out = string.char(kind + (gap % 8) * 16 + (rest > 0 and 128 or 0))
+  while rest > 0 do
+    local more = math.floor(rest / 128)
+    out = out .. string.char(rest % 128 + (more > 0 and 128 or 0))
+    rest = more
+  end
+  return out .. string.sub(entry, 6)
+end
+
+-- Append entries {kind, body} at the server's time, in order (the last one newest), keep
+-- the newest spec.cap and expire the list spec.ttl ms after this append. A no-op when the
+-- history is off (spec nil). Any script that changes sessions calls it the same way.
+local function history_add(history, spec, entries)
+  if not spec or #entries == 0 then return end
+  local now = math.floor(now_ms() / 1000)
+  local head = redis.call('LINDEX', history, 0)
+  if head and #head >= 5 and math.floor(string.byte(head, 1) / HISTORY_HEAD) % 2 == 1 then
+    local gap = math.max(0, now - struct.unpack('>I4', head, 2))
+    redis.call('LSET', history, 0, aged(head, gap))
+  end
+  for n, entry in ipairs(entries) do
+    local item = history_entry(entry[1], entry[2], now)
+    if n < #entries then item = aged(item, 0) end
+    redis.call('LPUSH', history, item)
+  end
+  redis.call('LTRIM', history, 0, spec.cap - 1)
+  redis.call('PEXPIRE', history, spec.ttl)
+end
+
+local base64url = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+
+-- How entries other than sign-ins name their session: the first SESSION_REF (4) chars of
+-- its id, as the 3 bytes they encode.
+local function session_ref(sid)
+  local n = 0
+  for i = 1, SESSION_REF do
+    n = n * 64 + string.find(base64url, string.sub(sid, i, i), 1, true) - 1
+  end
+  return string.char(math.floor(n / 65536), math.floor(n / 256) % 256, n % 256)
+end
+
+-- The entry recording a session revoked for `why` (a one-char reason).
+local function revoked_entry(sid, why)
+  return {H_REVOKED, session_ref(sid) .. why}
+end
+
+-- Where an entry's body starts.
+local function body_start(entry)
+  local first = string.byte(entry, 1)
+  if math.floor(first / HISTORY_HEAD) % 2 == 1 then return 6 end
+  local p = 2
+  if first >= 128 then
+    while string.byte(entry, p) >= 128 do p = p + 1 end
+    p = p + 1
+  end
+  return p
+end
+
+-- What identifies a sign-in's device (its body, after the 16 bytes of its session id):
+-- the device id, and its UA family code with its IP's network ('' without an IP).
+local function signin_device(body)
+  local ua, tag, p, net = string.sub(body, 17, 17), string.sub(body, 18, 18), 19, ''
+  if tag == IP_V4 then
+    net, p = string.sub(body, 19, 21), 23      -- an IPv4 /24
+  elseif tag == IP_V6 then
+    net, p = string.sub(body, 19, 24), 35      -- an IPv6 /48
+  elseif tag == IP_TEXT then
+    local n = string.byte(body, 19)
+    net, p = string.sub(body, 20, 19 + n), 20 + n
+  end
+  local stop = string.find(body, '\0', p, true) or (#body + 1)
+  if net ~= '' then net = ua .. tag .. net end
+  return string.sub(body, p, stop - 1), net
+end
+
+-- Whether no sign-in in the history (a bounded walk: at most its cap) shows the device of
+-- sign-in `body`: neither its device id nor its UA family and IP network.
+local function new_device(history, body)
+  local id, net = signin_device(body)
+  for _, entry in ipairs(redis.call('LRANGE', history, 0, -1)) do
+    local kind = string.byte(entry, 1) % HISTORY_HEAD
+    if kind == H_LOGIN or kind == H_ADOPTED then
+      local seen_id, seen_net = signin_device(string.sub(entry, body_start(entry)))
+      if seen_id == id or (net ~= '' and seen_net == net) then return false end
+    end
+  end
+  return true
+end

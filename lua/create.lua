@@ -1,25 +1,32 @@
 -- create: add one session for a user, evicting the least recently active ones past the cap.
--- KEYS[1] index ZSET, KEYS[2] the new session HASH (same hash tag),
--- KEYS[3] (optional) an adoption marker STRING (same hash tag): one legacy token's session
+-- KEYS[1] index ZSET, KEYS[2] the new session HASH, with the history on: KEYS[3] the
+-- user's history LIST; then (optional) an adoption marker STRING: one legacy token's
+-- session (all keys share the hash tag)
 -- ARGV[1] session id, ARGV[2] idle ttl ms, ARGV[3] absolute ttl ms, ARGV[4] cap (the user's
 -- session limit; negative: -cap, and a login at the limit is refused instead of evicting),
--- ARGV[5] device id, with KEYS[3] only: ARGV[6] the marker's ttl ms;
+-- ARGV[5] device id, ARGV[6] the history's spec ('' off, see history_spec), ARGV[7] the
+-- sign-in's history body ('' with the history off), with a marker only: ARGV[8] its ttl ms;
 -- then field/value pairs stored as given (refresh state, blob chunks)
--- Reply: {created µs, idle deadline ms, absolute deadline ms, evicted session ids...};
--- with KEYS[3] already set: its session id (a string), and nothing written;
+-- Reply: {created µs, idle deadline ms, absolute deadline ms, new device (1 or 0: no
+-- sign-in in the history shows this device; 0 with the history off), evicted session
+-- ids...}; with the marker already set: its session id (a string), and nothing written;
 -- refused at the limit: {LIMIT, the live session ids, nearest their idle deadline first},
 -- and nothing written (expired entries a bounded prune removes aside)
-local index, key, marker = KEYS[1], KEYS[2], KEYS[3]
+local index, key = KEYS[1], KEYS[2]
 local sid, device = ARGV[1], ARGV[5]
 local idle, absolute, cap = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local spec, signin = history_spec(ARGV[6]), ARGV[7]
+local history, marker = nil, KEYS[3]
+if spec then history, marker = KEYS[3], KEYS[4] end
 local refuse = cap and cap < 0
 if refuse then cap = -cap end
-local first, marker_ttl = 6, nil
+local first, marker_ttl = 8, nil
 if marker then
-  first, marker_ttl = 7, tonumber(ARGV[6])
+  first, marker_ttl = 9, tonumber(ARGV[8])
 end
 if not idle or not absolute or not cap or idle < 1 or absolute < idle or cap < 1
-    or (#ARGV - first + 1) % 2 ~= 0 or (marker and (not marker_ttl or marker_ttl < 1)) then
+    or (#ARGV - first + 1) % 2 ~= 0 or (marker and (not marker_ttl or marker_ttl < 1))
+    or (spec and (not history or #signin < 19)) then
   return redis.error_reply('ERR sessionstore: bad create arguments')
 end
 if marker then
@@ -89,6 +96,14 @@ if marker then
 end
 bump_index_ttl(index)
 announce(index, evicted)
-local reply = {created, e, a}
+local fresh = 0
+if spec then
+  local entries = {}
+  for _, other in ipairs(evicted) do entries[#entries + 1] = revoked_entry(other, WHY_EVICTED) end
+  if new_device(history, signin) then fresh = 1 end
+  entries[#entries + 1] = {marker and H_ADOPTED or H_LOGIN, signin}
+  history_add(history, spec, entries)
+end
+local reply = {created, e, a, fresh}
 for _, other in ipairs(evicted) do reply[#reply + 1] = other end
 return reply

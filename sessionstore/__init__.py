@@ -33,7 +33,15 @@ from sessionstore.errors import (
     WrongTokenType,
 )
 from sessionstore.legacy import LegacyTokens
-from sessionstore.models import Config, Device, DeviceSessions, Principal, Session, TokenPair
+from sessionstore.models import (
+    Config,
+    Device,
+    DeviceSessions,
+    HistoryEntry,
+    Principal,
+    Session,
+    TokenPair,
+)
 from sessionstore.store import SessionStore
 from sessionstore.tokens import Keyring
 
@@ -46,6 +54,7 @@ __all__ = [
     "DeviceBindingError",
     "DeviceSessions",
     "DisallowedAlgorithm",
+    "HistoryEntry",
     "InvalidClaim",
     "InvalidHeader",
     "InvalidInput",

@@ -40,7 +40,13 @@ __all__ = [
 
 logger = logging.getLogger("sessionstore")
 
-RevokeReason = Literal["revoke", "device", "user", "logout", "evicted", "reuse", "rotated"]
+RevokeReason = Literal[
+    "revoke", "device", "user", "logout", "evicted", "reuse", "rotated", "password"
+]
+"""Why sessions were revoked: ``store.revoke`` (an admin or the user, one session), a device,
+the user's sessions (sign out everywhere; ``"password"``: the same after a password change),
+``logout``, evicted at the session limit, refresh token reuse, ``"rotated"``: the old id of
+a ``store.rotate``."""
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -50,11 +56,13 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag=True):
 
 
 class Created(Event, frozen=True, kw_only=True):
-    """A session was created (login or create)."""
+    """A session was created (login or create). ``new_device``: no sign-in in the user's
+    history showed this device (see ``TokenPair.new_device``); send "new sign-in" mail."""
 
     user_id: str
     session_id: str
     device_id: str
+    new_device: bool = False
 
 
 class Adopted(Event, frozen=True, kw_only=True):

@@ -6,6 +6,8 @@ without padding: it can never hold ``{ } : * ?`` or whitespace. ::
 
     <ns>:{<enc uid>}:s:<sid>       HASH    one session (its fields: ``_engine/schema.py``)
     <ns>:{<enc uid>}:idx           ZSET    the user's sessions: session id -> idle deadline
+    <ns>:{<enc uid>}:h             LIST    the user's history (``_engine/history.py``): capped,
+                                           expiring with ``Config.history_ttl``
     <ns>:{<enc uid>}:rl:<name>     STRING  an account's rate limit (``ratelimit.py``)
     <ns>:{<enc uid>}:lg:<digest>   STRING  the session adopted for one legacy token (its
                                            SHA-256, never the token), until the token's exp
@@ -33,6 +35,7 @@ from sessionstore._jose.strict import b64u_decode_checked, b64u_encode
 from sessionstore.errors import InvalidInput
 
 __all__ = [
+    "HISTORY_PART",
     "INDEX_PART",
     "MARKER_TTL_MS",
     "MAX_DEVICE_ID_BYTES",
@@ -63,6 +66,7 @@ __all__ = [
 # After a user's hash tag ``<ns>:{<enc uid>}:``: a session (+ its id), the index.
 SESSION_PART = "s:"
 INDEX_PART = "idx"
+HISTORY_PART = "h"
 # After the namespace: the channel the revoking scripts publish on.
 REVOKED_CHANNEL_PART = ":{!revoked}"
 
@@ -82,6 +86,11 @@ class UserKeys(msgspec.Struct, frozen=True, gc=False):
     def session(self, session_id: str) -> str:
         """The key of one session hash."""
         return self.prefix + session_id
+
+    @property
+    def history(self) -> str:
+        """The key of the user's history list, beside the index."""
+        return self.index[: -len(INDEX_PART)] + HISTORY_PART
 
 
 def check_user_id(user_id: object) -> str:

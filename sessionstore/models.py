@@ -18,7 +18,15 @@ import msgspec
 from sessionstore.errors import InvalidInput
 from sessionstore.legacy import LegacyTokens
 
-__all__ = ["Config", "Device", "DeviceSessions", "Principal", "Session", "TokenPair"]
+__all__ = [
+    "Config",
+    "Device",
+    "DeviceSessions",
+    "HistoryEntry",
+    "Principal",
+    "Session",
+    "TokenPair",
+]
 
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
@@ -28,6 +36,10 @@ the user (to evict the least recently active) in one script: at 1,000 that scrip
 a millisecond; at 100,000 it blocked Redis for most of a second. Listing and revoking walk
 the index in short steps whatever its size."""
 
+
+MAX_HISTORY_ENTRIES = 1000
+"""The largest ``Config.history_max_entries``: a login reads the whole history (new-device
+detection) in its script."""
 
 SESSION_LIMITS = ("evict", "refuse")
 """What a login at the user's session limit does (``Config.session_limit``)."""
@@ -55,6 +67,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     A login past ``max_sessions_per_user`` live sessions evicts the user's least recently
     active one (``session_limit="evict"``) or is refused with ``SessionLimitReached``
     (``"refuse"``); ``login(max_sessions=..., at_limit=...)`` overrides both per login.
+    With ``history`` on, the scripts that change sessions append to a per-user history
+    (``store.history()``): its newest ``history_max_entries`` entries are kept, and it
+    expires ``history_ttl`` seconds after its last entry; off, nothing is written and
+    ``TokenPair.new_device`` is always False.
     """
 
     access_ttl: int = 900
@@ -85,6 +101,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     near_cache_size: int = 10_000
     revocation_feed_retention: int = 86400
     revocation_feed_sets: bool = False
+    history: bool = True
+    history_max_entries: int = 100
+    history_ttl: int = 30 * 86400
     # Adoption from stateless JWTs (``sessionstore.legacy``): None, the default, is off.
     legacy_tokens: LegacyTokens | None = None
 
@@ -117,6 +136,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
                 "Config.device_binding must be 'off', 'report' or 'enforce', "
                 f"got {self.device_binding!r}"
             )
+        if not isinstance(self.history, bool):
+            raise InvalidInput(f"Config.history must be a bool, got {self.history!r}")
         if not isinstance(self.revocation_feed_sets, bool):
             raise InvalidInput(
                 f"Config.revocation_feed_sets must be a bool, got {self.revocation_feed_sets!r}"
@@ -157,6 +178,8 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "token_cache_size": (0, 100_000_000),
     "near_cache_size": (0, 100_000_000),
     "revocation_feed_retention": (0, 30 * 86400),
+    "history_max_entries": (1, MAX_HISTORY_ENTRIES),
+    "history_ttl": (1, _YEAR),
 }
 _SECONDS: dict[str, float] = {
     "socket_timeout": 3600.0,
@@ -234,6 +257,9 @@ class TokenPair(msgspec.Struct, frozen=True, kw_only=True):
     token_type: str = "Bearer"
     expires_in: int = 0
     persistent: bool = True
+    # A login's (or adoption's): no sign-in in the user's history showed this device (by
+    # id, nor by UA family and IP network). False from a refresh, or with the history off.
+    new_device: bool = False
 
     def __repr__(self) -> str:
         return f"TokenPair(session_id={self.session_id!r}, access_token=***, refresh_token=***)"
@@ -265,3 +291,32 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     # Set on the first sighting of a legacy token (``Config.legacy_tokens``): the token pair
     # of the session just adopted for it, to hand the client. None otherwise.
     adopted: TokenPair | None = None
+
+
+HistoryKind = Literal["login", "adopted", "refresh", "step_up", "revoked", "reuse"]
+
+
+class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry of a user's history (``store.history()``); never a token or a secret.
+
+    ``kind``: ``"login"`` and ``"adopted"`` (sign-ins: ``device_id``, ``device_name``,
+    ``ip``, ``browser``/``os`` families set), ``"refresh"``, ``"step_up"`` (``method``,
+    ``level``), ``"revoked"`` (``reason``: an ``events.RevokeReason``), ``"reuse"`` (a
+    spent refresh token came back; a ``"revoked"`` entry follows it). ``at``: Unix seconds,
+    the server's clock. Entries other than sign-ins store the first chars of their session
+    id (``session_ref``); ``session_id`` is the full id when a sign-in in the history or a
+    live session has it, else None.
+    """
+
+    kind: HistoryKind
+    at: int
+    session_ref: str
+    session_id: str | None = None
+    device_id: str = ""
+    device_name: str = ""
+    ip: str = ""
+    browser: str = ""
+    os: str = ""
+    reason: str = ""
+    method: str = ""
+    level: int = 0

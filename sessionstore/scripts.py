@@ -18,6 +18,7 @@ _NAMES = (
     "check",
     "create",
     "feed",
+    "history",
     "list",
     "marker",
     "ratelimit",

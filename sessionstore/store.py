@@ -12,7 +12,15 @@ from sessionstore._redis.driver import DRIVER_ERRORS, failed, is_unreachable, ty
 from sessionstore._shell import StoreBase
 from sessionstore.errors import InvalidToken
 from sessionstore.events import RevocationEntry
-from sessionstore.models import Config, Device, DeviceSessions, Principal, Session, TokenPair
+from sessionstore.models import (
+    Config,
+    Device,
+    DeviceSessions,
+    HistoryEntry,
+    Principal,
+    Session,
+    TokenPair,
+)
 
 __all__ = ["SessionStore"]
 
@@ -184,9 +192,21 @@ class SessionStore(StoreBase):
         """Revoke every session of one device; how many."""
         return self._run(self._engine.revoke_device(user_id, device_id))
 
-    def revoke_user(self, user_id: str, *, keep: str | None = None) -> int:
-        """Revoke every session of a user except ``keep``; how many."""
-        return self._run(self._engine.revoke_user(user_id, keep))
+    def revoke_user(
+        self,
+        user_id: str,
+        *,
+        keep: str | None = None,
+        reason: Literal["user", "password"] = "user",
+    ) -> int:
+        """Revoke every session of a user except ``keep``; how many. ``reason`` is recorded
+        (history, events, revocation feed): ``"password"`` after a password change."""
+        return self._run(self._engine.revoke_user(user_id, keep, reason))
+
+    def history(self, user_id: str, *, limit: int = 100) -> list[HistoryEntry]:
+        """The newest ``limit`` (1..1000) entries of a user's history, newest first:
+        sign-ins, refreshes, step-ups, revocations and why (``Config.history``)."""
+        return self._run(self._engine.history(user_id, limit))
 
     def sessions(self, user_id: str) -> list[Session]:
         """A user's active sessions, newest first."""

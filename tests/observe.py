@@ -33,10 +33,14 @@ __all__ = [
 ]
 
 
-def session_keys(client: redis.Redis) -> list[bytes]:
+def session_keys(client: redis.Redis, *, history: bool = False) -> list[bytes]:
     """Every key of the default namespace that belongs to a user (the store's own keys,
-    the marker and the near cache's database watch key, excluded: their tags hold a '!')."""
-    return sorted(k for k in client.scan_iter(match="ss:*") if b":{!" not in k)
+    the marker and the near cache's database watch key, excluded: their tags hold a '!').
+
+    A user's history list outlives the sessions (``Config.history_ttl``): left out unless
+    ``history``."""
+    found = (k for k in client.scan_iter(match="ss:*") if b":{!" not in k)
+    return sorted(k for k in found if history or not k.endswith(b"}:h"))
 
 
 # Commands no request of ours sent: INFO itself, replicas' REPLCONF ACK (every second), and

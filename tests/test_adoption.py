@@ -19,6 +19,7 @@ import jwt
 import pytest
 import redis
 
+from legacy_support import AUDIENCE, ISSUER, SECRET, legacy, legacy_token
 from observe import command_stats
 from sessionstore import (
     Config,
@@ -26,7 +27,6 @@ from sessionstore import (
     InvalidToken,
     LegacyTokenExpired,
     LegacyTokenRefused,
-    LegacyTokens,
     LegacyTokenTooOld,
     LegacyWindowClosed,
     SessionRevoked,
@@ -39,46 +39,11 @@ from sessionstore.keys import legacy_marker_key
 from sessionstore.tokens import issue_access_token
 from support import PHONE, StoreFactory, shell_of
 
-SECRET = b"legacy-app-secret-of-32-bytes-at-least!"
-ISSUER, AUDIENCE = "https://legacy.example", "legacy-api"
 # Every command that writes, as a script or on its own (scripts' commands count too).
 WRITES = {
     "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "set", "hset", "zadd", "del",
     "unlink", "expire", "pexpire", "pexpireat", "zrem", "publish", "hdel", "incrby",
 }  # fmt: skip
-
-
-def legacy(**changes: Any) -> LegacyTokens:
-    """The legacy setup: HS256 with SECRET, its issuer and audience, a window around now."""
-    now = time.time()
-    options: dict[str, Any] = {
-        "key": SECRET,
-        "algorithms": ["HS256"],
-        "issuer": ISSUER,
-        "audience": AUDIENCE,
-        "window_start": now - 3600,
-        "window_end": now + 3600,
-        "copy_claims": ["role"],
-    }
-    options.update(changes)
-    return LegacyTokens(**options)
-
-
-def legacy_token(
-    user: str = "user-1", *, key: bytes = SECRET, alg: str = "HS256", **claims: Any
-) -> str:
-    """A token as the legacy PyJWT setup issues them (``claims`` override or add)."""
-    now = int(time.time())
-    payload: dict[str, Any] = {
-        "sub": user,
-        "iss": ISSUER,
-        "aud": AUDIENCE,
-        "iat": now - 60,
-        "exp": now + 600,
-        "role": "admin",
-    }
-    payload.update(claims)
-    return jwt.encode({k: v for k, v in payload.items() if v is not None}, key, algorithm=alg)
 
 
 def writes(client: redis.Redis) -> int:
@@ -349,13 +314,13 @@ def test_the_create_script_sets_the_marker_or_answers_its_session(
 
     def create(session_id: str, ttl_ms: int) -> Any:
         session = keys.session(session_id)
-        args = (session_id, 60_000, 120_000, 10, "legacy", ttl_ms, "f", "v")
+        args = (session_id, 60_000, 120_000, 10, "legacy", "", "", ttl_ms, "f", "v")
         return redis_client.eval(SCRIPTS["create"].source, 3, keys.index, session, marker, *args)
 
     with pytest.raises(redis.ResponseError, match="bad create arguments"):
         create(first, 0)  # a marker needs a TTL: refused before any write
     assert redis_client.exists(marker, keys.session(first), keys.index) == 0
-    created_us, idle_ms, absolute_ms = create(first, 5_000)  # lua/create.lua's reply
+    created_us, idle_ms, absolute_ms, _ = create(first, 5_000)  # lua/create.lua's reply
     assert int(absolute_ms) >= int(idle_ms) > int(created_us) // 1000
     assert redis_client.get(marker) == first.encode()
     assert 0 < redis_client.pttl(marker) <= 5_000

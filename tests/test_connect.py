@@ -226,7 +226,7 @@ def test_durable_commands_and_redirect_decisions() -> None:
     call = Sessions(Config()).revoke("user-1", "A" * 22)
     sent = commands(call, (1, 100), None)
     assert [c[0] for c in sent] == ["EVAL", "WAIT"] and sent[-1] == ("WAIT", 1, 100)
-    assert sent[0][2:5] == (2, *call.keys)
+    assert sent[0][2:6] == (3, *call.keys)  # index, session, history
     moved = rx.MovedError("3999 127.0.0.1:6381")
     ask = rx.AskError("3999 127.0.0.1:6382")
     assert settle([b"ok", 1], None) is None

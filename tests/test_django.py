@@ -254,6 +254,13 @@ def test_management_commands_mirror_the_cli(alice: Any, capsys: pytest.CaptureFi
         call_command("sessionstore", "sessions", "revoke", str(alice.pk), "--all")
     assert nothing.value.code == 1
     assert capsys.readouterr().out == f"revoked 0 session(s) of '{alice.pk}'\n"
+    call_command("sessionstore", "sessions", "history", str(alice.pk), "--limit", "1", "--json")
+    [entry] = json.loads(capsys.readouterr().out)  # the newest: the revocation above
+    assert (entry["kind"], entry["reason"], entry["session_id"]) == (
+        "revoked",
+        "user",
+        pair.session_id,
+    )
     with contextlib.suppress(SystemExit):  # 1: the test server keeps nothing on disk
         call_command("sessionstore", "doctor", "--json")
     report = json.loads(capsys.readouterr().out)

@@ -19,6 +19,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "DeviceBindingError",
         "DeviceSessions",
         "DisallowedAlgorithm",
+        "HistoryEntry",
         "InvalidClaim",
         "InvalidHeader",
         "InvalidInput",
@@ -76,6 +77,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "normalize_account",
     ),
     "sessionstore.keys": (
+        "HISTORY_PART",
         "INDEX_PART",
         "MARKER_TTL_MS",
         "MAX_DEVICE_ID_BYTES",
@@ -154,6 +156,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "Config",
         "Device",
         "DeviceSessions",
+        "HistoryEntry",
         "Principal",
         "Session",
         "TokenPair",

@@ -8,7 +8,10 @@ straight from Redis:
 
 * no resurrection, index == hashes: each user's index ZSET, its session hashes and the
   model's live sessions are the same set (a dead session has no key at all);
-* every key has a TTL;
+* every key has a TTL (the users' history lists included), and a history holds at most
+  its cap;
+* a login's ``new_device`` is True exactly when the user never signed in on that device
+  (the devices here carry no user agent or IP: the device id alone decides);
 * count <= cap;
 * a revoked session never validates (the latest one is re-checked after every step).
 
@@ -97,6 +100,7 @@ class SessionMachine(RuleBasedStateMachine):
         self.sessions: list[Model] = []
         self.clock = itertools.count()
         self.last_dead: Model | None = None
+        self.devices_seen: set[tuple[str, str]] = set()
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -122,7 +126,9 @@ class SessionMachine(RuleBasedStateMachine):
         acr: int = 0,
         claims: dict[str, Any] | None = None,
     ) -> None:
-        """Model a login's new session."""
+        """Model a login's new session (and check its new-device flag)."""
+        assert pair.new_device == ((user, device) not in self.devices_seen)
+        self.devices_seen.add((user, device))
         session = Model(user=user, sid=pair.session_id, device=device, seen=next(self.clock))
         session.refresh[1], session.access[:] = pair.refresh_token, [pair.access_token]
         session.amr, session.acr, session.claims = amr, acr, claims or {}
@@ -369,6 +375,12 @@ class SessionMachine(RuleBasedStateMachine):
             model = {s.sid for s in self.live(user)}
             assert index == hashes == model, (index, hashes, model)
             assert len(model) <= CAP
+
+    @invariant()
+    def histories_are_capped(self) -> None:
+        for name in USERS:
+            history = user_keys(CONFIG.namespace, self.user(name)).history
+            assert self.admin.llen(history) <= CONFIG.history_max_entries
 
     @invariant()
     def every_key_expires(self) -> None:

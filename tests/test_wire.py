@@ -18,7 +18,9 @@ from observe import session_keys
 from sessionstore import Device, Keyring, SessionStore
 from sessionstore._engine import schema
 from sessionstore._engine.codec import parse_fields
+from sessionstore._jose.strict import b64u_decode_checked
 from sessionstore.keys import (
+    HISTORY_PART,
     INDEX_PART,
     REVOKED_CHANNEL_PART,
     SESSION_PART,
@@ -64,6 +66,10 @@ def _python_constants() -> dict[str, str | int]:
         "SESSION_PART": SESSION_PART,
         "INDEX_PART": INDEX_PART,
         "REVOKED_CHANNEL_PART": REVOKED_CHANNEL_PART,
+        "HISTORY_PART": HISTORY_PART,
+        "SESSION_REF": schema.SESSION_REF,
+        "HISTORY_HEAD": schema.HISTORY_HEAD,
+        **{name: getattr(schema, name) for name in dir(schema) if name.startswith("H_")},
     }
     names = vars(schema).items()
     expected.update({k: v.decode() for k, v in names if k.isupper() and isinstance(v, bytes)})
@@ -126,9 +132,25 @@ def test_a_session_is_stored_as_it_always_was(redis_url: str, redis_client: redi
         pair = store.login("user-1", device=PHONE, claims={"role": "admin"}, data={"mfa": 1})
         sid = store.validate(pair.access_token).session_id
         key = f"{TAG}s:{sid}"
-        assert session_keys(redis_client) == [f"{TAG}idx".encode(), key.encode()]
+        assert session_keys(redis_client, history=True) == [
+            f"{TAG}h".encode(),
+            f"{TAG}idx".encode(),
+            key.encode(),
+        ]
+        stored: list[bytes] = redis_client.lrange(f"{TAG}h", 0, -1)  # type: ignore[assignment]
+        [signin] = stored
+        # A login, newest: its kind (0) with the newest mark (8), its Unix seconds, the
+        # session id's bytes, UA family code ("UA": other/other), IPv4 tag and bytes,
+        # device id, NUL, device name.
+        assert signin[:1] == b"\x08"
+        assert abs(int.from_bytes(signin[1:5], "big") - time.time()) < 60
+        raw_sid = b64u_decode_checked(sid.encode())
+        assert signin[5:] == raw_sid + b"e4\x0a\x00\x00\x07phone-1\x00Pixel"
         everything = set(redis_client.scan_iter(match="*"))
-        assert everything - set(session_keys(redis_client)) <= {b"ss:{!marker}", b"ss:{!db}"}
+        assert everything - set(session_keys(redis_client, history=True)) <= {
+            b"ss:{!marker}",
+            b"ss:{!db}",
+        }
         fields: dict[bytes, bytes] = redis_client.hgetall(key)  # type: ignore[assignment]
         fixed = [b"c", b"s", b"i", b"a", b"e", b"v", b"g", b"k", b"m0", b"d0", b"dn"]
         assert list(fields) == fixed
@@ -136,6 +158,10 @@ def test_a_session_is_stored_as_it_always_was(redis_url: str, redis_client: redi
         assert fields[b"m0"] == b"\x94\xa5Pixel\xa2UA\xa810.0.0.7\x81\xa4role\xa5admin"
         assert redis_client.zrange(f"{TAG}idx", 0, -1) == [sid.encode()]
         store.refresh(pair.refresh_token)
+        refreshed, signin_then = redis_client.lrange(f"{TAG}h", 0, -1)
+        # The refresh is newest now; the login, older, holds its gap (0 s here) instead.
+        assert refreshed[:1] == b"\x0a" and refreshed[5:] == b64u_decode_checked(sid[:4].encode())
+        assert signin_then[1:] == signin[5:] and signin_then[:1] in (b"\x00", b"\x10")
         fields = redis_client.hgetall(key)  # type: ignore[assignment]
         assert list(fields) == [*fixed, b"t"]
         assert fields[b"g"] == b"2"
@@ -174,7 +200,7 @@ def test_script_replies_keep_their_codes(redis_client: redis.Redis) -> None:
 
     assert run("check", pair, SID, -1) == 0  # never existed: revoked
     assert run("refresh", pair, SID, 1, 0, "kid") == [0]
-    assert len(run("create", pair, SID, 60_000, 120_000, 10, "phone-1", "m0", META)) == 3
+    assert len(run("create", pair, SID, 60_000, 120_000, 10, "phone-1", "", "", "m0", META)) == 4
     assert run("refresh", pair, SID, 1, 0, "kid") == [4]  # no refresh state
     assert run("check", pair, SID, -1)[::2] == [b"c", b"s", b"i", b"a", b"e", b"v", b"m0"]
     assert run("update", pair, SID, "", 64, 1, b"x")[-4:] == [b"d0", b"x", b"dn", b"1"]
@@ -185,18 +211,34 @@ def test_script_replies_keep_their_codes(redis_client: redis.Redis) -> None:
     ]
     assert run("revoke", pair, SID) == 1
     assert run("revoke", pair, SID) == 0
-    run("create", pair, SID, 60_000, 120_000, 10, "phone-1", "g", 1, "k", "kid-1", "m0", META)
+    run(
+        "create",
+        pair,
+        SID,
+        60_000,
+        120_000,
+        10,
+        "phone-1",
+        "",
+        "",
+        "g",
+        1,
+        "k",
+        "kid-1",
+        "m0",
+        META,
+    )
     assert run("refresh", pair, SID, 1, 10_000, "kid-2")[:3] == [1, 2, b"kid-2"]
     assert run("refresh", pair, SID, 1, 10_000, "kid-3")[:3] == [2, 2, b"kid-2"]
     assert run("refresh", pair, SID, 0, 10_000, "kid-4") == [3]  # reuse: deleted
     assert run("check", pair, SID, -1) == 0
     listed = run("list", (index,), "0", 10)
     assert listed == [b"0"]
-    run("create", pair, SID, 1, 1, 10, "phone-1", "m0", META)  # idle and absolute ttl: 1 ms
+    run("create", pair, SID, 1, 1, 10, "phone-1", "", "", "m0", META)  # idle and absolute ttl: 1 ms
     time.sleep(0.01)
     assert run("check", pair, SID, -1) == -1  # past its deadline: expired
     assert run("update", pair, SID, "", 64, 1, b"x") == 0  # the expired one is gone now
-    run("create", pair, SID, 60_000, 120_000, 10, "phone-1", "m0", META)
+    run("create", pair, SID, 60_000, 120_000, 10, "phone-1", "", "", "m0", META)
     assert run("list", (index,), "0", 10)[1][0] == SID.encode()
     cleared = run("revoke_many", (index,), "user", "", "0", 10, "")
     assert (cleared[0], cleared[2:]) == (b"0", [SID.encode()])

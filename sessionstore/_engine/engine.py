@@ -12,13 +12,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import msgspec
+
 from sessionstore import events
 from sessionstore._engine import adoption, codec, marker, rotation, validation
 from sessionstore._engine.call import Call, announced
 from sessionstore._engine.fallback import Breaker
 from sessionstore._engine.feed import Feed, fed
 from sessionstore._engine.schema import GENERATION, KEY_ID, Reply
-from sessionstore._engine.sessions import Sessions, checked_ttl
+from sessionstore._engine.sessions import Sessions, checked_ttl, is_new_device
 from sessionstore._engine.validation import TouchRule, Verified
 from sessionstore._nearcache.cache import NearCache, TokenCache
 from sessionstore.errors import InvalidInput, InvalidToken, RefreshReuseDetected
@@ -320,9 +322,10 @@ class Engine(Sessions):
 
         def parse(reply: Any) -> tuple[Session, TokenPair]:
             session = inner.parse(reply)
+            new_device = is_new_device(reply)
             if math.floor(session.absolute_expires_at) >= expires and session.auth_time == auth[0]:
-                return session, pair
-            return session, self._pair(
+                return session, msgspec.structs.replace(pair, new_device=new_device)
+            again = self._pair(
                 user_id,
                 session_id,
                 checked,
@@ -333,6 +336,7 @@ class Engine(Sessions):
                 (session.auth_time, amr, acr),
                 persistent=persistent,
             )
+            return session, msgspec.structs.replace(again, new_device=new_device)
 
         return Call(inner.script, inner.keys, inner.args, parse)
 
@@ -344,7 +348,7 @@ class Engine(Sessions):
         user_id, session_id = found.user_id, found.session_id
         keys = user_keys(self.config.namespace, user_id)
         grace_ms = self.config.refresh_grace * 1000
-        args = (session_id, found.generation, grace_ms, self._signing_kid())
+        args = (session_id, found.generation, grace_ms, self._signing_kid(), self.history_spec)
         feed = self.feed(user_id, "reuse")
 
         def parse(reply: list[Any]) -> TokenPair:
@@ -371,8 +375,8 @@ class Engine(Sessions):
             )
             return self.pair_of(session, generation, kid)
 
-        key_pair = (keys.index, keys.session(session_id))
-        call = Call(SCRIPTS["refresh"], key_pair, args, parse, durable=True)
+        keyed = (keys.index, keys.session(session_id), *self.history_keys(user_id))
+        call = Call(SCRIPTS["refresh"], keyed, args, parse, durable=True)
         return fed(announced(call, _reused), feed)  # reuse revoked the session
 
     def _security_event(self, user_id: str, session_id: str, reason: str) -> str:
@@ -393,7 +397,7 @@ class Engine(Sessions):
         self._signing_kid()
         keys = user_keys(self.config.namespace, user_id)
         check_session_id(session_id)
-        args = (session_id, check_method(method), check_acr(level))
+        args = (session_id, check_method(method), check_acr(level), self.history_spec)
 
         def parse(reply: Any) -> str:
             if not isinstance(reply, list):
@@ -415,8 +419,8 @@ class Engine(Sessions):
             )
             return token
 
-        key_pair = (keys.index, keys.session(session_id))
-        return Call(SCRIPTS["step_up"], key_pair, args, parse)
+        keyed = (keys.index, keys.session(session_id), *self.history_keys(user_id))
+        return Call(SCRIPTS["step_up"], keyed, args, parse)
 
     def rotate(
         self, user_id: str, session_id: str, claims: Mapping[str, Any] | None = None

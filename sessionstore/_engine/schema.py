@@ -23,8 +23,18 @@ __all__ = [
     "DEVICE",
     "FEED_AT",
     "GENERATION",
+    "HISTORY_HEAD",
+    "H_ADOPTED",
+    "H_LOGIN",
+    "H_REFRESH",
+    "H_REUSE",
+    "H_REVOKED",
+    "H_STEP_UP",
     "IDLE_DEADLINE",
     "IDLE_TTL",
+    "IP_TEXT",
+    "IP_V4",
+    "IP_V6",
     "KEY_ID",
     "META",
     "META_SLOTS",
@@ -46,8 +56,11 @@ __all__ = [
     "ROW_META",
     "ROW_SEEN",
     "SEEN",
+    "SESSION_REF",
     "TOUCH_NOW_MS",
     "UNTOUCHED",
+    "WHY_EVICTED",
+    "WHY_REUSE",
     "Reply",
 ]
 
@@ -75,6 +88,23 @@ BROWSER_SESSION = b"bs"
 
 # The revocation feed's one field the feed script writes itself (the rest: ``feed``).
 FEED_AT = b"at"  # the append's time, ms (server clock)
+
+# The history LIST (``_engine/history.py``): an entry's first byte holds its kind (bits
+# 0-2) and HISTORY_HEAD on the newest entry; entries other than sign-ins keep SESSION_REF
+# chars of their session id.
+HISTORY_HEAD = 8
+H_LOGIN = 0
+H_ADOPTED = 1
+H_REFRESH = 2
+H_STEP_UP = 3
+H_REVOKED = 4
+H_REUSE = 5
+IP_V4 = b"4"  # a sign-in's IP: 4 bytes follow
+IP_V6 = b"6"  # 16 bytes follow
+IP_TEXT = b"t"  # not an address: a length byte and the text follow
+WHY_EVICTED = b"e"  # revocation reasons the scripts write themselves
+WHY_REUSE = b"z"
+SESSION_REF = 4
 
 # The touch interval the check script takes (ms; any other value >= 0 is an interval).
 NEVER_TOUCH_MS = -1  # a read only: says how a session is gone when it is

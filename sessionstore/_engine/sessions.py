@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 from sessionstore import events
-from sessionstore._engine import codec
+from sessionstore._engine import codec, history
 from sessionstore._engine.call import Arg, Call, announced, confirmed
 from sessionstore._engine.fallback import RevocationMemory
 from sessionstore._engine.feed import Feed, Signer, fed
@@ -38,12 +38,13 @@ from sessionstore.models import (
     Config,
     Device,
     DeviceSessions,
+    HistoryEntry,
     Session,
 )
 from sessionstore.scripts import SCRIPTS
 from sessionstore.tokens import RESERVED_CLAIMS
 
-__all__ = ["Sessions", "checked_ttl", "group"]
+__all__ = ["Sessions", "checked_ttl", "group", "is_new_device"]
 
 T = TypeVar("T")
 
@@ -101,6 +102,15 @@ class Sessions:
         self.fresh: Callable[[], bool] = _fresh
         # Config.revocation_feed_sets: signs each revoked session's SET (the engine's keyring).
         self.signer: Signer | None = None
+        self.history_spec = history.spec(config)
+
+    def history_keys(self, user_id: str) -> tuple[str, ...]:
+        """The user's history key when the history is on (the scripts' last KEYS), else ()."""
+        return (user_keys(self.config.namespace, user_id).history,) if self.history_spec else ()
+
+    def history(self, user_id: str, limit: int = 100) -> Call[list[HistoryEntry]]:
+        """The newest ``limit`` entries of a user's history, newest first."""
+        return history.read(self.config, user_id, limit)
 
     def forked(self) -> None:
         """In a forked child: no near cache (it was fed by the parent's connections) and
@@ -210,16 +220,19 @@ class Sessions:
             chunks = codec.data_chunks(blob)
             fields += [*codec.chunk_fields(DATA, blob), DATA_CHUNKS, len(chunks)]
         session_id = new_session_id() if session_id is None else check_session_id(session_id)
-        keyed: tuple[str, ...] = (keys.index, keys.session(session_id))
+        keyed = (keys.index, keys.session(session_id), *self.history_keys(user_id))
         marked: tuple[Arg, ...] = ()
         if marker is not None:
             keyed, marked = (*keyed, marker[0]), (marker[1],)
+        body = history.signin_body(session_id, device) if self.history_spec else b""
         args: tuple[Arg, ...] = (
             session_id,
             idle * 1000,
             absolute * 1000,
             -cap if refuse else cap,
             device.id,
+            self.history_spec,
+            body,
             *marked,
             *fields,
         )
@@ -229,10 +242,18 @@ class Sessions:
                 live = tuple(x.decode() for x in reply[1:])
                 self.emit(events.LoginRefused(user_id=user_id, limit=cap, session_ids=live))
                 raise SessionLimitReached(user_id, cap, live)
-            created_us, idle_ms, absolute_ms, *evicted = reply  # lua/create.lua
+            created_us, idle_ms, absolute_ms, _, *evicted = reply  # lua/create.lua
             created, idle_deadline, absolute_deadline = map(int, (created_us, idle_ms, absolute_ms))
+            new_device = is_new_device(reply)
             self._forget(user_id, [x.decode() for x in evicted], "evicted", feed)
-            self.emit(events.Created(user_id=user_id, session_id=session_id, device_id=device.id))
+            self.emit(
+                events.Created(
+                    user_id=user_id,
+                    session_id=session_id,
+                    device_id=device.id,
+                    new_device=new_device,
+                )
+            )
             return Session(
                 user_id=user_id,
                 session_id=session_id,
@@ -339,8 +360,9 @@ class Sessions:
             self._forget(user_id, [session_id], reason if reply else None, feed)
             return bool(reply)
 
-        key_pair = (keys.index, keys.session(session_id))
-        call = Call(SCRIPTS["revoke"], key_pair, (session_id,), parse, durable=True)
+        keyed = (keys.index, keys.session(session_id), *self.history_keys(user_id))
+        args = (session_id, self.history_spec, history.REASONS[reason])
+        call = Call(SCRIPTS["revoke"], keyed, args, parse, durable=True)
         return fed(announced(call), feed)
 
     def _revoke_many(
@@ -351,6 +373,7 @@ class Sessions:
         step: tuple[bytes, bytes] = (b"0", b""),
         done: int = 0,
         feed: Feed | None = None,
+        reason: events.RevokeReason | None = None,
     ) -> Call[int]:
         """One bounded step (``CHUNK`` index entries) of a revocation; the reply asks for
         the next step until the walk is done. ``step`` is (ZSCAN cursor, cutoff µs).
@@ -358,25 +381,26 @@ class Sessions:
         The walk's revoked sessions make one feed entry, appended when it is done.
         """
         keys = user_keys(self.config.namespace, user_id)
+        why: events.RevokeReason = mode if reason is None else reason
         first = feed is None
         if first:
-            feed = self.feed(user_id, mode)
+            feed = self.feed(user_id, why)
 
         def then(reply: list[bytes]) -> Call[int] | None:
             # Each step's deletions are remembered (and announced) as soon as they are made.
             cursor, cutoff, *deleted = reply  # lua/revoke_many.lua
-            self._forget(user_id, [x.decode() for x in deleted], mode, feed)
+            self._forget(user_id, [x.decode() for x in deleted], why, feed)
             total = done + len(deleted)
             if cursor != b"0":
-                return self._revoke_many(user_id, mode, arg, (cursor, cutoff), total, feed)
+                return self._revoke_many(user_id, mode, arg, (cursor, cutoff), total, feed, why)
             # The walk is done: one keyed read answered after every step's pushes (see
             # ``announced``); a walk that revoked nothing has nothing to announce.
             return confirmed(SCRIPTS["revoke_many"], keys.index, total) if total else None
 
-        args = (mode, arg, step[0], CHUNK, step[1])
+        args = (mode, arg, step[0], CHUNK, step[1], self.history_spec, history.REASONS[why])
         call = Call(
             SCRIPTS["revoke_many"],
-            (keys.index,),
+            (keys.index, *self.history_keys(user_id)),
             args,
             lambda reply: done + len(reply) - 2,
             durable=True,
@@ -388,9 +412,16 @@ class Sessions:
         """Delete every session of one device; the number deleted."""
         return self._revoke_many(user_id, "device", check_device_id(device_id))
 
-    def revoke_user(self, user_id: str, keep: str | None = None) -> Call[int]:
-        """Delete every session of a user but ``keep``; the number deleted."""
-        return self._revoke_many(user_id, "user", "" if keep is None else check_session_id(keep))
+    def revoke_user(
+        self, user_id: str, keep: str | None = None, reason: object = "user"
+    ) -> Call[int]:
+        """Delete every session of a user but ``keep``; the number deleted. ``reason``:
+        ``"user"`` (sign out everywhere) or ``"password"`` (after a password change)."""
+        if reason not in ("user", "password"):
+            raise InvalidInput(f"reason must be 'user' or 'password', got {reason!r}")
+        kept = "" if keep is None else check_session_id(keep)
+        why: events.RevokeReason = "password" if reason == "password" else "user"
+        return self._revoke_many(user_id, "user", kept, reason=why)
 
     def sessions(self, user_id: str) -> Call[list[Session]]:
         """A user's live sessions, newest first (at most ``MAX_SESSIONS_PER_USER``)."""
@@ -426,6 +457,13 @@ class Sessions:
             )
 
         return step(b"0")
+
+
+def is_new_device(reply: list[Any]) -> bool:
+    """Whether a create script's reply for a made session (lua/create.lua) says no sign-in
+    in the user's history showed its device."""
+    _, _, _, fresh, *_ = reply
+    return int(fresh) == 1
 
 
 def group(sessions: list[Session]) -> list[DeviceSessions]:

@@ -33,7 +33,7 @@ from sessionstore.cli.redact import mask_text, mask_url
 from sessionstore.errors import InvalidInput, SessionStoreError, StoreUnavailable
 
 if TYPE_CHECKING:
-    from sessionstore.models import Session
+    from sessionstore.models import HistoryEntry, Session
     from sessionstore.store import SessionStore
 
 __all__ = [
@@ -83,7 +83,9 @@ def _parser() -> argparse.ArgumentParser:
         help="redis://, rediss://, unix://, redis(s)+cluster:// or redis(s)+sentinel:// URL",
     )
 
-    sessions = commands.add_parser("sessions", help="list or revoke a user's sessions")
+    sessions = commands.add_parser(
+        "sessions", help="list or revoke a user's sessions, or show their history"
+    )
     actions = sessions.add_subparsers(dest="action", required=True, metavar="ACTION")
     server = argparse.ArgumentParser(add_help=False)
     server.add_argument(
@@ -100,6 +102,13 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("sid", metavar="SID", nargs="?", help="one session id")
     which.add_argument("--device", metavar="ID", help="every session of one device")
     which.add_argument("--all", action="store_true", help="every session of the user")
+    history = actions.add_parser(
+        "history", parents=[common, server], help="a user's history, newest first"
+    )
+    history.add_argument("user", metavar="USER")
+    history.add_argument(
+        "--limit", type=int, default=100, help="at most N entries (1..1000, default 100)"
+    )
 
     demo = commands.add_parser("demo", help="run the web demo (embedded Valkey by default)")
     demo.add_argument("--redis-url", help="use this server instead of an embedded Valkey")
@@ -207,7 +216,34 @@ def _session_rows(found: Sequence[Session]) -> list[tuple[str, ...]]:
     ]
 
 
+def _history_rows(found: Sequence[HistoryEntry]) -> list[tuple[str, ...]]:
+    def detail(e: HistoryEntry) -> str:
+        if e.kind == "step_up":
+            return f"{e.method} level {e.level}"
+        return e.reason
+
+    return [
+        (
+            _when(e.at),
+            e.kind,
+            e.session_id or e.session_ref + "…",
+            e.device_id or "-",
+            e.device_name or "-",
+            e.ip or "-",
+            f"{e.browser}/{e.os}" if e.browser else "-",
+            detail(e) or "-",
+        )
+        for e in found
+    ]
+
+
 def _session_action(args: argparse.Namespace, store: SessionStore) -> int:
+    if args.action == "history":
+        entries = store.history(args.user, limit=args.limit)
+        columns = ("when", "kind", "session", "device", "name", "ip", "client", "detail")
+        none = f"no history for {args.user!r}"
+        _emit(args, entries, lambda: _table(columns, _history_rows(entries)) if entries else none)
+        return EXIT_OK
     if args.action == "list":
         found = store.sessions(args.user)
         headers = ("session", "device", "name", "ip", "created", "last seen", "expires")
@@ -304,7 +340,7 @@ def _one_line_errors() -> Iterator[None]:
 
 
 # The ``sessions`` options that take a value: the word after one is never an operand.
-_SESSIONS_VALUED = frozenset({"--redis-url", "--namespace", "--device"})
+_SESSIONS_VALUED = frozenset({"--redis-url", "--namespace", "--device", "--limit"})
 _SESSIONS_FLAGS = frozenset({"--json", "--all", "-h", "--help"})
 
 

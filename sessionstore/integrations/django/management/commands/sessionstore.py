@@ -4,6 +4,7 @@
 
     manage.py sessionstore sessions list USER [--json]
     manage.py sessionstore sessions revoke USER (SID | --device ID | --all) [--json]
+    manage.py sessionstore sessions history USER [--limit N] [--json]
     manage.py sessionstore doctor [--json]
 
 The same commands, output and exit codes as the CLI (it runs them), with the URL and the
