@@ -124,7 +124,8 @@ def two_devices(client: TestClient) -> tuple[dict[str, str], dict[str, str]]:
         client.cookies.clear()
         client.headers["user-agent"] = agent
         sign_in(client)
-        jars.append(dict(client.cookies))
+        # Not the one-shot notice ("New sign-in: ..."): a browser shows it once.
+        jars.append({k: v for k, v in client.cookies.items() if k != "ss_notice"})
     return jars[0], jars[1]
 
 
@@ -185,7 +186,7 @@ def test_times_carry_a_zone_and_an_age(url: str) -> None:
             r"<span class=ago>\(\d+ seconds? ago\)</span>",
             page,
         )
-        assert len(stamps) == 4  # signed in, last active, password, the login event
+        assert len(stamps) == 5  # signed in, last active, password, the history, the login event
     assert pages.ago(100, 100) == "0 seconds ago" and pages.ago(100, 101) == "1 second ago"
     assert pages.ago(0, 59 * 60) == "59 minutes ago" and pages.ago(0, 60) == "1 minute ago"
     assert pages.ago(0, 7300) == "2 hours ago" and pages.ago(0, 3 * 86400 + 5) == "3 days ago"
@@ -282,7 +283,7 @@ def test_keep_me_signed_in_chooses_persistent_cookies(url: str) -> None:
             cookies = answer.headers.get_list("set-cookie")
             access = next(c for c in cookies if c.startswith("ss_access="))
             assert ("Max-Age=" in access) is persistent
-            kept = "yes (remembered" if persistent else "no: it ends when the browser closes"
+            kept = "yes, across browser restarts" if persistent else "no: ends when the browser"
             assert kept in client.get("/dashboard").text
 
 
@@ -320,3 +321,31 @@ def test_a_recent_sign_in_signs_out_the_others_without_asking(url: str) -> None:
         assert "Confirm your password first." not in page
         done = client.post("/devices/signout-others", data={"csrf_token": csrf(client)})
         assert "Signed out every other device (1 session)." in done.text
+
+
+def test_a_new_device_is_flagged_and_the_history_says_what_happened(url: str) -> None:
+    with TestClient(create_app(url, confirm_after=0), base_url=BASE) as client:
+        client.headers["user-agent"] = LAPTOP_UA
+        login = {"username": "alice", "password": DEMO_USERS["alice"]}
+        first = client.post("/login", data=login).text  # follows to the dashboard
+        assert re.search(r"New sign-in: \w+ on \w+ is a new device for alice\.", first)
+        assert first.count("<span class='badge new'>new device</span>") == 1
+        device = next(c.value for c in client.cookies.jar if c.name == "ss_device")
+        use(client, {"ss_device": str(device)})  # signed out, the same browser
+        again = client.post("/login", data=login).text
+        assert "Signed in as <b id=user>alice</b>" in again
+        assert "New sign-in" not in again
+        laptop = {c.name: str(c.value) for c in client.cookies.jar if c.name != "ss_notice"}
+        client.cookies.clear()
+        client.headers["user-agent"] = PHONE_UA
+        assert "is a new device for alice" in client.post("/login", data=login).text
+        use(client, laptop)
+        done = client.post(
+            "/devices/signout-others",
+            data={"csrf_token": csrf(client), "password": DEMO_USERS["alice"]},
+        ).text
+        history = done.split("<h3>Account history</h3>")[1].split("</ul>")[0]
+        lines = [re.sub(r" <code>.*", "", x) for x in re.findall(r"<li>(.*?), <time", history)]
+        assert lines[:2] == ["Signed out everywhere"] * 2  # the phone and the older laptop session
+        assert lines[2] == "Confirmed it is you (pwd, level 1)"
+        assert sum(x.startswith("Signed in on <b>") for x in lines) == 3

@@ -169,7 +169,7 @@ def test_two_devices_sign_one_out(demo_url: str, tmp_path: Path) -> None:
 
             # On the phone (390 px) the card stays readable, the raw user agent too.
             page_b.reload()
-            here = page_b.locator(".device", has=page_b.locator(".badge"))
+            here = page_b.locator(".device", has=page_b.get_by_text("this device", exact=True))
             assert "Chrome on Android" in here.inner_text()
             _assert_readable(here)
             here.get_by_text("User agent").click()
@@ -181,11 +181,11 @@ def test_two_devices_sign_one_out(demo_url: str, tmp_path: Path) -> None:
             page_a.reload()
             cards = page_a.locator(".device")
             assert cards.count() == 2
-            mine = page_a.locator(".device", has=page_a.locator(".badge"))
+            mine = page_a.locator(".device", has=page_a.get_by_text("this device", exact=True))
             assert mine.count() == 1
             assert "Chrome on Linux" in mine.inner_text()
             assert "this device" in mine.inner_text()
-            other = page_a.locator(".device", has_not=page_a.locator(".badge"))
+            other = page_a.locator(".device", has_not=page_a.get_by_text("this device", exact=True))
             assert "Chrome on Android" in other.inner_text()
 
             # The parsed browser and OS show; the raw user agent only on demand.
@@ -225,7 +225,7 @@ def test_two_devices_sign_one_out(demo_url: str, tmp_path: Path) -> None:
             page_a.goto(f"{demo_url}/dashboard")
 
             # A signs B out: the button names it, a dialog confirms, a message says so.
-            other = page_a.locator(".device", has_not=page_a.locator(".badge"))
+            other = page_a.locator(".device", has_not=page_a.get_by_text("this device", exact=True))
             other.get_by_role("button", name="Sign out Chrome on Android").click()
             dialog = page_a.locator("dialog[open]")
             assert dialog.get_by_role("heading", name="Sign out Chrome on Android?").is_visible()

@@ -46,6 +46,8 @@ def everything(client: redis.Redis) -> dict[bytes, Any]:
             found[key] = client.zrange(key, 0, -1, withscores=True)
         elif kind == b"string":
             found[key] = client.get(key)
+        elif kind == b"list":  # the user's history: an audit trail keeps the old id's entries
+            continue
         else:  # the revocation feed (a stream): its entries
             found[key] = client.xrange(key)
     return found
@@ -101,6 +103,11 @@ async def test_rotation_moves_everything_to_a_new_id(
     }
     (entry,) = [e for e in store_revocations(redis_client, feed) if pair.session_id in e]
     assert "rotated" in entry
+    # The history records it: the old id revoked, reason "rotated" (its sign-in stays).
+    newest, *older = await store.history("user-1")
+    assert (newest.kind, newest.reason) == ("revoked", "rotated")
+    assert newest.session_ref == pair.session_id[:4]
+    assert any(e.kind == "login" and e.session_id == pair.session_id for e in older)
 
     # The new hash is the old one, but its refresh state; same TTL, same index score.
     new_hash = redis_client.hgetall(keys.session(rotated.session_id))

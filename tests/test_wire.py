@@ -246,7 +246,8 @@ def test_script_replies_keep_their_codes(redis_client: redis.Redis) -> None:
     new_sid, new_key = "B" * 22, TAG + "s:" + "B" * 22
     moved = (index, key, new_key)
     assert run("rotate", moved, SID, new_sid, "kid-1", "", 64) == 0  # gone: revoked
-    run("create", pair, SID, 60_000, 120_000, 10, "phone-1", "g", 4, "k", "kid-1", "m0", META)
+    refreshable = ("g", 4, "k", "kid-1", "m0", META)
+    run("create", pair, SID, 60_000, 120_000, 10, "phone-1", "", "", *refreshable)
     fields = parse_fields(run("rotate", moved, SID, new_sid, "kid-2", "", 64))
     assert (fields[b"g"], fields[b"k"], fields[b"m0"]) == (b"1", b"kid-2", META)
     assert redis_client.exists(key) == 0 and redis_client.zscore(index, SID) is None

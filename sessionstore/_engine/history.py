@@ -46,6 +46,7 @@ REASONS: dict[RevokeReason, str] = {
     "evicted": schema.WHY_EVICTED.decode(),
     "reuse": schema.WHY_REUSE.decode(),
     "password": "p",
+    "rotated": "o",
 }
 _REASON_NAMES = {code: name for name, code in REASONS.items()}
 _KINDS: dict[int, HistoryKind] = {

@@ -5,7 +5,8 @@ session id, so that whatever knew the old id (a fixated cookie, a leaked token) 
 everywhere. ``lua/rotate.lua`` renames the hash (its TTL, device, data, claims, auth facts
 and deadlines go with it), swaps the index entry and announces the old id as revoked; the
 revocation reaches the feed (reason ``"rotated"``), the revocation memory and every near
-cache as any revoke does.
+cache as any revoke does, and the user's history records it (a revocation, reason
+``"rotated"``; the session's sign-in entry keeps its first id).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from sessionstore import events
-from sessionstore._engine import codec
+from sessionstore._engine import codec, history
 from sessionstore._engine.call import Arg, Call, announced
 from sessionstore._engine.feed import fed
 from sessionstore._engine.sessions import Sessions
@@ -57,7 +58,13 @@ def rotate(
         )
         return finish(session)
 
-    keyed = (keys.index, keys.session(session_id), keys.session(new_id))
-    args: tuple[Arg, ...] = (session_id, new_id, kid, blob, codec.CHUNK)
+    keyed = (
+        keys.index,
+        keys.session(session_id),
+        keys.session(new_id),
+        *sessions.history_keys(user_id),
+    )
+    why = history.REASONS["rotated"]
+    args: tuple[Arg, ...] = (session_id, new_id, kid, blob, codec.CHUNK, sessions.history_spec, why)
     call = Call(_SCRIPT, keyed, args, parse, durable=True)
     return fed(announced(call, lambda reply: isinstance(reply, list)), feed)

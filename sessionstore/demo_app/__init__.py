@@ -44,7 +44,7 @@ from sessionstore.models import Config, Device, DeviceSessions, Principal
 from sessionstore.ratelimit import AsyncLoginRateLimiter
 from sessionstore.tokens import Keyring
 
-__all__ = ["DEMO_USERS", "DEVICE_COOKIE", "NOTICE_COOKIE", "create_app"]
+__all__ = ["DEMO_USERS", "DEVICE_COOKIE", "NEW_DEVICE", "NOTICE_COOKIE", "create_app"]
 
 DEMO_USERS: Mapping[str, str] = {"alice": "wonderland", "bob": "builder"}
 """The seeded demo accounts: user name -> password."""
@@ -52,6 +52,8 @@ DEVICE_COOKIE = "ss_device"
 """A long-lived random id naming this browser (not a secret): sessions group by it."""
 NOTICE_COOKIE = "ss_notice"
 """A one-shot result message ("Signed out Chrome on Android") for the page after a redirect."""
+NEW_DEVICE = pages.NEW_DEVICE
+"""The session data key marking a sign-in from a device the user's history had not seen."""
 _DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{16}")
 _DEVICE_COOKIE_AGE = 400 * 86400
 
@@ -255,6 +257,9 @@ def create_app(
         )
         response = RedirectResponse("/dashboard", 303)
         auth.set_login_cookies(response, pair)
+        if pair.new_device:  # where a real app sends its "new sign-in" mail
+            with_notice(response, f"New sign-in: {device.name} is a new device for {username}.")
+            await store.update(username, pair.session_id, data={NEW_DEVICE: True})
         response.set_cookie(
             DEVICE_COOKIE,
             device_id,
@@ -271,8 +276,9 @@ def create_app(
             return to_login(auth.state(request))
         try:
             groups = await store.devices(principal.user_id)
+            history = await store.history(principal.user_id, limit=12)
         except StoreUnavailable:
-            groups = []
+            groups, history = [], []
         csrf = auth.csrf_token(principal)
         notice = _notice(request)
         html = pages.dashboard(
@@ -283,6 +289,7 @@ def create_app(
             list(recent),
             notice,
             ask=must_confirm(principal),
+            history=history,
         )
         response = HTMLResponse(html)
         if NOTICE_COOKIE in request.cookies:

@@ -12,9 +12,12 @@ from collections.abc import Iterable, Sequence
 from html import escape
 
 from sessionstore.demo_app.useragent import parse
-from sessionstore.models import DeviceSessions, Principal
+from sessionstore.models import DeviceSessions, HistoryEntry, Principal
 
-__all__ = ["confirm_page", "dashboard", "login"]
+__all__ = ["NEW_DEVICE", "confirm_page", "dashboard", "login"]
+
+NEW_DEVICE = "new_device"
+"""The session data key the app sets on a sign-in from a device new to the user."""
 
 _STYLE = """
 *{box-sizing:border-box}
@@ -35,7 +38,8 @@ summary{cursor:pointer;color:#1d5fd1;font-size:13px}
 details code{display:block;margin-top:4px;font-size:12px;overflow-wrap:anywhere}
 code{background:#eef0f4;padding:2px 5px;border-radius:4px}
 .badge{background:#0b7a3e;color:#fff;border-radius:10px;padding:1px 8px;font-size:12px;
-margin-left:6px;white-space:nowrap;vertical-align:2px}
+margin-left:6px;white-space:nowrap;vertical-align:2px} .badge.new{background:#b54708}
+ul.history li{margin-bottom:4px;overflow-wrap:anywhere}
 .error,.notice,.warning{padding:10px 14px;border-radius:8px;margin:0 0 14px}
 .error{background:#fde8e8;color:#8a1c1c} .notice{background:#e3f4e8;color:#0b5b2e}
 .warning{background:#fff3cd;color:#5c4400}
@@ -196,12 +200,17 @@ def _device_card(group: DeviceSessions, mine: bool, csrf: str, now: float, n: in
     agent = parse(device.user_agent)
     created = min(s.created_at for s in group.sessions)
     badge = "<span class=badge>this device</span>" if mine else ""
+    fresh = ""
+    if any(s.data.get(NEW_DEVICE) for s in group.sessions):
+        fresh = (
+            "<dt>First seen</dt><dd>at this sign-in<span class='badge new'>new device</span></dd>"
+        )
     raw = escape(device.user_agent or "none sent")
     proved = max(s.auth_time for s in group.sessions)
     kept = (
-        "yes (remembered on this device)"
+        "yes, across browser restarts"
         if any(s.persistent for s in group.sessions)
-        else "no: it ends when the browser closes"
+        else "no: ends when the browser closes"
     )
     return f"""
 <section class="card device" data-device="{escape(device.id)}">
@@ -212,11 +221,11 @@ def _device_card(group: DeviceSessions, mine: bool, csrf: str, now: float, n: in
 <dt>Browser</dt><dd>{escape(str(agent))}
 <details><summary>User agent</summary><code>{raw}</code></details></dd>
 <dt>IP address</dt><dd>{escape(device.ip or "unknown")}</dd>
-<dt>Signed in</dt><dd>{when(created, now)}</dd>
+<dt>Signed in</dt><dd>{when(created, now)}</dd>{fresh}
 <dt>Last active</dt><dd>{when(group.last_seen_at, now)}</dd>
 <dt>Sessions</dt><dd>{len(group.sessions)}</dd>
-<dt>Password confirmed</dt><dd>{when(proved, now)}</dd>
-<dt>Kept signed in</dt><dd>{kept}</dd>
+<dt>Verified</dt><dd>{when(proved, now)}</dd>
+<dt>Remembered</dt><dd>{kept}</dd>
 </dl>
 <dialog id=confirm-{n}>{_device_confirm(group, mine, csrf, _DIALOG_CANCEL)}</dialog>
 </section>"""
@@ -230,6 +239,7 @@ def dashboard(
     recent: Sequence[tuple[float, str]] = (),
     notice: str = "",
     ask: bool = False,
+    history: Sequence[HistoryEntry] = (),
 ) -> str:
     """The signed-in user's sessions grouped by device, with the sign-out buttons.
 
@@ -243,6 +253,7 @@ def dashboard(
     )
     others = sum(1 for g in groups if g.device.id != my_device)
     events = "".join(f"<li>{escape(line)}, {when(at, now)}</li>" for at, line in recent)
+    entries = "".join(f"<li>{_history_line(e)}, {when(e.at, now)}</li>" for e in history)
     degraded = (
         "The session store is unreachable: showing what the token says."
         if principal.degraded
@@ -261,8 +272,39 @@ def dashboard(
 <p class=meta style="margin-bottom:0">Signed in as <b id=user>{escape(principal.user_id)}</b>
 on {len(groups)} device{plural}. The protected API answers at <a href=/api/me>/api/me</a>.</p>
 </div>{cards}
+<div class=card><h3>Account history</h3><ul class="meta history">{entries}</ul></div>
 <div class=card><h3>Recent events</h3><ul class=meta>{events}</ul></div>"""
     return _page("Your devices", body, _account(principal, csrf))
+
+
+_REASONS = {
+    "logout": "signed out",
+    "revoke": "signed out by an admin",
+    "device": "device signed out",
+    "user": "signed out everywhere",
+    "password": "signed out: password changed",
+    "evicted": "signed out: too many sessions",
+    "reuse": "signed out: refresh token reused",
+    "rotated": "session id rotated",
+}
+
+
+def _history_line(entry: HistoryEntry) -> str:
+    """One history entry in words (escaped): what happened, on which session."""
+    ref = f"<code>{escape(entry.session_ref)}…</code>"
+    if entry.kind in ("login", "adopted"):
+        how = "Signed in" if entry.kind == "login" else "Moved from a legacy token"
+        where = f"{entry.browser} on {entry.os}" if entry.browser else entry.device_name
+        ip = f" from {escape(entry.ip)}" if entry.ip else ""
+        return f"{how} on <b>{escape(where or 'an unnamed device')}</b>{ip} {ref}"
+    if entry.kind == "step_up":
+        return f"Confirmed it is you ({escape(entry.method)}, level {entry.level}) {ref}"
+    if entry.kind == "refresh":
+        return f"Tokens refreshed {ref}"
+    if entry.kind == "reuse":
+        return f"<b>A spent refresh token came back</b> {ref}"
+    reason = _REASONS.get(entry.reason, entry.reason or "signed out")
+    return f"{escape(reason[:1].upper() + reason[1:])} {ref}"
 
 
 def _account(principal: Principal, csrf: str) -> str:
