@@ -413,6 +413,19 @@ def store(
     keyspace_audit(redis_client, "ss")
 
 
+def served_from_cache(store: SessionStore, token: str, seconds: float = 10) -> bool:
+    """Validate ``token`` until the near cache serves it (twenty validations send no
+    script to the server) or ``seconds`` pass: whether it does."""
+
+    def hot() -> bool:
+        before = script_calls(store.client)
+        for _ in range(20):
+            store.validate(token)
+        return script_calls(store.client) == before
+
+    return wait_for(hot, seconds)
+
+
 def validate_until_rejected(url: str, jwks: dict[str, Any], token: str, conn: Any) -> None:
     """Child process: validate ``token`` hot until it is refused, then report when.
 
@@ -422,14 +435,7 @@ def validate_until_rejected(url: str, jwks: dict[str, Any], token: str, conn: An
     from sessionstore import InvalidToken
 
     with SessionStore.from_url(url, keyring=Keyring.from_jwks(jwks)) as store:
-
-        def hot() -> bool:
-            before = script_calls(store.client)
-            for _ in range(20):
-                store.validate(token)
-            return script_calls(store.client) == before
-
-        if not wait_for(hot, 10):
+        if not served_from_cache(store, token):
             conn.send(("cold", 0))
             return
         conn.send(("warm", 0))

@@ -13,7 +13,7 @@ import jwt
 import pytest
 import redis
 
-from observe import script_calls, wait_for
+from observe import script_calls
 from sessionstore import (
     Config,
     Device,
@@ -24,7 +24,7 @@ from sessionstore import (
     SessionStore,
 )
 from sessionstore.keys import user_keys
-from support import StoreApi, StoreFactory, warm
+from support import StoreApi, StoreFactory, served_from_cache, warm
 
 PHONE = Device(id="phone-1", name="Pixel 8", user_agent="Mozilla/5.0 (Linux)", ip="10.0.0.7")
 USER = {"roles": ["user"], "tenant": "acme"}
@@ -170,14 +170,7 @@ def validate_hot_then_again(url: str, jwks: dict[str, Any], token: str, conn: Co
     """Child process: validate ``token`` until the near cache serves it, report its claims,
     then, told to, validate once more and report them again."""
     with SessionStore.from_url(url, keyring=Keyring.from_jwks(jwks)) as store:
-
-        def hot() -> bool:
-            before = script_calls(store.client)
-            for _ in range(20):
-                store.validate(token)
-            return script_calls(store.client) == before
-
-        if not wait_for(hot, 10):
+        if not served_from_cache(store, token):
             conn.send("cold")
             return
         conn.send(store.validate(token).claims)
