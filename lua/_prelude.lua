@@ -329,14 +329,17 @@ local function signin_device(body)
 end
 
 -- Whether no sign-in in the history (a bounded walk: at most its cap) shows the device of
--- sign-in `body`: neither its device id nor its UA family and IP network.
-local function new_device(history, body)
+-- sign-in `body`: neither its device id nor its UA family and IP network. An adoption's
+-- device id is the same for every legacy token (LegacyTokens.device_id), so on either side
+-- of an adoption (`adopted`: this sign-in is one) only the UA family and network count.
+local function new_device(history, body, adopted)
   local id, net = signin_device(body)
   for _, entry in ipairs(redis.call('LRANGE', history, 0, -1)) do
     local kind = string.byte(entry, 1) % HISTORY_HEAD
     if kind == H_LOGIN or kind == H_ADOPTED then
       local seen_id, seen_net = signin_device(string.sub(entry, body_start(entry)))
-      if seen_id == id or (net ~= '' and seen_net == net) then return false end
+      local same_id = not adopted and kind == H_LOGIN and seen_id == id
+      if same_id or (net ~= '' and seen_net == net) then return false end
     end
   end
   return true

@@ -100,7 +100,7 @@ local fresh = 0
 if spec then
   local entries = {}
   for _, other in ipairs(evicted) do entries[#entries + 1] = revoked_entry(other, WHY_EVICTED) end
-  if new_device(history, signin) then fresh = 1 end
+  if new_device(history, signin, marker ~= nil) then fresh = 1 end
   entries[#entries + 1] = {marker and H_ADOPTED or H_LOGIN, signin}
   history_add(history, spec, entries)
 end

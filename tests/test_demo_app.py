@@ -313,6 +313,22 @@ def test_signing_out_every_other_device_asks_for_the_password(url: str) -> None:
         assert client.get("/api/me").json()["reason"] == "revoked"
 
 
+def test_the_password_step_up_is_rate_limited_as_the_login_is(url: str) -> None:
+    with TestClient(create_app(url, confirm_after=0), base_url=BASE) as client:
+        laptop, phone = two_devices(client)
+        use(client, laptop)
+        token = {"csrf_token": csrf(client)}
+        for _ in range(3):  # two sign-ins already counted against alice
+            wrong = client.post("/devices/signout-others", data={**token, "password": "guess"})
+            assert wrong.status_code == 400
+        right = {**token, "password": DEMO_USERS["alice"]}
+        refused = client.post("/devices/signout-others", data=right)
+        assert refused.status_code == 429 and "Too many attempts" in refused.text
+        assert 1 <= int(refused.headers["retry-after"]) <= 12
+        use(client, phone, PHONE_UA)
+        assert client.get("/api/me").status_code == 200  # nothing was revoked
+
+
 def test_a_recent_sign_in_signs_out_the_others_without_asking(url: str) -> None:
     with TestClient(create_app(url), base_url=BASE) as client:
         laptop, _ = two_devices(client)

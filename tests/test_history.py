@@ -147,6 +147,32 @@ async def test_an_adoption_is_a_sign_in(make_store: StoreFactory) -> None:
     assert created.new_device
 
 
+async def test_a_stolen_legacy_token_from_elsewhere_is_a_new_device(
+    make_store: StoreFactory,
+) -> None:
+    """Every adopted session has the same device id (``LegacyTokens.device_id``): it must
+    not make a second adoption, from another browser and network, look like a known device."""
+    store = make_store(config=Config(legacy_tokens=legacy()))
+    mine = await store.validate(legacy_token(), ip="198.51.100.4", user_agent=CHROME)
+    assert mine.adopted is not None and mine.adopted.new_device
+    stolen = legacy_token(jti="another-token")
+    theirs = await store.validate(stolen, ip="203.0.113.50", user_agent=FIREFOX)
+    assert theirs.adopted is not None and theirs.adopted.new_device
+    again = await store.validate(legacy_token(jti="a-third"), ip="198.51.100.9", user_agent=CHROME)
+    assert again.adopted is not None and not again.adopted.new_device  # same family and /24
+
+
+async def test_an_ip_that_is_no_address_is_kept_within_its_length_byte(store: StoreApi) -> None:
+    """64 four-byte characters are 256 bytes: more than a text IP's length byte holds."""
+    odd = Device(id="odd-1", user_agent=CHROME, ip="\U0001f600" * 64)
+    assert (await store.login("user-1", device=odd)).new_device
+    [entry] = await store.history("user-1")
+    assert entry.ip == "\U0001f600" * 63  # cut at a character's end, within 255 bytes
+    assert not (
+        await store.login("user-1", device=Device(id="odd-2", user_agent=CHROME, ip=odd.ip))
+    ).new_device
+
+
 async def test_the_history_is_capped_and_expires(
     make_store: StoreFactory, redis_client: redis.Redis
 ) -> None:

@@ -41,13 +41,23 @@ def outcome(validate: object) -> str:
     return "degraded" if principal.degraded else "live"
 
 
-def test_threads_past_the_pool_get_store_busy_never_a_fallback(url: str) -> None:
+def client_of(url: str, pool: str) -> redis.Redis:
+    """A client whose pool holds two connections: redis-py's default pool, which raises
+    at once, or a ``BlockingConnectionPool``, which raises once its ``timeout`` passed."""
+    if pool == "blocking":
+        blocking = redis.BlockingConnectionPool.from_url(url, max_connections=2, timeout=0.001)
+        return redis.Redis(connection_pool=blocking)
+    return redis.Redis.from_url(url, max_connections=2)
+
+
+@pytest.mark.parametrize("pool", ["plain", "blocking"])
+def test_threads_past_the_pool_get_store_busy_never_a_fallback(url: str, pool: str) -> None:
     seen: list[events.Event] = []
     with SessionStore.from_url(url, keyring=KEYRING) as other:
         pair = other.login("alice", device=Device(id="phone"))
         revoked = other.login("alice", device=Device(id="laptop"))
         other.revoke("alice", revoked.session_id)  # by another store: not remembered here
-    client = redis.Redis.from_url(url, max_connections=2)
+    client = client_of(url, pool)
     store = SessionStore(client, keyring=KEYRING, config=UNCACHED, on_event=seen.append)
     counts: Counter[str] = Counter()
     lock = threading.Lock()
@@ -73,6 +83,7 @@ def test_threads_past_the_pool_get_store_busy_never_a_fallback(url: str) -> None
     assert counts["StoreBusy:ok"] + counts["StoreBusy:revoked"] > 0, counts  # it saturated
     assert counts["degraded:ok"] == counts["degraded:revoked"] == 0, counts
     assert counts["live:revoked"] == 0 and counts["StoreUnavailable:ok"] == 0, counts
+    assert counts["StoreUnavailable:revoked"] == 0, counts
     assert not any(isinstance(e, events.DegradedEntered) for e in seen)
 
 

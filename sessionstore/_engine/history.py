@@ -85,8 +85,10 @@ def _ip_field(ip: str) -> bytes:
         return schema.IP_V4 + address.packed
     if isinstance(address, ipaddress.IPv6Address):
         return schema.IP_V6 + address.packed
-    text = ip.encode()
-    return schema.IP_TEXT + bytes([len(text)]) + text  # not an address: kept as given (<= 64 chars)
+    # Not an address: kept as given (at most 64 chars), cut to the length byte's 255 bytes
+    # at a character's end (64 four-byte characters are 256).
+    text = ip.encode()[:255].decode(errors="ignore").encode()
+    return schema.IP_TEXT + bytes([len(text)]) + text
 
 
 def signin_body(session_id: str, device: Device) -> bytes:

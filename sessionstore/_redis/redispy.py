@@ -52,16 +52,21 @@ TESTED = ((5, 3, 1), (9,))
 """The lowest redis-py tested, and the first release not known (the next major)."""
 
 
+# What redis-py's pools raise, as a plain ConnectionError, when they have no connection to
+# give: ConnectionPool on 5.x (6 and later: MaxConnectionsError), BlockingConnectionPool
+# (sync and asyncio, every release tested) once its ``timeout`` passed.
+_POOL_EXHAUSTED = ("Too many connections", "No connection available.")
+
+
 def pool_exhausted(err: BaseException) -> bool:
     """Whether a connection pool had no connection to give (``max_connections`` reached).
 
-    redis-py 6 and later raise ``MaxConnectionsError``; 5.x a plain ``ConnectionError``
-    saying "Too many connections". Both subclass ``ConnectionError``: without this test
-    a saturated pool would read as an unreachable Redis.
+    Every form subclasses ``ConnectionError``: without this test a saturated pool would
+    read as an unreachable Redis, and open the breaker and the fallback.
     """
     if isinstance(err, redis.exceptions.MaxConnectionsError):
         return True
-    return type(err) is redis.exceptions.ConnectionError and str(err) == "Too many connections"
+    return type(err) is redis.exceptions.ConnectionError and str(err) in _POOL_EXHAUSTED
 
 
 def supported(version: str) -> bool:

@@ -360,15 +360,21 @@ def create_app(
             return to_login(auth.state(request))
         if must_confirm(principal):
             password = str((await request.form()).get("password") or "")
-            if not passwords.check(principal.user_id, password):
+            # The login's limits: a stolen session must not guess the password freely.
+            decision = await limiter.hit(principal.user_id, _client_ip(request) or None)
+            if not decision.allowed or not passwords.check(principal.user_id, password):
                 mine = my_device(request, principal)
                 groups = await store.devices(principal.user_id)
                 others = sum(1 for g in groups if g.device.id != mine)
                 csrf = auth.csrf_token(principal)
-                page = pages.confirm_page(
-                    principal, csrf, others=others, ask=True, error="Wrong password."
-                )
-                return HTMLResponse(page, 400)
+                error = "Wrong password."
+                if not decision.allowed:
+                    error = f"Too many attempts: try again in {decision.retry_after_header} s."
+                page = pages.confirm_page(principal, csrf, others=others, ask=True, error=error)
+                refused = HTMLResponse(page, 400 if decision.allowed else 429)
+                if not decision.allowed:
+                    refused.headers["Retry-After"] = decision.retry_after_header
+                return refused
             # The step-up: this session records the proof (auth_time, amr "pwd").
             await store.step_up(principal.user_id, principal.session_id, method="pwd", level=1)
         count = await store.revoke_user(principal.user_id, keep=principal.session_id)
