@@ -54,6 +54,12 @@ def everything(client: redis.Redis) -> dict[bytes, Any]:
     return found
 
 
+def absolute_deadline_ms(client: redis.Redis, key: str) -> int:
+    """A live session hash's absolute deadline (server ms)."""
+    value: Any = client.hget(key, "a")
+    return int(value)
+
+
 def mentions(state: dict[bytes, Any], text: str) -> list[bytes]:
     """The keys whose name or content spells ``text``."""
     needle = text.encode()
@@ -294,9 +300,7 @@ async def test_a_refresh_token_of_the_old_id_revokes_the_moved_session(
     stolen = await store.rotate("user-1", pair.session_id, claims=ADMIN)
     keys = user_keys("ss", "user-1")
     moved_key = keys.moved(pair.session_id)
-    deadline_ms = int(redis_client.hget(keys.session(stolen.session_id), "a"))
-    # The moved key expires at the session's absolute deadline, never later.
-    assert 0 < redis_client.pexpiretime(moved_key) <= deadline_ms
+    deadline_ms = absolute_deadline_ms(redis_client, keys.session(stolen.session_id))
     other = make_store()  # another process, serving the new session from its near cache
     await warm(other, stolen.access_token)
     seen.clear()
@@ -332,6 +336,8 @@ async def test_a_refresh_token_of_the_old_id_revokes_the_moved_session(
     # Once the family is gone, the old token is refused as any token of a gone session.
     with pytest.raises(SessionRevoked):
         await store.refresh(pair.refresh_token)
+    # The moved key expires at the session's absolute deadline, never later.
+    assert 0 < redis_client.pexpiretime(moved_key) <= deadline_ms
 
 
 async def test_the_first_id_still_reaches_the_newest_session(
@@ -345,7 +351,7 @@ async def test_the_first_id_still_reaches_the_newest_session(
     keys = user_keys("ss", "user-1")
     # Every old id is at most two reads from the newest: the first id names it, the
     # others name the first id; all expire with the session's absolute deadline.
-    deadline_ms = int(redis_client.hget(keys.session(newest.session_id), "a"))
+    deadline_ms = absolute_deadline_ms(redis_client, keys.session(newest.session_id))
     for old in (pair, second, third):
         assert 0 < redis_client.pexpiretime(keys.moved(old.session_id)) <= deadline_ms
     assert redis_client.get(keys.moved(pair.session_id)) == newest.session_id.encode()
@@ -398,7 +404,9 @@ async def test_the_old_refresh_token_has_no_grace_after_a_rotation(
     newer = await store.refresh(pair.refresh_token)
     rotated = await store.rotate("user-1", pair.session_id)
     for token in (newer.refresh_token, pair.refresh_token):
-        with pytest.raises(RefreshReuseDetected if token is newer.refresh_token else SessionRevoked):
+        with pytest.raises(
+            RefreshReuseDetected if token is newer.refresh_token else SessionRevoked
+        ):
             await store.refresh(token)
     with pytest.raises(SessionRevoked):
         await store.validate(rotated.access_token)

@@ -235,7 +235,10 @@ def test_script_replies_keep_their_codes(redis_client: redis.Redis) -> None:
     )
     assert run("refresh", refreshing, SID, 1, 10_000, "kid-2")[:3] == [1, 2, b"kid-2"]
     assert run("refresh", refreshing, SID, 1, 10_000, "kid-3")[:3] == [2, 2, b"kid-2"]
-    assert run("refresh", refreshing, SID, 0, 10_000, "kid-4") == [3, SID.encode()]  # reuse: deleted
+    assert run("refresh", refreshing, SID, 0, 10_000, "kid-4") == [
+        3,
+        SID.encode(),
+    ]  # reuse: deleted
     assert run("check", pair, SID, -1) == 0
     listed = run("list", (index,), "0", 10)
     assert listed == [b"0"]
