@@ -4,10 +4,12 @@
 -- tests/test_wire.py compares them.
 
 -- Key parts: a user's keys are <ns>:{<enc uid>}: then SESSION_PART .. <sid> (a HASH) or
--- INDEX_PART (a ZSET: session id -> idle deadline ms); revocations are published on
+-- INDEX_PART (a ZSET: session id -> idle deadline ms) or MOVED_PART .. <sid> (a STRING: where
+-- a rotated-away id's family lives now, see rotate.lua); revocations are published on
 -- <ns> .. REVOKED_CHANNEL_PART. Every key expires with its last deadline.
 local SESSION_PART = 's:'
 local INDEX_PART = 'idx'
+local MOVED_PART = 'mv:'
 local REVOKED_CHANNEL_PART = ':{!revoked}'
 
 -- Session HASH fields. Times are the server's clock.
@@ -28,13 +30,14 @@ local AUTH_TIME = 'au'         -- s (absent: the session's creation)
 local AMR = 'am'               -- authentication methods, space-separated (absent: none)
 local ACR = 'al'               -- assurance level 1..9 (absent: 0)
 local BROWSER_SESSION = 'bs'   -- '1': a browser-session login (absent: persistent)
+local ORIGIN = 'o'             -- rotated with refresh tokens: its family's first id
 
 -- Reply codes (schema.Reply).
 local EXPIRED = -1             -- past a deadline (deleted on the way)
 local REVOKED = 0              -- or never existed
 local ROTATED = 1              -- refresh: the next generation
 local GRACE = 2                -- refresh: the previous generation again, within the grace
-local REUSED = 3               -- refresh: an older generation (the session is deleted)
+local REUSED = 3               -- refresh: an older generation, or a rotated-away id (deleted)
 local NO_REFRESH = 4           -- refresh: the session has no refresh token
 local LIMIT = 5                -- create: at the user's session limit, refused (nothing written)
 -- After a check script's fields: its due touch was refused, and the server's error follows.
@@ -54,6 +57,11 @@ end
 -- The session prefix is built from the declared index key, so discovered keys share its slot.
 local function session_prefix(index)
   return string.sub(index, 1, #index - #INDEX_PART) .. SESSION_PART
+end
+
+-- The moved keys' prefix (<prefix><sid>), built the same way.
+local function moved_prefix(index)
+  return string.sub(index, 1, #index - #INDEX_PART) .. MOVED_PART
 end
 
 -- The index outlives its longest-lived session by a minute, so that a late request can

@@ -1,20 +1,45 @@
 -- refresh: rotate a session's refresh generation, or detect reuse of an older one.
--- KEYS[1] index ZSET, KEYS[2] session HASH, KEYS[3] the user's history LIST (history on)
+-- A token of a rotated-away id (rotate.lua left its moved key) is reuse too, of its whole
+-- family: the live session the family moved to is revoked (any generation, no grace: a
+-- rotation is a privilege change, and whoever held the old id must not follow it).
+-- KEYS[1] index ZSET, KEYS[2] session HASH, KEYS[3] its moved STRING, KEYS[4] the user's
+-- history LIST (history on)
 -- ARGV[1] session id, ARGV[2] presented generation, ARGV[3] grace ms, ARGV[4] key id to sign
 -- with, ARGV[5] the history's spec ('' off); a rotation and a reuse are recorded there
--- Reply: {REVOKED} revoked or missing; {EXPIRED} expired; {REUSED} reuse detected (session
---        deleted); {NO_REFRESH} session has no refresh token; {ROTATED, generation, key id,
+-- Reply: {REVOKED} revoked or missing; {EXPIRED} expired; {REUSED, session id} reuse
+--        detected: that session deleted (this one, or the one its family moved to);
+--        {NO_REFRESH} session has no refresh token; {ROTATED, generation, key id,
 --        fields...} rotated; {GRACE, generation, key id, fields...} grace retry (the current
 --        generation, so a retrying client and the racer that rotated first agree).
-local index, key, sid = KEYS[1], KEYS[2], ARGV[1]
+local index, key, moved, sid = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
 local presented, grace, kid = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local history, spec = KEYS[3], history_spec(ARGV[5])
-if not presented or not grace or grace < 0 or kid == '' or (spec and not history) then
+local history, spec = KEYS[4], history_spec(ARGV[5])
+if not presented or not grace or grace < 0 or kid == '' or not moved
+    or (spec and not history) then
   return redis.error_reply('ERR sessionstore: bad refresh arguments')
 end
+
+-- Revoke a live session for reuse of a refresh token of its family.
+local function reused(victim, victim_key)
+  forget(index, victim_key, victim)
+  bump_index_ttl(index)
+  announce(index, {victim})
+  history_add(history, spec, {{H_REUSE, session_ref(victim)}, revoked_entry(victim, WHY_REUSE)})
+  return {REUSED, victim}
+end
+
 local now, now_us = clock()
 local live, why = load_live(index, key, sid, now)
 if not live then
+  -- Two reads at most (rotate.lua): the id moved to, or the family's first id, then its.
+  local target, prefix, moves = redis.call('GET', moved), session_prefix(index), moved_prefix(index)
+  for _ = 1, 2 do
+    if not target then break end
+    if load_live(index, prefix .. target, target, now) then
+      return reused(target, prefix .. target)
+    end
+    target = redis.call('GET', moves .. target)
+  end
   return {why}
 end
 local r = redis.call('HMGET', key, GENERATION, KEY_ID, ROTATED_AT)
@@ -35,8 +60,4 @@ if presented == current - 1 and now - tonumber(r[3] or '0') <= grace then
   for _, v in ipairs(redis.call('HGETALL', key)) do reply[#reply + 1] = v end
   return reply
 end
-forget(index, key, sid)
-bump_index_ttl(index)
-announce(index, {sid})
-history_add(history, spec, {{H_REUSE, session_ref(sid)}, revoked_entry(sid, WHY_REUSE)})
-return {REUSED}
+return reused(sid, key)

@@ -144,10 +144,12 @@ class LoginRefused(Event, frozen=True, kw_only=True):
 
 
 class ReuseDetected(Event, frozen=True, kw_only=True):
-    """A spent refresh token came back: the session was revoked."""
+    """A spent refresh token came back: the session was revoked. ``previous_session_id``:
+    the token named that id, which ``rotate`` had moved to ``session_id`` (None: the same)."""
 
     user_id: str
     session_id: str
+    previous_session_id: str | None = None
 
 
 class ValidationFailed(Event, frozen=True, kw_only=True):

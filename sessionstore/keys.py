@@ -8,6 +8,9 @@ without padding: it can never hold ``{ } : * ?`` or whitespace. ::
     <ns>:{<enc uid>}:idx           ZSET    the user's sessions: session id -> idle deadline
     <ns>:{<enc uid>}:h             LIST    the user's history (``_engine/history.py``): capped,
                                            expiring with ``Config.history_ttl``
+    <ns>:{<enc uid>}:mv:<sid>      STRING  where a rotated-away session id's family lives now
+                                           (``lua/rotate.lua``): the id it moved to, or the
+                                           family's first id; until the absolute deadline
     <ns>:{<enc uid>}:rl:<name>     STRING  an account's rate limit (``ratelimit.py``)
     <ns>:{<enc uid>}:lg:<digest>   STRING  the session adopted for one legacy token (its
                                            SHA-256, never the token), until the token's exp
@@ -40,6 +43,7 @@ __all__ = [
     "MARKER_TTL_MS",
     "MAX_DEVICE_ID_BYTES",
     "MAX_USER_ID_CHARS",
+    "MOVED_PART",
     "REVOKED_CHANNEL_PART",
     "SESSION_PART",
     "UserKeys",
@@ -67,6 +71,7 @@ __all__ = [
 SESSION_PART = "s:"
 INDEX_PART = "idx"
 HISTORY_PART = "h"
+MOVED_PART = "mv:"
 # After the namespace: the channel the revoking scripts publish on.
 REVOKED_CHANNEL_PART = ":{!revoked}"
 
@@ -91,6 +96,11 @@ class UserKeys(msgspec.Struct, frozen=True, gc=False):
     def history(self) -> str:
         """The key of the user's history list, beside the index."""
         return self.index[: -len(INDEX_PART)] + HISTORY_PART
+
+    def moved(self, session_id: str) -> str:
+        """The key that says where the family of a rotated-away session id lives now
+        (``_engine/rotation.py``): read by a refresh with a token of that id."""
+        return self.index[: -len(INDEX_PART)] + MOVED_PART + session_id
 
 
 def check_user_id(user_id: object) -> str:

@@ -24,7 +24,12 @@ from rest_framework.test import APIClient  # noqa: E402
 
 from django_support import PASSWORD, django_fixtures, options  # noqa: E402
 from forks import fork, outcome  # noqa: E402
-from sessionstore import Config, InvalidToken, Keyring, SessionStore  # noqa: E402
+from sessionstore import (  # noqa: E402
+    Config,
+    Keyring,
+    RefreshReuseDetected,
+    SessionStore,
+)
 from sessionstore.integrations.django import conf  # noqa: E402
 from sessionstore.testing import LocalServer  # noqa: E402
 from sessionstore.tokens import issue_access_token  # noqa: E402
@@ -287,8 +292,9 @@ def test_rotate_tokens_moves_the_session_and_its_cookies(alice: Any) -> None:
     assert principal.session is not None and principal.session.created_at == before.created_at
     gone = Client().get("/me", headers=bearer(old_access))
     assert gone.status_code == 401 and gone.json()["reason"] == "revoked"
-    with pytest.raises(InvalidToken):
+    with pytest.raises(RefreshReuseDetected):  # reuse of the family: the new id is revoked
         store.refresh(old_refresh)
+    assert Client().get("/me", headers=bearer(access)).status_code == 401
     # A Bearer caller rotates too; without a token there is nothing to rotate.
     pair = store.login(str(alice.pk), device=_device())
     moved = Client().post("/rotate", headers=bearer(pair.access_token))

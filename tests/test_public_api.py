@@ -83,6 +83,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "MARKER_TTL_MS",
         "MAX_DEVICE_ID_BYTES",
         "MAX_USER_ID_CHARS",
+        "MOVED_PART",
         "REVOKED_CHANNEL_PART",
         "SESSION_PART",
         "UserKeys",

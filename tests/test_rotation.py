@@ -16,6 +16,7 @@ from sessionstore import (
     Device,
     InvalidInput,
     InvalidToken,
+    RefreshReuseDetected,
     SessionRevoked,
     events,
 )
@@ -53,6 +54,12 @@ def everything(client: redis.Redis) -> dict[bytes, Any]:
     return found
 
 
+def absolute_deadline_ms(client: redis.Redis, key: str) -> int:
+    """A live session hash's absolute deadline (server ms)."""
+    value: Any = client.hget(key, "a")
+    return int(value)
+
+
 def mentions(state: dict[bytes, Any], text: str) -> list[bytes]:
     """The keys whose name or content spells ``text``."""
     needle = text.encode()
@@ -86,17 +93,22 @@ async def test_rotation_moves_everything_to_a_new_id(
 
     rotated = await store.rotate("user-1", pair.session_id)
     assert rotated.session_id != pair.session_id and not rotated.persistent
-    # The old id is refused at once everywhere: this store, the warm one, a cold one.
+    # The old id is refused at once everywhere: this store, the warm one, a cold one (its
+    # refresh token is reuse: test_a_refresh_token_of_the_old_id_revokes_the_moved_session).
     for validator in (store, other, make_store()):
         with pytest.raises(SessionRevoked):
             await validator.validate(pair.access_token)
-    with pytest.raises(SessionRevoked):
-        await store.refresh(pair.refresh_token)
 
-    # No key names or holds the old id but the revocation feed, which says it was rotated.
+    # No key names or holds the old id but the revocation feed, which says it was rotated,
+    # and what makes its refresh tokens reuse of the family: its moved key (naming the new
+    # id) and the moved session's ORIGIN field (the family's first id).
     state = everything(redis_client)
     feed = [key for key in state if key.endswith(b"{!revocations}")]
-    assert [k for k in mentions(state, pair.session_id) if k not in feed] == []
+    assert {k for k in mentions(state, pair.session_id) if k not in feed} == {
+        keys.moved(pair.session_id).encode(),
+        keys.session(rotated.session_id).encode(),
+    }
+    assert state[keys.moved(pair.session_id).encode()] == rotated.session_id.encode()
     assert set(redis_client.zrange(keys.index, 0, -1)) == {
         rotated.session_id.encode(),
         neighbour.session_id.encode(),
@@ -111,6 +123,7 @@ async def test_rotation_moves_everything_to_a_new_id(
 
     # The new hash is the old one, but its refresh state; same TTL, same index score.
     new_hash = redis_client.hgetall(keys.session(rotated.session_id))
+    assert new_hash.pop(b"o") == pair.session_id.encode()
     assert {k: v for k, v in new_hash.items() if k not in REFRESH_FIELDS} == {
         k: v for k, v in old_hash.items() if k not in REFRESH_FIELDS
     }
@@ -178,14 +191,19 @@ async def test_a_planted_session_is_worthless_after_the_rotation(
     with pytest.raises(SessionRevoked):
         await attacker.validate(planted.access_token)
     with pytest.raises(SessionRevoked):
-        await attacker.refresh(planted.refresh_token)
-    with pytest.raises(SessionRevoked):
         await attacker.rotate("user-1", planted.session_id)
     with pytest.raises(SessionRevoked):
         await attacker.update("user-1", planted.session_id, claims=ADMIN)
     # What the attacker knows names nothing live: the victim's session stands.
     assert (await attacker.validate(mine.access_token)).claims == ADMIN
     assert [s.session_id for s in await store.sessions("user-1")] == [mine.session_id]
+    # The planted refresh token never reaches the victim's session: it is reuse of the
+    # family, which is revoked (the victim signs in again; the attacker gets nothing).
+    with pytest.raises(RefreshReuseDetected):
+        await attacker.refresh(planted.refresh_token)
+    with pytest.raises(SessionRevoked):
+        await attacker.validate(mine.access_token)
+    assert await store.sessions("user-1") == []
 
 
 async def test_rotation_can_change_the_claims_in_the_same_step(
@@ -267,3 +285,127 @@ async def test_a_token_of_the_old_id_never_comes_back(make_store: StoreFactory) 
     for _ in range(3):
         with pytest.raises(InvalidToken):
             await store.validate(pair.access_token)
+
+
+async def test_a_refresh_token_of_the_old_id_revokes_the_moved_session(
+    make_store: StoreFactory, redis_client: redis.Redis
+) -> None:
+    # README's /become-admin: a leaked access token alone rotates the session, and the
+    # rotation hands its caller a new refresh token. The real user's refresh token (of the
+    # old id) coming back is reuse of the family: the session it moved to is revoked, as
+    # for a spent generation, and the rotation's caller keeps nothing.
+    seen: list[events.Event] = []
+    store = make_store(on_event=seen.append)
+    pair = await store.login("user-1", device=PHONE, claims=USER)
+    stolen = await store.rotate("user-1", pair.session_id, claims=ADMIN)
+    keys = user_keys("ss", "user-1")
+    moved_key = keys.moved(pair.session_id)
+    deadline_ms = absolute_deadline_ms(redis_client, keys.session(stolen.session_id))
+    other = make_store()  # another process, serving the new session from its near cache
+    await warm(other, stolen.access_token)
+    seen.clear()
+
+    with pytest.raises(RefreshReuseDetected):
+        await store.refresh(pair.refresh_token)  # a genuine token, of the old id
+
+    for validator in (store, other, make_store()):
+        with pytest.raises(SessionRevoked):
+            await validator.validate(stolen.access_token)
+    with pytest.raises(SessionRevoked):
+        await store.refresh(stolen.refresh_token)
+    assert await store.sessions("user-1") == []
+    assert redis_client.exists(keys.session(stolen.session_id)) == 0
+    reuse = [e for e in seen if isinstance(e, events.ReuseDetected)]
+    assert [(e.session_id, e.previous_session_id) for e in reuse] == [
+        (stolen.session_id, pair.session_id)
+    ]
+    revoked = [e for e in seen if isinstance(e, events.Revoked)]
+    assert [(e.session_ids, e.reason) for e in revoked] == [((stolen.session_id,), "reuse")]
+    # The feed and the history record it as a generation's reuse, naming the revoked id.
+    state = everything(redis_client)
+    feed = [key for key in state if key.endswith(b"{!revocations}")]
+    (entry,) = [e for e in store_revocations(redis_client, feed) if stolen.session_id in e]
+    assert "reuse" in entry
+    newest, second, *_ = await store.history("user-1")
+    assert (newest.kind, newest.reason, newest.session_ref) == (
+        "revoked",
+        "reuse",
+        stolen.session_id[:4],
+    )
+    assert (second.kind, second.session_ref) == ("reuse", stolen.session_id[:4])
+    # Once the family is gone, the old token is refused as any token of a gone session.
+    with pytest.raises(SessionRevoked):
+        await store.refresh(pair.refresh_token)
+    # The moved key expires at the session's absolute deadline, never later.
+    assert 0 < redis_client.pexpiretime(moved_key) <= deadline_ms
+
+
+async def test_the_first_id_still_reaches_the_newest_session(
+    store: StoreApi, redis_client: redis.Redis
+) -> None:
+    pair = await store.login("user-1", device=PHONE)
+    current = await store.refresh(pair.refresh_token)  # generation 2 of the first id
+    second = await store.rotate("user-1", pair.session_id)
+    third = await store.rotate("user-1", second.session_id)
+    newest = await store.rotate("user-1", third.session_id, claims=ADMIN)
+    keys = user_keys("ss", "user-1")
+    # Every old id is at most two reads from the newest: the first id names it, the
+    # others name the first id; all expire with the session's absolute deadline.
+    deadline_ms = absolute_deadline_ms(redis_client, keys.session(newest.session_id))
+    for old in (pair, second, third):
+        assert 0 < redis_client.pexpiretime(keys.moved(old.session_id)) <= deadline_ms
+    assert redis_client.get(keys.moved(pair.session_id)) == newest.session_id.encode()
+    assert redis_client.get(keys.moved(third.session_id)) == pair.session_id.encode()
+
+    with pytest.raises(RefreshReuseDetected):
+        await store.refresh(current.refresh_token)  # the first id's, any generation
+    with pytest.raises(SessionRevoked):
+        await store.validate(newest.access_token)
+    assert await store.sessions("user-1") == []
+
+    # The same from a middle id: its moved key leads through the first id.
+    again = await store.login("user-1", device=PHONE)
+    moved = await store.rotate("user-1", again.session_id)
+    last = await store.rotate("user-1", moved.session_id)
+    with pytest.raises(RefreshReuseDetected):
+        await store.refresh(moved.refresh_token)
+    with pytest.raises(SessionRevoked):
+        await store.validate(last.access_token)
+
+
+async def test_a_plain_revoked_session_keeps_its_answer(
+    store: StoreApi, redis_client: redis.Redis
+) -> None:
+    # No rotation, no moved key: a refresh token of a revoked session is SessionRevoked,
+    # and revokes nothing else; nor does a session rotated without refresh tokens leave a
+    # moved key (nothing of its old id could be presented).
+    pair = await store.login("user-1", device=PHONE)
+    neighbour = await store.login("user-1", device=PHONE)
+    await store.revoke("user-1", pair.session_id)
+    keys = user_keys("ss", "user-1")
+    assert redis_client.exists(keys.moved(pair.session_id)) == 0
+    with pytest.raises(SessionRevoked):
+        await store.refresh(pair.refresh_token)
+    assert (await store.validate(neighbour.access_token)).session_id == neighbour.session_id
+    made = await store.create("user-1", device=PHONE)
+    moved = await store.rotate_session("user-1", made.session_id)
+    assert redis_client.exists(keys.moved(made.session_id)) == 0
+    assert b"o" not in redis_client.hgetall(keys.session(moved.session_id))
+
+
+async def test_the_old_refresh_token_has_no_grace_after_a_rotation(
+    make_store: StoreFactory,
+) -> None:
+    # A client that lost the rotation's answer presents its refresh token at once: no
+    # grace (unlike a refresh's previous generation), or whoever rotated with a leaked
+    # access token would share the session with it. The session is revoked.
+    store = make_store(config=Config(refresh_grace=3600))
+    pair = await store.login("user-1", device=PHONE)
+    newer = await store.refresh(pair.refresh_token)
+    rotated = await store.rotate("user-1", pair.session_id)
+    with pytest.raises(RefreshReuseDetected):
+        await store.refresh(newer.refresh_token)  # the old id's current token, at once
+    with pytest.raises(SessionRevoked):
+        await store.validate(rotated.access_token)
+    with pytest.raises(SessionRevoked):  # the family is gone: nothing left to revoke
+        await store.refresh(pair.refresh_token)

@@ -1,8 +1,9 @@
 """A hypothesis state machine over the session lifecycle, against a real server and a model.
 
 Rules drive a real ``SessionStore`` (default caches on) on a private server: login, validate,
-touch, refresh (current, previous and older tokens), update (data, claims), step_up, rotate,
-revoke, revoke_device, revoke_user, logout and listing. A plain Python model predicts every
+touch, refresh (current, previous and older tokens, and tokens of ids rotated away: reuse of
+the session they moved to), update (data, claims), step_up, rotate, revoke, revoke_device,
+revoke_user, logout and listing. A plain Python model predicts every
 answer, including which session the cap evicts. After every step the invariants are read
 straight from Redis:
 
@@ -85,6 +86,7 @@ class Model:
     amr: tuple[str, ...] = ()
     acr: int = 0
     claims: dict[str, Any] = field(default_factory=dict)
+    moved_to: Model | None = None  # rotate: the session this id moved to
 
 
 class SessionMachine(RuleBasedStateMachine):
@@ -112,6 +114,12 @@ class SessionMachine(RuleBasedStateMachine):
 
     def pick(self, index: int) -> Model:
         return self.sessions[index % len(self.sessions)]
+
+    def family_head(self, session: Model) -> Model:
+        """Where a session's family lives now: it, or the session rotations moved it to."""
+        while session.moved_to is not None:
+            session = session.moved_to
+        return session
 
     def kill(self, session: Model) -> None:
         session.live = False
@@ -215,7 +223,14 @@ class SessionMachine(RuleBasedStateMachine):
         session = self.pick(index)
         presented = max(1, session.generation - back)
         token = session.refresh[presented]
-        if not session.live:
+        head = self.family_head(session)
+        if not session.live and head.live:
+            # A token of an id rotated away, any generation: reuse of the family, whose
+            # live session (any number of rotations later) is revoked.
+            with pytest.raises(RefreshReuseDetected):
+                self.store.refresh(token)
+            self.kill(head)
+        elif not session.live:
             with pytest.raises(SessionRevoked):
                 self.store.refresh(token)
         elif presented == session.generation:
@@ -293,6 +308,7 @@ class SessionMachine(RuleBasedStateMachine):
         )
         moved.refresh[1], moved.access[:] = pair.refresh_token, [pair.access_token]
         self.kill(session)
+        session.moved_to = moved
         self.sessions.append(moved)
         principal = self.store.validate(pair.access_token)
         assert principal.claims == moved.claims and principal.session is not None

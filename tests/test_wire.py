@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from observe import session_keys
@@ -22,6 +23,7 @@ from sessionstore._jose.strict import b64u_decode_checked
 from sessionstore.keys import (
     HISTORY_PART,
     INDEX_PART,
+    MOVED_PART,
     REVOKED_CHANNEL_PART,
     SESSION_PART,
     account_limit_key,
@@ -67,6 +69,7 @@ def _python_constants() -> dict[str, str | int]:
         "INDEX_PART": INDEX_PART,
         "REVOKED_CHANNEL_PART": REVOKED_CHANNEL_PART,
         "HISTORY_PART": HISTORY_PART,
+        "MOVED_PART": MOVED_PART,
         "SESSION_REF": schema.SESSION_REF,
         "HISTORY_HEAD": schema.HISTORY_HEAD,
         **{name: getattr(schema, name) for name in dir(schema) if name.startswith("H_")},
@@ -117,6 +120,7 @@ def test_key_and_channel_names() -> None:
     keys = user_keys("ss", "user-1")
     assert (keys.prefix, keys.index) == (TAG + "s:", TAG + "idx")
     assert keys.session(SID) == TAG + "s:" + SID
+    assert (keys.history, keys.moved(SID)) == (TAG + "h", TAG + "mv:" + SID)
     assert revoked_channel("ss") == "ss:{!revoked}"
     assert marker_key("ss") == "ss:{!marker}"
     assert db_watch_key("ss") == "ss:{!db}"
@@ -192,16 +196,17 @@ def test_revocations_are_published_on_the_channel(
 
 
 def test_script_replies_keep_their_codes(redis_client: redis.Redis) -> None:
-    index, key = TAG + "idx", TAG + "s:" + SID
+    index, key, moved_key = TAG + "idx", TAG + "s:" + SID, TAG + "mv:" + SID
     pair = (index, key)
+    refreshing = (index, key, moved_key)  # refresh: the session's moved key too
 
     def run(name: str, keys: tuple[str, ...], *args: Any) -> Any:
         return redis_client.eval(SCRIPTS[name].source, len(keys), *keys, *args)
 
     assert run("check", pair, SID, -1) == 0  # never existed: revoked
-    assert run("refresh", pair, SID, 1, 0, "kid") == [0]
+    assert run("refresh", refreshing, SID, 1, 0, "kid") == [0]
     assert len(run("create", pair, SID, 60_000, 120_000, 10, "phone-1", "", "", "m0", META)) == 4
-    assert run("refresh", pair, SID, 1, 0, "kid") == [4]  # no refresh state
+    assert run("refresh", refreshing, SID, 1, 0, "kid") == [4]  # no refresh state
     assert run("check", pair, SID, -1)[::2] == [b"c", b"s", b"i", b"a", b"e", b"v", b"m0"]
     assert run("update", pair, SID, "", 64, 1, b"x")[-4:] == [b"d0", b"x", b"dn", b"1"]
     # New claims: the meta blob's tail after the device texts, re-chunked.
@@ -228,9 +233,12 @@ def test_script_replies_keep_their_codes(redis_client: redis.Redis) -> None:
         "m0",
         META,
     )
-    assert run("refresh", pair, SID, 1, 10_000, "kid-2")[:3] == [1, 2, b"kid-2"]
-    assert run("refresh", pair, SID, 1, 10_000, "kid-3")[:3] == [2, 2, b"kid-2"]
-    assert run("refresh", pair, SID, 0, 10_000, "kid-4") == [3]  # reuse: deleted
+    assert run("refresh", refreshing, SID, 1, 10_000, "kid-2")[:3] == [1, 2, b"kid-2"]
+    assert run("refresh", refreshing, SID, 1, 10_000, "kid-3")[:3] == [2, 2, b"kid-2"]
+    assert run("refresh", refreshing, SID, 0, 10_000, "kid-4") == [
+        3,
+        SID.encode(),
+    ]  # reuse: deleted
     assert run("check", pair, SID, -1) == 0
     listed = run("list", (index,), "0", 10)
     assert listed == [b"0"]
@@ -244,7 +252,7 @@ def test_script_replies_keep_their_codes(redis_client: redis.Redis) -> None:
     assert (cleared[0], cleared[2:]) == (b"0", [SID.encode()])
     # rotate: the hash moves to the new id with a new refresh state; the old id is gone.
     new_sid, new_key = "B" * 22, TAG + "s:" + "B" * 22
-    moved = (index, key, new_key)
+    moved = (index, key, new_key, moved_key)
     assert run("rotate", moved, SID, new_sid, "kid-1", "", 64) == 0  # gone: revoked
     refreshable = ("g", 4, "k", "kid-1", "m0", META)
     run("create", pair, SID, 60_000, 120_000, 10, "phone-1", "", "", *refreshable)
@@ -252,3 +260,15 @@ def test_script_replies_keep_their_codes(redis_client: redis.Redis) -> None:
     assert (fields[b"g"], fields[b"k"], fields[b"m0"]) == (b"1", b"kid-2", META)
     assert redis_client.exists(key) == 0 and redis_client.zscore(index, SID) is None
     assert redis_client.zscore(index, new_sid) == int(fields[b"e"])
+    # It had refresh tokens: the old id's moved key names the new id until the absolute
+    # deadline, and the moved session names its family's first id (ORIGIN).
+    assert fields[b"o"] == SID.encode() and redis_client.get(moved_key) == new_sid.encode()
+    assert redis_client.pexpiretime(moved_key) == int(fields[b"a"])
+    # A refresh token of the old id: reuse of the family, the new id is deleted.
+    assert run("refresh", refreshing, SID, 1, 10_000, "kid-3") == [3, new_sid.encode()]
+    assert redis_client.exists(new_key) == 0 and redis_client.zscore(index, new_sid) is None
+    assert run("refresh", refreshing, SID, 1, 10_000, "kid-3") == [0]  # nothing live left
+    with pytest.raises(redis.ResponseError, match="bad refresh arguments"):
+        run("refresh", pair, SID, 1, 10_000, "kid-3")  # no moved key in KEYS
+    with pytest.raises(redis.ResponseError, match="bad rotate arguments"):
+        run("rotate", moved[:3], SID, new_sid, "kid-2", "", 64)

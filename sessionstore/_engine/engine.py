@@ -341,7 +341,8 @@ class Engine(Sessions):
         return Call(inner.script, inner.keys, inner.args, parse)
 
     def refresh(self, refresh_token: object) -> Call[TokenPair]:
-        """Rotate a refresh token: one script, reuse of an old one revokes the session."""
+        """Rotate a refresh token: one script, reuse of an old one revokes the session (a
+        token of an id ``rotate`` moved away revokes the session it moved to)."""
         found = parse_refresh_token(
             self.keyring, refresh_token, max_bytes=self.config.max_token_bytes
         )
@@ -357,8 +358,15 @@ class Engine(Sessions):
             if status == Reply.NO_REFRESH:
                 raise InvalidToken("session has no refresh token")
             if status == Reply.REUSED:
-                self._forget(user_id, [session_id], "reuse", feed)
-                self.emit(events.ReuseDetected(user_id=user_id, session_id=session_id))
+                (revoked_,) = rest  # this session, or the one its family was rotated to
+                revoked = revoked_.decode()
+                moved = session_id if revoked != session_id else None
+                self._forget(user_id, [revoked], "reuse", feed)
+                self.emit(
+                    events.ReuseDetected(
+                        user_id=user_id, session_id=revoked, previous_session_id=moved
+                    )
+                )
                 raise RefreshReuseDetected("refresh token reused: session revoked")
             if status in _GONE:
                 raise self.gone(user_id, session_id, status)
@@ -375,7 +383,12 @@ class Engine(Sessions):
             )
             return self.pair_of(session, generation, kid)
 
-        keyed = (keys.index, keys.session(session_id), *self.history_keys(user_id))
+        keyed = (
+            keys.index,
+            keys.session(session_id),
+            keys.moved(session_id),
+            *self.history_keys(user_id),
+        )
         call = Call(SCRIPTS["refresh"], keyed, args, parse, durable=True)
         return fed(announced(call, _reused), feed)  # reuse revoked the session
 

@@ -7,6 +7,15 @@ and deadlines go with it), swaps the index entry and announces the old id as rev
 revocation reaches the feed (reason ``"rotated"``), the revocation memory and every near
 cache as any revoke does, and the user's history records it (a revocation, reason
 ``"rotated"``; the session's sign-in entry keeps its first id).
+
+The old id's access tokens are refused (``SessionRevoked``), but its refresh tokens are
+not merely refused: whoever holds one of a session that has since moved (a leaked access
+token alone is enough to call an app's rotating endpoint) is a second holder of the
+family, so a refresh with it is reuse, as for a spent generation. The script leaves a
+moved key per old id (``keys.UserKeys.moved``, expiring at the absolute deadline), and
+``lua/refresh.lua`` follows it to the session's current id and revokes that
+(``RefreshReuseDetected``, reason ``"reuse"``). There is no grace: a client that lost the
+rotation's answer signs in again, rather than an attacker racing it keeping the session.
 """
 
 from __future__ import annotations
@@ -62,6 +71,7 @@ def rotate(
         keys.index,
         keys.session(session_id),
         keys.session(new_id),
+        keys.moved(session_id),
         *sessions.history_keys(user_id),
     )
     why = history.REASONS["rotated"]

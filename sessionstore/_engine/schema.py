@@ -39,6 +39,7 @@ __all__ = [
     "META",
     "META_SLOTS",
     "NEVER_TOUCH_MS",
+    "ORIGIN",
     "ROTATED_AT",
     "ROW_ABSOLUTE_DEADLINE",
     "ROW_ACR",
@@ -85,6 +86,9 @@ ACR = b"al"  # assurance level 1..9 (absent: 0, none asserted)
 # A browser-session login (``login(persistent=False)``): "1". Absent: persistent, so the
 # default login costs no memory.
 BROWSER_SESSION = b"bs"
+# A session rotated while it had refresh tokens: the first id of its family (the id its
+# moved keys lead to, see ``_engine/rotation.py``). Absent: never rotated with them.
+ORIGIN = b"o"
 
 # The revocation feed's one field the feed script writes itself (the rest: ``feed``).
 FEED_AT = b"at"  # the append's time, ms (server clock)
@@ -121,7 +125,8 @@ class Reply(IntEnum):
     REVOKED = 0  # or never existed
     ROTATED = 1  # refresh: the next generation
     GRACE = 2  # refresh: the previous generation again, within the grace
-    REUSED = 3  # refresh: an older generation (the session is deleted)
+    REUSED = 3  # refresh: an older generation, or a token of a rotated-away id (the
+    # session, or the one it moved to, is deleted)
     NO_REFRESH = 4  # refresh: the session has no refresh token
     LIMIT = 5  # create: at the user's session limit, refused (nothing written)
 
