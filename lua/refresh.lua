@@ -2,8 +2,10 @@
 -- A token of a rotated-away id (rotate.lua left its moved key) is reuse too, of its whole
 -- family: the live session the family moved to is revoked (any generation, no grace: a
 -- rotation is a privilege change, and whoever held the old id must not follow it).
--- KEYS[1] index ZSET, KEYS[2] session HASH, KEYS[3] its moved STRING, KEYS[4] the user's
--- history LIST (history on)
+-- KEYS[1] index ZSET, KEYS[2] session HASH, KEYS[3] the user's history LIST (history on).
+-- The moved keys (<ns>:{<enc uid>}:mv:<sid>, same hash tag) are built here and read only
+-- once the session is gone: declared, the one that almost never exists would make every
+-- refresh fail with TRYAGAIN while a cluster migrates the user's slot.
 -- ARGV[1] session id, ARGV[2] presented generation, ARGV[3] grace ms, ARGV[4] key id to sign
 -- with, ARGV[5] the history's spec ('' off); a rotation and a reuse are recorded there
 -- Reply: {REVOKED} revoked or missing; {EXPIRED} expired; {REUSED, session id} reuse
@@ -11,11 +13,10 @@
 --        {NO_REFRESH} session has no refresh token; {ROTATED, generation, key id,
 --        fields...} rotated; {GRACE, generation, key id, fields...} grace retry (the current
 --        generation, so a retrying client and the racer that rotated first agree).
-local index, key, moved, sid = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
+local index, key, sid = KEYS[1], KEYS[2], ARGV[1]
 local presented, grace, kid = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local history, spec = KEYS[4], history_spec(ARGV[5])
-if not presented or not grace or grace < 0 or kid == '' or not moved
-    or (spec and not history) then
+local history, spec = KEYS[3], history_spec(ARGV[5])
+if not presented or not grace or grace < 0 or kid == '' or (spec and not history) then
   return redis.error_reply('ERR sessionstore: bad refresh arguments')
 end
 
@@ -32,7 +33,8 @@ local now, now_us = clock()
 local live, why = load_live(index, key, sid, now)
 if not live then
   -- Two reads at most (rotate.lua): the id moved to, or the family's first id, then its.
-  local target, prefix, moves = redis.call('GET', moved), session_prefix(index), moved_prefix(index)
+  local prefix, moves = session_prefix(index), moved_prefix(index)
+  local target = redis.call('GET', moves .. sid)
   for _ = 1, 2 do
     if not target then break end
     if load_live(index, prefix .. target, target, now) then

@@ -202,3 +202,24 @@ async def test_cluster_revocations_follow_moved_ask_and_tryagain(
     assert cluster.slot_owner(slot) is target
     assert await store.revoke_user("mover") == 2
     assert [e for e in lags if isinstance(e, events.ReplicationLag)] == []
+
+
+async def test_a_refresh_works_while_the_users_slot_migrates(
+    fault_cluster: LocalCluster, open_store: StoreFactory
+) -> None:
+    """Keys moved, slot not handed over yet: a script whose declared keys do not all exist
+    gets TRYAGAIN. Refresh once declared the session's moved key, which almost never
+    exists, so every refresh of the user failed for the whole migration."""
+    cluster = fault_cluster
+    store = open_store(cluster.url)
+    slot = key_slot(user_keys("ss", "refresher").index.encode())
+    pair = await store.login("refresher", device=PHONE)
+    source = cluster.slot_owner(slot)
+    target = next(p for p in cluster.primaries() if p is not source)
+    cluster.migrate_slot(slot, target, finish=False)
+    try:
+        again = await store.refresh(pair.refresh_token)
+        assert (await store.validate(again.access_token)).session_id == pair.session_id
+    finally:
+        cluster.finish_slot(slot, target, source)
+    await store.revoke_user("refresher")

@@ -383,12 +383,9 @@ class Engine(Sessions):
             )
             return self.pair_of(session, generation, kid)
 
-        keyed = (
-            keys.index,
-            keys.session(session_id),
-            keys.moved(session_id),
-            *self.history_keys(user_id),
-        )
+        # Not the session's moved key (the script builds it): a declared key that almost
+        # never exists would fail every refresh with TRYAGAIN while a cluster migrates.
+        keyed = (keys.index, keys.session(session_id), *self.history_keys(user_id))
         call = Call(SCRIPTS["refresh"], keyed, args, parse, durable=True)
         return fed(announced(call, _reused), feed)  # reuse revoked the session
 
