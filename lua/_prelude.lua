@@ -143,6 +143,22 @@ local function load_live(index, key, sid, now)
   return {e = e, a = a, i = tonumber(f[3]), s = tonumber(f[4])}
 end
 
+-- Where the family of a gone session id `sid` lives now, if rotate.lua moved it: the live
+-- session's id, or nil. Two reads at most (the id it moved to, or the family's first id,
+-- then that one's). The moved keys share the index's hash tag and are built here, never
+-- declared: one that almost never exists would make a migrating cluster slot answer
+-- TRYAGAIN to every script that names it.
+local function moved_live(index, sid, now)
+  local prefix, moves = session_prefix(index), moved_prefix(index)
+  local target = redis.call('GET', moves .. sid)
+  for _ = 1, 2 do
+    if not target then return nil end
+    if load_live(index, prefix .. target, target, now) then return target end
+    target = redis.call('GET', moves .. target)
+  end
+  return nil
+end
+
 -- load_live on the server's clock now: a live session's fields, or nil and why not; then
 -- now in ms.
 local function live_now(index, key, sid)

@@ -32,15 +32,9 @@ end
 local now, now_us = clock()
 local live, why = load_live(index, key, sid, now)
 if not live then
-  -- Two reads at most (rotate.lua): the id moved to, or the family's first id, then its.
-  local prefix, moves = session_prefix(index), moved_prefix(index)
-  local target = redis.call('GET', moves .. sid)
-  for _ = 1, 2 do
-    if not target then break end
-    if load_live(index, prefix .. target, target, now) then
-      return reused(target, prefix .. target)
-    end
-    target = redis.call('GET', moves .. target)
+  local target = moved_live(index, sid, now)
+  if target then
+    return reused(target, session_prefix(index) .. target)
   end
   return {why}
 end

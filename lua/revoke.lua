@@ -1,8 +1,11 @@
--- revoke: delete one session and its index entry.
+-- revoke: delete one session and its index entry. An id that rotate.lua moved away names
+-- its session still: the live session its family moved to is deleted instead (a sign-out
+-- with the tokens of before a rotation must not leave the rotated session alive).
 -- KEYS[1] index ZSET, KEYS[2] session HASH, KEYS[3] the user's history LIST (history on)
 -- ARGV[1] session id, ARGV[2] the history's spec ('' off), ARGV[3] why (one char, recorded
 -- in the history when a live session was deleted)
--- Reply: 1 when a live session was deleted, else 0.
+-- Reply: 1 when that live session was deleted, the session id deleted in its place (a
+-- string) when its family had moved, else 0.
 local index, key, sid = KEYS[1], KEYS[2], ARGV[1]
 local history, spec, why = KEYS[3], history_spec(ARGV[2]), ARGV[3]
 if spec and (not history or not why or #why ~= 1) then
@@ -10,9 +13,17 @@ if spec and (not history or not why or #why ~= 1) then
 end
 local existed = redis.call('DEL', key)
 redis.call('ZREM', index, sid)
-bump_index_ttl(index)
-if existed == 1 then
-  announce(index, {sid})
-  if spec then history_add(history, spec, {revoked_entry(sid, why)}) end
+local reply, victim = existed, sid
+if existed == 0 then
+  victim = moved_live(index, sid, now_ms())
+  if victim then
+    forget(index, session_prefix(index) .. victim, victim)
+    reply = victim
+  end
 end
-return existed
+bump_index_ttl(index)
+if victim and reply ~= 0 then
+  announce(index, {victim})
+  if spec then history_add(history, spec, {revoked_entry(victim, why)}) end
+end
+return reply

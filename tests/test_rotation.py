@@ -409,3 +409,33 @@ async def test_the_old_refresh_token_has_no_grace_after_a_rotation(
         await store.validate(rotated.access_token)
     with pytest.raises(SessionRevoked):  # the family is gone: nothing left to revoke
         await store.refresh(pair.refresh_token)
+
+
+async def test_signing_out_with_the_old_ids_tokens_ends_the_rotated_session(
+    make_store: StoreFactory, redis_client: redis.Redis
+) -> None:
+    """A victim whose session was rotated by whoever held a leaked access token signs out
+    with the tokens they still have: the session ends, not only its old id."""
+    seen: list[events.Event] = []
+    store = make_store(on_event=seen.append)
+    other = make_store()
+    pair = await store.login("user-1", device=PHONE)
+    neighbour = await store.login("user-1", device=PHONE)
+    rotated = await store.rotate("user-1", pair.session_id)
+    await warm(other, rotated.access_token)
+    await store.logout(pair.access_token)
+    for validator in (store, other, make_store()):
+        with pytest.raises(SessionRevoked):
+            await validator.validate(rotated.access_token)
+    [revoked] = [e for e in seen if isinstance(e, events.Revoked) and e.reason == "logout"]
+    assert revoked.session_ids == (rotated.session_id,)
+    newest = (await store.history("user-1"))[0]
+    assert (newest.kind, newest.reason, newest.session_id) == ("revoked", "logout", None)
+    assert newest.session_ref == rotated.session_id[:4]
+    # An admin revoking the old id (say, from a log line) ends the session just the same.
+    again = await store.rotate("user-1", neighbour.session_id)
+    assert await store.revoke("user-1", neighbour.session_id) is True
+    with pytest.raises(SessionRevoked):
+        await store.validate(again.access_token)
+    assert await store.revoke("user-1", neighbour.session_id) is False  # nothing left
+    assert redis_client.zcard(user_keys("ss", "user-1").index) == 0

@@ -356,8 +356,12 @@ class Sessions:
         check_session_id(session_id)
         feed = self.feed(user_id, reason)
 
-        def parse(reply: int) -> bool:
-            self._forget(user_id, [session_id], reason if reply else None, feed)
+        def parse(reply: int | bytes) -> bool:
+            # bytes: the id was rotated away, and the session its family moved to went.
+            revoked = reply.decode() if isinstance(reply, bytes) else session_id
+            self._forget(user_id, [revoked], reason if reply else None, feed)
+            if revoked != session_id:
+                self._forget(user_id, [session_id])  # remembered too: announced long ago
             return bool(reply)
 
         keyed = (keys.index, keys.session(session_id), *self.history_keys(user_id))
