@@ -11,19 +11,15 @@ local history, spec, why = KEYS[3], history_spec(ARGV[2]), ARGV[3]
 if spec and (not history or not why or #why ~= 1) then
   return redis.error_reply('ERR sessionstore: bad revoke arguments')
 end
-local existed = redis.call('DEL', key)
-redis.call('ZREM', index, sid)
-local reply, victim = existed, sid
-if existed == 0 then
+local victim = sid  -- the live session deleted, if any
+if redis.call('DEL', key) == 0 then
   victim = moved_live(index, sid, now_ms())
-  if victim then
-    forget(index, session_prefix(index) .. victim, victim)
-    reply = victim
-  end
+  if victim then forget(index, session_prefix(index) .. victim, victim) end
 end
+redis.call('ZREM', index, sid)
 bump_index_ttl(index)
-if victim and reply ~= 0 then
-  announce(index, {victim})
-  if spec then history_add(history, spec, {revoked_entry(victim, why)}) end
-end
-return reply
+if not victim then return 0 end
+announce(index, {victim})
+if spec then history_add(history, spec, {revoked_entry(victim, why)}) end
+if victim == sid then return 1 end
+return victim

@@ -321,22 +321,20 @@ class Engine(Sessions):
         expires = min(math.floor(now) + cfg.access_ttl, math.floor(now + absolute))
 
         def parse(reply: Any) -> tuple[Session, TokenPair]:
-            session = inner.parse(reply)
-            new_device = is_new_device(reply)
-            if math.floor(session.absolute_expires_at) >= expires and session.auth_time == auth[0]:
-                return session, msgspec.structs.replace(pair, new_device=new_device)
-            again = self._pair(
-                user_id,
-                session_id,
-                checked,
-                1,
-                kid,
-                session.absolute_expires_at,
-                device,
-                (session.auth_time, amr, acr),
-                persistent=persistent,
-            )
-            return session, msgspec.structs.replace(again, new_device=new_device)
+            session, signed = inner.parse(reply), pair
+            if math.floor(session.absolute_expires_at) < expires or session.auth_time != auth[0]:
+                signed = self._pair(
+                    user_id,
+                    session_id,
+                    checked,
+                    1,
+                    kid,
+                    session.absolute_expires_at,
+                    device,
+                    (session.auth_time, amr, acr),
+                    persistent=persistent,
+                )
+            return session, msgspec.structs.replace(signed, new_device=is_new_device(reply))
 
         return Call(inner.script, inner.keys, inner.args, parse)
 
