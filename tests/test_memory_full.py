@@ -19,6 +19,7 @@ import pytest
 import redis
 from redis.exceptions import OutOfMemoryError
 
+from observe import wait_for
 from sessionstore import (
     AsyncSessionStore,
     Config,
@@ -29,6 +30,7 @@ from sessionstore import (
     SessionStore,
     events,
 )
+from sessionstore.keys import revoked_channel
 from sessionstore.testing import LocalServer, redis_binary, valkey_binary
 
 PHONE = Device(id="phone-1", name="Pixel", user_agent="Mozilla/5.0 (Linux; Android 14)")
@@ -134,6 +136,11 @@ async def test_validation_answers_when_its_touch_cannot_be_written(
             store.close()
 
 
+def subscribers(admin: redis.Redis, channel: str) -> int:
+    """How many connections the server counts as subscribed to ``channel``."""
+    return int(admin.pubsub_numsub(channel)[0][1])
+
+
 def test_a_store_started_on_a_full_server_still_hears_revocations(
     full_server: LocalServer,
 ) -> None:
@@ -149,9 +156,15 @@ def test_a_store_started_on_a_full_server_still_hears_revocations(
         # Another spelling of the address: a listener of its own, not the revoker's.
         url = full_server.url.replace("127.0.0.1", "localhost")
         assert url != full_server.url
+        channel = revoked_channel(Config().namespace)
+        before = subscribers(admin, channel)
         listener = SessionStore.from_url(url, keyring=keyring)
         try:
             assert not listener.validate(live.access_token).degraded  # it reached Redis
+            # Its listener subscribes in the background: a revocation published before
+            # that is not one it can hear (nor is it meant to), so wait for the server to
+            # count the subscription. A listener that cannot connect on a full server fails here.
+            assert wait_for(lambda: subscribers(admin, channel) > before), "never subscribed"
             assert revoker.revoke("user-1", revoked.session_id)  # a delete: allowed when full
             full_server.kill()
             deadline = time.monotonic() + 3
