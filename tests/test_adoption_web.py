@@ -10,24 +10,20 @@ until every user holds a sessionstore pair.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import secrets
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import httpx
 import jwt
 import pytest
 
-from sessionstore import AsyncSessionStore, Config, Keyring, Principal, SessionStore
+from sessionstore import Config, Keyring, SessionStore
 from sessionstore.integrations._adoption import ACCESS_HEADER, EXPIRES_HEADER, REFRESH_HEADER
 from sessionstore.legacy import LegacyTokens
-from web_support import admin_fixture, server_fixtures
+from web_support import BASE, admin_fixture, fastapi_app, server_fixtures, web_client
 
 server, url = server_fixtures("adoption")
 SECRET = b"the-legacy-flask-jwt-secret-0123456789"
-BASE = "https://testserver"  # Secure cookies travel over https only, even in a test client
 
 
 def legacy() -> LegacyTokens:
@@ -53,99 +49,7 @@ def config() -> Config:
     return Config(legacy_tokens=legacy(), socket_timeout=10.0)
 
 
-def fastapi_app(url: str, keyring: Keyring) -> tuple[Any, AsyncSessionStore]:
-    from fastapi import Depends, FastAPI
-    from starlette.middleware import Middleware
-
-    from sessionstore.integrations.starlette import SessionAuth, SessionAuthMiddleware
-
-    store = AsyncSessionStore.from_url(url, keyring=keyring, config=config())
-    auth = SessionAuth(store, csrf_secret=secrets.token_bytes(32))
-    app = FastAPI(
-        middleware=[Middleware(SessionAuthMiddleware, auth=auth)],
-        exception_handlers=auth.exception_handlers,
-    )
-
-    required = Depends(auth.require_principal)
-
-    @app.get("/me")
-    async def me(principal: Principal = required) -> dict[str, str]:
-        return {"user": principal.user_id, "session": principal.session_id}
-
-    return app, store
-
-
 admin = admin_fixture()
-
-
-Get = Callable[[dict[str, str]], tuple[int, dict[str, str], Any, dict[str, str]]]
-
-
-@contextlib.contextmanager
-def framework(name: str, url: str, keyring: Keyring) -> Iterator[Get]:
-    """GET /me through ``name``'s test client: (status, headers, JSON, cookies set)."""
-    if name == "fastapi":
-        from starlette.testclient import TestClient
-
-        app, _ = fastapi_app(url, keyring)
-        with TestClient(app, base_url=BASE) as client:
-            yield _getter(lambda h: client.get("/me", headers=h))
-    elif name == "flask":
-        from flask import Flask, jsonify
-
-        from sessionstore.integrations.flask import SessionAuth
-
-        with SessionStore.from_url(url, keyring=keyring, config=config()) as store:
-            app = Flask(__name__)
-            auth = SessionAuth(app, store=store)
-
-            @app.get("/me")
-            @auth.required
-            def me() -> Any:
-                principal = auth.principal
-                assert principal is not None
-                return jsonify(user=principal.user_id, session=principal.session_id)
-
-            flask_client = app.test_client()
-
-            def flask_get(h: dict[str, str]) -> Any:
-                cookie = h.pop("Cookie", None)  # the test client's jar sends cookies
-                if cookie is not None:
-                    name, _, value = cookie.partition("=")
-                    flask_client.set_cookie(name, value, domain="testserver")
-                return flask_client.get("/me", headers=h, base_url=BASE)
-
-            yield _getter(flask_get)
-    else:
-        from litestar import Litestar, Request, get
-        from litestar.testing import TestClient as LitestarClient
-
-        from sessionstore.integrations.litestar import SessionAuth as LitestarAuth
-
-        astore = AsyncSessionStore.from_url(url, keyring=keyring, config=config())
-        lauth = LitestarAuth(astore)
-
-        @get("/me", guards=[lauth.require_principal])
-        async def lme(request: Request[Principal, Any, Any]) -> dict[str, str]:
-            return {"user": request.user.user_id, "session": request.user.session_id}
-
-        app = Litestar([lme], on_app_init=[lauth.on_app_init], on_shutdown=[astore.close])
-        with LitestarClient(app, base_url="https://testserver.local") as lclient:
-            yield _getter(lambda h: lclient.get("/me", headers=h))
-
-
-def _getter(get: Callable[[dict[str, str]], Any]) -> Get:
-    def run(headers: dict[str, str]) -> Any:
-        r = get(headers)
-        raw = r.headers
-        lines = (
-            raw.get_list("set-cookie") if hasattr(raw, "get_list") else raw.getlist("Set-Cookie")
-        )
-        made = {ln.split("=", 1)[0]: ln.split("=", 1)[1].split(";", 1)[0] for ln in lines}
-        body = r.json() if callable(r.json) else r.json
-        return r.status_code, {k.lower(): v for k, v in raw.items()}, body, made
-
-    return run
 
 
 @pytest.mark.parametrize("name", ["fastapi", "flask", "litestar"])
@@ -153,7 +57,7 @@ def test_a_bearer_legacy_token_gets_its_pair_in_the_headers(
     name: str, url: str, keyring: Keyring, admin: SessionStore
 ) -> None:
     token = legacy_token("alice")
-    with framework(name, url, keyring) as get:
+    with web_client(name, url, keyring, config()) as get:
         status, headers, body, _ = get({"Authorization": f"Bearer {token}"})
         assert status == 200 and body["user"] == "alice"
         access, refresh = headers[ACCESS_HEADER.lower()], headers[REFRESH_HEADER.lower()]
@@ -175,7 +79,7 @@ def test_a_cookie_legacy_token_gets_the_login_cookies(
     name: str, url: str, keyring: Keyring, admin: SessionStore
 ) -> None:
     token = legacy_token("bob")
-    with framework(name, url, keyring) as get:
+    with web_client(name, url, keyring, config()) as get:
         status, headers, body, cookies = get({"Cookie": f"ss_access={token}"})
         assert status == 200 and body["user"] == "bob"
         assert {"ss_access", "ss_refresh", "ss_csrf"} <= set(cookies)
@@ -215,7 +119,7 @@ async def test_every_active_user_moves_on_their_first_page_load(
     """N users on legacy tokens, page loads of 3 parallel API calls, 20 users at a time:
     the requests it takes until every user holds a sessionstore pair."""
     users, per_page, batch = 200, 3, 20
-    app, store = fastapi_app(url, keyring)
+    app, store = fastapi_app(url, keyring, config())
     held: dict[str, str] = {}  # user -> the access token the client now sends
     tokens = {f"user-{n}": legacy_token(f"user-{n}") for n in range(users)}
     requests = 0

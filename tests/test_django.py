@@ -300,3 +300,40 @@ def test_rotate_tokens_moves_the_session_and_its_cookies(alice: Any) -> None:
     moved = Client().post("/rotate", headers=bearer(pair.access_token))
     assert moved.status_code == 200 and moved.json()["session_id"] != pair.session_id
     assert Client().post("/rotate").status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/api/session", "/session"])
+def test_which_credentials_speak(path: str, alice: Any) -> None:
+    """The Bearer header wins over the cookie; another scheme leaves the cookie to speak;
+    a malformed Bearer header is a 400 even beside a good cookie."""
+    store = conf.get_store()
+    header = store.login(str(alice.pk), device=_device())
+    cookie = store.login(str(alice.pk), device=_device())
+    client = Client()
+    client.cookies["ss_access"] = cookie.access_token
+    both = client.get(path, headers=bearer(header.access_token))
+    assert both.status_code == 200 and both.json()["session"] == header.session_id
+    basic = client.get(path, headers={"Authorization": "Basic dXNlcjpwYXNz"})
+    assert basic.status_code == 200 and basic.json()["session"] == cookie.session_id
+    malformed = client.get(path, headers={"Authorization": "Bearer a b"})
+    assert malformed.status_code == 400 and malformed.json()["reason"] == "malformed"
+
+
+@pytest.mark.parametrize("path", ["/api/session", "/session"])
+def test_device_binding_gets_the_request_ip_and_user_agent(
+    path: str, alice: Any, url: str, keyring: Keyring
+) -> None:
+    from sessionstore import Device
+
+    with override_settings(SESSIONSTORE=options(url, keyring, device_binding="enforce")):
+        device = Device(id="laptop", ip="10.0.0.8", user_agent="Mozilla/5.0 (X11; Linux x86_64)")
+        pair = conf.get_store().login(str(alice.pk), device=device)
+        client = Client(HTTP_USER_AGENT=device.user_agent)
+        near = client.get(path, headers=bearer(pair.access_token), REMOTE_ADDR="10.0.0.99")
+        far = client.get(path, headers=bearer(pair.access_token), REMOTE_ADDR="192.0.2.1")
+        other = Client(HTTP_USER_AGENT="curl/8.0").get(
+            path, headers=bearer(pair.access_token), REMOTE_ADDR="10.0.0.8"
+        )
+    assert near.status_code == 200  # the same /24, the same browser
+    assert far.status_code == 401 and far.json()["reason"] == "device"
+    assert other.status_code == 401 and other.json()["reason"] == "device"

@@ -7,6 +7,7 @@ own (valkey preferred, else redis-server), started per module and stopped by its
 from __future__ import annotations
 
 import contextlib
+import secrets
 import signal
 import subprocess
 import time
@@ -18,18 +19,24 @@ import pytest
 import redis
 
 from conftest import needed
-from sessionstore import Keyring, SessionStore
+from sessionstore import AsyncSessionStore, Config, Keyring, Principal, SessionStore
 from sessionstore.testing import LocalServer, local_binary
 
 __all__ = [
+    "BASE",
     "LAPTOP_UA",
     "PHONE_UA",
+    "Get",
     "admin_fixture",
+    "fastapi_app",
     "flushed",
     "gunicorn_master",
     "private_server",
     "server_fixtures",
+    "web_client",
 ]
+
+BASE = "https://testserver"  # Secure cookies travel over https only, even in a test client
 
 # The demo suites' two devices (HTTP client and real browser alike).
 LAPTOP_UA = (
@@ -114,3 +121,97 @@ def gunicorn_master(
             except subprocess.TimeoutExpired:
                 master.kill()
                 master.wait(timeout=5)
+
+
+def fastapi_app(url: str, keyring: Keyring, config: Config) -> tuple[Any, AsyncSessionStore]:
+    """A FastAPI app behind the middleware, whose GET /me names the principal; its store."""
+    from fastapi import Depends, FastAPI
+    from starlette.middleware import Middleware
+
+    from sessionstore.integrations.starlette import SessionAuth, SessionAuthMiddleware
+
+    store = AsyncSessionStore.from_url(url, keyring=keyring, config=config)
+    auth = SessionAuth(store, csrf_secret=secrets.token_bytes(32))
+    app = FastAPI(
+        middleware=[Middleware(SessionAuthMiddleware, auth=auth)],
+        exception_handlers=auth.exception_handlers,
+    )
+
+    required = Depends(auth.require_principal)
+
+    @app.get("/me")
+    async def me(principal: Principal = required) -> dict[str, str]:
+        return {"user": principal.user_id, "session": principal.session_id}
+
+    return app, store
+
+
+Get = Callable[[dict[str, str]], tuple[int, dict[str, str], Any, dict[str, str]]]
+
+
+@contextlib.contextmanager
+def web_client(name: str, url: str, keyring: Keyring, config: Config) -> Iterator[Get]:
+    """GET /me through ``name``'s test client (fastapi, flask or litestar): (status,
+    headers, JSON, cookies set). /me answers the principal's user and session."""
+    if name == "fastapi":
+        from starlette.testclient import TestClient
+
+        app, _ = fastapi_app(url, keyring, config)
+        with TestClient(app, base_url=BASE) as client:
+            yield _getter(lambda h: client.get("/me", headers=h))
+    elif name == "flask":
+        from flask import Flask, jsonify
+
+        from sessionstore.integrations.flask import SessionAuth
+
+        with SessionStore.from_url(url, keyring=keyring, config=config) as store:
+            app = Flask(__name__)
+            auth = SessionAuth(app, store=store)
+
+            @app.get("/me")
+            @auth.required
+            def me() -> Any:
+                principal = auth.principal
+                assert principal is not None
+                return jsonify(user=principal.user_id, session=principal.session_id)
+
+            flask_client = app.test_client()
+
+            def flask_get(h: dict[str, str]) -> Any:
+                cookie = h.pop("Cookie", None)  # the test client's jar sends cookies
+                if cookie is not None:
+                    name, _, value = cookie.partition("=")
+                    flask_client.set_cookie(name, value, domain="testserver")
+                return flask_client.get("/me", headers=h, base_url=BASE)
+
+            yield _getter(flask_get)
+    else:
+        from litestar import Litestar, Request, get
+        from litestar.testing import TestClient as LitestarClient
+
+        from sessionstore.integrations.litestar import SessionAuth as LitestarAuth
+
+        astore = AsyncSessionStore.from_url(url, keyring=keyring, config=config)
+        lauth = LitestarAuth(astore)
+
+        @get("/me", guards=[lauth.require_principal])
+        async def lme(request: Request[Principal, Any, Any]) -> dict[str, str]:
+            return {"user": request.user.user_id, "session": request.user.session_id}
+
+        app = Litestar([lme], on_app_init=[lauth.on_app_init], on_shutdown=[astore.close])
+        with LitestarClient(app, base_url="https://testserver.local") as lclient:
+            yield _getter(lambda h: lclient.get("/me", headers=h))
+
+
+def _getter(get: Callable[[dict[str, str]], Any]) -> Get:
+    def run(headers: dict[str, str]) -> Any:
+        r = get(headers)
+        raw = r.headers
+        lines = (
+            raw.get_list("set-cookie") if hasattr(raw, "get_list") else raw.getlist("Set-Cookie")
+        )
+        made = {ln.split("=", 1)[0]: ln.split("=", 1)[1].split(";", 1)[0] for ln in lines}
+        body = r.json() if callable(r.json) else r.json
+        return r.status_code, {k.lower(): v for k, v in raw.items()}, body, made
+
+    return run

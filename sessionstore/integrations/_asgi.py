@@ -58,7 +58,7 @@ async def authenticate(
     http: HttpAuth,
     *,
     authorization: str | None,
-    cookie: str | None,
+    cookie: str | Callable[[], str | None] | None,
     ip: str | None,
     user_agent: str | None,
 ) -> AuthState:
@@ -182,13 +182,14 @@ class AsgiAuth(CookieMethods[R], Generic[C, R]):
     async def authenticate(self, conn: C) -> AuthState:
         """Validate the request's token (if any) with its client IP and User-Agent."""
         c: Any = conn
+        facts = self.http.client_facts  # else validation does not read them
         return await authenticate(
             self.store,
             self.http,
             authorization=c.headers.get("authorization"),
-            cookie=c.cookies.get(self.cookies.access),
-            ip=c.client.host if c.client else None,
-            user_agent=c.headers.get("user-agent"),
+            cookie=lambda: c.cookies.get(self.cookies.access),
+            ip=c.client.host if facts and c.client else None,
+            user_agent=c.headers.get("user-agent") if facts else None,
         )
 
     def state(self, conn: C) -> AuthState | None:

@@ -13,7 +13,7 @@ import re
 import secrets
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import parse_qs
@@ -253,11 +253,21 @@ class HttpAuth:
         # A per-process secret breaks forms across processes: pass one shared secret there.
         self._csrf_key = csrf_secret if csrf_secret is not None else secrets.token_bytes(32)
         self.origins = OriginPolicy(allowed_origins)
+        # Validation reads the client's IP and User-Agent only to check a device binding or
+        # to record the device of an adopted legacy token: otherwise the integrations skip
+        # looking them up (a framework's request attributes cost more than the validation).
+        self.client_facts = config.device_binding != "off" or config.legacy_tokens is not None
 
     # -- credentials and refusals -------------------------------------------------------
 
-    def credentials(self, authorization: str | None, cookie: str | None) -> Credentials | None:
-        """The request's access token: the Bearer header wins over the cookie."""
+    def credentials(
+        self, authorization: str | None, cookie: str | Callable[[], str | None] | None
+    ) -> Credentials | None:
+        """The request's access token: the Bearer header wins over the cookie.
+
+        ``cookie`` may be a function returning it, called only when there is no Bearer
+        token: parsing a request's cookies costs more than the rest of a cached validation.
+        """
         try:
             token = bearer_token(authorization)
         except Refused as refused:
@@ -267,6 +277,8 @@ class HttpAuth:
             ) from None
         if token is not None:
             return Credentials(token, from_cookie=False)
+        if callable(cookie):
+            cookie = cookie()
         if cookie:
             return Credentials(cookie, from_cookie=True)
         return None

@@ -88,7 +88,8 @@ class SessionAuth(_http.CookieMethods[Response]):
         """Register the ``before_request`` hook on ``app``."""
         app.extensions["sessionstore"] = self
         app.before_request(self._before_request)
-        app.after_request(self._after_request)
+        if self.store.config.legacy_tokens is not None:  # the only use of the hook
+            app.after_request(self._after_request)
         if StoreUnavailable not in app.error_handler_spec.get(None, {}).get(None, {}):
             app.register_error_handler(StoreUnavailable, self._unavailable)
 
@@ -111,16 +112,18 @@ class SessionAuth(_http.CookieMethods[Response]):
         """Validate the current request's token (if any) with its client IP and User-Agent."""
         try:
             found = self.http.credentials(
-                request.headers.get("Authorization"), request.cookies.get(self.cookies.access)
+                request.headers.get("Authorization"),
+                lambda: request.cookies.get(self.cookies.access),
             )
         except Refused as refused:
             return AuthState(refusal=refused.reply)
         if found is None:
             return AuthState()
+        ip = user_agent = None
+        if self.http.client_facts:
+            ip, user_agent = request.remote_addr, request.headers.get("User-Agent")
         try:
-            principal = self.store.validate(
-                found.token, ip=request.remote_addr, user_agent=request.headers.get("User-Agent")
-            )
+            principal = self.store.validate(found.token, ip=ip, user_agent=user_agent)
         except (InvalidToken, InvalidInput, StoreUnavailable) as err:
             return AuthState(refusal=self.http.refusal(err), from_cookie=found.from_cookie)
         return AuthState(principal=principal, from_cookie=found.from_cookie)

@@ -10,6 +10,8 @@ from sessionstore.integrations.django.urls import jwks_path
 
 urlpatterns = [
     path("me", views.me),
+    path("session", views.session),
+    path("api/session", views.ApiSession.as_view()),
     path("ame", views.ame),
     path("transfer", views.transfer),
     path("recent", views.recent),

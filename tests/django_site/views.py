@@ -30,6 +30,16 @@ def me(request: HttpRequest) -> HttpResponse:
 
 
 @principal_required
+def session(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"session": request.principal.session_id})  # type: ignore[attr-defined]
+
+
+class ApiSession(APIView):
+    def get(self, request: Request) -> Response:
+        return Response({"session": _principal(request).session_id})
+
+
+@principal_required
 async def ame(request: HttpRequest) -> HttpResponse:
     user = await request.auser()
     return JsonResponse(_principal_body(request) | {"username": user.get_username()})

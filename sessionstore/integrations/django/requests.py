@@ -87,11 +87,17 @@ class _Step:
         http = conf.get_http()
         try:
             self.found = http.credentials(
-                request.headers.get("Authorization"), request.COOKIES.get(http.cookies.access)
+                request.META.get("HTTP_AUTHORIZATION"),  # not request.headers: built per request
+                lambda: request.COOKIES.get(http.cookies.access),
             )
         except Refused as refused:
             self.state = AuthState(refusal=refused.reply)
-        self.binding = {"ip": client_ip(request), "user_agent": request.headers.get("User-Agent")}
+        self.binding: dict[str, str | None] = {}
+        if http.client_facts:  # else validation does not read them
+            self.binding = {
+                "ip": client_ip(request),
+                "user_agent": request.META.get("HTTP_USER_AGENT"),
+            }
 
     @property
     def token(self) -> str | None:
