@@ -28,46 +28,36 @@ def pairs(admin: SessionStore) -> tuple[Any, Any]:
     return admin.login("header-user", device=device), admin.login("cookie-user", device=device)
 
 
+# (what the request carries, the status, whose session answers or the refusal's reason)
+CASES = {
+    "the Bearer header wins over the cookie": ("bearer", "cookie", 200, "header-user"),
+    "another scheme leaves the cookie to speak": ("basic", "cookie", 200, "cookie-user"),
+    "another scheme alone is no credential": ("basic", None, 401, "missing"),
+    "a malformed Bearer header is refused beside a good cookie": (
+        "bad",
+        "cookie",
+        400,
+        "malformed",
+    ),
+}
+SCHEMES = {"basic": "Basic dXNlcjpwYXNz", "bad": "Bearer not one token"}
+
+
+@pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("name", FRAMEWORKS)
-def test_the_bearer_header_wins_over_the_cookie(
-    name: str, url: str, keyring: Keyring, admin: SessionStore
+def test_which_credentials_speak(
+    name: str, case: str, url: str, keyring: Keyring, admin: SessionStore
 ) -> None:
+    scheme, cookie_of, status, answer = CASES[case]
     header, cookie = pairs(admin)
-    with web_client(name, url, keyring, CONFIG) as get:
-        status, _, body, _ = get(
-            {
-                "Authorization": f"Bearer {header.access_token}",
-                "Cookie": f"ss_access={cookie.access_token}",
-            }
-        )
-    assert status == 200
-    assert body == {"user": "header-user", "session": header.session_id}
-
-
-@pytest.mark.parametrize("name", FRAMEWORKS)
-def test_another_scheme_leaves_the_cookie_to_speak(
-    name: str, url: str, keyring: Keyring, admin: SessionStore
-) -> None:
-    _, cookie = pairs(admin)
-    with web_client(name, url, keyring, CONFIG) as get:
-        status, _, body, _ = get(
-            {"Authorization": "Basic dXNlcjpwYXNz", "Cookie": f"ss_access={cookie.access_token}"}
-        )
-    assert status == 200
-    assert body == {"user": "cookie-user", "session": cookie.session_id}
-    with web_client(name, url, keyring, CONFIG) as get:  # a fresh cookie jar
-        status, _, body, _ = get({"Authorization": "Basic dXNlcjpwYXNz"})
-    assert status == 401 and body["reason"] == "missing"
-
-
-@pytest.mark.parametrize("name", FRAMEWORKS)
-def test_a_malformed_bearer_header_is_refused_beside_a_good_cookie(
-    name: str, url: str, keyring: Keyring, admin: SessionStore
-) -> None:
-    _, cookie = pairs(admin)
-    with web_client(name, url, keyring, CONFIG) as get:
-        status, _, body, _ = get(
-            {"Authorization": "Bearer not one token", "Cookie": f"ss_access={cookie.access_token}"}
-        )
-    assert status == 400
-    assert body["reason"] == "malformed"
+    sent = {"Authorization": SCHEMES.get(scheme, f"Bearer {header.access_token}")}
+    if cookie_of is not None:
+        sent["Cookie"] = f"ss_access={cookie.access_token}"
+    with web_client(name, url, keyring, CONFIG) as get:  # a fresh cookie jar each time
+        got, _, body, _ = get(sent)
+    assert got == status
+    if status == 200:
+        session = header if answer == "header-user" else cookie
+        assert body == {"user": answer, "session": session.session_id}
+    else:
+        assert body["reason"] == answer
