@@ -33,9 +33,6 @@ from sessionstore.tokens import Keyring
 __all__ = ["StoreBase"]
 
 S = TypeVar("S", bound="StoreBase")
-# How long after Redis last confirmed a near-cache entry it may still be served (seconds;
-# ``Config.touch_interval`` if longer): a backstop, the pushes are what keep entries true.
-NEAR_MAX_AGE = 600.0
 T = TypeVar("T")
 
 
@@ -86,16 +83,12 @@ class StoreBase:
     def _follow(self, topology: Topology) -> None:
         """Take the process-wide listeners of ``topology`` and serve from their near cache."""
         cfg = self._engine.config
-        # An entry in use is confirmed at each slide; one unused for a while is served at
-        # most this long after Redis last confirmed it (its use then sends a slide).
-        max_age = max(cfg.touch_interval, NEAR_MAX_AGE)
         listener = self._listener = follow.acquire(
-            topology, cfg.namespace, cfg.near_cache_size, max_age
+            topology, cfg.namespace, cfg.near_cache_size, cfg.touch_interval
         )
         listener.subscribe(self._engine.published, self._engine.breaker.expedite, self._primary)
         if self._cached:
-            reader = reader_of(self._client)
-            self._engine.attach(listener.cache, listener.fresh, reader, listener.slide)
+            self._engine.attach(listener.cache, listener.fresh, reader_of(self._client))
 
     def _watchers(self) -> Watchers | None:
         """Where live connections watch their sessions: this process' followers of the

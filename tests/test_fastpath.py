@@ -311,13 +311,10 @@ async def test_a_due_touch_or_a_gone_session_runs_the_check_script(
 async def test_a_session_due_a_touch_when_last_read_slides_in_one_round_trip(
     make_store: StoreFactory, redis_client: redis.Redis
 ) -> None:
-    # A user back after the touch interval (10,000 users, one request every 2 minutes)
-    # whose session is not in the near cache (here: it is off; with it, a cached session
-    # slides behind the answer, see test_slides.py): the check script alone reads and
-    # slides; an HMGET first would find the touch due and cost a second round trip on every
-    # such request. (No marker check in the counts.)
-    config = Config(idle_ttl=30, touch_interval=2, marker_interval=3600, near_cache_size=0)
-    store = make_store(config=config)
+    # A user back after the touch interval (10,000 users, one request every 2 minutes):
+    # the check script alone reads and slides; an HMGET first would find the touch due and
+    # cost a second round trip on every such request. (No marker check in the counts.)
+    store = make_store(config=Config(idle_ttl=30, touch_interval=2, marker_interval=3600))
     pair = await store.login("user-1", device=PHONE)
     for _ in range(2):  # seen twice: its token is cached, with when its session is due
         await store.validate(pair.access_token)

@@ -21,7 +21,7 @@ from sessionstore._engine.fallback import Breaker
 from sessionstore._engine.feed import Feed, fed
 from sessionstore._engine.schema import GENERATION, KEY_ID, Reply
 from sessionstore._engine.sessions import Sessions, checked_ttl, is_new_device
-from sessionstore._engine.validation import Slide, TouchRule, Verified
+from sessionstore._engine.validation import TouchRule, Verified
 from sessionstore._nearcache.cache import NearCache, TokenCache
 from sessionstore.errors import InvalidInput, InvalidToken, RefreshReuseDetected
 from sessionstore.keys import (
@@ -74,7 +74,6 @@ class Engine(Sessions):
         self.touch_rule = TouchRule(config)
         self.keys_memo: dict[str, UserKeys] = {}
         self.reader: Callable[[str], tuple[str, int]] | None = None
-        self.slide: Slide | None = None
         self.legacy = config.legacy_tokens
 
     def attach(
@@ -82,18 +81,15 @@ class Engine(Sessions):
         near: NearCache,
         fresh: Callable[[], bool],
         reader: Callable[[str], tuple[str, int]] | None = None,
-        slide: Slide | None = None,
     ) -> None:
         """Serve hot validations from ``near`` when ``fresh()`` has applied every push of
         Redis that reached the process (and says so); ``reader(key)`` names the node a key
-        is read from (a cluster), see ``NearCache``; ``slide`` sends a due touch of a
-        cached session behind the answer (see ``validation.Host``)."""
-        self.near, self.fresh, self.reader, self.slide = near, fresh, reader, slide
+        is read from (a cluster), see ``NearCache``."""
+        self.near, self.fresh, self.reader = near, fresh, reader
 
     def forked(self) -> None:
         """In a forked child: every lock anew (a parent thread may have held one)."""
         super().forked()
-        self.slide = None  # the parent's connections
         self.breaker.forked()
         self.marker.forked()
         if self.tokens is not None:

@@ -9,7 +9,6 @@ validation reads and calls of it (``sessionstore._engine.engine.Engine`` is one)
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -43,7 +42,6 @@ __all__ = [
     "READ_FIELDS",
     "Check",
     "Host",
-    "Slide",
     "TouchRule",
     "Verified",
     "principal_of",
@@ -56,12 +54,6 @@ READ_FIELDS = ROW_FIELDS
 # The check script's "never touch" (``_script`` takes µs): it only says how a session is gone.
 _GONE_US = NEVER_TOUCH_MS * 1000
 _KEYS_MEMO = 4096
-
-
-Slide = Callable[[tuple[str, int] | None, str, tuple[str, ...], Callable[[Any], bool]], bool]
-"""slide(node, key, command words, done): send the command on the invalidation connection of
-``key``'s server (``node`` in a cluster) without waiting; ``done(reply)`` gets its reply in
-order with that connection's pushes. False when it cannot be sent now."""
 
 
 class TouchRule:
@@ -88,7 +80,6 @@ class Host(Protocol):
     near: NearCache | None  # sessions, fed by Redis' invalidation pushes
     fresh: Callable[[], bool]  # every push that reached the process is applied
     reader: Callable[[str], tuple[str, int]] | None  # the node a key is read from
-    slide: Slide | None  # a due touch of a cached session, behind the answer (``_slide``)
     binding: bool  # Config.device_binding is not "off"
     touch_rule: TouchRule
     keys_memo: dict[str, UserKeys]  # user id -> its keys, bounded by clearing
@@ -146,11 +137,8 @@ def validate(
     if near is not None and near.get(verified.key, mono) is not None and engine.fresh():
         # A hit, and every push that has arrived is applied: look again. Not fresh
         # (the listener thread kept the connection past a short wait): Redis answers.
-        cached = near.get(verified.key, time.monotonic())
-        # Due a touch: served only while a slide is on its way (``_slide``), else Redis
-        # reads and slides it now (the touching check below).
-        if cached is not None and (cached[1] > now or _slide(engine, verified)):
-            session = cached[0]
+        session = near.get(verified.key, time.monotonic())
+        if session is not None:
             if engine.binding:
                 _bind(engine, claims, session, ip, user_agent)
             memo = verified.memo
@@ -167,49 +155,6 @@ def validate(
     # A token seen for the first time stays out of both caches (see TokenCache.admit):
     # its session is cached from the second sighting on.
     return Check(engine, verified, near if verified.repeat else None, ip, user_agent)
-
-
-def _slide(engine: Host, verified: Verified) -> bool:
-    """Slide a cached session due a touch behind the answer: the check script goes out on
-    the invalidation connection of its server, and its reply, read in order with that
-    connection's pushes, replaces the entry (a slid session) or drops it (anything else).
-    Tracking is NOLOOP, so the slide's own write does not push the entry out; a change
-    made after it is pushed after its reply. False when it cannot be sent now."""
-    slide = engine.slide
-    if slide is None:
-        return False
-    reader = engine.reader
-    node = None if reader is None else reader(verified.key)
-    claims = verified.claims
-    interval_ms = str(engine.touch_rule.us // 1000)  # the script halves long idle ttls itself
-    words = ("EVALSHA", _CHECK.sha, "2", *verified.keys, claims.session_id, interval_ms)
-    return slide(node, verified.key, words, functools.partial(_slid, engine, verified, node))
-
-
-def _slid(engine: Host, verified: Verified, node: tuple[str, int] | None, reply: Any) -> bool:
-    """A slide's reply (the check script's fields) or its read's (``HGETALL``, a map), see
-    ``_slide``: a live session replaces the entry (True); anything else (gone, a refused
-    touch, an error) drops it, and Redis answers the next validation."""
-    near, key = engine.near, verified.key
-    if near is None:
-        return False
-    fields: Mapping[bytes, bytes] | None = None
-    if isinstance(reply, dict):
-        fields = reply
-    elif isinstance(reply, list):
-        flat, refused = codec.untouched(reply)
-        fields = codec.parse_fields(flat) if refused is None else None
-    if not fields or SEEN not in fields or IDLE_TTL not in fields:
-        near.drop(key)
-        return False
-    claims = verified.claims
-    session = codec.parse_session(claims.user_id, claims.session_id, fields)
-    due = codec.touch_due_us(fields[SEEN], fields[IDLE_TTL], engine.touch_rule.us) / 1e6
-    if verified.due >= 0.0:
-        verified.due = due
-    now, mono = time.time(), time.monotonic()
-    until = mono + min(session.idle_expires_at, session.absolute_expires_at) - now
-    return near.put(key, (session, due), near.begin(), mono, until, node)
 
 
 def _verified(engine: Host, access_token: object, now: float) -> Verified:
@@ -353,11 +298,10 @@ class Check(Call[Principal]):
         near = self.near
         if near is not None:
             now, mono = time.time(), time.monotonic()
-            deadline = min(session.idle_expires_at, session.absolute_expires_at)
+            deadline = min(session.idle_expires_at, session.absolute_expires_at, self.due)
             reader = engine.reader
             node = None if reader is None else reader(verified.key)
-            entry = (session, self.due)  # served past ``due`` only with a slide on its way
-            near.put(verified.key, entry, self.ticket, mono, mono + deadline - now, node)
+            near.put(verified.key, session, self.ticket, mono, mono + deadline - now, node)
         return principal_of(claims, session=session)
 
     def checked(self, reply: Any) -> Principal:

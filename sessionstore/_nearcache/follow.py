@@ -32,7 +32,6 @@ import select
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any
 
 import hiredis
 
@@ -72,7 +71,6 @@ class Followers:
         self._listeners: dict[Address, Listener] = {}  # the watcher thread's own
         self._followed: tuple[Address, ...] = ()
         self._fresh: tuple[Callable[[], bool], ...] = ()
-        self._sliders: dict[Address, Listener] = {}  # a copy for other threads (``slide``)
         self._on_revoked: list[Callable[[str, list[str]], None]] = []
         self._on_up: list[Callable[[], None]] = []
         self._on_switch: list[Callable[[Address], None]] = []
@@ -119,21 +117,6 @@ class Followers:
                 return False
         return True
 
-    def slide(
-        self, node: Address | None, key: str, words: tuple[str, ...], done: Callable[[Any], bool]
-    ) -> bool:
-        """Send a slide of ``key`` on the connection to its server (``node``: the cluster
-        node it is read from; None: the only server), see ``Listener.slide``. False when
-        there is no such connection or it cannot take the slide now."""
-        sliders = self._sliders
-        if node is not None:
-            listener = sliders.get(node)
-        elif len(sliders) == 1:
-            listener = next(iter(sliders.values()))
-        else:
-            listener = None
-        return listener is not None and listener.slide(key, words, done)
-
     @property
     def servers(self) -> list[Address]:
         """The servers followed now."""
@@ -162,7 +145,7 @@ class Followers:
         threads did not survive the fork; its connections go on serving the parent.
         """
         listeners, self._listeners = self._listeners, {}
-        self._fresh, self._followed, self._sliders = (), (), {}
+        self._fresh, self._followed = (), ()
         self._on_revoked, self._on_up, self._on_switch = [], [], []
         self._worker.abandon()
         self.watchers.abandon()
@@ -209,7 +192,6 @@ class Followers:
             current.pop(address).stop()
         self._fresh = tuple(listener.fresh for listener in current.values())
         self._followed = tuple(sorted(current))
-        self._sliders = dict(current)
 
     def _watch(self) -> None:
         warned = False

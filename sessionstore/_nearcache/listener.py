@@ -31,16 +31,6 @@ never served later than the trust window (1 s) after such an operation, and usua
 one heartbeat after it. A push naming the watch key flushes the whole cache, so a
 restore run as ``MULTI, DEL <watch key>, SWAPDB 0 1, EXEC`` is seen as fast as a
 revocation (BCAST pushes leave after the transaction, and the key exists in the live db).
-
-Slides behind (``slide``): a validation served from the cache when its session is due a
-touch sends the check script on this connection (never waiting for it) and answers at
-once. Replies and pushes arrive here in the server's order, so an entry taken from a reply
-read here is dropped by any push for a change made after it. The slide's own write is
-pushed after its reply (BCAST pushes leave once the event-loop iteration is over, merged
-with every other change of that iteration, ``NOLOOP`` or not: a script's writes are its
-Lua client's), so that push drops the slid entry; it then sends ``HGETALL`` of the key,
-whose reply (every change pushed so far included) is the entry again. A reply that is not
-a live session drops the entry.
 """
 
 from __future__ import annotations
@@ -81,25 +71,6 @@ _FRESH_FOR = 0.00001
 
 
 _HEARTBEAT = command("HELLO", "3")
-# The kinds of the pushes this connection gets; any other message is a reply (a slide's
-# reply is a list of hash fields, which are never one of these words).
-_PUSHES = frozenset((b"invalidate", b"message", b"subscribe", b"unsubscribe"))
-
-
-Done = Callable[[Any], bool]
-"""done(reply): apply a slide's (or its read's) reply to the cache; True if it stored it."""
-# At most this many slid keys wait for their own push (then a read): a bound, not a limit
-# anyone should meet (one per session slid in the last few hundred microseconds).
-_REREADS = 4096
-
-
-class _Slide:
-    """A slide (or the read after its push) sent on the connection, for its reply."""
-
-    __slots__ = ("done", "key", "read")
-
-    def __init__(self, key: str, done: Done, *, read: bool = False) -> None:
-        self.key, self.done, self.read = key, done, read
 
 
 def _is_primary(reply: Any) -> bool:
@@ -135,9 +106,7 @@ class Listener:
         self._watch = watch
         self._watch_key = db_watch_key(namespace)
         self._repair = False
-        self._pending: deque[float | _Slide | None] = deque()
-        self._sliding: set[str] = set()  # the keys of the slides sent, not yet answered
-        self._reread: dict[str, Done] = {}  # slid keys whose own push is still to come
+        self._pending: deque[float | None] = deque()
         self._armed_at = 0.0  # when the last handshake was sent: the link is up as of then
         self._poll: Callable[[int], list[tuple[int, int]]] | None = None
         self._polled = 0.0  # time.perf_counter() of the last poll that left nothing unread
@@ -174,9 +143,6 @@ class Listener:
         """
         self._worker.abandon()
         self._io = threading.Lock()
-        self._pending.clear()
-        self._sliding.clear()
-        self._reread.clear()
         sock, self._sock, self._poll = self._sock, None, None
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -211,48 +177,6 @@ class Listener:
             return False
         finally:
             self._io.release()
-
-    def slide(self, key: str, words: tuple[str, ...], done: Done) -> bool:
-        """Send the command ``words`` (the check script on ``key``) without waiting for
-        its reply, which ``done`` gets in order with the pushes (see the module). True when
-        it is on its way (or one for ``key`` already is); False when it cannot be sent now
-        without waiting: no connection, TLS, the thread holds it, the socket is full."""
-        if not self._io.acquire(blocking=False) and not self._io.acquire(timeout=_WAIT):
-            return False
-        try:
-            if key in self._sliding:
-                return True
-            if not self._link.alive or not self._send(command(*words)):
-                return False
-            self._sliding.add(key)
-            self._pending.append(_Slide(key, done))
-            return True
-        finally:
-            self._io.release()
-
-    def _send(self, payload: bytes) -> bool:
-        """Write ``payload`` without waiting (under ``_io``); False if it cannot be now."""
-        sock = self._sock
-        if sock is None or isinstance(sock, ssl.SSLSocket):
-            return False
-        try:
-            sent = sock.send(payload, socket.MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError:
-            self._close()
-            return False
-        if sent != len(payload):
-            self._close()  # half a command on the wire: the connection is unusable
-            return False
-        return True
-
-    def _read_again(self, keys: list[str]) -> None:
-        """Slid keys pushed (their own write, perhaps with others'): read each again here."""
-        for key in keys:
-            done = self._reread.pop(key, None)
-            if done is not None and self._send(command("HGETALL", key)):
-                self._pending.append(_Slide(key, done, read=True))
 
     def _connect(self) -> socket.socket:
         sock = resp.open_socket(self._spec, max(1.0, 4 * self._heartbeat))
@@ -291,8 +215,6 @@ class Listener:
         sock.settimeout(None)
         self._reader = reader
         self._pending.clear()
-        self._sliding.clear()
-        self._reread.clear()
         self._repair = False
 
     def _watch_commands(self) -> bytes:
@@ -331,19 +253,6 @@ class Listener:
             return  # nothing asked: confirms nothing
         sent = self._pending.popleft()
         if sent is None:
-            return
-        if isinstance(sent, _Slide):
-            key = sent.key
-            if not sent.read:
-                self._sliding.discard(key)
-            try:
-                stored = sent.done(reply)
-            except Exception as err:  # a reply that could not be read: never serve the entry
-                self.cache.drop(key)
-                logger.debug("sessionstore: a slide's reply could not be applied: %r", err)
-                return
-            if stored and not sent.read and len(self._reread) < _REREADS:
-                self._reread[key] = sent.done  # its own push comes next: read it then
             return
         if isinstance(reply, dict) or (isinstance(reply, list) and reply == [1]):
             if self._link.alive:
@@ -444,12 +353,7 @@ class Listener:
             self._handle(message)
 
     def _handle(self, message: Any) -> None:
-        if (
-            not isinstance(message, list)
-            or not message
-            or not isinstance(message[0], bytes)
-            or message[0] not in _PUSHES
-        ):
+        if not isinstance(message, list) or not message or not isinstance(message[0], bytes):
             self._replied(message)  # pushes are lists that start with their kind
             return
         kind = message[0]
@@ -461,11 +365,6 @@ class Listener:
             # may come with a swap in the same transaction: forget everything at once.
             whole = names is None or self._watch_key in names
             self.cache.invalidate(None if whole else names)
-            if self._reread:
-                if whole:
-                    self._reread.clear()
-                elif names:
-                    self._read_again(names)
         elif kind == b"message" and len(message) == 3:
             words = message[2].decode(errors="replace").split()
             if len(words) >= 2:
@@ -473,10 +372,7 @@ class Listener:
 
     def _close(self) -> None:
         sock, self._sock, self._poll = self._sock, None, None
-        self._link.down()  # drops every entry: the slides' replies are not awaited
-        self._pending.clear()
-        self._sliding.clear()
-        self._reread.clear()
+        self._link.down()
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.close()
