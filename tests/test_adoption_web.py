@@ -50,6 +50,7 @@ def config() -> Config:
 
 
 admin = admin_fixture()
+UA = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0"
 
 
 @pytest.mark.parametrize("name", ["fastapi", "flask", "litestar"])
@@ -58,8 +59,11 @@ def test_a_bearer_legacy_token_gets_its_pair_in_the_headers(
 ) -> None:
     token = legacy_token("alice")
     with web_client(name, url, keyring, config()) as get:
-        status, headers, body, _ = get({"Authorization": f"Bearer {token}"})
+        status, headers, body, _ = get({"Authorization": f"Bearer {token}", "User-Agent": UA})
         assert status == 200 and body["user"] == "alice"
+        # The minted session records the request's browser (device binding is off here).
+        minted = admin.get("alice", body["session"])
+        assert minted is not None and minted.device.user_agent == UA
         access, refresh = headers[ACCESS_HEADER.lower()], headers[REFRESH_HEADER.lower()]
         assert int(headers[EXPIRES_HEADER.lower()]) > 0
         assert "no-store" in headers["cache-control"]

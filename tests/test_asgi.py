@@ -25,7 +25,7 @@ from sessionstore.errors import InvalidToken
 from sessionstore.integrations.starlette import SessionAuth, SessionAuthMiddleware, principal_of
 from sessionstore.testing import LocalServer
 from sessionstore.tokens import issue_access_token
-from web_support import admin_fixture, server_fixtures
+from web_support import LAPTOP_UA, PHONE_UA, admin_fixture, server_fixtures
 
 PHONE = Device(
     id="phone-1",
@@ -176,11 +176,18 @@ def test_device_binding_gets_the_request_ip_and_user_agent(
 ) -> None:
     config = Config(device_binding="enforce")
     pair = admin.login("alice", device=PHONE)
+    # A session with no IP recorded is checked on its browser alone: the request's own
+    # User-Agent must reach validation (a missing one is a mismatch).
+    laptop = admin.login("alice", device=Device(id="laptop", user_agent=LAPTOP_UA))
     with TestClient(make_app(url, keyring, config), base_url=BASE) as client:
         # The test client's address is "testclient", never the session's 10.0.0.7.
         answer = client.get("/me", headers=bearer(pair.access_token))
+        same = client.get("/me", headers=bearer(laptop.access_token) | {"User-Agent": LAPTOP_UA})
+        other = client.get("/me", headers=bearer(laptop.access_token) | {"User-Agent": PHONE_UA})
     assert answer.status_code == 401
     assert "does not match the session's device" in challenge(answer)
+    assert same.status_code == 200
+    assert other.status_code == 401 and other.json()["reason"] == "device"
 
 
 def test_login_cookies_carry_the_safe_flags(url: str, keyring: Keyring) -> None:

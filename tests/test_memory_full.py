@@ -157,6 +157,9 @@ def test_a_store_started_on_a_full_server_still_hears_revocations(
         url = full_server.url.replace("127.0.0.1", "localhost")
         assert url != full_server.url
         channel = revoked_channel(Config().namespace)
+        # The revoker's own listener subscribes in the background too: counted first, so
+        # the count below can only grow by the new store's.
+        assert wait_for(lambda: subscribers(admin, channel) >= 1), "the revoker never subscribed"
         before = subscribers(admin, channel)
         listener = SessionStore.from_url(url, keyring=keyring)
         try:
