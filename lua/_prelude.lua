@@ -1,5 +1,6 @@
 -- Shared names and helpers, prepended to every script by sessionstore/scripts.py (static text,
--- no interpolation). The names below are the wire format: sessionstore/keys.py (key parts)
+-- no interpolation; a script carries every name but only the functions it calls: keep each
+-- top-level definition starting with `local` at the line's start). The names below are the wire format: sessionstore/keys.py (key parts)
 -- and sessionstore/_engine/schema.py (fields, replies) hold the same names and values, and
 -- tests/test_wire.py compares them.
 

@@ -101,6 +101,21 @@ def test_every_script_starts_with_the_names() -> None:
         assert "local CREATED = 'c'" in script.source.split("local function", 1)[0]
 
 
+def test_every_script_carries_the_prelude_functions_it_calls_and_no_other() -> None:
+    prelude = (Path(SCRIPT_SOURCE_DIR) / "_prelude.lua").read_text("utf-8")
+    helpers = set(re.findall(r"^local function (\w+)", prelude, re.MULTILINE))
+    for script in SCRIPTS.values():
+        defined = set(re.findall(r"^local function (\w+)", script.source, re.MULTILINE))
+        code = "\n".join(line.split("--", 1)[0] for line in script.source.splitlines())
+        called = {name for name in helpers if re.search(rf"\b{name}\(", code)}
+        assert called <= defined, f"{script.name} calls {called - defined} undefined"
+        # What is defined there is called there (only by name: a function is never passed).
+        unused = {name for name in defined & helpers if len(re.findall(rf"\b{name}\b", code)) < 2}
+        assert not unused, f"{script.name} carries {unused} it never calls"
+    # The one run on every cold validation carries only what reading and sliding need.
+    assert "local function history_add" not in SCRIPTS["check"].source
+
+
 def test_the_row_holds_each_field_at_its_slot() -> None:
     row = schema.ROW_FIELDS
     assert row[: schema.ROW_META] == (
